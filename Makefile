@@ -1,0 +1,35 @@
+# Two entry points for a fresh machine with only Python 3.11:
+#   make demo   set everything up, run a small RNP-vs-VER grid on the synthetic benchmark, print the table
+#   make test   set everything up and run the test suite (what CI runs)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_RESULTS ?= results/demo
+
+.PHONY: setup demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first and pinned: the CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/ratbench run --methods rnp,ver --datasets synthetic.appearance --seeds 1-3 --preset demo --results-dir $(DEMO_RESULTS)
+	$(BIN)/ratbench table --results-dir $(DEMO_RESULTS)
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/throughput.py
+
+clean:
+	rm -rf $(VENV) build dist

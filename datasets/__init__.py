@@ -1,0 +1,1 @@
+"""Built-in dataset plugins of ratbench (imported as ``ratbench._plugins.datasets``)."""

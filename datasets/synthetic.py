@@ -1,0 +1,714 @@
+"""Synthetic multi-aspect reviews with planted gold rationales (a generated stand-in for BeerAdvocate).
+
+The data is a pure function of ``(config, split)``: nothing is downloaded or cached on disk. The
+same review texts serve every subset; a subset only chooses which aspect's rating is the label
+and which aspect's sentences are the gold rationale, exactly like the five scores of a beer
+review. See :class:`Synthetic` for the generative process and :func:`generate_reviews` for the
+review-level output (all five scores, labels, described polarities and aspect spans), which
+analyses and tests can use directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import math
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from ratbench.data import DataConfig, DatasetAdapter
+from ratbench.errors import RatbenchError
+from ratbench.registry import register_dataset
+from ratbench.types import SPLITS, Example, Split
+
+# --------------------------------------------------------------------------------------------
+# Vocabulary
+# --------------------------------------------------------------------------------------------
+
+ASPECTS: tuple[str, ...] = ("appearance", "aroma", "palate", "taste", "overall")
+"""Every review rates these five aspects (the order of the five beer scores)."""
+ANNOTATED: tuple[str, ...] = ASPECTS[:3]
+"""Aspects that are subsets (labels and gold rationales); taste and overall are extra aspects."""
+
+ASPECT_NOUNS: dict[str, frozenset[str]] = {
+    "appearance": frozenset({"head", "lacing", "color", "clarity", "appearance", "foam", "look", "retention"}),
+    "aroma": frozenset({"smell", "nose", "aroma", "scent", "bouquet"}),
+    "palate": frozenset({"mouthfeel", "body", "carbonation", "texture", "feel", "palate"}),
+    "taste": frozenset({"taste", "flavor", "finish", "aftertaste", "sweetness", "bitterness"}),
+    "overall": frozenset({"overall", "drinkability"}),
+}
+"""Aspect nouns. Every sentence about an aspect contains at least one of its own nouns and none of
+another aspect's; filler sentences contain none at all."""
+
+# Nouns (or noun phrases) that fill the ``{n}`` slot of the aspect templates.
+_NOUN_PHRASES: dict[str, tuple[str, ...]] = {
+    "appearance": ("head", "lacing", "color", "clarity", "appearance", "foam", "look", "head retention"),
+    "aroma": ("smell", "nose", "aroma", "scent", "bouquet"),
+    "palate": ("mouthfeel", "body", "carbonation", "texture", "feel", "palate"),
+    "taste": ("taste", "flavor", "finish", "aftertaste", "sweetness", "bitterness"),
+    "overall": ("overall", "drinkability"),
+}
+
+# Sentiment adjectives shared by all aspects, by polarity (1 = positive) and strength (3 = strong).
+_SHARED: dict[int, dict[int, tuple[str, ...]]] = {
+    1: {
+        3: ("superb", "excellent", "outstanding", "fantastic", "amazing", "wonderful", "phenomenal", "exceptional"),
+        2: ("great", "lovely", "impressive", "terrific", "wonderful"),
+        1: ("good", "nice", "pleasant", "decent", "solid", "fine"),
+    },
+    0: {
+        3: ("awful", "terrible", "horrible", "dreadful", "atrocious", "nasty", "disgusting"),
+        2: ("poor", "bad", "disappointing", "unpleasant", "weak", "lousy"),
+        1: ("mediocre", "bland", "dull", "lackluster", "unremarkable", "boring", "forgettable", "underwhelming"),
+    },
+}
+# Aspect-specific sentiment adjectives (moderate strength).
+_SPECIFIC: dict[str, dict[int, tuple[str, ...]]] = {
+    "appearance": {1: ("beautiful", "gorgeous", "attractive", "striking"), 0: ("ugly", "murky", "unappealing")},
+    "aroma": {1: ("fragrant", "enticing", "aromatic", "inviting"), 0: ("stale", "skunky", "musty", "faint")},
+    "palate": {1: ("smooth", "creamy", "silky", "crisp", "velvety"), 0: ("thin", "watery", "flat", "harsh")},
+    "taste": {1: ("delicious", "tasty", "flavorful", "balanced"), 0: ("cloying", "metallic", "astringent")},
+    "overall": {1: ("enjoyable", "drinkable", "memorable"), 0: ("undrinkable", "regrettable")},
+}
+_BOOSTERS = (("very",), ("really",), ("extremely",), ("truly",), ("incredibly",))
+_MILD_BOOSTERS = (("very",), ("really",), ("quite",), ("pretty",))
+_DOWNTONERS = (("slightly",), ("somewhat",), ("fairly",), ("a", "bit"), ("rather",))
+_NEG_PREFIX_FOR_POS = (("not",), ("hardly",))  # "not bad", "hardly disappointing" -> weakly positive
+_NEG_PREFIX_FOR_NEG = (("not",), ("hardly",), ("not", "very"), ("not", "that"), ("not", "really"))
+
+LEXICON: dict[str, int] = {}
+"""Every sentiment word with its polarity (+1 / -1). No other generated word carries sentiment."""
+for _pol, _levels in _SHARED.items():
+    for _words in _levels.values():
+        LEXICON.update({w: 1 if _pol else -1 for w in _words})
+for _by_pol in _SPECIFIC.values():
+    for _pol, _words in _by_pol.items():
+        LEXICON.update({w: 1 if _pol else -1 for w in _words})
+NEGATORS: frozenset[str] = frozenset({"not", "hardly"})
+"""Words that flip the polarity of the sentiment word they modify."""
+_MODIFIERS = frozenset(w for group in (_BOOSTERS, _MILD_BOOSTERS, _DOWNTONERS) for p in group for w in p) | {
+    "absolutely",
+    "that",
+}
+
+# A tiny grammar: a template is a string of space-separated tokens; ``{slot}`` expands to one
+# alternative of ``_GRAMMAR[slot]`` (recursively). The slots ``{n}``, ``{n2}`` (aspect nouns),
+# ``{p}``, ``{p2}`` (predicative sentiment) and ``{a}`` (attributive sentiment) are filled by the
+# generator.
+_GRAMMAR: dict[str, tuple[str, ...]] = {
+    # appearance
+    "color": (
+        "golden", "amber", "copper", "dark brown", "pitch black", "pale straw", "orange", "ruby red",
+        "deep mahogany", "light yellow", "hazy gold", "chestnut", "reddish brown",
+    ),
+    "clarity": ("hazy", "cloudy", "clear", "opaque", "murky looking", "translucent"),
+    "headsize": ("one finger", "two finger", "three finger", "small", "tall", "thick"),
+    "headcolor": ("white", "off white", "tan", "khaki", "beige", "cream colored"),
+    "app_d": (
+        "{color} with a {headsize} head",
+        "{color} and {clarity}",
+        "a {headsize} {headcolor} head",
+        "{clarity} {color} in the glass",
+    ),
+    # aroma / taste
+    "note": (
+        "citrus", "pine", "caramel", "toffee", "grapefruit", "coffee", "chocolate", "banana", "clove",
+        "bread", "biscuit", "honey", "grass", "mango", "vanilla", "oak", "lemon", "hops", "malt",
+        "dark fruit", "roasted malt", "brown sugar", "peach", "cherry", "raisin", "smoke", "pepper",
+    ),
+    "notes": ("{note} and {note}", "hints of {note}", "lots of {note}", "notes of {note} and {note}", "some {note}"),
+    "aroma_d": ("{notes}", "{notes} up front", "mostly {note}"),
+    "taste_d": ("{notes} up front", "{note} then {note}", "mostly {note}", "{notes} throughout"),
+    # palate
+    "bodyweight": ("light", "medium", "full", "medium light", "medium full"),
+    "carb": ("low", "moderate", "high", "medium", "lively"),
+    "carbadj": ("fizzy", "bubbly", "prickly", "still"),
+    "palate_d": ("{bodyweight} body with {carb} carbonation", "{bodyweight} bodied and {carbadj}"),
+    # overall
+    "style": (
+        "pale ale", "stout", "porter", "ipa", "lager", "pilsner", "saison", "brown ale", "wheat beer",
+        "barleywine", "tripel", "dubbel", "red ale", "kolsch", "bock",
+    ),
+    "ovd": ("for the style", "for the price", "from this brewery", "for a {style}"),
+    # fillers
+    "shop": ("store", "shop", "bottle shop", "liquor store", "grocery store", "local market", "gas station"),
+    "shoploc": ("downtown", "near my house", "on the way home", "across town", "near work", "in the city"),
+    "glassware": (
+        "pint glass", "tulip", "snifter", "goblet", "mug", "tumbler", "teku", "nonic pint", "wine glass",
+        "stemmed tulip", "shaker pint",
+    ),
+    "people": ("friends", "my brother", "a coworker", "my wife", "some neighbors", "my roommate", "the family"),
+    "person": ("my friend", "a trader", "my cousin", "a neighbor", "my brother", "a coworker", "my dad", "a buddy"),
+    "when": (
+        "last weekend", "on friday night", "after work", "at a barbecue", "during the game", "last night",
+        "on a sunday afternoon", "over the holidays", "after dinner",
+    ),
+    "temp": (
+        "cold from the fridge", "at cellar temperature", "at room temperature", "right out of the cooler",
+        "a few degrees above fridge temperature", "lightly chilled",
+    ),
+    "bsize": ("12 ounce", "22 ounce", "500 ml", "750 ml", "brown", "green"),
+    "datekind": ("best before", "bottling", "freshness"),
+    "month": (
+        "january", "february", "march", "april", "may", "june", "july", "august", "september",
+        "october", "november", "december",
+    ),
+    "ordinal": ("first", "second", "third", "fourth", "fifth"),
+    "labelthing": ("red barn", "mountain", "cartoon fox", "sailing ship", "lighthouse", "bear", "old bicycle", "skull"),
+    "place": ("oregon", "belgium", "vermont", "colorado", "germany", "michigan", "california", "quebec", "maine"),
+    "abv": ("5", "6", "7", "8", "9", "10", "11", "12"),
+    "drinkplace": (
+        "on the porch", "at home", "in the backyard", "at a tasting", "while watching a movie", "at a bar",
+        "by the fire", "at the lake",
+    ),
+    "cansize": ("16 ounce", "12 ounce", "tall", "short"),
+    "pack": ("six pack", "four pack", "mixed case", "variety pack", "single bottle"),
+    "price": ("three", "five", "eight", "ten", "twelve", "fifteen"),
+    "freq": ("a few times", "once before", "on tap before", "at a festival", "twice this year"),
+    "duration": ("a week", "two days", "a month", "a few hours", "three weeks"),
+    "dist": ("five", "ten", "twenty", "fifty", "a hundred"),
+    "food": ("pizza", "a burger", "tacos", "some cheese", "grilled chicken", "pretzels", "chili", "fried fish"),
+}
+
+# Sentiment-bearing templates usable by appearance, aroma, palate and taste ({d} = "<aspect>_d").
+_GENERIC_SENTIMENT = (
+    "the {n} is {p} .",
+    "i found the {n} to be {p} .",
+    "as for the {n} , it is {p} .",
+    "the {n} on this one is {p} .",
+    "i have to say the {n} is {p} .",
+    "i thought the {n} was {p} .",
+    "the {n} is {p} and {p2} .",
+    "{a} {n} , {d} .",
+    "the {n} is {p} , {d} .",
+    "the {n} here is {p} , {d} .",
+)
+_SENTIMENT_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "appearance": _GENERIC_SENTIMENT
+    + (
+        "it pours a {color} color and the {n} is {p} .",
+        "looks {p} in the glass , {color} with a {headsize} head .",
+        "{a} {n} on this one , {color} in the glass .",
+        "the {n} is {p} and the {n2} is {p2} .",
+    ),
+    "aroma": _GENERIC_SENTIMENT
+    + (
+        "the {n} is {p} , with {notes} .",
+        "{a} {n} of {notes} .",
+        "the {n} gives off {notes} and is {p} .",
+    ),
+    "palate": _GENERIC_SENTIMENT
+    + (
+        "the {n} is {p} , {bodyweight} body with {carb} carbonation .",
+        "{a} {n} , {bodyweight} bodied with {carb} carbonation .",
+        "the {n} is {p} and the {n2} is {p2} .",
+    ),
+    "taste": _GENERIC_SENTIMENT
+    + (
+        "the {n} is {p} , {notes} up front .",
+        "{a} {n} of {notes} .",
+        "the {n} is {p} with {notes} in the middle .",
+    ),
+    "overall": (
+        "overall it is {p} .",
+        "overall , a {a} beer {ovd} .",
+        "overall i would call it {p} .",
+        "the drinkability is {p} .",
+        "overall this one is {p} and {p2} .",
+        "overall , {p} {ovd} .",
+        "drinkability is {p} {ovd} .",
+    ),
+}
+# Sentences about an aspect that carry no sentiment (description only).
+_NEUTRAL_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "appearance": (
+        "it pours a {color} color with a {headsize} {headcolor} head .",
+        "the color is {color} and {clarity} .",
+        "it has a {headsize} {headcolor} head that slowly fades .",
+        "the lacing clings to the sides of the glass .",
+        "the foam settles into a thin ring ."[:0] or "the foam settles into a ring after a minute .",
+    ),
+    "aroma": (
+        "the {n} has {notes} .",
+        "on the {n} i get {notes} .",
+        "the {n} is mostly {note} with some {note} .",
+    ),
+    "palate": (
+        "it has a {bodyweight} body with {carb} carbonation .",
+        "the mouthfeel is {bodyweight} bodied and {carbadj} .",
+        "the {n} is {bodyweight} with {carb} carbonation .",
+    ),
+    "taste": (
+        "the {n} has {notes} .",
+        "the taste is mostly {note} with some {note} .",
+        "the finish is {finlen} and {dryness} .",
+    ),
+    "overall": (
+        "overall it is a typical {style} .",
+        "overall it is what you would expect from a {style} .",
+    ),
+}
+_GRAMMAR["finlen"] = ("short", "long", "lingering", "quick")
+_GRAMMAR["dryness"] = ("dry", "sweet", "bitter", "warming")
+for _aspect in ("appearance", "aroma", "palate", "taste"):
+    _GRAMMAR.setdefault("d", ())
+_D_SLOT = {"appearance": "app_d", "aroma": "aroma_d", "palate": "palate_d", "taste": "taste_d", "overall": "ovd"}
+
+_FILLER_TEMPLATES: tuple[str, ...] = (
+    "i picked this up at a {shop} {shoploc} .",
+    "poured into a {glassware} .",
+    "had it with {people} {when} .",
+    "served {temp} .",
+    "{bsize} bottle with a {datekind} date of {month} .",
+    "this is my {ordinal} beer from this brewery .",
+    "thanks to {person} for sharing this one .",
+    "the label shows a {labelthing} .",
+    "it was brewed in {place} .",
+    "the abv is {abv} percent .",
+    "i drank it {drinkplace} .",
+    "it came in a {cansize} can from a {pack} .",
+    "the bottle says it is a {style} .",
+    "it cost about {price} dollars for a {pack} .",
+    "i let it warm up for a few minutes before drinking .",
+    "this was a gift from {person} .",
+    "i have had this one {freq} .",
+    "it was stored in the fridge for {duration} .",
+    "review from notes taken {when} .",
+    "shared a bomber with {people} {when} .",
+    "this one was part of a {pack} .",
+    "the brewery is about {dist} miles from my house .",
+    "i bought it {when} along with a few others .",
+    "it was recommended by {person} at the {shop} .",
+    "drank it alongside {food} .",
+    "the can has a {labelthing} on it .",
+    "opened it {when} .",
+    "first time trying this {style} .",
+    "the bartender poured it from the tap .",
+    "got this one in a trade with {person} .",
+    "had it in {month} {drinkplace} .",
+    "poured from a {bsize} bottle into a {glassware} .",
+)
+
+MAX_SENTENCE_LEN = 16
+"""Upper bound on the tokens of any generated sentence (longer draws are redrawn)."""
+_MIN_SENTENCE_LEN = 4
+_P_OMIT_EXTRA = 0.1  # probability that the taste / the overall aspect is not described at all
+_P_EXTRA_SENTIMENT = 0.5  # probability that an aspect's 2nd/3rd sentence carries sentiment
+_P_SPECIFIC = 0.35  # probability of an aspect-specific adjective where one fits
+_STRENGTH_CUTS = (0.4, 1.1)  # |score| below 0.4: weak wording; below 1.1: moderate; else strong
+_LEN_BETA_A = 2.0  # shape a of the Beta law of the target length (b follows from mean_review_len)
+
+
+def _split_key(split: str) -> int:
+    """A fixed 64-bit integer per split (sha256; never Python's salted ``hash``)."""
+    return int.from_bytes(hashlib.sha256(f"ratbench/synthetic/{split}".encode()).digest()[:8], "little")
+
+
+# --------------------------------------------------------------------------------------------
+# Random stream and text generation
+# --------------------------------------------------------------------------------------------
+
+
+class _Stream:
+    """Uniform draws from a numpy Generator, buffered (per-token numpy calls would be slow)."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self._rng = rng
+        self._buf: list[float] = []
+        self._i = 0
+
+    def u(self) -> float:
+        if self._i >= len(self._buf):
+            self._buf = self._rng.random(8192).tolist()
+            self._i = 0
+        self._i += 1
+        return self._buf[self._i - 1]
+
+    def pick(self, seq: Sequence):
+        return seq[int(self.u() * len(seq))]
+
+    def shuffle(self, items: list) -> None:
+        for i in range(len(items) - 1, 0, -1):
+            j = int(self.u() * (i + 1))
+            items[i], items[j] = items[j], items[i]
+
+
+def sentiment_polarity(tokens: Sequence[str]) -> int:
+    """Sum of the polarities of the sentiment words in ``tokens``, negation-aware.
+
+    A sentiment word (:data:`LEXICON`) counts +1 or -1; its sign flips when a negator
+    ("not", "hardly") precedes it, possibly with up to two modifiers in between
+    ("not bad" -> +1, "not very good" -> -1). Filler sentences contribute 0.
+    """
+    total = 0
+    for j, tok in enumerate(tokens):
+        pol = LEXICON.get(tok)
+        if pol is None:
+            continue
+        k = j - 1
+        while k >= 0 and j - k <= 2 and tokens[k] in _MODIFIERS:
+            k -= 1
+        if k >= 0 and tokens[k] in NEGATORS:
+            pol = -pol
+        total += pol
+    return total
+
+
+def strength_level(score: float) -> int:
+    """Wording strength of an aspect with latent score ``score``: 1 weak, 2 moderate, 3 strong."""
+    mag = abs(score)
+    return 1 if mag < _STRENGTH_CUTS[0] else 2 if mag < _STRENGTH_CUTS[1] else 3
+
+
+def _sentiment(st: _Stream, aspect: str, pol: int, level: int, attributive: bool) -> list[str]:
+    """A sentiment phrase of polarity ``pol`` (1/0) and strength ``level`` for ``aspect``."""
+    shared = _SHARED[pol]
+    specific = _SPECIFIC[aspect][pol]
+    r = st.u()
+    if level == 3:
+        if r < 0.5:
+            return [st.pick(shared[3])]
+        if r < 0.8:
+            adj = st.pick(specific) if st.u() < _P_SPECIFIC else st.pick(shared[2])
+            return [*st.pick(_BOOSTERS), adj]
+        return ["absolutely", st.pick(shared[3])]
+    if level == 2:
+        if r < 0.45:
+            return [st.pick(shared[2])]
+        if r < 0.7:
+            return [st.pick(specific)]
+        return [*st.pick(_MILD_BOOSTERS), st.pick(shared[1])]
+    if r < 0.45:
+        return [st.pick(shared[1])]
+    if r < 0.7 or attributive:
+        adj = st.pick(specific) if st.u() < _P_SPECIFIC else st.pick(shared[2])
+        return [*st.pick(_DOWNTONERS), adj]
+    # negated opposite polarity: "not bad" (weak positive), "not very good" (weak negative)
+    if pol == 1:
+        return [*st.pick(_NEG_PREFIX_FOR_POS), st.pick(_SHARED[0][2] + _SHARED[0][1])]
+    return [*st.pick(_NEG_PREFIX_FOR_NEG), st.pick(_SHARED[1][1] + _SHARED[1][2])]
+
+
+def _expand(st: _Stream, template: str, fill: dict[str, object], out: list[str]) -> None:
+    for tok in template.split(" "):
+        if tok[0] != "{":
+            out.append(tok)
+            continue
+        slot = tok[1:-1]
+        value = fill.get(slot)
+        if value is None:
+            _expand(st, st.pick(_GRAMMAR[slot]), fill, out)
+        elif callable(value):
+            out.extend(value())
+        else:
+            out.extend(value)  # type: ignore[arg-type]
+
+
+def _aspect_sentence(st: _Stream, aspect: str, pol: int, level: int, sentiment: bool, template: str) -> list[str]:
+    nouns = _NOUN_PHRASES[aspect]
+    for _ in range(50):
+        noun = st.pick(nouns)
+        noun2 = st.pick([n for n in nouns if n != noun] or nouns)
+
+        def lvl() -> int:  # wording strength jitters by one step 25% of the time
+            r = st.u()
+            return max(1, level - 1) if r < 0.125 else min(3, level + 1) if r < 0.25 else level
+
+        fill: dict[str, object] = {
+            "n": noun.split(" "),
+            "n2": noun2.split(" "),
+            "p": lambda: _sentiment(st, aspect, pol, lvl(), False),
+            "p2": lambda: _sentiment(st, aspect, pol, lvl(), False),
+            "a": lambda: _sentiment(st, aspect, pol, lvl(), True),
+            "d": lambda: _expand_list(st, "{" + _D_SLOT[aspect] + "}"),
+        }
+        out: list[str] = []
+        _expand(st, template, fill, out)
+        if _MIN_SENTENCE_LEN <= len(out) <= MAX_SENTENCE_LEN:
+            return out
+        template = st.pick((_SENTIMENT_TEMPLATES if sentiment else _NEUTRAL_TEMPLATES)[aspect])
+    raise AssertionError("unreachable: no template fits MAX_SENTENCE_LEN")  # pragma: no cover
+
+
+def _expand_list(st: _Stream, template: str) -> list[str]:
+    out: list[str] = []
+    _expand(st, template, {}, out)
+    return out
+
+
+def _filler(st: _Stream, template: str) -> list[str]:
+    for _ in range(50):
+        out = _expand_list(st, template)
+        if len(out) <= MAX_SENTENCE_LEN:
+            return out
+    raise AssertionError("unreachable: filler too long")  # pragma: no cover
+
+
+@dataclasses.dataclass(frozen=True)
+class Review:
+    """One generated review with everything that was planted in it.
+
+    Attributes:
+        tokens: the review text.
+        scores: the latent score of each aspect of :data:`ASPECTS`.
+        labels: ``int(score > 0)`` per aspect.
+        described: the polarity (0/1) the text actually expresses per aspect; differs from
+            ``labels`` where label noise struck (and means nothing for an omitted aspect).
+        spans: ``(start, end)`` token span (end exclusive) of each aspect's sentences, or None
+            where the aspect is not described (taste / overall only).
+    """
+
+    tokens: tuple[str, ...]
+    scores: tuple[float, ...]
+    labels: tuple[int, ...]
+    described: tuple[int, ...]
+    spans: tuple[tuple[int, int] | None, ...]
+
+
+def _sentence_counts_probs(frac: float) -> tuple[float, float]:
+    """Cumulative P(1 sentence), P(<=2 sentences) for an aspect; longer reviews say more."""
+    p1 = 0.6 - 0.45 * frac
+    p2 = p1 + 0.35 + 0.1 * frac
+    return p1, p2
+
+
+def _review(st: _Stream, cfg: Synthetic.Config, scores: np.ndarray, described: list[int], target: int) -> Review:
+    lo, hi = cfg.min_review_len, cfg.max_review_len
+    frac = 0.0 if hi == lo else (target - lo) / (hi - lo)
+    c1, c2 = _sentence_counts_probs(frac)
+    blocks: dict[int, list[list[str]]] = {}
+    for a, aspect in enumerate(ASPECTS):
+        if a >= len(ANNOTATED) and st.u() < _P_OMIT_EXTRA:
+            continue
+        r = st.u()
+        k = 1 if r < c1 else 2 if r < c2 else 3
+        level = strength_level(float(scores[a]))
+        sentences = []
+        sentiment_templates = list(_SENTIMENT_TEMPLATES[aspect])
+        neutral_templates = list(_NEUTRAL_TEMPLATES[aspect])
+        st.shuffle(sentiment_templates)
+        st.shuffle(neutral_templates)
+        for i in range(k):
+            with_sentiment = i == 0 or st.u() < _P_EXTRA_SENTIMENT
+            pool = sentiment_templates if with_sentiment else neutral_templates
+            template = pool.pop() if pool else st.pick(_SENTIMENT_TEMPLATES[aspect])
+            sentences.append(_aspect_sentence(st, aspect, described[a], level, with_sentiment, template))
+        blocks[a] = sentences
+    # Make the aspect sentences fit the target length: drop 2nd/3rd sentences (longest block
+    # first), then the extra aspects.
+    total = sum(len(s) for b in blocks.values() for s in b)
+    while total > target:
+        a = max(blocks, key=lambda x: (len(blocks[x]), -x))
+        if len(blocks[a]) > 1:
+            total -= len(blocks[a].pop())
+        else:
+            extra = [x for x in blocks if x >= len(ANNOTATED)]
+            if not extra:
+                break
+            total -= sum(len(s) for s in blocks.pop(max(extra)))
+    # Filler sentences, templates without replacement (cycled if exhausted), up to the target.
+    units: list[tuple[int, list[str]]] = [(a, [t for s in b for t in s]) for a, b in blocks.items()]
+    order = list(range(len(_FILLER_TEMPLATES)))
+    st.shuffle(order)
+    pos = 0
+    misses = 0
+    while total < target and misses < 20:
+        sentence = _filler(st, _FILLER_TEMPLATES[order[pos % len(order)]])
+        pos += 1
+        n = len(sentence)
+        if total + n > hi:
+            misses += 1
+            continue
+        # stop at the sentence boundary nearest the target (but never below the minimum)
+        if total + n > target and total + n / 2 >= target and total >= lo:
+            break
+        units.append((-1, sentence))
+        total += n
+    st.shuffle(units)
+    tokens: list[str] = []
+    spans: list[tuple[int, int] | None] = [None] * len(ASPECTS)
+    for a, unit in units:
+        if a >= 0:
+            spans[a] = (len(tokens), len(tokens) + len(unit))
+        tokens.extend(unit)
+    labels = tuple(int(s > 0) for s in scores)
+    return Review(tuple(tokens), tuple(float(s) for s in scores), labels, tuple(described), tuple(spans))
+
+
+def generate_reviews(config: Synthetic.Config, split: Split) -> tuple[Review, ...]:
+    """All reviews of ``split`` for ``config`` (a pure function; memoized in memory)."""
+    if split not in SPLITS:
+        raise RatbenchError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    return _generate(config, split)
+
+
+@functools.lru_cache(maxsize=6)
+def _generate(cfg: Synthetic.Config, split: Split) -> tuple[Review, ...]:
+    n = {"train": cfg.n_train, "dev": cfg.n_dev, "test": cfg.n_test}[split]
+    latent_seq, noise_seq, text_seq = np.random.SeedSequence([cfg.generator_seed, _split_key(split)]).spawn(3)
+    latent_rng = np.random.default_rng(latent_seq)
+    k = len(ASPECTS)
+    if split == "train":
+        # antithetic pairs (z, -z): every aspect is exactly balanced and the law of z is unchanged
+        half = latent_rng.standard_normal((-(-n // 2), k + 1))
+        z = np.concatenate([half, -half])[:n]
+        z = z[latent_rng.permutation(n)]
+    else:
+        z = latent_rng.standard_normal((n, k + 1))
+    rho = cfg.correlation
+    scores = rho * z[:, :1] + math.sqrt(max(0.0, 1.0 - rho * rho)) * z[:, 1:]
+    lo, hi, mean = cfg.min_review_len, cfg.max_review_len, cfg.mean_review_len
+    if hi > lo:
+        m = (mean - lo) / (hi - lo)
+        b = _LEN_BETA_A * (1 - m) / m
+        targets = lo + np.rint((hi - lo) * latent_rng.beta(_LEN_BETA_A, b, size=n)).astype(int)
+    else:
+        targets = np.full(n, lo)
+    noise = np.random.default_rng(noise_seq).random((n, k)) < cfg.label_noise
+    described = ((scores > 0) ^ noise).astype(int).tolist()
+    st = _Stream(np.random.default_rng(text_seq))
+    return tuple(_review(st, cfg, scores[i], described[i], int(targets[i])) for i in range(n))
+
+
+# --------------------------------------------------------------------------------------------
+# The adapter
+# --------------------------------------------------------------------------------------------
+
+
+@register_dataset("synthetic")
+class Synthetic(DatasetAdapter):
+    """Synthetic multi-aspect reviews with planted gold rationales (no downloads).
+
+    A deterministic stand-in for the BeerAdvocate data of Lei et al. (2016): lowercased English
+    reviews, tokens separated by single spaces with "." and "," as tokens of their own, five
+    aspect ratings per review (appearance, aroma, palate, taste, overall) of which the first
+    three are the subsets. All subsets share the same review texts; a subset picks the aspect
+    whose binary rating is the label and whose sentences are the gold rationale.
+
+    Generative process, per split (``train``, ``dev``, ``test``; each its own random stream
+    seeded by ``generator_seed`` and a fixed sha256-derived split constant, so the data is a pure
+    function of the config and never depends on the run seed):
+
+    1. Ratings. A shared latent quality ``q ~ N(0, 1)`` and independent ``eps_a ~ N(0, 1)`` give
+       ``score_a = correlation * q + sqrt(1 - correlation**2) * eps_a`` for each of the five
+       aspects, and the label ``y_a = [score_a > 0]``. Two aspects' scores thus correlate with
+       ``correlation**2`` and their labels with ``(2 / pi) * arcsin(correlation**2)`` (0.23 at the
+       default 0.6): the other aspects are informative but imperfect shortcuts. On ``train`` the
+       latents come in antithetic pairs ``(q, eps)`` / ``(-q, -eps)`` in a shuffled order, which
+       keeps their law and makes every subset exactly balanced (within one example for odd
+       ``n_train``); ``dev`` and ``test`` are i.i.d. (balanced only in expectation).
+    2. Described sentiment. Each aspect's text expresses polarity ``y_a``, flipped with
+       probability ``label_noise`` (independently per aspect and review). The wording strength
+       follows ``|score_a|``: weak below 0.4 ("decent", "slightly disappointing", negations such
+       as "not bad", "not very good", "hardly impressive"), moderate below 1.1 ("great", "poor",
+       "really nice"), strong above ("superb", "extremely impressive", "absolutely awful"), with a
+       one-step jitter for 25% of the phrases. Most sentiment words are shared by all aspects, so
+       only the aspect nouns around them tell which aspect they rate; some are aspect-specific
+       ("murky" head, "skunky" nose, "watery" body, "cloying" taste).
+    3. Aspect sentences. Each aspect gets 1-3 sentences (more in longer reviews) of 4-16 tokens,
+       the first carrying sentiment and each further one carrying sentiment with probability 0.5
+       (else it is purely descriptive: colors, hop and malt notes, body and carbonation). Every
+       aspect sentence names at least one noun of its own aspect (:data:`ASPECT_NOUNS`: "head",
+       "lacing", "color" / "smell", "nose", "aroma" / "mouthfeel", "body", "carbonation" / ...)
+       and none of another aspect. Appearance, aroma and palate are always described; taste and
+       overall are each left out with probability 0.1.
+    4. Length and fillers. A target length is drawn as ``min_review_len + (max_review_len -
+       min_review_len) * Beta(2, b)`` with ``b`` set so the mean is ``mean_review_len``. If the
+       aspect sentences exceed it, extra sentences and then the taste/overall aspects are
+       dropped; neutral filler sentences ("poured into a snifter .", "had it with friends last
+       weekend .", bottle dates, prices, where it was bought...) from about 30 templates are then
+       added up to the sentence boundary nearest the target, never leaving
+       ``[min_review_len, max_review_len]``. Each aspect's sentences stay together as one block;
+       the blocks and the fillers are shuffled, so aspect order and position carry no signal.
+       Fillers hold no sentiment word and no aspect noun.
+    5. Gold rationale (``test`` only; ``train``/``dev`` examples have ``rationale=None``): 1 on
+       every token of the labelled aspect's sentences, final "." included, and 0 elsewhere; one
+       contiguous span per example, about 11-15% of the tokens on average.
+
+    Example ids are ``f"{split}-{i:06d}"``. :func:`generate_reviews` exposes the review-level
+    truth (all scores, labels, described polarities and spans), :func:`sentiment_polarity`
+    a negation-aware lexicon score of a token sequence.
+
+    Parameters (``Synthetic.Config``, besides the shared :class:`DataConfig` fields):
+        n_train, n_dev, n_test: number of reviews per split.
+        correlation: loading of every aspect score on the shared latent quality.
+        label_noise: probability that an aspect's described sentiment contradicts its label.
+        min_review_len, max_review_len: bounds of a review's length in tokens.
+        mean_review_len: approximate mean length in tokens.
+        generator_seed: seed of the generator (independent of the run seed).
+
+    Keep ``max_len`` (truncation) at or above ``max_review_len``, or gold spans past the cut
+    are lost, as they are for long beer reviews.
+    """
+
+    description = "Synthetic multi-aspect beer-style reviews with planted gold rationales (generated, no download)"
+    subsets = ANNOTATED
+    version = "1"
+
+    @dataclasses.dataclass(frozen=True)
+    class Config(DataConfig):
+        """Generator parameters of the synthetic reviews (they enter the data's identity)."""
+
+        n_train: int = 4000
+        """Number of training reviews (exactly balanced labels for every subset)."""
+        n_dev: int = 1000
+        """Number of development reviews (i.i.d., not balanced, no gold rationale)."""
+        n_test: int = 500
+        """Number of test reviews (i.i.d., with the gold rationale of the subset's aspect)."""
+        correlation: float = 0.6
+        """Loading rho in [0, 1] of each aspect score on the shared latent quality:
+        ``score = rho * q + sqrt(1 - rho**2) * eps``; pairwise score correlation is rho**2."""
+        label_noise: float = 0.05
+        """Probability in [0, 1] that an aspect's described sentiment contradicts its label."""
+        min_review_len: int = 80
+        """Minimum review length in tokens (at least 60)."""
+        max_review_len: int = 250
+        """Maximum review length in tokens (at least ``min_review_len + 20``). Not to be confused
+        with ``max_len``, the truncation applied later by the harness."""
+        mean_review_len: int = 140
+        """Approximate mean review length in tokens (strictly between the two bounds)."""
+        generator_seed: int = 13
+        """Seed of the data generator (>= 0); the data is a pure function of the config and does
+        not depend on the run seed."""
+
+        def __post_init__(self) -> None:
+            problems = []
+            for name in ("n_train", "n_dev", "n_test", "generator_seed"):
+                if getattr(self, name) < 0:
+                    problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+            if not 0.0 <= self.correlation <= 1.0:
+                problems.append(f"correlation must be in [0, 1], got {self.correlation}")
+            if not 0.0 <= self.label_noise <= 1.0:
+                problems.append(f"label_noise must be in [0, 1], got {self.label_noise}")
+            if self.min_review_len < 60:
+                problems.append(f"min_review_len must be >= 60, got {self.min_review_len}")
+            if self.max_review_len < self.min_review_len + 20:
+                problems.append(
+                    f"max_review_len must be >= min_review_len + 20 = {self.min_review_len + 20}, "
+                    f"got {self.max_review_len}"
+                )
+            elif not self.min_review_len < self.mean_review_len < self.max_review_len:
+                problems.append(
+                    f"mean_review_len must lie strictly between min_review_len and max_review_len, "
+                    f"got {self.mean_review_len}"
+                )
+            if problems:
+                raise RatbenchError(f"synthetic dataset config: {'; '.join(problems)}")
+
+    def read(self, split: Split) -> Iterator[Example]:
+        """Yield the reviews of ``split`` labelled (and, on ``test``, annotated) for the subset."""
+        if self.subset not in self.subsets:
+            raise RatbenchError(f"unknown synthetic subset {self.subset!r}; available: {', '.join(self.subsets)}")
+        aspect = ASPECTS.index(self.subset)
+        config = self.config
+        if not isinstance(config, Synthetic.Config):
+            config = Synthetic.Config(**dataclasses.asdict(config))
+        for i, review in enumerate(generate_reviews(config, split)):
+            rationale = None
+            if split == "test":
+                start, end = review.spans[aspect]  # type: ignore[misc]
+                n = len(review.tokens)
+                rationale = (0,) * start + (1,) * (end - start) + (0,) * (n - end)
+            yield Example(f"{split}-{i:06d}", review.tokens, review.labels[aspect], rationale)

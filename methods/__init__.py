@@ -1,0 +1,1 @@
+"""Built-in method plugins of ratbench (imported as ``ratbench._plugins.methods``)."""

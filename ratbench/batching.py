@@ -1,0 +1,76 @@
+"""Length-bucketed batching: each batch is padded only to its own longest example."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ratbench.types import Batch, EncodedExample
+
+BUCKET_BATCHES = 50  # batches per length-sorted pool: enough to bucket, small enough to mix
+
+
+def collate(examples: Sequence[EncodedExample], pad_to: int | None = None) -> Batch:
+    """Pad ``examples`` to the longest one (or to ``pad_to``) and stack them."""
+    width = max(1, max(len(ex.ids) for ex in examples))
+    if pad_to is not None:
+        width = max(width, pad_to)
+    ids = np.zeros((len(examples), width), dtype=np.int64)
+    mask = np.zeros((len(examples), width), dtype=np.float32)
+    has_gold = all(ex.gold is not None for ex in examples)
+    gold = np.zeros((len(examples), width), dtype=np.float32) if has_gold else None
+    for row, ex in enumerate(examples):
+        n = len(ex.ids)
+        ids[row, :n] = ex.ids
+        mask[row, :n] = 1.0
+        if gold is not None:
+            gold[row, :n] = ex.gold
+    return Batch(
+        ids=torch.from_numpy(ids),
+        mask=torch.from_numpy(mask),
+        labels=torch.tensor([ex.label for ex in examples], dtype=torch.int64),
+        gold=None if gold is None else torch.from_numpy(gold),
+        example_ids=[ex.id for ex in examples],
+    )
+
+
+def train_batches(
+    examples: Sequence[EncodedExample],
+    batch_size: int,
+    rng: np.random.Generator,
+    pad_to: int | None = None,
+) -> Iterator[Batch]:
+    """Shuffled batches for one training epoch.
+
+    The examples are shuffled with ``rng``, cut into pools of ``BUCKET_BATCHES`` batches, each
+    pool sorted by length and cut into batches, and the batch order is shuffled again, so a
+    batch holds examples of similar length. With ``pad_to`` every batch has that width (the
+    reference layout) and no bucketing is done.
+    """
+    order = rng.permutation(len(examples))
+    if pad_to is None:
+        pool = batch_size * BUCKET_BATCHES
+        lengths = np.fromiter((len(ex.ids) for ex in examples), dtype=np.int64, count=len(examples))
+        chunks = []
+        for start in range(0, len(order), pool):
+            part = order[start : start + pool]
+            part = part[np.argsort(lengths[part], kind="stable")]
+            chunks.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+        batch_order = rng.permutation(len(chunks))
+        index_batches = [chunks[i] for i in batch_order]
+    else:
+        index_batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    for indices in index_batches:
+        yield collate([examples[i] for i in indices], pad_to)
+
+
+def eval_batches(examples: Sequence[EncodedExample], batch_size: int, pad_to: int | None = None) -> Iterator[Batch]:
+    """Deterministic batches for evaluation: sorted by length unless ``pad_to`` is given."""
+    if pad_to is None:
+        order = sorted(range(len(examples)), key=lambda i: (len(examples[i].ids), i))
+    else:
+        order = list(range(len(examples)))
+    for start in range(0, len(order), batch_size):
+        yield collate([examples[i] for i in order[start : start + batch_size]], pad_to)

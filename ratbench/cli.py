@@ -1,0 +1,166 @@
+"""The ``ratbench`` command line. Parsing and printing only; the work is done elsewhere."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ratbench.errors import RatbenchError
+
+F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_RESULTS = Path("results")
+EXIT_USAGE = 2
+EXIT_FAILED_CELLS = 1
+
+
+def friendly_errors(func: F) -> F:
+    """Turn a ``RatbenchError`` into one line on stderr and exit code 2 (no traceback)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except RatbenchError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
+
+    return wrapper  # type: ignore[return-value]
+
+
+results_option = click.option(
+    "--results-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_RESULTS,
+    show_default=True,
+    help="Output root: runs/<cell_id>/ is written below it.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ratbench", message="%(prog)s %(version)s")
+def main() -> None:
+    """ratbench: benchmark harness for selective rationalization.
+
+    \b
+    Examples:
+      ratbench ls
+      ratbench run --methods ver,rnp --datasets synthetic.appearance --seeds 1-3 --preset demo
+      ratbench table --mode reference
+    """
+
+
+@main.command()
+@click.option("--methods", required=True, help="Comma-separated method names, e.g. ver,rnp.")
+@click.option("--datasets", required=True, help="Comma-separated datasets: NAME (all subsets) or NAME.SUBSET.")
+@click.option("--seeds", default="1", show_default=True, help="Seeds: a range 1-5, a list 1,3,5, or both.")
+@click.option("--preset", default="paper", show_default=True, help="Named hyperparameter set: paper or demo.")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="SCOPE.KEY=VALUE",
+    help="Override a config value; SCOPE is a method, a dataset or 'data' (all datasets). Repeatable.",
+)
+@click.option("--epochs", type=click.IntRange(min=1), help="Override the number of epochs of every method.")
+@click.option("--limit", type=click.IntRange(min=1), help="Use at most N examples per split (smoke runs).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=lambda: os.environ.get("RATBENCH_DATA"),
+    help="Root of the dataset files [env RATBENCH_DATA].",
+)
+@results_option
+@click.option("--force", is_flag=True, help="Rerun cells that are already done.")
+@friendly_errors
+def run(
+    methods: str,
+    datasets: str,
+    seeds: str,
+    preset: str,
+    sets: tuple[str, ...],
+    epochs: int | None,
+    limit: int | None,
+    device: str,
+    data_dir: Path | None,
+    results_dir: Path,
+    force: bool,
+) -> None:
+    """Train and evaluate every method x dataset.subset x seed cell that is not done yet."""
+    from ratbench import grid
+    from ratbench.scheduler import run_grid
+
+    specs = grid.expand(
+        grid.parse_names(methods),
+        grid.parse_names(datasets),
+        grid.parse_seeds(seeds),
+        preset=preset,
+        sets=grid.parse_sets(sets),
+        epochs=epochs,
+        limit=limit,
+        data_dir=data_dir,
+    )
+    if device.startswith("cuda"):
+        from ratbench.runner import resolve_device
+
+        resolve_device(device)
+    summary = run_grid(specs, results_dir, device=device, data_dir=data_dir, force=force, echo=click.echo)
+    click.echo(
+        f"{summary.total} cells: {len(summary.finished)} ran, {len(summary.skipped)} already done, "
+        f"{len(summary.failed)} failed. Results in {results_dir}/runs"
+    )
+    if summary.failed:
+        for cell_id, reason in summary.failed:
+            click.echo(f"  failed: {cell_id}: {reason}", err=True)
+        sys.exit(EXIT_FAILED_CELLS)
+
+
+@main.command()
+@results_option
+@click.option(
+    "--mode",
+    type=click.Choice(["reference", "clean"]),
+    default="reference",
+    show_default=True,
+    help="Which evaluation protocol to show.",
+)
+@click.option("--format", "fmt", type=click.Choice(["github", "latex", "csv"]), default="github", show_default=True)
+@click.option(
+    "--seeds",
+    "expected_seeds",
+    type=click.IntRange(min=1),
+    help="Expected seeds per cell; fewer are marked [n=k] (default: the most found).",
+)
+@friendly_errors
+def table(results_dir: Path, mode: str, fmt: str, expected_seeds: int | None) -> None:
+    """Render the results as the paper's Table 1: mean (std) over seeds."""
+    from ratbench.results import load_results
+    from ratbench.tables import render
+
+    click.echo(render(load_results(results_dir), mode=mode, fmt=fmt, seeds=expected_seeds), nl=False)
+
+
+@main.command(name="ls")
+@friendly_errors
+def list_plugins() -> None:
+    """List the registered methods and datasets (without importing torch)."""
+    from ratbench.registry import DATASETS, METHODS
+
+    click.echo("methods:")
+    for name, info in sorted(METHODS.infos().items()):
+        meta = info.meta if "kind" in info.meta else {**info.meta, "kind": METHODS.get(name).kind}
+        click.echo(f"  {name:<12} {meta['kind']:<15} {meta.get('description', '')}")
+    click.echo("datasets:")
+    for name, info in sorted(DATASETS.infos().items()):
+        subsets = info.meta.get("subsets") or DATASETS.get(name).subsets
+        click.echo(f"  {name:<12} subsets: {', '.join(subsets):<40} {info.meta.get('description', '')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Typed, frozen configs for methods and datasets, their resolution and hashing.
+
+A config is a frozen dataclass. Values come in layers (defaults < preset < ``--set``); every
+key is checked against the fields and every value against the field's type, so a typo or a
+wrong type is an error, never a silent default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+from ratbench.errors import RatbenchError, did_you_mean
+
+C = TypeVar("C", bound="Config")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Base of every method and dataset config. Subclasses are frozen dataclasses."""
+
+    @classmethod
+    def field_types(cls) -> dict[str, Any]:
+        """Map each field name to its resolved type annotation."""
+        hints = typing.get_type_hints(cls)
+        return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def resolve(cls: type[C], *layers: Mapping[str, Any], owner: str = "") -> C:
+        """Build a config from the defaults updated by each layer in turn.
+
+        Args:
+            layers: mappings of field name to value; later layers win. String values are
+                parsed according to the field type (so ``--set`` values can be passed as is).
+            owner: name used in error messages, e.g. ``"rnp"``.
+
+        Raises:
+            RatbenchError: on an unknown key or a value of the wrong type.
+        """
+        types_ = cls.field_types()
+        values: dict[str, Any] = {}
+        for layer in layers:
+            for key, value in layer.items():
+                if key not in types_:
+                    raise RatbenchError(
+                        f"unknown config key {owner + '.' if owner else ''}{key}"
+                        f"{did_you_mean(key, types_)}; known keys: {', '.join(sorted(types_))}"
+                    )
+                values[key] = coerce(value, types_[key], f"{owner}.{key}" if owner else key)
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the config as a plain JSON-compatible dict."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def coerce(value: Any, annotation: Any, name: str) -> Any:
+    """Return ``value`` converted to ``annotation``, parsing strings; raise on a mismatch."""
+    origin = get_origin(annotation)
+    args = get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        is_none = value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
+        if is_none and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce(value, arg, name)
+            except RatbenchError as exc:
+                errors.append(str(exc))
+        raise RatbenchError(errors[0] if errors else f"{name}: cannot be None")
+    if origin is Literal:
+        for choice in args:
+            if value == choice or (isinstance(value, str) and str(choice) == value):
+                return choice
+        raise RatbenchError(f"{name} must be one of {', '.join(map(repr, args))}, got {value!r}")
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        item_type = args[0] if args else str
+        return tuple(coerce(item.strip() if isinstance(item, str) else item, item_type, name) for item in items)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise RatbenchError(f"{name} expects true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise RatbenchError(f"{name} expects an integer, got {value!r}")
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise RatbenchError(f"{name} expects a number, got {value!r}")
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise RatbenchError(f"{name} expects a string, got {value!r}")
+    raise TypeError(f"{name}: unsupported config field type {annotation!r}")
+
+
+def canonical_json(obj: Any) -> str:
+    """Serialize deterministically: sorted keys, no whitespace, floats via ``repr``."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def stable_hash(obj: Any, length: int = 10) -> str:
+    """Return the first ``length`` hex digits of the sha256 of ``canonical_json(obj)``."""
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]

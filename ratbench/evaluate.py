@@ -1,0 +1,199 @@
+"""The one evaluator: token-level rationale quality, sparsity and accuracy (METHODS.md 3).
+
+Counts are summed over the whole split (micro) and divided once; a zero denominator gives 0,
+never NaN. Modes:
+
+* ``reference``: the rationale the method gives in reference mode (a stochastic Gumbel sample
+  for the RNP family); selections on padding are NOT removed, so they count as predicted
+  tokens (false positives), exactly as the reference ``compute_micro_stats``.
+* ``clean``: the deterministic rationale, with padding removed.
+
+Post-hoc methods return scores; every mode binarizes them with the same top-k rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ratbench.method import Method
+from ratbench.types import Batch, EvalMode
+
+EVAL_VERSION = "1"
+METRIC_COLUMNS = ("S", "Acc", "P", "R", "F1")
+
+
+def safe_div(num: float, den: float) -> float:
+    """``num / den``, or 0.0 when ``den`` is 0 (an empty selection scores 0, not NaN)."""
+    return num / den if den else 0.0
+
+
+def f1_score(precision: float, recall: float) -> float:
+    """Harmonic mean with the same zero rule."""
+    return safe_div(2 * precision * recall, precision + recall)
+
+
+def top_k_mask(scores: torch.Tensor, mask: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """Keep the ``max(1, round(sparsity * len_b))`` highest-scoring real tokens of each row.
+
+    Ties go to the earlier position. Padding is never kept.
+    """
+    lengths = mask.sum(dim=1)
+    k = torch.clamp(torch.round(sparsity * lengths), min=1)
+    positions = torch.arange(scores.shape[1], device=scores.device)
+    # A tiny position penalty breaks ties toward earlier tokens; padding sorts last.
+    keyed = scores.double() - positions.double() * 1e-12
+    keyed = keyed.masked_fill(mask == 0, -np.inf)
+    rank = keyed.argsort(dim=1, descending=True).argsort(dim=1)
+    return ((rank < k.unsqueeze(1)) & (mask > 0)).to(mask.dtype)
+
+
+@dataclass
+class RationaleCounts:
+    """Sufficient statistics of the rationale metrics, mergeable across batches."""
+
+    true_positive: float = 0.0
+    predicted: float = 0.0
+    gold: float = 0.0
+    tokens: float = 0.0
+    correct: int = 0
+    examples: int = 0
+    has_predictions: bool = True
+    macro: list[tuple[float, float, float]] = field(default_factory=list)
+
+    def update(
+        self,
+        pred: np.ndarray,
+        gold: np.ndarray,
+        mask: np.ndarray,
+        predicted_labels: np.ndarray | None,
+        labels: np.ndarray,
+    ) -> None:
+        """Add one batch: ``pred``, ``gold``, ``mask`` are ``[B, T]`` 0/1 arrays."""
+        tp = (pred * gold).sum(axis=1)
+        n_pred = pred.sum(axis=1)
+        n_gold = gold.sum(axis=1)
+        self.true_positive += float(tp.sum())
+        self.predicted += float(n_pred.sum())
+        self.gold += float(n_gold.sum())
+        self.tokens += float(mask.sum())
+        self.examples += len(labels)
+        if predicted_labels is None:
+            self.has_predictions = False
+        else:
+            self.correct += int((predicted_labels == labels).sum())
+        for t, p, g in zip(tp, n_pred, n_gold, strict=True):
+            precision, recall = safe_div(t, p), safe_div(t, g)
+            self.macro.append((precision, recall, f1_score(precision, recall)))
+
+    def metrics(self) -> dict[str, float | None]:
+        """Percentages: S, Acc (None without predictions), P, R, F1 and macro P/R/F1."""
+        precision = safe_div(self.true_positive, self.predicted)
+        recall = safe_div(self.true_positive, self.gold)
+        macro = np.asarray(self.macro, dtype=np.float64).reshape(-1, 3)
+        macro_means = macro.mean(axis=0) if len(macro) else np.zeros(3)
+        return {
+            "S": 100 * safe_div(self.predicted, self.tokens),
+            "Acc": 100 * safe_div(self.correct, self.examples) if self.has_predictions else None,
+            "P": 100 * precision,
+            "R": 100 * recall,
+            "F1": 100 * f1_score(precision, recall),
+            "macro_P": 100 * float(macro_means[0]),
+            "macro_R": 100 * float(macro_means[1]),
+            "macro_F1": 100 * float(macro_means[2]),
+            "n_examples": self.examples,
+        }
+
+
+@dataclass
+class EvalResult:
+    """Metrics of one split in one mode, plus per-example records for ``rationales.jsonl.gz``."""
+
+    metrics: dict[str, Any]
+    records: list[dict[str, Any]]
+
+
+def binarize(method: Method, batch: Batch, mode: EvalMode, sparsity: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The evaluated 0/1 rationale of ``batch`` and the logits, as the mode prescribes."""
+    out = method.rationalize(batch, mode)
+    if out.mask is not None:
+        pred = out.mask.float()
+    elif out.scores is not None:
+        pred = top_k_mask(out.scores, batch.mask, sparsity)
+    else:
+        raise ValueError(f"method {method.name!r} returned neither a mask nor scores")
+    if mode == "clean":
+        pred = pred * batch.mask
+    return pred, out.logits
+
+
+def accuracy(method: Method, batches: Iterable[Batch], mode: EvalMode) -> float | None:
+    """Full-pipeline accuracy (percent) over ``batches``; None for methods without predictions."""
+    correct = total = 0
+    for batch in batches:
+        logits = method.rationalize(batch, mode).logits
+        if logits is None:
+            return None
+        correct += int((logits.argmax(-1) == batch.labels).sum())
+        total += len(batch.labels)
+    return 100 * safe_div(correct, total)
+
+
+def _predictor_accuracy(method: Method, batches: list[Batch], which: str) -> float | None:
+    correct = total = 0
+    for batch in batches:
+        rationale = batch.mask if which == "full" else batch.gold
+        logits = method.predict(batch, rationale)
+        if logits is None:
+            return None
+        correct += int((logits.argmax(-1) == batch.labels).sum())
+        total += len(batch.labels)
+    return 100 * safe_div(correct, total)
+
+
+def evaluate_rationales(method: Method, batches: Iterable[Batch], mode: EvalMode, sparsity: float) -> EvalResult:
+    """Rationale metrics on an annotated split (every batch must carry ``gold``).
+
+    ``sparsity`` is the target used to binarize post-hoc scores.
+    """
+    counts = RationaleCounts()
+    records: list[dict[str, Any]] = []
+    kept: list[Batch] = []
+    for batch in batches:
+        if batch.gold is None:
+            raise ValueError("evaluate_rationales needs an annotated split (batch.gold is None)")
+        pred, logits = binarize(method, batch, mode, sparsity)
+        pred_np, gold_np, mask_np = (t.detach().cpu().numpy() for t in (pred, batch.gold, batch.mask))
+        labels_np = batch.labels.cpu().numpy()
+        predicted = None if logits is None else logits.argmax(-1).cpu().numpy()
+        counts.update(pred_np, gold_np, mask_np, predicted, labels_np)
+        lengths = mask_np.sum(axis=1).astype(int)
+        for row, example_id in enumerate(batch.example_ids):
+            # Keep selections on padding (they count in reference mode) by storing the row up
+            # to the last selected position when that is beyond the text.
+            last = int(np.flatnonzero(pred_np[row])[-1]) + 1 if pred_np[row].any() else 0
+            records.append(
+                {
+                    "id": example_id,
+                    "label": int(labels_np[row]),
+                    "pred": None if predicted is None else int(predicted[row]),
+                    "length": int(lengths[row]),
+                    "mask": pred_np[row, : max(lengths[row], last)].astype(int).tolist(),
+                    "gold": gold_np[row, : lengths[row]].astype(int).tolist(),
+                }
+            )
+        kept.append(batch)
+    metrics = counts.metrics()
+    metrics["acc_full_text"] = _predictor_accuracy(method, kept, "full")
+    metrics["acc_gold_rationale"] = _predictor_accuracy(method, kept, "gold")
+    return EvalResult(metrics, records)
+
+
+def iter_batches(batches: Iterable[Batch], device: torch.device) -> Iterator[Batch]:
+    """Move each batch to ``device`` as it is consumed."""
+    for batch in batches:
+        yield batch.to(device)

@@ -1,0 +1,156 @@
+"""Expand ``--methods x --datasets x --seeds`` (with presets and ``--set``) into cell specs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ratbench.cells import CellSpec
+from ratbench.errors import RatbenchError, did_you_mean
+from ratbench.registry import DATASETS, METHODS
+
+DATA_SCOPE = "data"  # --set data.key=value applies to every dataset in the grid
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Parse ``"1-5"``, ``"1,3,5"`` or ``"1-3,7"`` into a sorted list of distinct seeds."""
+    seeds: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not match:
+            raise RatbenchError(f"malformed --seeds {text!r}: use a range like 1-5 or a list like 1,3,5")
+        low = int(match.group(1))
+        high = int(match.group(2)) if match.group(2) else low
+        if high < low:
+            raise RatbenchError(f"malformed --seeds {text!r}: range {part} goes backwards")
+        seeds.update(range(low, high + 1))
+    return sorted(seeds)
+
+
+def parse_names(text: str) -> list[str]:
+    """Split a comma-separated list, dropping blanks and repeats but keeping the order."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    return list(dict.fromkeys(names))
+
+
+def parse_sets(items: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Parse ``--set scope.key=value`` items into ``{scope: {key: value}}``."""
+    parsed: dict[str, dict[str, str]] = {}
+    for item in items:
+        match = re.fullmatch(r"([\w-]+)\.(\w+)=(.*)", item.strip())
+        if not match:
+            raise RatbenchError(f"malformed --set {item!r}: use METHOD.KEY=VALUE, DATASET.KEY=VALUE or data.KEY=VALUE")
+        scope, key, value = match.groups()
+        parsed.setdefault(scope, {})[key] = value
+    return parsed
+
+
+def dataset_targets(names: Sequence[str]) -> list[tuple[str, str]]:
+    """``["synthetic", "beer.aroma"]`` -> ``[(dataset, subset), ...]`` (a bare name = all subsets)."""
+    targets: list[tuple[str, str]] = []
+    for name in names:
+        dataset, _, subset = name.partition(".")
+        info = DATASETS.check(dataset)
+        subsets = tuple(info.meta.get("subsets") or DATASETS.get(dataset).subsets)
+        if subset and subset not in subsets:
+            raise RatbenchError(
+                f"unknown subset {subset!r} of dataset {dataset!r}{did_you_mean(subset, subsets)}; "
+                f"available: {', '.join(subsets)}"
+            )
+        for chosen in (subset,) if subset else subsets:
+            if (dataset, chosen) not in targets:
+                targets.append((dataset, chosen))
+    return targets
+
+
+def preset_layers(
+    presets: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    preset: str,
+    scopes: Sequence[str],
+    owner: str,
+    required: bool = True,
+) -> list[Mapping[str, Any]]:
+    """The override layers of ``preset`` that apply, least specific first.
+
+    ``paper`` is always valid (class defaults plus any overrides); another preset must exist
+    when ``required`` (methods), and means "defaults" otherwise (datasets).
+    """
+    if preset not in presets:
+        if preset == "paper" or not required:
+            return []
+        raise RatbenchError(
+            f"{owner} has no preset {preset!r}{did_you_mean(preset, presets)}; "
+            f"available: {', '.join(sorted({'paper', *presets}))}"
+        )
+    table = presets[preset]
+    return [table[scope] for scope in scopes if scope in table]
+
+
+def expand(
+    methods: Sequence[str],
+    datasets: Sequence[str],
+    seeds: Sequence[int],
+    preset: str = "paper",
+    sets: Mapping[str, Mapping[str, str]] | None = None,
+    epochs: int | None = None,
+    limit: int | None = None,
+    data_dir: Path | None = None,
+) -> list[CellSpec]:
+    """All cells of the grid, in method, dataset, subset, seed order.
+
+    Config precedence: class defaults < preset (``*`` < dataset < dataset.subset) < ``--set``
+    (and ``--epochs``, which is ``--set <every method>.epochs``).
+    """
+    from ratbench.evaluate import EVAL_VERSION
+
+    sets = dict(sets or {})
+    for name in methods:
+        METHODS.check(name)
+    targets = dataset_targets(datasets)
+    dataset_names = {dataset for dataset, _ in targets}
+    for scope in sets:
+        if scope not in methods and scope not in dataset_names and scope != DATA_SCOPE:
+            raise RatbenchError(
+                f"--set {scope}.…: {scope!r} is not a method or dataset of this grid; "
+                f"use one of {', '.join([*methods, *sorted(dataset_names), DATA_SCOPE])}"
+            )
+    if limit is not None and limit < 1:
+        raise RatbenchError(f"--limit must be at least 1, got {limit}")
+
+    data_configs = {}
+    for dataset, subset in targets:
+        adapter_cls = DATASETS.get(dataset)
+        layers = preset_layers(adapter_cls.presets, preset, ("*", subset), f"dataset {dataset}", required=False)
+        config = adapter_cls.Config.resolve(*layers, sets.get(DATA_SCOPE, {}), sets.get(dataset, {}), owner=dataset)
+        adapter = adapter_cls(subset, config, data_dir)
+        data_configs[dataset, subset] = (adapter_cls, config, adapter.fingerprint())
+
+    specs = []
+    for method in methods:
+        method_cls = METHODS.get(method)
+        for dataset, subset in targets:
+            adapter_cls, data_config, fingerprint = data_configs[dataset, subset]
+            scopes = ("*", dataset, f"{dataset}.{subset}")
+            layers = preset_layers(method_cls.presets, preset, scopes, f"method {method}")
+            extra = {"epochs": epochs} if epochs is not None else {}
+            config = method_cls.Config.resolve(*layers, sets.get(method, {}), extra, owner=method)
+            for seed in seeds:
+                specs.append(
+                    CellSpec(
+                        method=method,
+                        method_version=method_cls.version,
+                        method_config=config.to_dict(),
+                        dataset=dataset,
+                        dataset_version=adapter_cls.version,
+                        subset=subset,
+                        dataset_config=data_config.to_dict(),
+                        dataset_fingerprint=fingerprint,
+                        eval_version=EVAL_VERSION,
+                        limit=limit,
+                        seed=seed,
+                    )
+                )
+    return specs

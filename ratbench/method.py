@@ -1,0 +1,99 @@
+"""The method plugin interface.
+
+A method builds its networks from a typed config and the data description, trains one epoch
+at a time and, at evaluation time, returns a rationale and a prediction per example. It never
+reads files, seeds RNGs, picks devices or talks to a tracker: the runner does all of that, so
+every method is treated the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from ratbench.config import Config
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from ratbench.types import Batch, DataInfo, EvalMode, RationaleOutput
+
+Kind = Literal["select_predict", "post_hoc"]
+Presets = dict[str, dict[str, dict[str, Any]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodConfig(Config):
+    """Fields the runner reads from every method config."""
+
+    epochs: int = 300
+    """Training epochs; the epoch with the best dev accuracy is evaluated on the test split."""
+    batch_size: int = 128
+    """Training batch size (evaluation uses the same size, as the reference does)."""
+
+
+class Method(ABC):
+    """Base class of method plugins.
+
+    Class attributes:
+        name: registry name (set by ``@register_method``).
+        version: bump when the method's outputs change for the same config; this gives new
+            cell ids, so old results become stale instead of being mixed with new ones.
+        kind: ``select_predict`` (returns a 0/1 mask and a prediction from it) or ``post_hoc``
+            (returns token scores; the evaluator keeps the top-k at the target sparsity).
+        Config: the typed, frozen config class (subclass of ``MethodConfig``).
+        presets: ``{preset: {scope: overrides}}``, scope ``"*"``, a dataset name or
+            ``dataset.subset`` (more specific scopes win). ``paper`` is the class defaults plus
+            its overrides; ``demo`` is a small setting for CPUs.
+
+    Subclasses keep their networks in ``self.model`` (one ``nn.Module``) and their optimizers
+    in ``self.optimizers``; the default ``state_dict`` covers both.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    kind: ClassVar[Kind] = "select_predict"
+    description: ClassVar[str] = ""
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    presets: ClassVar[Presets] = {}
+
+    model: nn.Module
+    optimizers: list[torch.optim.Optimizer]
+
+    def __init__(self, config: MethodConfig, info: DataInfo, device: torch.device) -> None:
+        self.config = config
+        self.info = info
+        self.device = device
+
+    @abstractmethod
+    def train_epoch(self, batches: Iterable[Batch]) -> dict[str, float]:
+        """Train one pass over ``batches`` (already on the device); return mean loss terms."""
+
+    @abstractmethod
+    def rationalize(self, batch: Batch, mode: EvalMode) -> RationaleOutput:
+        """Rationale and prediction for ``batch`` in eval mode, without gradients.
+
+        ``mode="reference"`` reproduces the reference protocol (for the Gumbel selectors: a
+        stochastic hard sample at test time); ``mode="clean"`` is deterministic.
+        """
+
+    def predict(self, batch: Batch, rationale: torch.Tensor) -> torch.Tensor | None:
+        """Logits of the predictor given an explicit 0/1 ``rationale`` ``[B, T]``.
+
+        Used for diagnostics (predictor accuracy on the full text and on the gold rationale);
+        return None if the method has no such predictor.
+        """
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Model and optimizer state."""
+        return {"model": self.model.state_dict(), "optimizers": [o.state_dict() for o in self.optimizers]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+        self.model.load_state_dict(state["model"])
+        for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
+            optimizer.load_state_dict(saved)

@@ -1,0 +1,191 @@
+"""``run_cell``: the only function an executor calls. It owns seeding, data, the epoch loop,
+model selection, evaluation and every file a cell writes."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import json
+import os
+import platform
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import ratbench
+from ratbench import cells
+from ratbench.batching import eval_batches, train_batches
+from ratbench.data import DatasetAdapter
+from ratbench.errors import RatbenchError
+from ratbench.evaluate import accuracy, evaluate_rationales, iter_batches, safe_div
+from ratbench.method import Method
+from ratbench.registry import DATASETS, METHODS
+from ratbench.text import build_vocab, encode
+from ratbench.types import EVAL_MODES, SPLITS, DataInfo, EncodedExample, Example
+
+LIMIT_SHUFFLE_SEED = 0  # --limit keeps the same examples whatever the run seed
+
+
+def seed_everything(seed: int) -> None:
+    """The single seeding point of a cell: python, numpy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N``; a CUDA request without a GPU is a clear error."""
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RatbenchError(f"--device {name} requested but no CUDA GPU is visible; use --device cpu")
+    return torch.device(name)
+
+
+def _limit(examples: list[Example], limit: int | None) -> list[Example]:
+    if limit is None or len(examples) <= limit:
+        return examples
+    keep = np.sort(np.random.default_rng(LIMIT_SHUFFLE_SEED).permutation(len(examples))[:limit])
+    return [examples[i] for i in keep]
+
+
+@dataclass
+class PreparedData:
+    """Encoded splits and what the method may know about them."""
+
+    splits: dict[str, list[EncodedExample]]
+    info: DataInfo
+    pad_to: int | None
+    stats: dict[str, Any]
+
+
+def prepare_data(spec: cells.CellSpec, data_dir: Path | None = None) -> PreparedData:
+    """Read, limit and encode the three splits of the cell's dataset."""
+    adapter_cls: type[DatasetAdapter] = DATASETS.get(spec.dataset)
+    config = adapter_cls.Config.resolve(spec.dataset_config, owner=spec.dataset)
+    adapter = adapter_cls(spec.subset, config, data_dir)
+    raw = {split: _limit(list(adapter.read(split)), spec.limit) for split in SPLITS}
+    for split, examples in raw.items():
+        if not examples:
+            raise RatbenchError(f"dataset {spec.dataset}.{spec.subset} has no {split} examples")
+    if any(ex.rationale is None for ex in raw["test"]):
+        raise RatbenchError(f"dataset {spec.dataset}.{spec.subset}: every test example needs a rationale")
+    vocab = build_vocab(config.embeddings, raw["train"], config.embedding_dim, config.embedding_seed)
+    splits = {split: [encode(ex, vocab, config.max_len) for ex in examples] for split, examples in raw.items()}
+    tokens = sum(len(ex.ids) for ex in splits["test"])
+    stats = {f"n_{split}": len(examples) for split, examples in splits.items()} | {
+        "test_gold_sparsity": 100 * safe_div(sum(float(ex.gold.sum()) for ex in splits["test"]), tokens)
+    }
+    info = DataInfo(adapter_cls.num_classes, vocab.vectors, spec.dataset, spec.subset)
+    pad_to = config.max_len if config.padding == "max_len" else None
+    return PreparedData(splits, info, pad_to, stats)
+
+
+def run_cell(
+    spec: cells.CellSpec,
+    results_dir: Path,
+    device: str = "cpu",
+    data_dir: Path | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train and evaluate one cell and write its folder; return the content of ``metrics.json``.
+
+    Per epoch: train, then dev accuracy in both evaluation modes. For each mode the epoch with
+    the best dev accuracy (strict ``>``: the earliest epoch wins ties) is kept, and at the end
+    the kept state is evaluated on the annotated test split in that mode.
+    """
+    out = cells.cell_dir(results_dir, spec)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / cells.METRICS_FILE).unlink(missing_ok=True)
+    (out / cells.ERROR_FILE).unlink(missing_ok=True)
+    cells.atomic_write_json(out / cells.SPEC_FILE, spec.to_json())
+    started = time.time()
+
+    seed_everything(spec.seed)
+    torch_device = resolve_device(device)
+    data = prepare_data(spec, data_dir)
+    method_cls: type[Method] = METHODS.get(spec.method)
+    config = method_cls.Config.resolve(spec.method_config, owner=spec.method)
+    method = method_cls(config, data.info, torch_device)
+    batch_rng = np.random.default_rng(spec.seed)
+    eval_size = config.batch_size
+
+    def dev() -> Any:
+        return iter_batches(eval_batches(data.splits["dev"], eval_size, data.pad_to), torch_device)
+
+    best: dict[str, dict[str, Any]] = {mode: {"dev_acc": -1.0, "epoch": None, "state": None} for mode in EVAL_MODES}
+    train_seconds = 0.0
+    with open(out / cells.EPOCHS_FILE, "w", encoding="utf-8") as epochs_log:
+        for epoch in range(1, config.epochs + 1):
+            tic = time.perf_counter()
+            batches = train_batches(data.splits["train"], config.batch_size, batch_rng, data.pad_to)
+            record: dict[str, Any] = {"epoch": epoch}
+            record.update(method.train_epoch(iter_batches(batches, torch_device)))
+            record["train_seconds"] = time.perf_counter() - tic
+            train_seconds += record["train_seconds"]
+            for mode in EVAL_MODES:
+                dev_acc = accuracy(method, dev(), mode)
+                if dev_acc is None:  # post-hoc: select the classifier on its full-text accuracy
+                    dev_acc = _full_text_accuracy(method, dev())
+                record[f"dev_acc_{mode}"] = dev_acc
+                if dev_acc > best[mode]["dev_acc"]:
+                    best[mode] = {"dev_acc": dev_acc, "epoch": epoch, "state": copy.deepcopy(method.model.state_dict())}
+            epochs_log.write(json.dumps(record) + "\n")
+            epochs_log.flush()
+            if on_epoch is not None:
+                on_epoch(record)
+
+    results: dict[str, Any] = {}
+    records: list[dict[str, Any]] = []
+    target = getattr(config, "sparsity", None)
+    for mode in EVAL_MODES:
+        method.model.load_state_dict(best[mode]["state"])
+        test = iter_batches(eval_batches(data.splits["test"], eval_size, data.pad_to), torch_device)
+        evaluation = evaluate_rationales(method, test, mode, target if target is not None else 0.15)
+        results[mode] = {"best_epoch": best[mode]["epoch"], "dev_acc": best[mode]["dev_acc"], **evaluation.metrics}
+        records.extend({"mode": mode, **record} for record in evaluation.records)
+    _write_rationales(out / cells.RATIONALES_FILE, records)
+
+    metrics = {
+        "status": "ok",
+        "cell_id": spec.cell_id,
+        "config_id": spec.config_id,
+        "method": spec.method,
+        "dataset": spec.dataset,
+        "subset": spec.subset,
+        "seed": spec.seed,
+        "kind": method_cls.kind,
+        "modes": results,
+        "data": data.stats,
+        "epochs": config.epochs,
+        "seconds_per_epoch": train_seconds / max(config.epochs, 1),
+        "wall_seconds": time.time() - started,
+        "device": str(torch_device),
+        "versions": {"ratbench": ratbench.__version__, "torch": torch.__version__, "python": platform.python_version()},
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    cells.atomic_write_json(out / cells.METRICS_FILE, metrics)
+    return metrics
+
+
+def _full_text_accuracy(method: Method, batches: Any) -> float:
+    correct = total = 0
+    for batch in batches:
+        logits = method.predict(batch, batch.mask)
+        if logits is None:
+            raise RatbenchError(f"method {method.name!r} gives neither predictions nor a predictor for dev selection")
+        correct += int((logits.argmax(-1) == batch.labels).sum())
+        total += len(batch.labels)
+    return 100 * safe_div(correct, total)
+
+
+def _write_rationales(path: Path, records: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with gzip.open(tmp, "wt", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record) + "\n")
+    os.replace(tmp, path)

