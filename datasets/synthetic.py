@@ -27,56 +27,57 @@ from ratbench.types import SPLITS, Example, Split
 # Vocabulary
 # --------------------------------------------------------------------------------------------
 
+
+def _alts(text: str) -> tuple[str, ...]:
+    """``"a|b c|d"`` -> ``("a", "b c", "d")`` (alternatives of a grammar slot)."""
+    return tuple(part.strip() for part in text.split("|"))
+
+
 ASPECTS: tuple[str, ...] = ("appearance", "aroma", "palate", "taste", "overall")
 """Every review rates these five aspects (the order of the five beer scores)."""
 ANNOTATED: tuple[str, ...] = ASPECTS[:3]
-"""Aspects that are subsets (labels and gold rationales); taste and overall are extra aspects."""
+"""The aspects that are subsets (label and gold rationale); taste and overall are extra aspects."""
 
+# Nouns (or noun phrases) that fill the ``{n}`` / ``{n2}`` slots of an aspect's templates.
+_NOUN_PHRASES: dict[str, tuple[str, ...]] = {
+    "appearance": _alts("head|lacing|color|clarity|appearance|foam|look|head retention"),
+    "aroma": _alts("smell|nose|aroma|scent|bouquet"),
+    "palate": _alts("mouthfeel|body|carbonation|texture|feel|palate"),
+    "taste": _alts("taste|flavor|finish|aftertaste|sweetness|bitterness"),
+    "overall": _alts("overall|drinkability"),
+}
 ASPECT_NOUNS: dict[str, frozenset[str]] = {
-    "appearance": frozenset({"head", "lacing", "color", "clarity", "appearance", "foam", "look", "retention"}),
-    "aroma": frozenset({"smell", "nose", "aroma", "scent", "bouquet"}),
-    "palate": frozenset({"mouthfeel", "body", "carbonation", "texture", "feel", "palate"}),
-    "taste": frozenset({"taste", "flavor", "finish", "aftertaste", "sweetness", "bitterness"}),
-    "overall": frozenset({"overall", "drinkability"}),
+    aspect: frozenset(w for phrase in phrases for w in phrase.split(" ")) for aspect, phrases in _NOUN_PHRASES.items()
 }
 """Aspect nouns. Every sentence about an aspect contains at least one of its own nouns and none of
 another aspect's; filler sentences contain none at all."""
 
-# Nouns (or noun phrases) that fill the ``{n}`` slot of the aspect templates.
-_NOUN_PHRASES: dict[str, tuple[str, ...]] = {
-    "appearance": ("head", "lacing", "color", "clarity", "appearance", "foam", "look", "head retention"),
-    "aroma": ("smell", "nose", "aroma", "scent", "bouquet"),
-    "palate": ("mouthfeel", "body", "carbonation", "texture", "feel", "palate"),
-    "taste": ("taste", "flavor", "finish", "aftertaste", "sweetness", "bitterness"),
-    "overall": ("overall", "drinkability"),
-}
-
-# Sentiment adjectives shared by all aspects, by polarity (1 = positive) and strength (3 = strong).
+# Sentiment adjectives shared by all aspects, by polarity (1 positive) and strength (3 strong).
 _SHARED: dict[int, dict[int, tuple[str, ...]]] = {
     1: {
-        3: ("superb", "excellent", "outstanding", "fantastic", "amazing", "wonderful", "phenomenal", "exceptional"),
-        2: ("great", "lovely", "impressive", "terrific", "wonderful"),
-        1: ("good", "nice", "pleasant", "decent", "solid", "fine"),
+        3: _alts("superb|excellent|outstanding|fantastic|amazing|wonderful|phenomenal|exceptional"),
+        2: _alts("great|lovely|impressive|terrific|delightful"),
+        1: _alts("good|nice|pleasant|decent|solid|fine"),
     },
     0: {
-        3: ("awful", "terrible", "horrible", "dreadful", "atrocious", "nasty", "disgusting"),
-        2: ("poor", "bad", "disappointing", "unpleasant", "weak", "lousy"),
-        1: ("mediocre", "bland", "dull", "lackluster", "unremarkable", "boring", "forgettable", "underwhelming"),
+        3: _alts("awful|terrible|horrible|dreadful|atrocious|nasty|disgusting"),
+        2: _alts("poor|bad|disappointing|unpleasant|weak|lousy"),
+        1: _alts("mediocre|bland|dull|lackluster|unremarkable|boring|forgettable|underwhelming"),
     },
 }
-# Aspect-specific sentiment adjectives (moderate strength).
+# Aspect-specific sentiment adjectives (moderate strength), by polarity.
 _SPECIFIC: dict[str, dict[int, tuple[str, ...]]] = {
-    "appearance": {1: ("beautiful", "gorgeous", "attractive", "striking"), 0: ("ugly", "murky", "unappealing")},
-    "aroma": {1: ("fragrant", "enticing", "aromatic", "inviting"), 0: ("stale", "skunky", "musty", "faint")},
-    "palate": {1: ("smooth", "creamy", "silky", "crisp", "velvety"), 0: ("thin", "watery", "flat", "harsh")},
-    "taste": {1: ("delicious", "tasty", "flavorful", "balanced"), 0: ("cloying", "metallic", "astringent")},
-    "overall": {1: ("enjoyable", "drinkable", "memorable"), 0: ("undrinkable", "regrettable")},
+    "appearance": {1: _alts("beautiful|gorgeous|attractive|striking"), 0: _alts("ugly|murky|unappealing")},
+    "aroma": {1: _alts("fragrant|enticing|aromatic|inviting"), 0: _alts("stale|skunky|musty|faint")},
+    "palate": {1: _alts("smooth|creamy|silky|crisp|velvety"), 0: _alts("thin|watery|flat|harsh")},
+    "taste": {1: _alts("delicious|tasty|flavorful|balanced"), 0: _alts("cloying|metallic|astringent")},
+    "overall": {1: _alts("enjoyable|drinkable|memorable"), 0: _alts("undrinkable|regrettable")},
 }
-_BOOSTERS = (("very",), ("really",), ("extremely",), ("truly",), ("incredibly",))
-_MILD_BOOSTERS = (("very",), ("really",), ("quite",), ("pretty",))
-_DOWNTONERS = (("slightly",), ("somewhat",), ("fairly",), ("a", "bit"), ("rather",))
-_NEG_PREFIX_FOR_POS = (("not",), ("hardly",))  # "not bad", "hardly disappointing" -> weakly positive
-_NEG_PREFIX_FOR_NEG = (("not",), ("hardly",), ("not", "very"), ("not", "that"), ("not", "really"))
+_BOOSTERS = _alts("very|really|extremely|truly|incredibly")
+_MILD_BOOSTERS = _alts("very|really|quite|pretty")
+_DOWNTONERS = _alts("slightly|somewhat|fairly|a bit|rather")
+_NEG_PREFIX_FOR_POS = _alts("not|hardly")  # "not bad", "hardly disappointing": weakly positive
+_NEG_PREFIX_FOR_NEG = _alts("not|hardly|not very|not that|not really")  # "not very good": weakly negative
 
 LEXICON: dict[str, int] = {}
 """Every sentiment word with its polarity (+1 / -1). No other generated word carries sentiment."""
@@ -88,91 +89,92 @@ for _by_pol in _SPECIFIC.values():
         LEXICON.update({w: 1 if _pol else -1 for w in _words})
 NEGATORS: frozenset[str] = frozenset({"not", "hardly"})
 """Words that flip the polarity of the sentiment word they modify."""
-_MODIFIERS = frozenset(w for group in (_BOOSTERS, _MILD_BOOSTERS, _DOWNTONERS) for p in group for w in p) | {
-    "absolutely",
-    "that",
-}
+_MODIFIERS = frozenset(
+    w for phrase in (*_BOOSTERS, *_MILD_BOOSTERS, *_DOWNTONERS, "absolutely", "that") for w in phrase.split(" ")
+)
 
-# A tiny grammar: a template is a string of space-separated tokens; ``{slot}`` expands to one
+# A tiny grammar: a template is a string of space-separated tokens, and ``{slot}`` expands to one
 # alternative of ``_GRAMMAR[slot]`` (recursively). The slots ``{n}``, ``{n2}`` (aspect nouns),
-# ``{p}``, ``{p2}`` (predicative sentiment) and ``{a}`` (attributive sentiment) are filled by the
-# generator.
+# ``{p}``, ``{p2}`` (predicative sentiment), ``{a}`` (attributive sentiment) and ``{d}`` (the
+# aspect's descriptor slot, see ``_D_SLOT``) are filled by the generator.
 _GRAMMAR: dict[str, tuple[str, ...]] = {
     # appearance
-    "color": (
-        "golden", "amber", "copper", "dark brown", "pitch black", "pale straw", "orange", "ruby red",
-        "deep mahogany", "light yellow", "hazy gold", "chestnut", "reddish brown",
+    "color": _alts(
+        "golden|amber|copper|dark brown|pitch black|pale straw|orange|ruby red|deep mahogany"
+        "|light yellow|hazy gold|chestnut|reddish brown"
     ),
-    "clarity": ("hazy", "cloudy", "clear", "opaque", "murky looking", "translucent"),
-    "headsize": ("one finger", "two finger", "three finger", "small", "tall", "thick"),
-    "headcolor": ("white", "off white", "tan", "khaki", "beige", "cream colored"),
-    "app_d": (
-        "{color} with a {headsize} head",
-        "{color} and {clarity}",
-        "a {headsize} {headcolor} head",
-        "{clarity} {color} in the glass",
+    "clarity": _alts("hazy|cloudy|clear|opaque|translucent|bright"),
+    "headsize": _alts("one finger|two finger|three finger|small|tall|thick"),
+    "headcolor": _alts("white|off white|tan|khaki|beige|cream colored"),
+    "app_d": _alts(
+        "{color} with a {headsize} head|{color} and {clarity}|a {headsize} {headcolor} head"
+        "|{clarity} {color} in the glass"
     ),
-    # aroma / taste
-    "note": (
-        "citrus", "pine", "caramel", "toffee", "grapefruit", "coffee", "chocolate", "banana", "clove",
-        "bread", "biscuit", "honey", "grass", "mango", "vanilla", "oak", "lemon", "hops", "malt",
-        "dark fruit", "roasted malt", "brown sugar", "peach", "cherry", "raisin", "smoke", "pepper",
+    # aroma and taste (the notes are shared: only the nouns tell the two aspects apart)
+    "note": _alts(
+        "citrus|pine|caramel|toffee|grapefruit|coffee|chocolate|banana|clove|bread|biscuit|honey|grass"
+        "|mango|vanilla|oak|lemon|hops|malt|dark fruit|roasted malt|brown sugar|peach|cherry|raisin"
+        "|smoke|pepper"
     ),
-    "notes": ("{note} and {note}", "hints of {note}", "lots of {note}", "notes of {note} and {note}", "some {note}"),
-    "aroma_d": ("{notes}", "{notes} up front", "mostly {note}"),
-    "taste_d": ("{notes} up front", "{note} then {note}", "mostly {note}", "{notes} throughout"),
+    "notes": _alts("{note} and {note}|hints of {note}|lots of {note}|notes of {note} and {note}|some {note}"),
+    "aroma_d": _alts("{notes}|{notes} up front|mostly {note}"),
+    "taste_d": _alts("{notes} up front|{note} then {note}|mostly {note}|{notes} throughout"),
+    "finlen": _alts("short|long|lingering|quick"),
+    "dryness": _alts("dry|sweet|bitter|warming"),
     # palate
-    "bodyweight": ("light", "medium", "full", "medium light", "medium full"),
-    "carb": ("low", "moderate", "high", "medium", "lively"),
-    "carbadj": ("fizzy", "bubbly", "prickly", "still"),
-    "palate_d": ("{bodyweight} body with {carb} carbonation", "{bodyweight} bodied and {carbadj}"),
+    "bodyweight": _alts("light|medium|full|medium light|medium full"),
+    "carb": _alts("low|moderate|high|medium|light"),
+    "carbadj": _alts("fizzy|bubbly|prickly|still"),
+    "palate_d": _alts("{bodyweight} body with {carb} carbonation|{bodyweight} bodied and {carbadj}"),
     # overall
-    "style": (
-        "pale ale", "stout", "porter", "ipa", "lager", "pilsner", "saison", "brown ale", "wheat beer",
-        "barleywine", "tripel", "dubbel", "red ale", "kolsch", "bock",
+    "style": _alts(
+        "pale ale|stout|porter|ipa|lager|pilsner|saison|brown ale|wheat beer|barleywine|tripel|dubbel"
+        "|red ale|kolsch|bock"
     ),
-    "ovd": ("for the style", "for the price", "from this brewery", "for a {style}"),
+    "ovd": _alts("for the style|for the price|from this brewery|for a {style}"),
     # fillers
-    "shop": ("store", "shop", "bottle shop", "liquor store", "grocery store", "local market", "gas station"),
-    "shoploc": ("downtown", "near my house", "on the way home", "across town", "near work", "in the city"),
-    "glassware": (
-        "pint glass", "tulip", "snifter", "goblet", "mug", "tumbler", "teku", "nonic pint", "wine glass",
-        "stemmed tulip", "shaker pint",
+    "shop": _alts("store|shop|bottle shop|liquor store|grocery store|local market|gas station"),
+    "shoploc": _alts("downtown|near my house|on the way home|across town|near work|in the city"),
+    "glassware": _alts(
+        "pint glass|tulip|snifter|goblet|mug|tumbler|teku|nonic pint|wine glass|stemmed tulip|shaker pint"
     ),
-    "people": ("friends", "my brother", "a coworker", "my wife", "some neighbors", "my roommate", "the family"),
-    "person": ("my friend", "a trader", "my cousin", "a neighbor", "my brother", "a coworker", "my dad", "a buddy"),
-    "when": (
-        "last weekend", "on friday night", "after work", "at a barbecue", "during the game", "last night",
-        "on a sunday afternoon", "over the holidays", "after dinner",
+    "people": _alts("friends|my brother|a coworker|my wife|some neighbors|my roommate|the family"),
+    "person": _alts("my friend|a trader|my cousin|a neighbor|my brother|a coworker|my dad|a buddy"),
+    "when": _alts(
+        "last weekend|on friday night|after work|at a barbecue|during the game|last night"
+        "|on a sunday afternoon|over the holidays|after dinner"
     ),
-    "temp": (
-        "cold from the fridge", "at cellar temperature", "at room temperature", "right out of the cooler",
-        "a few degrees above fridge temperature", "lightly chilled",
+    "temp": _alts(
+        "cold from the fridge|at cellar temperature|at room temperature|right out of the cooler"
+        "|a few degrees above fridge temperature|lightly chilled"
     ),
-    "bsize": ("12 ounce", "22 ounce", "500 ml", "750 ml", "brown", "green"),
-    "datekind": ("best before", "bottling", "freshness"),
-    "month": (
-        "january", "february", "march", "april", "may", "june", "july", "august", "september",
-        "october", "november", "december",
+    "bsize": _alts("12 ounce|22 ounce|500 ml|750 ml|brown|green"),
+    "datekind": _alts("best before|bottling|freshness"),
+    "month": _alts("january|february|march|april|may|june|july|august|september|october|november|december"),
+    "ordinal": _alts("first|second|third|fourth|fifth"),
+    "labelthing": _alts("red barn|mountain|cartoon fox|sailing ship|lighthouse|bear|old bicycle|skull"),
+    "place": _alts("oregon|belgium|vermont|colorado|germany|michigan|california|quebec|maine"),
+    "abv": _alts("5|6|7|8|9|10|11|12"),
+    "drinkplace": _alts(
+        "on the porch|at home|in the backyard|at a tasting|while watching a movie|at a bar|by the fire|at the lake"
     ),
-    "ordinal": ("first", "second", "third", "fourth", "fifth"),
-    "labelthing": ("red barn", "mountain", "cartoon fox", "sailing ship", "lighthouse", "bear", "old bicycle", "skull"),
-    "place": ("oregon", "belgium", "vermont", "colorado", "germany", "michigan", "california", "quebec", "maine"),
-    "abv": ("5", "6", "7", "8", "9", "10", "11", "12"),
-    "drinkplace": (
-        "on the porch", "at home", "in the backyard", "at a tasting", "while watching a movie", "at a bar",
-        "by the fire", "at the lake",
-    ),
-    "cansize": ("16 ounce", "12 ounce", "tall", "short"),
-    "pack": ("six pack", "four pack", "mixed case", "variety pack", "single bottle"),
-    "price": ("three", "five", "eight", "ten", "twelve", "fifteen"),
-    "freq": ("a few times", "once before", "on tap before", "at a festival", "twice this year"),
-    "duration": ("a week", "two days", "a month", "a few hours", "three weeks"),
-    "dist": ("five", "ten", "twenty", "fifty", "a hundred"),
-    "food": ("pizza", "a burger", "tacos", "some cheese", "grilled chicken", "pretzels", "chili", "fried fish"),
+    "cansize": _alts("16 ounce|12 ounce|tall|short"),
+    "pack": _alts("six pack|four pack|mixed case|variety pack|single bottle"),
+    "price": _alts("three|five|eight|ten|twelve|fifteen"),
+    "freq": _alts("a few times|once before|on tap before|at a festival|twice this year"),
+    "duration": _alts("a week|two days|a month|a few hours|three weeks"),
+    "dist": _alts("five|ten|twenty|fifty|a hundred"),
+    "food": _alts("pizza|a burger|tacos|some cheese|grilled chicken|pretzels|chili|fried fish"),
+}
+_D_SLOT = {
+    "appearance": "app_d",
+    "aroma": "aroma_d",
+    "palate": "palate_d",
+    "taste": "taste_d",
+    "overall": "ovd",
 }
 
-# Sentiment-bearing templates usable by appearance, aroma, palate and taste ({d} = "<aspect>_d").
+# Sentiment-bearing templates shared by appearance, aroma, palate and taste.
 _GENERIC_SENTIMENT = (
     "the {n} is {p} .",
     "i found the {n} to be {p} .",
@@ -186,27 +188,27 @@ _GENERIC_SENTIMENT = (
     "the {n} here is {p} , {d} .",
 )
 _SENTIMENT_TEMPLATES: dict[str, tuple[str, ...]] = {
-    "appearance": _GENERIC_SENTIMENT
-    + (
+    "appearance": (
+        *_GENERIC_SENTIMENT,
         "it pours a {color} color and the {n} is {p} .",
         "looks {p} in the glass , {color} with a {headsize} head .",
         "{a} {n} on this one , {color} in the glass .",
         "the {n} is {p} and the {n2} is {p2} .",
     ),
-    "aroma": _GENERIC_SENTIMENT
-    + (
+    "aroma": (
+        *_GENERIC_SENTIMENT,
         "the {n} is {p} , with {notes} .",
         "{a} {n} of {notes} .",
         "the {n} gives off {notes} and is {p} .",
     ),
-    "palate": _GENERIC_SENTIMENT
-    + (
+    "palate": (
+        *_GENERIC_SENTIMENT,
         "the {n} is {p} , {bodyweight} body with {carb} carbonation .",
         "{a} {n} , {bodyweight} bodied with {carb} carbonation .",
         "the {n} is {p} and the {n2} is {p2} .",
     ),
-    "taste": _GENERIC_SENTIMENT
-    + (
+    "taste": (
+        *_GENERIC_SENTIMENT,
         "the {n} is {p} , {notes} up front .",
         "{a} {n} of {notes} .",
         "the {n} is {p} with {notes} in the middle .",
@@ -228,7 +230,7 @@ _NEUTRAL_TEMPLATES: dict[str, tuple[str, ...]] = {
         "the color is {color} and {clarity} .",
         "it has a {headsize} {headcolor} head that slowly fades .",
         "the lacing clings to the sides of the glass .",
-        "the foam settles into a thin ring ."[:0] or "the foam settles into a ring after a minute .",
+        "the foam settles into a ring after a minute .",
     ),
     "aroma": (
         "the {n} has {notes} .",
@@ -238,7 +240,7 @@ _NEUTRAL_TEMPLATES: dict[str, tuple[str, ...]] = {
     "palate": (
         "it has a {bodyweight} body with {carb} carbonation .",
         "the mouthfeel is {bodyweight} bodied and {carbadj} .",
-        "the {n} is {bodyweight} with {carb} carbonation .",
+        "the body is {bodyweight} with {carb} carbonation .",
     ),
     "taste": (
         "the {n} has {notes} .",
@@ -250,12 +252,8 @@ _NEUTRAL_TEMPLATES: dict[str, tuple[str, ...]] = {
         "overall it is what you would expect from a {style} .",
     ),
 }
-_GRAMMAR["finlen"] = ("short", "long", "lingering", "quick")
-_GRAMMAR["dryness"] = ("dry", "sweet", "bitter", "warming")
-for _aspect in ("appearance", "aroma", "palate", "taste"):
-    _GRAMMAR.setdefault("d", ())
-_D_SLOT = {"appearance": "app_d", "aroma": "aroma_d", "palate": "palate_d", "taste": "taste_d", "overall": "ovd"}
 
+# Neutral filler sentences (no sentiment word, no aspect noun).
 _FILLER_TEMPLATES: tuple[str, ...] = (
     "i picked this up at a {shop} {shoploc} .",
     "poured into a {glassware} .",
@@ -372,27 +370,32 @@ def _sentiment(st: _Stream, aspect: str, pol: int, level: int, attributive: bool
             return [st.pick(shared[3])]
         if r < 0.8:
             adj = st.pick(specific) if st.u() < _P_SPECIFIC else st.pick(shared[2])
-            return [*st.pick(_BOOSTERS), adj]
+            return [*st.pick(_BOOSTERS).split(" "), adj]
         return ["absolutely", st.pick(shared[3])]
     if level == 2:
         if r < 0.45:
             return [st.pick(shared[2])]
         if r < 0.7:
             return [st.pick(specific)]
-        return [*st.pick(_MILD_BOOSTERS), st.pick(shared[1])]
+        return [*st.pick(_MILD_BOOSTERS).split(" "), st.pick(shared[1])]
     if r < 0.45:
         return [st.pick(shared[1])]
     if r < 0.7 or attributive:
         adj = st.pick(specific) if st.u() < _P_SPECIFIC else st.pick(shared[2])
-        return [*st.pick(_DOWNTONERS), adj]
+        return [*st.pick(_DOWNTONERS).split(" "), adj]
     # negated opposite polarity: "not bad" (weak positive), "not very good" (weak negative)
     if pol == 1:
-        return [*st.pick(_NEG_PREFIX_FOR_POS), st.pick(_SHARED[0][2] + _SHARED[0][1])]
-    return [*st.pick(_NEG_PREFIX_FOR_NEG), st.pick(_SHARED[1][1] + _SHARED[1][2])]
+        return [*st.pick(_NEG_PREFIX_FOR_POS).split(" "), st.pick(_SHARED[0][2] + _SHARED[0][1])]
+    return [*st.pick(_NEG_PREFIX_FOR_NEG).split(" "), st.pick(_SHARED[1][1] + _SHARED[1][2])]
+
+
+@functools.cache
+def _split(template: str) -> tuple[str, ...]:
+    return tuple(template.split(" "))
 
 
 def _expand(st: _Stream, template: str, fill: dict[str, object], out: list[str]) -> None:
-    for tok in template.split(" "):
+    for tok in _split(template):
         if tok[0] != "{":
             out.append(tok)
             continue
@@ -407,23 +410,23 @@ def _expand(st: _Stream, template: str, fill: dict[str, object], out: list[str])
 
 
 def _aspect_sentence(st: _Stream, aspect: str, pol: int, level: int, sentiment: bool, template: str) -> list[str]:
+    """One sentence about ``aspect`` from ``template`` (redrawn if it is too long or short)."""
     nouns = _NOUN_PHRASES[aspect]
+
+    def lvl() -> int:  # the wording strength jitters by one step for 25% of the phrases
+        r = st.u()
+        return max(1, level - 1) if r < 0.125 else min(3, level + 1) if r < 0.25 else level
+
+    fill: dict[str, object] = {
+        "p": lambda: _sentiment(st, aspect, pol, lvl(), False),
+        "p2": lambda: _sentiment(st, aspect, pol, lvl(), False),
+        "a": lambda: _sentiment(st, aspect, pol, lvl(), True),
+        "d": lambda: _expand_list(st, "{" + _D_SLOT[aspect] + "}"),
+    }
     for _ in range(50):
         noun = st.pick(nouns)
-        noun2 = st.pick([n for n in nouns if n != noun] or nouns)
-
-        def lvl() -> int:  # wording strength jitters by one step 25% of the time
-            r = st.u()
-            return max(1, level - 1) if r < 0.125 else min(3, level + 1) if r < 0.25 else level
-
-        fill: dict[str, object] = {
-            "n": noun.split(" "),
-            "n2": noun2.split(" "),
-            "p": lambda: _sentiment(st, aspect, pol, lvl(), False),
-            "p2": lambda: _sentiment(st, aspect, pol, lvl(), False),
-            "a": lambda: _sentiment(st, aspect, pol, lvl(), True),
-            "d": lambda: _expand_list(st, "{" + _D_SLOT[aspect] + "}"),
-        }
+        fill["n"] = noun.split(" ")
+        fill["n2"] = st.pick([n for n in nouns if n != noun]).split(" ")
         out: list[str] = []
         _expand(st, template, fill, out)
         if _MIN_SENTENCE_LEN <= len(out) <= MAX_SENTENCE_LEN:
@@ -486,14 +489,14 @@ def _review(st: _Stream, cfg: Synthetic.Config, scores: np.ndarray, described: l
         k = 1 if r < c1 else 2 if r < c2 else 3
         level = strength_level(float(scores[a]))
         sentences = []
-        sentiment_templates = list(_SENTIMENT_TEMPLATES[aspect])
-        neutral_templates = list(_NEUTRAL_TEMPLATES[aspect])
-        st.shuffle(sentiment_templates)
-        st.shuffle(neutral_templates)
+        used: set[str] = set()  # no template twice within an aspect
         for i in range(k):
             with_sentiment = i == 0 or st.u() < _P_EXTRA_SENTIMENT
-            pool = sentiment_templates if with_sentiment else neutral_templates
-            template = pool.pop() if pool else st.pick(_SENTIMENT_TEMPLATES[aspect])
+            pool = (_SENTIMENT_TEMPLATES if with_sentiment else _NEUTRAL_TEMPLATES)[aspect]
+            template = st.pick(pool)
+            while template in used:
+                template = st.pick(pool)
+            used.add(template)
             sentences.append(_aspect_sentence(st, aspect, described[a], level, with_sentiment, template))
         blocks[a] = sentences
     # Make the aspect sentences fit the target length: drop 2nd/3rd sentences (longest block
@@ -625,7 +628,7 @@ class Synthetic(DatasetAdapter):
        Fillers hold no sentiment word and no aspect noun.
     5. Gold rationale (``test`` only; ``train``/``dev`` examples have ``rationale=None``): 1 on
        every token of the labelled aspect's sentences, final "." included, and 0 elsewhere; one
-       contiguous span per example, about 11-15% of the tokens on average.
+       contiguous span per example, about 11-13% of the tokens on average (beer appearance: 18.5%).
 
     Example ids are ``f"{split}-{i:06d}"``. :func:`generate_reviews` exposes the review-level
     truth (all scores, labels, described polarities and spans), :func:`sentiment_polarity`
@@ -644,7 +647,7 @@ class Synthetic(DatasetAdapter):
     """
 
     description = "Synthetic multi-aspect beer-style reviews with planted gold rationales (generated, no download)"
-    subsets = ANNOTATED
+    subsets = ("appearance", "aroma", "palate")
     version = "1"
 
     @dataclasses.dataclass(frozen=True)

@@ -65,6 +65,7 @@ class VER(RNP):
     """
 
     description = "VER: RNP whose predictor is trained on random vicinal perturbations of the mask"
+    kind = "select_predict"
     version = "1"
 
     @dataclasses.dataclass(frozen=True)

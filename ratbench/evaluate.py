@@ -40,15 +40,13 @@ def f1_score(precision: float, recall: float) -> float:
 def top_k_mask(scores: torch.Tensor, mask: torch.Tensor, sparsity: float) -> torch.Tensor:
     """Keep the ``max(1, round(sparsity * len_b))`` highest-scoring real tokens of each row.
 
-    Ties go to the earlier position. Padding is never kept.
+    Ties go to the earlier position. Padding is never kept; a NaN score ranks last.
     """
-    lengths = mask.sum(dim=1)
-    k = torch.clamp(torch.round(sparsity * lengths), min=1)
-    positions = torch.arange(scores.shape[1], device=scores.device)
-    # A tiny position penalty breaks ties toward earlier tokens; padding sorts last.
-    keyed = scores.double() - positions.double() * 1e-12
-    keyed = keyed.masked_fill(mask == 0, -np.inf)
-    rank = keyed.argsort(dim=1, descending=True).argsort(dim=1)
+    # float64 so that k matches Python's round() on sparsity * length (half to even).
+    k = torch.clamp(torch.round(sparsity * mask.sum(dim=1).double()), min=1)
+    # A stable descending sort keeps tied scores in position order; padding and NaN sort last.
+    keyed = torch.nan_to_num(scores.double(), nan=-np.inf).masked_fill(mask == 0, -np.inf)
+    rank = keyed.argsort(dim=1, descending=True, stable=True).argsort(dim=1)
     return ((rank < k.unsqueeze(1)) & (mask > 0)).to(mask.dtype)
 
 
@@ -74,6 +72,7 @@ class RationaleCounts:
         labels: np.ndarray,
     ) -> None:
         """Add one batch: ``pred``, ``gold``, ``mask`` are ``[B, T]`` 0/1 arrays."""
+        pred, gold, mask = (np.asarray(a, dtype=np.float64) for a in (pred, gold, mask))
         tp = (pred * gold).sum(axis=1)
         n_pred = pred.sum(axis=1)
         n_gold = gold.sum(axis=1)

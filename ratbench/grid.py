@@ -10,6 +10,7 @@ from typing import Any
 from ratbench.cells import CellSpec
 from ratbench.errors import RatbenchError, did_you_mean
 from ratbench.registry import DATASETS, METHODS
+from ratbench.text import check_embeddings
 
 DATA_SCOPE = "data"  # --set data.key=value applies to every dataset in the grid
 
@@ -125,6 +126,7 @@ def expand(
         adapter_cls = DATASETS.get(dataset)
         layers = preset_layers(adapter_cls.presets, preset, ("*", subset), f"dataset {dataset}", required=False)
         config = adapter_cls.Config.resolve(*layers, sets.get(DATA_SCOPE, {}), sets.get(dataset, {}), owner=dataset)
+        check_embeddings(config.embeddings)
         adapter = adapter_cls(subset, config, data_dir)
         data_configs[dataset, subset] = (adapter_cls, config, adapter.fingerprint())
 

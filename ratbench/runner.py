@@ -77,9 +77,9 @@ def prepare_data(spec: cells.CellSpec, data_dir: Path | None = None) -> Prepared
     vocab = build_vocab(config.embeddings, raw["train"], config.embedding_dim, config.embedding_seed)
     splits = {split: [encode(ex, vocab, config.max_len) for ex in examples] for split, examples in raw.items()}
     tokens = sum(len(ex.ids) for ex in splits["test"])
-    stats = {f"n_{split}": len(examples) for split, examples in splits.items()} | {
-        "test_gold_sparsity": 100 * safe_div(sum(float(ex.gold.sum()) for ex in splits["test"]), tokens)
-    }
+    gold = sum(float(ex.gold.sum()) for ex in splits["test"])
+    stats = {f"n_{split}": len(examples) for split, examples in splits.items()}
+    stats |= {"n_test_tokens": tokens, "test_gold_sparsity": 100 * safe_div(gold, tokens)}
     info = DataInfo(adapter_cls.num_classes, vocab.vectors, spec.dataset, spec.subset)
     pad_to = config.max_len if config.padding == "max_len" else None
     return PreparedData(splits, info, pad_to, stats)

