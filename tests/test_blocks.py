@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from ratbench._plugins.methods._blocks import (
     FrozenEmbedding,
     Predictor,

@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+
 from ratbench._plugins.methods import rnp as rnp_module
 from ratbench._plugins.methods.ver import VER, perturb_index
-
 from ratbench.types import Batch, DataInfo
 
 VOCAB = 30
