@@ -142,7 +142,9 @@ def accuracy(method: Method, batches: Iterable[Batch], mode: EvalMode) -> float 
     return 100 * safe_div(correct, total)
 
 
-def _predictor_accuracy(method: Method, batches: list[Batch], which: str) -> float | None:
+def predictor_accuracy(method: Method, batches: Iterable[Batch], which: str) -> float | None:
+    """Accuracy (percent) of the method's predictor on the full text (``which="full"``) or on
+    the gold rationale (``"gold"``); None if the method has no predictor."""
     correct = total = 0
     for batch in batches:
         rationale = batch.mask if which == "full" else batch.gold
@@ -187,8 +189,8 @@ def evaluate_rationales(method: Method, batches: Iterable[Batch], mode: EvalMode
             )
         kept.append(batch)
     metrics = counts.metrics()
-    metrics["acc_full_text"] = _predictor_accuracy(method, kept, "full")
-    metrics["acc_gold_rationale"] = _predictor_accuracy(method, kept, "gold")
+    metrics["acc_full_text"] = predictor_accuracy(method, kept, "full")
+    metrics["acc_gold_rationale"] = predictor_accuracy(method, kept, "gold")
     return EvalResult(metrics, records)
 
 

@@ -23,7 +23,7 @@ from ratbench import cells
 from ratbench.batching import eval_batches, train_batches
 from ratbench.data import DatasetAdapter
 from ratbench.errors import RatbenchError
-from ratbench.evaluate import accuracy, evaluate_rationales, iter_batches, safe_div
+from ratbench.evaluate import accuracy, evaluate_rationales, iter_batches, predictor_accuracy, safe_div
 from ratbench.method import Method
 from ratbench.registry import DATASETS, METHODS
 from ratbench.text import build_vocab, encode
@@ -130,7 +130,9 @@ def run_cell(
             for mode in EVAL_MODES:
                 dev_acc = accuracy(method, dev(), mode)
                 if dev_acc is None:  # post-hoc: select the classifier on its full-text accuracy
-                    dev_acc = _full_text_accuracy(method, dev())
+                    dev_acc = predictor_accuracy(method, dev(), "full")
+                if dev_acc is None:
+                    raise RatbenchError(f"method {spec.method!r} gives neither predictions nor a predictor")
                 record[f"dev_acc_{mode}"] = dev_acc
                 if dev_acc > best[mode]["dev_acc"]:
                     best[mode] = {"dev_acc": dev_acc, "epoch": epoch, "state": copy.deepcopy(method.model.state_dict())}
@@ -170,17 +172,6 @@ def run_cell(
     }
     cells.atomic_write_json(out / cells.METRICS_FILE, metrics)
     return metrics
-
-
-def _full_text_accuracy(method: Method, batches: Any) -> float:
-    correct = total = 0
-    for batch in batches:
-        logits = method.predict(batch, batch.mask)
-        if logits is None:
-            raise RatbenchError(f"method {method.name!r} gives neither predictions nor a predictor for dev selection")
-        correct += int((logits.argmax(-1) == batch.labels).sum())
-        total += len(batch.labels)
-    return 100 * safe_div(correct, total)
 
 
 def _write_rationales(path: Path, records: list[dict[str, Any]]) -> None:
