@@ -1,0 +1,68 @@
+"""Grid expansion: seeds, dataset names, presets and override precedence."""
+
+from __future__ import annotations
+
+import pytest
+
+from ratbench import grid
+from ratbench.errors import RatbenchError
+from ratbench.registry import METHODS
+from ratbench.types import Example
+
+
+def test_parse_seeds_accepts_ranges_and_lists() -> None:
+    """`1-3,7` and `3,1,3` give sorted distinct seeds."""
+    assert grid.parse_seeds("1-3,7") == [1, 2, 3, 7]
+    assert grid.parse_seeds("3, 1,3") == [1, 3]
+    with pytest.raises(RatbenchError):
+        grid.parse_seeds("")
+
+
+def test_bare_dataset_name_means_all_subsets() -> None:
+    """`synthetic` expands to its three subsets; `synthetic.aroma` to one."""
+    assert grid.dataset_targets(["synthetic"]) == [
+        ("synthetic", "appearance"),
+        ("synthetic", "aroma"),
+        ("synthetic", "palate"),
+    ]
+    assert grid.dataset_targets(["synthetic.aroma", "synthetic"])[0] == ("synthetic", "aroma")
+
+
+def test_paper_preset_has_the_papers_batch_sizes_per_benchmark() -> None:
+    """RNP/VER paper preset: lr 1e-4, alpha 0.125, lambdas 11/12, batch 128 beer, 256 hotel."""
+    ver = METHODS.get("ver")
+    for dataset, batch in (("beer", 128), ("hotel", 256), ("synthetic", 128)):
+        layers = grid.preset_layers(ver.presets, "paper", ("*", dataset, f"{dataset}.x"), "method ver")
+        cfg = ver.Config.resolve(*layers)
+        assert (cfg.batch_size, cfg.lr, cfg.sparsity, cfg.sparsity_lambda, cfg.continuity_lambda) == (
+            batch,
+            1e-4,
+            0.125,
+            11.0,
+            12.0,
+        )
+        assert (cfg.perturb_rate, cfg.hidden_dim, cfg.dropout, cfg.tau, cfg.cls_lambda) == (0.3, 200, 0.2, 1.0, 0.9)
+
+
+def test_override_precedence() -> None:
+    """defaults < preset < --set < --epochs; dataset presets and data.* overrides apply too."""
+    [spec] = grid.expand(
+        ["ver"],
+        ["synthetic.aroma"],
+        [4],
+        preset="demo",
+        sets={"ver": {"lr": "0.5", "epochs": "9"}, "data": {"max_len": "64"}, "synthetic": {"n_dev": "7"}},
+        epochs=2,
+    )
+    assert spec.method_config["lr"] == 0.5  # --set beats the demo preset
+    assert spec.method_config["hidden_dim"] == 64  # from the demo preset
+    assert spec.method_config["epochs"] == 2  # --epochs beats --set
+    assert spec.dataset_config["n_train"] == 2000  # synthetic's demo preset
+    assert spec.dataset_config["n_dev"] == 7 and spec.dataset_config["max_len"] == 64
+    assert spec.seed == 4 and spec.subset == "aroma"
+
+
+def test_example_rejects_a_rationale_of_the_wrong_length() -> None:
+    """An Example's rationale must have one value per token."""
+    with pytest.raises(ValueError, match="rationale has 2 values but there are 3 tokens"):
+        Example("x", ("a", "b", "c"), 0, (0, 1))
