@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from ratbench.config import Config
+from ratbench.errors import DataFormatError, MissingDataError
 from ratbench.types import Example, Split
 
 
@@ -47,15 +49,54 @@ class DatasetAdapter(ABC):
     presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
     """``{preset: {scope: overrides}}`` with scope ``"*"`` or a subset name."""
 
+    source: ClassVar[str] = ""
+    """Where users get the files (a URL or a short instruction), quoted in missing-file errors."""
+
     def __init__(self, subset: str, config: DataConfig, data_dir: Path | None = None) -> None:
         self.subset = subset
         self.config = config
         self.data_dir = data_dir
+        self.skipped: Counter[str] = Counter()  # malformed lines skipped per file (lenient mode)
+
+    def dataset_dir(self, marker: str) -> Path:
+        """The folder holding this dataset's files under the data root (``--data-dir``,
+        ``RATBENCH_DATA``, else ``./data``): ``<root>/<name>`` if it contains ``marker`` (a file
+        or folder name), else ``<root>`` itself if that does, else ``<root>/<name>`` (for the
+        missing-file message). So both ``--data-dir data`` and ``--data-dir data/<name>`` work."""
+        root = Path(self.data_dir) if self.data_dir is not None else Path("data")
+        for candidate in (root / self.name, root):
+            if (candidate / marker).exists():
+                return candidate
+        return root / self.name
+
+    def files(self) -> Mapping[str, Path]:
+        """The files ``read`` needs, by role (e.g. ``"train"``); none for generated data."""
+        return {}
+
+    def check_files(self) -> None:
+        """Raise ``MissingDataError`` naming the first missing file and where to get it."""
+        for role, path in self.files().items():
+            if not path.is_file():
+                where = f"; get it from {self.source}" if self.source else ""
+                hint = "" if self.data_dir else " (no --data-dir / RATBENCH_DATA given)"
+                raise MissingDataError(f"{self.name}: missing {role} file {path}{hint}{where}")
+
+    def bad_line(self, path: Path, line_no: int, problem: str) -> None:
+        """Report a malformed line: raise, or count it and return in lenient mode."""
+        if not self.config.lenient:
+            raise DataFormatError(f"{path}:{line_no}: {problem} (use --set data.lenient=true to skip such lines)")
+        self.skipped[str(path)] += 1
 
     @abstractmethod
     def read(self, split: Split) -> Iterator[Example]:
         """Yield the examples of ``split`` (``train``, ``dev`` or ``test``) in a fixed order."""
 
     def fingerprint(self) -> dict[str, Any]:
-        """What identifies the data this adapter produces (file-based adapters add file stats)."""
-        return {"name": self.name, "version": self.version, "subset": self.subset}
+        """What identifies the data: name, version, subset, and the size and modification time
+        of each file (cheap; a replaced file gives a new cell id)."""
+        stats = {}
+        for role, path in sorted(self.files().items()):
+            if path.is_file():
+                stat = path.stat()
+                stats[role] = {"name": path.name, "size": stat.st_size, "mtime": int(stat.st_mtime)}
+        return {"name": self.name, "version": self.version, "subset": self.subset, "files": stats}

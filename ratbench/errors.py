@@ -13,6 +13,14 @@ class RatbenchError(Exception):
     """
 
 
+class MissingDataError(RatbenchError):
+    """A dataset file is not where it is expected; the message names it and where to get it."""
+
+
+class DataFormatError(RatbenchError):
+    """A line of a dataset file is malformed; the message gives file, line number and what is wrong."""
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest choice, or an empty string."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)

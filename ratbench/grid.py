@@ -128,6 +128,7 @@ def expand(
         config = adapter_cls.Config.resolve(*layers, sets.get(DATA_SCOPE, {}), sets.get(dataset, {}), owner=dataset)
         check_embeddings(config.embeddings)
         adapter = adapter_cls(subset, config, data_dir)
+        adapter.check_files()
         data_configs[dataset, subset] = (adapter_cls, config, adapter.fingerprint())
 
     specs = []

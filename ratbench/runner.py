@@ -80,6 +80,8 @@ def prepare_data(spec: cells.CellSpec, data_dir: Path | None = None) -> Prepared
     gold = sum(float(ex.gold.sum()) for ex in splits["test"])
     stats = {f"n_{split}": len(examples) for split, examples in splits.items()}
     stats |= {"n_test_tokens": tokens, "test_gold_sparsity": 100 * safe_div(gold, tokens)}
+    if adapter.skipped:
+        stats["skipped_lines"] = dict(adapter.skipped)
     info = DataInfo(adapter_cls.num_classes, vocab.vectors, spec.dataset, spec.subset)
     pad_to = config.max_len if config.padding == "max_len" else None
     return PreparedData(splits, info, pad_to, stats)
