@@ -42,6 +42,14 @@ results_option = click.option(
 )
 
 
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=lambda: os.environ.get("RATBENCH_DATA"),
+    help="Root of the dataset files [env RATBENCH_DATA; default ./data].",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ratbench", message="%(prog)s %(version)s")
 def main() -> None:
@@ -70,12 +78,7 @@ def main() -> None:
 @click.option("--epochs", type=click.IntRange(min=1), help="Override the number of epochs of every method.")
 @click.option("--limit", type=click.IntRange(min=1), help="Use at most N examples per split (smoke runs).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=lambda: os.environ.get("RATBENCH_DATA"),
-    help="Root of the dataset files [env RATBENCH_DATA].",
-)
+@data_dir_option
 @results_option
 @click.option("--force", is_flag=True, help="Rerun cells that are already done.")
 @friendly_errors
@@ -144,6 +147,27 @@ def table(results_dir: Path, mode: str, fmt: str, expected_seeds: int | None) ->
     from ratbench.tables import render
 
     click.echo(render(load_results(results_dir), mode=mode, fmt=fmt, seeds=expected_seeds), nl=False)
+
+
+@main.group()
+def data() -> None:
+    """Inspect and validate datasets."""
+
+
+@data.command(name="check")
+@click.argument("name")
+@click.option("--preset", default="paper", show_default=True, help="Dataset preset to apply.")
+@click.option("--set", "sets", multiple=True, metavar="SCOPE.KEY=VALUE", help="Dataset config override (repeatable).")
+@data_dir_option
+@friendly_errors
+def data_check(name: str, preset: str, sets: tuple[str, ...], data_dir: Path | None) -> None:
+    """Validate NAME[.SUBSET]'s files and print counts, lengths, OOV, gold sparsity and overlap."""
+    from ratbench import datacheck, grid
+
+    overrides = grid.parse_sets(sets)
+    for dataset, subset in grid.dataset_targets([name]):
+        adapter = grid.build_adapter(dataset, subset, preset, overrides, data_dir)
+        click.echo(datacheck.render(datacheck.check(adapter), adapter.config.embeddings))
 
 
 @main.command(name="ls")

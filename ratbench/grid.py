@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ratbench.cells import CellSpec
+from ratbench.data import DatasetAdapter
 from ratbench.errors import RatbenchError, did_you_mean
 from ratbench.registry import DATASETS, METHODS
 from ratbench.text import check_embeddings
@@ -90,6 +91,23 @@ def preset_layers(
     return [table[scope] for scope in scopes if scope in table]
 
 
+def build_adapter(
+    dataset: str,
+    subset: str,
+    preset: str = "paper",
+    sets: Mapping[str, Mapping[str, str]] | None = None,
+    data_dir: Path | None = None,
+) -> DatasetAdapter:
+    """The adapter of ``dataset.subset`` with its resolved config (defaults < preset <
+    ``--set data.*`` < ``--set <dataset>.*``); checks the embeddings choice, not the files."""
+    sets = sets or {}
+    adapter_cls = DATASETS.get(dataset)
+    layers = preset_layers(adapter_cls.presets, preset, ("*", subset), f"dataset {dataset}", required=False)
+    config = adapter_cls.Config.resolve(*layers, sets.get(DATA_SCOPE, {}), sets.get(dataset, {}), owner=dataset)
+    check_embeddings(config.embeddings)
+    return adapter_cls(subset, config, data_dir)
+
+
 def expand(
     methods: Sequence[str],
     datasets: Sequence[str],
@@ -123,13 +141,9 @@ def expand(
 
     data_configs = {}
     for dataset, subset in targets:
-        adapter_cls = DATASETS.get(dataset)
-        layers = preset_layers(adapter_cls.presets, preset, ("*", subset), f"dataset {dataset}", required=False)
-        config = adapter_cls.Config.resolve(*layers, sets.get(DATA_SCOPE, {}), sets.get(dataset, {}), owner=dataset)
-        check_embeddings(config.embeddings)
-        adapter = adapter_cls(subset, config, data_dir)
+        adapter = build_adapter(dataset, subset, preset, sets, data_dir)
         adapter.check_files()
-        data_configs[dataset, subset] = (adapter_cls, config, adapter.fingerprint())
+        data_configs[dataset, subset] = (type(adapter), adapter.config, adapter.fingerprint())
 
     specs = []
     for method in methods:

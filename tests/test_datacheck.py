@@ -1,0 +1,82 @@
+"""`ratbench data check`: counts, lengths, OOV, gold sparsity, overlap, missing splits."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ratbench import datacheck
+from ratbench.cli import main
+from ratbench.data import DataConfig, DatasetAdapter
+from ratbench.errors import MissingDataError
+from ratbench.registry import DATASETS
+from ratbench.types import Example
+
+SPLIT_DATA = {
+    "train": [("a b c", 0), ("d e f g", 1), ("Dup  text", 1)],
+    "dev": [("dup text", 0), ("h i", 1)],
+}
+TEST = [("a b zz", 1, (0, 1, 1)), ("x y", 0, (1, 0))]
+
+
+class Small(DatasetAdapter):
+    """Hand-made splits with one duplicated text (modulo case and spaces) and OOV words."""
+
+    subsets = ("main",)
+
+    @dataclasses.dataclass(frozen=True)
+    class Config(DataConfig):
+        max_len: int = 3
+        no_train: bool = False
+
+    def read(self, split: str) -> Iterator[Example]:
+        if split == "train" and self.config.no_train:
+            raise MissingDataError("small: missing train file /nowhere/train.txt")
+        if split == "test":
+            for i, (text, label, gold) in enumerate(TEST):
+                yield Example(f"t{i}", tuple(text.split(" ")), label, gold)
+            return
+        for i, (text, label) in enumerate(SPLIT_DATA[split]):
+            yield Example(f"{split}{i}", tuple(text.split(" ")), label)
+
+
+@pytest.fixture
+def small() -> Iterator[type[Small]]:
+    DATASETS.register("small")(Small)
+    yield Small
+    DATASETS._unregister("small")
+
+
+def test_report_counts_lengths_oov_gold_and_overlap(small: type[Small]) -> None:
+    """Every figure is computed on the adapter's examples, after truncation at max_len."""
+    report = datacheck.check(Small("main", Small.Config()))
+    train, dev, test = report.splits
+    assert (train.n, train.labels, train.avg_len) == (3, {0: 1, 1: 2}, pytest.approx(10 / 3))
+    assert train.truncated == pytest.approx(100 / 3)  # "d e f g" is longer than 3 tokens
+    assert train.oov == 0.0  # the random vocabulary is the training words
+    assert dev.oov == pytest.approx(100 * 3 / 4)  # "dup", "h", "i" unseen ("text" is known)
+    assert test.gold_sparsity == pytest.approx(100 * 3 / 5) and train.gold_sparsity is None
+    assert report.overlap == {"test texts also in train": 0, "dev texts also in train": 1, "test texts also in dev": 0}
+
+
+def test_missing_split_is_reported_not_fatal(small: type[Small]) -> None:
+    """A missing train file leaves the other splits checkable."""
+    report = datacheck.check(Small("main", Small.Config(no_train=True)))
+    assert report.splits[0].missing == "small: missing train file /nowhere/train.txt"
+    assert report.splits[2].n == 2
+    assert "missing train: small: missing train file" in datacheck.render(report, "random")
+
+
+def test_cli_data_check(small: type[Small], tmp_path: Path) -> None:
+    """The command prints the table for each subset; --set reaches the dataset config."""
+    result = CliRunner().invoke(main, ["data", "check", "small", "--set", "small.max_len=10"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("small.main\n")
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| train"))
+    assert [c.strip() for c in row.split("|")[1:-1]] == ["train", "3", "0: 1 / 1: 2", "3.3", "0.0", "0.00", ""]
+    bad = CliRunner().invoke(main, ["data", "check", "small", "--set", "small.maxlen=3"])
+    assert bad.exit_code == 2 and "unknown config key small.maxlen" in bad.stderr
