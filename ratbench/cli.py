@@ -149,6 +149,19 @@ def table(results_dir: Path, mode: str, fmt: str, expected_seeds: int | None) ->
     click.echo(render(load_results(results_dir), mode=mode, fmt=fmt, seeds=expected_seeds), nl=False)
 
 
+@main.command()
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["eraser"]), default="eraser", show_default=True)
+@click.option("--mode", type=click.Choice(["reference", "clean"]), default="reference", show_default=True)
+@friendly_errors
+def export(path: Path, fmt: str, mode: str) -> None:
+    """Export the predictions of PATH (a results folder or one cell) for external scorers."""
+    from ratbench.export import export_eraser
+
+    for target in export_eraser(path, mode):
+        click.echo(target)
+
+
 @main.group()
 def data() -> None:
     """Inspect and validate datasets."""

@@ -45,6 +45,8 @@ class DatasetAdapter(ABC):
     description: ClassVar[str] = ""
     subsets: ClassVar[tuple[str, ...]]
     num_classes: ClassVar[int] = 2
+    label_names: ClassVar[tuple[str, ...]] = ()
+    """Class names by label index (exported predictions use them); empty = "0", "1", ..."""
     Config: ClassVar[type[DataConfig]] = DataConfig
     presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
     """``{preset: {scope: overrides}}`` with scope ``"*"`` or a subset name."""

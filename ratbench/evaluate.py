@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ratbench.method import Method
-from ratbench.types import Batch, EvalMode
+from ratbench.types import Batch, EvalMode, RationaleOutput
 
 EVAL_VERSION = "1"
 METRIC_COLUMNS = ("S", "Acc", "P", "R", "F1")
@@ -116,8 +116,8 @@ class EvalResult:
     records: list[dict[str, Any]]
 
 
-def binarize(method: Method, batch: Batch, mode: EvalMode, sparsity: float) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The evaluated 0/1 rationale of ``batch`` and the logits, as the mode prescribes."""
+def binarize(method: Method, batch: Batch, mode: EvalMode, sparsity: float) -> tuple[torch.Tensor, RationaleOutput]:
+    """The evaluated 0/1 rationale of ``batch`` as the mode prescribes, and the method's output."""
     out = method.rationalize(batch, mode)
     if out.mask is not None:
         pred = out.mask.float()
@@ -127,7 +127,7 @@ def binarize(method: Method, batch: Batch, mode: EvalMode, sparsity: float) -> t
         raise ValueError(f"method {method.name!r} returned neither a mask nor scores")
     if mode == "clean":
         pred = pred * batch.mask
-    return pred, out.logits
+    return pred, out
 
 
 def accuracy(method: Method, batches: Iterable[Batch], mode: EvalMode) -> float | None:
@@ -167,10 +167,13 @@ def evaluate_rationales(method: Method, batches: Iterable[Batch], mode: EvalMode
     for batch in batches:
         if batch.gold is None:
             raise ValueError("evaluate_rationales needs an annotated split (batch.gold is None)")
-        pred, logits = binarize(method, batch, mode, sparsity)
+        pred, out = binarize(method, batch, mode, sparsity)
+        logits = out.logits
         pred_np, gold_np, mask_np = (t.detach().cpu().numpy() for t in (pred, batch.gold, batch.mask))
         labels_np = batch.labels.cpu().numpy()
         predicted = None if logits is None else logits.argmax(-1).cpu().numpy()
+        probs = None if logits is None else torch.softmax(logits.float(), -1).cpu().numpy()
+        scores = None if out.scores is None else out.scores.float().cpu().numpy()
         counts.update(pred_np, gold_np, mask_np, predicted, labels_np)
         lengths = mask_np.sum(axis=1).astype(int)
         for row, example_id in enumerate(batch.example_ids):
@@ -185,8 +188,11 @@ def evaluate_rationales(method: Method, batches: Iterable[Batch], mode: EvalMode
                     "length": int(lengths[row]),
                     "mask": pred_np[row, : max(lengths[row], last)].astype(int).tolist(),
                     "gold": gold_np[row, : lengths[row]].astype(int).tolist(),
+                    "probs": None if probs is None else [round(float(p), 6) for p in probs[row]],
                 }
             )
+            if scores is not None:
+                records[-1]["token_scores"] = [round(float(v), 6) for v in scores[row, : lengths[row]]]
         kept.append(batch)
     metrics = counts.metrics()
     metrics["acc_full_text"] = predictor_accuracy(method, kept, "full")

@@ -61,6 +61,8 @@ class PreparedData:
     info: DataInfo
     pad_to: int | None
     stats: dict[str, Any]
+    docids: dict[str, str]  # test example id -> document id, where they differ
+    label_names: list[str]
 
 
 def prepare_data(spec: cells.CellSpec, data_dir: Path | None = None) -> PreparedData:
@@ -84,7 +86,9 @@ def prepare_data(spec: cells.CellSpec, data_dir: Path | None = None) -> Prepared
         stats["skipped_lines"] = dict(adapter.skipped)
     info = DataInfo(adapter_cls.num_classes, vocab.vectors, spec.dataset, spec.subset)
     pad_to = config.max_len if config.padding == "max_len" else None
-    return PreparedData(splits, info, pad_to, stats)
+    docids = {ex.id: ex.docid for ex in raw["test"] if ex.docid is not None}
+    label_names = list(adapter_cls.label_names) or [str(i) for i in range(adapter_cls.num_classes)]
+    return PreparedData(splits, info, pad_to, stats, docids, label_names)
 
 
 def run_cell(
@@ -151,7 +155,10 @@ def run_cell(
         test = iter_batches(eval_batches(data.splits["test"], eval_size, data.pad_to), torch_device)
         evaluation = evaluate_rationales(method, test, mode, target if target is not None else 0.15)
         results[mode] = {"best_epoch": best[mode]["epoch"], "dev_acc": best[mode]["dev_acc"], **evaluation.metrics}
-        records.extend({"mode": mode, **record} for record in evaluation.records)
+        records.extend(
+            {"mode": mode, "docid": data.docids.get(record["id"], record["id"]), **record}
+            for record in evaluation.records
+        )
     _write_rationales(out / cells.RATIONALES_FILE, records)
 
     metrics = {
@@ -165,6 +172,7 @@ def run_cell(
         "kind": method_cls.kind,
         "modes": results,
         "data": data.stats,
+        "label_names": data.label_names,
         "epochs": config.epochs,
         "seconds_per_epoch": train_seconds / max(config.epochs, 1),
         "wall_seconds": time.time() - started,

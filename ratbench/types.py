@@ -26,6 +26,8 @@ class Example:
         rationale: one 0/1 per token (human rationale); set on the annotated ``test`` split only.
         query: tokens of a question/claim given as context (ERASER tasks); never part of the
             rationale.
+        docid: the document the tokens come from (ERASER); None means the example is its own
+            document (its ``id`` serves as document id).
     """
 
     id: str
@@ -33,6 +35,7 @@ class Example:
     label: int
     rationale: tuple[int, ...] | None = None
     query: tuple[str, ...] | None = None
+    docid: str | None = None
 
     def __post_init__(self) -> None:
         if self.rationale is not None and len(self.rationale) != len(self.tokens):
