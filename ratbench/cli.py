@@ -49,6 +49,11 @@ data_dir_option = click.option(
     help="Root of the dataset files [env RATBENCH_DATA; default ./data].",
 )
 
+LENIENT_SET = ["data.lenient=true"]
+lenient_option = click.option(
+    "--lenient", is_flag=True, help="Skip malformed data lines and report their count (= --set data.lenient=true)."
+)
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ratbench", message="%(prog)s %(version)s")
@@ -79,6 +84,7 @@ def main() -> None:
 @click.option("--limit", type=click.IntRange(min=1), help="Use at most N examples per split (smoke runs).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @data_dir_option
+@lenient_option
 @results_option
 @click.option("--force", is_flag=True, help="Rerun cells that are already done.")
 @friendly_errors
@@ -92,6 +98,7 @@ def run(
     limit: int | None,
     device: str,
     data_dir: Path | None,
+    lenient: bool,
     results_dir: Path,
     force: bool,
 ) -> None:
@@ -104,7 +111,7 @@ def run(
         grid.parse_names(datasets),
         grid.parse_seeds(seeds),
         preset=preset,
-        sets=grid.parse_sets(sets),
+        sets=grid.parse_sets([*sets, *LENIENT_SET[:lenient]]),
         epochs=epochs,
         limit=limit,
         data_dir=data_dir,
@@ -172,12 +179,13 @@ def data() -> None:
 @click.option("--preset", default="paper", show_default=True, help="Dataset preset to apply.")
 @click.option("--set", "sets", multiple=True, metavar="SCOPE.KEY=VALUE", help="Dataset config override (repeatable).")
 @data_dir_option
+@lenient_option
 @friendly_errors
-def data_check(name: str, preset: str, sets: tuple[str, ...], data_dir: Path | None) -> None:
+def data_check(name: str, preset: str, sets: tuple[str, ...], data_dir: Path | None, lenient: bool) -> None:
     """Validate NAME[.SUBSET]'s files and print counts, lengths, OOV, gold sparsity and overlap."""
     from ratbench import datacheck, grid
 
-    overrides = grid.parse_sets(sets)
+    overrides = grid.parse_sets([*sets, *LENIENT_SET[:lenient]])
     for dataset, subset in grid.dataset_targets([name]):
         adapter = grid.build_adapter(dataset, subset, preset, overrides, data_dir)
         click.echo(datacheck.render(datacheck.check(adapter), adapter.config.embeddings))

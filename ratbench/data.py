@@ -31,6 +31,8 @@ class DataConfig(Config):
     """``bucket``: length-bucketed batches padded to their own longest example (fast).
     ``max_len``: every batch padded to ``max_len`` as in the reference code, where padding
     enters the sparsity/continuity regularizers and reference-mode sparsity."""
+    lenient: bool = False
+    """Skip malformed lines of the data files (and count them) instead of stopping at the first."""
 
 
 class DatasetAdapter(ABC):
