@@ -32,10 +32,13 @@ class Small(DatasetAdapter):
     class Config(DataConfig):
         max_len: int = 3
         no_train: bool = False
+        bad_dev_line: bool = False
 
     def read(self, split: str) -> Iterator[Example]:
         if split == "train" and self.config.no_train:
             raise MissingDataError("small: missing train file /nowhere/train.txt")
+        if split == "dev" and self.config.bad_dev_line:
+            self.bad_line(Path("/data/small/dev.txt"), 7, "expected 2 fields, got 3")
         if split == "test":
             for i, (text, label, gold) in enumerate(TEST):
                 yield Example(f"t{i}", tuple(text.split(" ")), label, gold)
@@ -80,3 +83,14 @@ def test_cli_data_check(small: type[Small], tmp_path: Path) -> None:
     assert [c.strip() for c in row.split("|")[1:-1]] == ["train", "3", "0: 1 / 1: 2", "3.3", "0.0", "0.00", ""]
     bad = CliRunner().invoke(main, ["data", "check", "small", "--set", "small.maxlen=3"])
     assert bad.exit_code == 2 and "unknown config key small.maxlen" in bad.stderr
+
+
+def test_malformed_line_is_an_error_unless_lenient(small: type[Small]) -> None:
+    """Without --lenient a bad line stops with file:line; with it the line is skipped and counted."""
+    args = ["data", "check", "small.main", "--set", "small.bad_dev_line=true"]
+    strict = CliRunner().invoke(main, args)
+    assert strict.exit_code == 2
+    assert strict.stderr.startswith("error: /data/small/dev.txt:7: expected 2 fields, got 3")
+    lenient = CliRunner().invoke(main, [*args, "--lenient"])
+    assert lenient.exit_code == 0
+    assert "skipped malformed lines in /data/small/dev.txt: 1" in lenient.stdout
