@@ -37,7 +37,7 @@ class SplitStats:
     labels: dict[int, int] = field(default_factory=dict)
     avg_len: float = 0.0
     truncated: float = 0.0  # share of examples longer than max_len
-    oov: float = 0.0  # share of kept tokens without a vector
+    oov: float | None = None  # share of kept tokens without a vector (None: no vocabulary)
     gold_sparsity: float | None = None  # gold tokens / kept tokens, in percent
     missing: str | None = None  # why the split could not be read
 
@@ -110,7 +110,8 @@ def render(report: DataReport, embeddings: str) -> str:
             continue
         labels = " / ".join(f"{label}: {count}" for label, count in s.labels.items())
         gold = "" if s.gold_sparsity is None else f"{s.gold_sparsity:.1f}"
-        rows.append([s.split, s.n, labels, f"{s.avg_len:.1f}", f"{s.truncated:.1f}", f"{s.oov:.2f}", gold])
+        oov = "n/a" if s.oov is None else f"{s.oov:.2f}"
+        rows.append([s.split, s.n, labels, f"{s.avg_len:.1f}", f"{s.truncated:.1f}", oov, gold])
     headers = ["split", "examples", "labels", "avg len", "truncated %", f"OOV % ({embeddings})", "gold S %"]
     lines = [report.name, tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)]
     lines += [f"missing {s.split}: {s.missing}" for s in report.splits if s.missing]
