@@ -49,7 +49,6 @@ data_dir_option = click.option(
     help="Root of the dataset files [env RATBENCH_DATA; default ./data].",
 )
 
-LENIENT_SET = ["data.lenient=true"]
 lenient_option = click.option(
     "--lenient", is_flag=True, help="Skip malformed data lines and report their count (= --set data.lenient=true)."
 )
@@ -111,7 +110,7 @@ def run(
         grid.parse_names(datasets),
         grid.parse_seeds(seeds),
         preset=preset,
-        sets=grid.parse_sets([*sets, *LENIENT_SET[:lenient]]),
+        sets=grid.parse_sets([*sets, "data.lenient=true"] if lenient else sets),
         epochs=epochs,
         limit=limit,
         data_dir=data_dir,
@@ -185,7 +184,7 @@ def data_check(name: str, preset: str, sets: tuple[str, ...], data_dir: Path | N
     """Validate NAME[.SUBSET]'s files and print counts, lengths, OOV, gold sparsity and overlap."""
     from ratbench import datacheck, grid
 
-    overrides = grid.parse_sets([*sets, *LENIENT_SET[:lenient]])
+    overrides = grid.parse_sets([*sets, "data.lenient=true"] if lenient else sets)
     for dataset, subset in grid.dataset_targets([name]):
         adapter = grid.build_adapter(dataset, subset, preset, overrides, data_dir)
         click.echo(datacheck.render(datacheck.check(adapter), adapter.config.embeddings))
