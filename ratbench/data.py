@@ -47,6 +47,7 @@ class DatasetAdapter(ABC):
     description: ClassVar[str] = ""
     subsets: ClassVar[tuple[str, ...]]
     num_classes: ClassVar[int] = 2
+    """Number of classes; an adapter whose subsets differ may set it on the instance."""
     label_names: ClassVar[tuple[str, ...]] = ()
     """Class names by label index (exported predictions use them); empty = "0", "1", ..."""
     Config: ClassVar[type[DataConfig]] = DataConfig
