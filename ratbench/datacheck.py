@@ -51,6 +51,7 @@ class DataReport:
     overlap: dict[str, int]
     skipped: dict[str, int]
     extra: dict[str, Any]
+    label_names: tuple[str, ...] = ()
 
 
 def _split_stats(split: str, examples: list[Example], vocab_words: dict[str, int] | None, max_len: int) -> SplitStats:
@@ -98,7 +99,8 @@ def check(adapter: DatasetAdapter) -> DataReport:
             other = set(hashes[b])
             overlap[f"{a} texts also in {b}"] = sum(h in other for h in hashes[a])
     extra = adapter.overlap_report() if hasattr(adapter, "overlap_report") else {}
-    return DataReport(f"{adapter.name}.{adapter.subset}", stats, overlap, dict(adapter.skipped), extra)
+    name = f"{adapter.name}.{adapter.subset}"
+    return DataReport(name, stats, overlap, dict(adapter.skipped), extra, tuple(adapter.label_names))
 
 
 def render(report: DataReport, embeddings: str) -> str:
@@ -108,7 +110,10 @@ def render(report: DataReport, embeddings: str) -> str:
         if s.missing:
             rows.append([s.split, "missing", "", "", "", "", ""])
             continue
-        labels = " / ".join(f"{label}: {count}" for label, count in s.labels.items())
+        names = report.label_names
+        labels = " / ".join(
+            f"{names[label] if label < len(names) else label}: {count}" for label, count in s.labels.items()
+        )
         gold = "" if s.gold_sparsity is None else f"{s.gold_sparsity:.1f}"
         oov = "n/a" if s.oov is None else f"{s.oov:.2f}"
         rows.append([s.split, s.n, labels, f"{s.avg_len:.1f}", f"{s.truncated:.1f}", oov, gold])
