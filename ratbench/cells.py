@@ -9,6 +9,7 @@ without its seed, so the seeds of one configuration share it; ``cell_id`` is
     rationales.jsonl.gz  per-example predicted masks, gold and labels, per mode
     metrics.json         written last and atomically; its presence means "done"
     error.txt            traceback of a failed attempt
+    claim.json           exists while a scheduler runs the cell (host, pid, start time)
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 import tempfile
+import time
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ratbench.config import stable_hash
 
@@ -27,6 +31,11 @@ EPOCHS_FILE = "epochs.jsonl"
 RATIONALES_FILE = "rationales.jsonl.gz"
 METRICS_FILE = "metrics.json"
 ERROR_FILE = "error.txt"
+CLAIM_FILE = "claim.json"
+TAKEOVER_FILE = ".claim.takeover"
+TAKEOVER_TIMEOUT = 60.0  # seconds
+DEFAULT_STALE_AFTER = 24 * 3600.0  # seconds after which any claim is presumed abandoned
+Status = Literal["todo", "done", "failed", "running", "stale"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,3 +109,95 @@ def atomic_write_text(path: Path, text: str) -> None:
 def atomic_write_json(path: Path, data: Any) -> None:
     """``atomic_write_text`` of indented JSON (NaN is refused: it is not valid JSON)."""
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def read_claim(folder: Path) -> dict[str, Any] | None:
+    """The claim of a cell folder, or None if it has none (or it vanished meanwhile)."""
+    try:
+        return json.loads((folder / CLAIM_FILE).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def claim_is_stale(claim: dict[str, Any], stale_after: float) -> bool:
+    """A claim is stale when its process is dead on this host, or it is older than ``stale_after``."""
+    if time.time() - float(claim.get("started", 0)) > stale_after:
+        return True
+    return claim.get("host") == socket.gethostname() and not _pid_alive(int(claim.get("pid", -1)))
+
+
+def _create_exclusive(path: Path, data: dict[str, Any]) -> bool:
+    """Create ``path`` with ``data`` unless it exists; readers never see a partial file."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    try:
+        os.link(tmp, path)  # atomic, and fails if the name exists (like O_EXCL)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def try_claim(folder: Path, stale_after: float = DEFAULT_STALE_AFTER) -> bool:
+    """Claim a cell for this process; take over a stale claim. Return whether we hold it.
+
+    Two schedulers on one results folder never both hold a cell: the claim is created
+    exclusively, and a stale claim is replaced only under a short-lived takeover lock.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    path, lock = folder / CLAIM_FILE, folder / TAKEOVER_FILE
+    mine = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+    if _create_exclusive(path, mine):
+        return True
+    current = read_claim(folder)
+    if current is None or not claim_is_stale(current, stale_after):
+        return False
+    if not _create_exclusive(lock, mine):
+        try:  # a takeover lock left by a killed scheduler expires after a minute
+            if time.time() - lock.stat().st_mtime < TAKEOVER_TIMEOUT:
+                return False
+        except FileNotFoundError:
+            return False
+        lock.unlink(missing_ok=True)
+        if not _create_exclusive(lock, mine):
+            return False
+    try:
+        current = read_claim(folder)
+        if current is not None and not claim_is_stale(current, stale_after):
+            return False
+        path.unlink(missing_ok=True)
+        return _create_exclusive(path, mine)
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def release_claim(folder: Path) -> None:
+    """Remove this process's claim (a claim of another process is left alone)."""
+    claim = read_claim(folder)
+    if claim is not None and claim.get("pid") == os.getpid() and claim.get("host") == socket.gethostname():
+        (folder / CLAIM_FILE).unlink(missing_ok=True)
+
+
+def status(results_dir: Path, spec: CellSpec, stale_after: float = DEFAULT_STALE_AFTER) -> Status:
+    """``done`` (metrics.json), ``running`` (live claim), ``stale`` (abandoned claim),
+    ``failed`` (error.txt) or ``todo``."""
+    folder = cell_dir(results_dir, spec)
+    if (folder / METRICS_FILE).is_file():
+        return "done"
+    claim = read_claim(folder)
+    if claim is not None:
+        return "stale" if claim_is_stale(claim, stale_after) else "running"
+    if (folder / ERROR_FILE).is_file():
+        return "failed"
+    return "todo"

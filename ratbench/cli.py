@@ -86,6 +86,14 @@ def main() -> None:
 @lenient_option
 @results_option
 @click.option("--force", is_flag=True, help="Rerun cells that are already done.")
+@click.option("--dry-run", is_flag=True, help="Count todo/done/failed/running/stale cells; list the ones to run.")
+@click.option(
+    "--stale-after",
+    type=click.FloatRange(min=0),
+    default=24 * 3600.0,
+    show_default=True,
+    help="Seconds after which another scheduler's claim on a cell is presumed abandoned.",
+)
 @friendly_errors
 def run(
     methods: str,
@@ -100,10 +108,12 @@ def run(
     lenient: bool,
     results_dir: Path,
     force: bool,
+    dry_run: bool,
+    stale_after: float,
 ) -> None:
     """Train and evaluate every method x dataset.subset x seed cell that is not done yet."""
     from ratbench import grid
-    from ratbench.scheduler import run_grid
+    from ratbench.scheduler import grid_status, run_grid
 
     specs = grid.expand(
         grid.parse_names(methods),
@@ -119,10 +129,19 @@ def run(
         from ratbench.runner import resolve_device
 
         resolve_device(device)
-    summary = run_grid(specs, results_dir, device=device, data_dir=data_dir, force=force, echo=click.echo)
+    if dry_run:
+        by_status = grid_status(specs, results_dir, stale_after)
+        click.echo(", ".join(f"{len(ids)} {name}" for name, ids in by_status.items()) + f" ({len(specs)} cells)")
+        for cell_id in by_status["todo"] + by_status["failed"] + by_status["stale"]:
+            click.echo(f"  to run: {cell_id}")
+        return
+    summary = run_grid(
+        specs, results_dir, device=device, data_dir=data_dir, force=force, echo=click.echo, stale_after=stale_after
+    )
     click.echo(
         f"{summary.total} cells: {len(summary.finished)} ran, {len(summary.skipped)} already done, "
-        f"{len(summary.failed)} failed. Results in {results_dir}/runs"
+        f"{len(summary.elsewhere)} left to other schedulers, {len(summary.failed)} failed. "
+        f"Results in {results_dir}/runs"
     )
     if summary.failed:
         for cell_id, reason in summary.failed:

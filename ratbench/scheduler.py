@@ -22,6 +22,7 @@ class GridSummary:
     skipped: list[str] = field(default_factory=list)
     finished: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (cell_id, one-line reason)
+    elsewhere: list[str] = field(default_factory=list)  # claimed by another live scheduler
 
     @property
     def ok(self) -> bool:
@@ -43,10 +44,14 @@ def run_grid(
     data_dir: Path | None = None,
     force: bool = False,
     echo: Callable[[str], None] = print,
+    stale_after: float = cells.DEFAULT_STALE_AFTER,
 ) -> GridSummary:
     """Run every cell of ``specs`` that is not done (all of them with ``force``), in order.
 
-    A failing cell leaves its traceback in ``error.txt`` and the grid goes on.
+    Each cell is claimed before it runs (``claim.json``), so several schedulers can share one
+    results folder: a cell claimed by a live scheduler is left to it, a stale claim (dead
+    process on this host, or older than ``stale_after`` seconds) is taken over. A failing cell
+    leaves its traceback in ``error.txt`` and the grid goes on.
     """
     from ratbench.runner import run_cell
 
@@ -57,20 +62,39 @@ def run_grid(
         echo(f"{len(summary.skipped)} of {len(specs)} cells already done (use --force to rerun them)")
     for position, spec in enumerate(todo, start=1):
         prefix = f"[{position}/{len(todo)}] {spec.cell_id}"
+        folder = cells.cell_dir(results_dir, spec)
+        if not cells.try_claim(folder, stale_after):
+            summary.elsewhere.append(spec.cell_id)
+            echo(f"{prefix} skipped: being run by another scheduler ({folder / cells.CLAIM_FILE})")
+            continue
+        if not force and cells.is_done(results_dir, spec):  # finished elsewhere meanwhile
+            cells.release_claim(folder)
+            summary.skipped.append(spec.cell_id)
+            continue
         tic = time.time()
         try:
             with _epoch_bar(int(spec.method_config.get("epochs", 0)), prefix) as bar:
                 metrics = run_cell(spec, results_dir, device=device, data_dir=data_dir, on_epoch=lambda _: bar.update())
         except Exception as exc:  # one failing cell must not stop the grid
-            folder = cells.cell_dir(results_dir, spec)
-            folder.mkdir(parents=True, exist_ok=True)
             (folder / cells.ERROR_FILE).write_text(traceback.format_exc(), encoding="utf-8")
             reason = str(exc) if isinstance(exc, RatbenchError) else f"{type(exc).__name__}: {exc}"
             summary.failed.append((spec.cell_id, reason))
             echo(f"{prefix} FAILED {reason} (traceback in {folder / cells.ERROR_FILE})")
             continue
+        finally:
+            cells.release_claim(folder)
         summary.finished.append(spec.cell_id)
         ref = metrics["modes"]["reference"]
         acc = "N/A" if ref["Acc"] is None else f"{ref['Acc']:.1f}"
         echo(f"{prefix} ok F1={ref['F1']:.1f} S={ref['S']:.1f} Acc={acc} ({time.time() - tic:.1f}s)")
     return summary
+
+
+def grid_status(
+    specs: Sequence[cells.CellSpec], results_dir: Path, stale_after: float = cells.DEFAULT_STALE_AFTER
+) -> dict[str, list[str]]:
+    """Cell ids by status: todo, done, failed, running, stale (for ``--dry-run``)."""
+    by_status: dict[str, list[str]] = {name: [] for name in ("todo", "done", "failed", "running", "stale")}
+    for spec in specs:
+        by_status[cells.status(results_dir, spec, stale_after)].append(spec.cell_id)
+    return by_status

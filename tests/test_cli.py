@@ -34,10 +34,10 @@ def test_run_twice_executes_nothing_the_second_time_and_table_renders(toy_datase
     ]
     code, out, _ = _run(*args)
     assert code == 0, out
-    assert "4 cells: 4 ran, 0 already done, 0 failed" in out
+    assert "4 cells: 4 ran, 0 already done, 0 left to other schedulers, 0 failed" in out
     assert out.count(" ok F1=") == 4
     code, out, _ = _run(*args)
-    assert code == 0 and "4 cells: 0 ran, 4 already done, 0 failed" in out
+    assert code == 0 and "4 cells: 0 ran, 4 already done, 0 left to other schedulers, 0 failed" in out
 
     code, out, _ = _run("table", "--results-dir", str(tmp_path))
     assert code == 0

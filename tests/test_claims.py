@@ -1,0 +1,132 @@
+"""Claims and resume: exclusive cells across schedulers, stale takeover, SIGKILL and rerun."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ratbench import cells, grid
+from ratbench.cli import main
+
+# A tiny synthetic grid that a fresh `ratbench` process can run (no in-test plugins needed).
+TINY = [
+    "--datasets", "synthetic.appearance", "--preset", "demo", "--epochs", "2",
+    "--set", "synthetic.n_train=40", "--set", "synthetic.n_dev=16", "--set", "synthetic.n_test=16",
+    "--set", "synthetic.min_review_len=60", "--set", "synthetic.mean_review_len=70",
+    "--set", "synthetic.max_review_len=80", "--set", "rnp.hidden_dim=16",
+]  # fmt: skip
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def _write_claim(folder: Path, **claim: object) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / cells.CLAIM_FILE).write_text(json.dumps(claim))
+
+
+def test_claim_is_exclusive_and_released_only_by_its_owner(tmp_path: Path) -> None:
+    """A live claim blocks a second claimant; release removes only our own claim."""
+    folder = tmp_path / "cell"
+    assert cells.try_claim(folder)
+    assert not cells.try_claim(folder)  # same live process, still held
+    _write_claim(folder, host="elsewhere", pid=1, started=time.time())
+    cells.release_claim(folder)
+    assert (folder / cells.CLAIM_FILE).exists()  # not ours: left alone
+    assert not cells.try_claim(folder)  # a fresh claim from another host is respected
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        {"host": socket.gethostname(), "started": time.time()},  # dead pid on this host
+        {"host": "elsewhere", "pid": 1, "started": time.time() - 7200},  # too old
+    ],
+)
+def test_stale_claims_are_taken_over(tmp_path: Path, claim: dict) -> None:
+    """A dead process on this host, or an age beyond --stale-after, makes a claim stale."""
+    claim = {"pid": _dead_pid(), **claim}
+    _write_claim(tmp_path / "cell", **claim)
+    assert cells.read_claim(tmp_path / "cell") == claim
+    assert cells.try_claim(tmp_path / "cell", stale_after=3600)
+    assert cells.read_claim(tmp_path / "cell")["pid"] == os.getpid()
+
+
+def test_status_and_dry_run(tmp_path: Path) -> None:
+    """--dry-run counts todo/done/failed/running/stale cells and lists what would run."""
+    specs = grid.expand(["rnp"], ["synthetic.appearance"], [1, 2, 3, 4, 5], preset="demo")
+    folders = [cells.cell_dir(tmp_path, spec) for spec in specs]
+    folders[0].mkdir(parents=True)
+    (folders[0] / cells.METRICS_FILE).write_text("{}")
+    folders[1].mkdir(parents=True)
+    (folders[1] / cells.ERROR_FILE).write_text("Traceback")
+    _write_claim(folders[2], host=socket.gethostname(), pid=os.getpid(), started=time.time())
+    _write_claim(folders[3], host=socket.gethostname(), pid=_dead_pid(), started=time.time())
+    assert [cells.status(tmp_path, spec) for spec in specs] == ["done", "failed", "running", "stale", "todo"]
+    result = CliRunner().invoke(
+        main,
+        ["run", "--methods", "rnp", "--datasets", "synthetic.appearance", "--seeds", "1-5", "--preset", "demo",
+         "--results-dir", str(tmp_path), "--dry-run"],
+    )  # fmt: skip
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[0] == "1 todo, 1 done, 1 failed, 1 running, 1 stale (5 cells)"
+    assert {line.split()[-1] for line in result.stdout.splitlines()[1:]} == {
+        specs[4].cell_id,
+        specs[1].cell_id,
+        specs[3].cell_id,
+    }
+
+
+def _ratbench(results: Path, seeds: str) -> list[str]:
+    return [sys.executable, "-m", "ratbench", "run", "--methods", "rnp", "--seeds", seeds, *TINY,
+            "--results-dir", str(results)]  # fmt: skip
+
+
+def _finished(results: Path) -> dict[str, int]:
+    return {str(p.parent): p.stat().st_mtime_ns for p in results.glob(f"runs/**/{cells.METRICS_FILE}")}
+
+
+@pytest.mark.slow
+def test_sigkill_half_way_then_rerun_finishes_each_cell_exactly_once(tmp_path: Path) -> None:
+    """Kill a grid with SIGKILL mid-run; the rerun completes it without redoing finished cells."""
+    process = subprocess.Popen(_ratbench(tmp_path, "1-6"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(_finished(tmp_path)) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = _finished(tmp_path)
+    assert 2 <= len(before) < 6, "the kill must land half-way"
+    assert list(tmp_path.glob(f"runs/**/{cells.CLAIM_FILE}")), "the killed run left its claim behind"
+
+    rerun = subprocess.run(_ratbench(tmp_path, "1-6"), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    after = _finished(tmp_path)
+    assert len(after) == 6
+    assert all(after[cell] == mtime for cell, mtime in before.items()), "a finished cell was run again"
+    assert f"{len(before)} of 6 cells already done" in rerun.stdout
+    assert rerun.stdout.count(" ok F1=") == 6 - len(before)
+    assert not list(tmp_path.glob(f"runs/**/{cells.CLAIM_FILE}"))
+
+
+@pytest.mark.slow
+def test_two_schedulers_on_one_folder_never_run_a_cell_twice(tmp_path: Path) -> None:
+    """Two concurrent `ratbench run` of the same grid split the cells between them."""
+    runs = [subprocess.Popen(_ratbench(tmp_path, "1-6"), stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [run.communicate(timeout=300)[0] for run in runs]
+    assert all(run.returncode == 0 for run in runs), outputs
+    assert len(_finished(tmp_path)) == 6
+    ran = [line.split()[1] for out in outputs for line in out.splitlines() if " ok F1=" in line]
+    assert sorted(ran) == sorted(set(ran)) and len(ran) == 6, outputs
