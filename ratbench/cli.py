@@ -82,6 +82,17 @@ def main() -> None:
 @click.option("--epochs", type=click.IntRange(min=1), help="Override the number of epochs of every method.")
 @click.option("--limit", type=click.IntRange(min=1), help="Use at most N examples per split (smoke runs).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="CPU worker processes running cells at once (torch threads are split between them).",
+)
+@click.option("--gpus", help="GPUs to use, e.g. 0,1,3 (implies --device cuda; default: all visible with cuda).")
+@click.option(
+    "--cells-per-gpu", type=click.IntRange(min=1), default=1, show_default=True, help="Cells sharing one GPU at a time."
+)
 @data_dir_option
 @lenient_option
 @results_option
@@ -104,6 +115,9 @@ def run(
     epochs: int | None,
     limit: int | None,
     device: str,
+    workers: int,
+    gpus: str | None,
+    cells_per_gpu: int,
     data_dir: Path | None,
     lenient: bool,
     results_dir: Path,
@@ -125,19 +139,28 @@ def run(
         limit=limit,
         data_dir=data_dir,
     )
-    if device.startswith("cuda"):
+    gpu_ids = grid.parse_names(gpus) if gpus else None
+    if gpu_ids or device.startswith("cuda"):
+        import torch
+
         from ratbench.runner import resolve_device
 
-        resolve_device(device)
+        resolve_device("cuda")
+        gpu_ids = gpu_ids or [str(i) for i in range(torch.cuda.device_count())]
     if dry_run:
         by_status = grid_status(specs, results_dir, stale_after)
         click.echo(", ".join(f"{len(ids)} {name}" for name, ids in by_status.items()) + f" ({len(specs)} cells)")
         for cell_id in by_status["todo"] + by_status["failed"] + by_status["stale"]:
             click.echo(f"  to run: {cell_id}")
         return
-    summary = run_grid(
-        specs, results_dir, device=device, data_dir=data_dir, force=force, echo=click.echo, stale_after=stale_after
-    )
+    from ratbench.executors import plan_slots, run_parallel
+
+    slots = plan_slots(workers, gpu_ids, cells_per_gpu)
+    options = {"data_dir": data_dir, "force": force, "stale_after": stale_after}
+    if len(slots) > 1:
+        summary = run_parallel(specs, results_dir, slots, echo=click.echo, **options)
+    else:
+        summary = run_grid(specs, results_dir, device=device, echo=click.echo, **options)
     click.echo(
         f"{summary.total} cells: {len(summary.finished)} ran, {len(summary.skipped)} already done, "
         f"{len(summary.elsewhere)} left to other schedulers, {len(summary.failed)} failed. "

@@ -45,6 +45,7 @@ def run_grid(
     force: bool = False,
     echo: Callable[[str], None] = print,
     stale_after: float = cells.DEFAULT_STALE_AFTER,
+    quiet_skips: bool = False,
 ) -> GridSummary:
     """Run every cell of ``specs`` that is not done (all of them with ``force``), in order.
 
@@ -58,14 +59,15 @@ def run_grid(
     summary = GridSummary(total=len(specs))
     todo = [spec for spec in specs if force or not cells.is_done(results_dir, spec)]
     summary.skipped = [spec.cell_id for spec in specs if spec not in todo]
-    if summary.skipped:
+    if summary.skipped and not quiet_skips:
         echo(f"{len(summary.skipped)} of {len(specs)} cells already done (use --force to rerun them)")
     for position, spec in enumerate(todo, start=1):
         prefix = f"[{position}/{len(todo)}] {spec.cell_id}"
         folder = cells.cell_dir(results_dir, spec)
         if not cells.try_claim(folder, stale_after):
             summary.elsewhere.append(spec.cell_id)
-            echo(f"{prefix} skipped: being run by another scheduler ({folder / cells.CLAIM_FILE})")
+            if not quiet_skips:
+                echo(f"{prefix} skipped: being run by another scheduler ({folder / cells.CLAIM_FILE})")
             continue
         if not force and cells.is_done(results_dir, spec):  # finished elsewhere meanwhile
             cells.release_claim(folder)
@@ -86,7 +88,8 @@ def run_grid(
         summary.finished.append(spec.cell_id)
         ref = metrics["modes"]["reference"]
         acc = "N/A" if ref["Acc"] is None else f"{ref['Acc']:.1f}"
-        echo(f"{prefix} ok F1={ref['F1']:.1f} S={ref['S']:.1f} Acc={acc} ({time.time() - tic:.1f}s)")
+        clock = f"{time.strftime('%H:%M:%S', time.localtime(tic))}-{time.strftime('%H:%M:%S')}"
+        echo(f"{prefix} ok F1={ref['F1']:.1f} S={ref['S']:.1f} Acc={acc} ({time.time() - tic:.1f}s, {clock})")
     return summary
 
 

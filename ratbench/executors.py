@@ -1,0 +1,125 @@
+"""Run a grid in several worker processes on one machine (CPU workers or GPU slots).
+
+Every worker walks the same cell list and runs each cell it can claim (``cells.try_claim``),
+so the claims that keep two schedulers apart also spread the cells over the workers, and a
+cell whose worker died is taken over by the next worker that reaches it. A worker sets
+``CUDA_VISIBLE_DEVICES`` and its torch thread count before it imports torch.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ratbench import cells
+from ratbench.scheduler import GridSummary
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One worker: an index, the GPU it may see (None on CPU) and its torch thread count."""
+
+    index: int
+    gpu: str | None
+    threads: int
+
+
+def plan_slots(workers: int, gpus: Sequence[str] | None, cells_per_gpu: int) -> list[Slot]:
+    """GPU slots (each GPU ``cells_per_gpu`` times) when ``gpus`` is given, else CPU workers
+    sharing the cores evenly."""
+    if gpus:
+        threads = max(1, (os.cpu_count() or 1) // (len(gpus) * cells_per_gpu))
+        return [Slot(i, gpu, threads) for i, gpu in enumerate(g for g in gpus for _ in range(cells_per_gpu))]
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    return [Slot(i, None, threads) for i in range(workers)]
+
+
+def _worker(
+    slot: Slot,
+    specs: list[cells.CellSpec],
+    results_dir: Path,
+    options: dict[str, Any],
+    events: multiprocessing.Queue,
+) -> None:
+    # Before torch is imported in this process: pin the GPU and the thread count.
+    if slot.gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = slot.gpu
+    os.environ["OMP_NUM_THREADS"] = str(slot.threads)
+    import torch
+
+    torch.set_num_threads(slot.threads)
+    from ratbench.scheduler import run_grid
+
+    device = "cuda" if slot.gpu is not None else "cpu"
+    # Start at a different cell in each worker so that they rarely race for the same claim.
+    shift = (slot.index * len(specs)) // max(options.pop("n_slots"), 1)
+    order = specs[shift:] + specs[:shift]
+    summary = run_grid(
+        order,
+        results_dir,
+        device=device,
+        echo=lambda line: events.put(("line", f"{line} [worker {slot.index}, pid {os.getpid()}]")),
+        quiet_skips=True,
+        **options,
+    )
+    events.put(("summary", summary))
+
+
+def run_parallel(
+    specs: Sequence[cells.CellSpec],
+    results_dir: Path,
+    slots: Sequence[Slot],
+    echo: Callable[[str], None] = print,
+    **options: Any,
+) -> GridSummary:
+    """Run the grid with one process per slot; return the merged summary.
+
+    ``options`` are passed to ``run_grid`` (``data_dir``, ``force``, ``stale_after``). Cells
+    that are not done when every worker has exited (a worker crashed) are reported as failed.
+    """
+    context = multiprocessing.get_context("spawn")
+    events: multiprocessing.Queue = context.Queue()
+    workers = [
+        context.Process(
+            target=_worker,
+            args=(slot, list(specs), Path(results_dir), {**options, "n_slots": len(slots)}, events),
+            daemon=True,
+        )
+        for slot in slots
+    ]
+    for worker in workers:
+        worker.start()
+    merged = GridSummary(total=len(specs))
+    summaries = 0
+    while summaries < len(workers):
+        try:
+            kind, payload = events.get(timeout=0.5)
+        except queue.Empty:
+            if not any(worker.is_alive() for worker in workers):
+                break
+            continue
+        if kind == "line":
+            echo(payload)
+        else:
+            summaries += 1
+            merged.finished += payload.finished
+            merged.failed += payload.failed
+    for worker in workers:
+        worker.join()
+    seen = set(merged.finished) | {cell for cell, _ in merged.failed}
+    for spec in specs:
+        if spec.cell_id in seen:
+            continue
+        state = cells.status(results_dir, spec, options.get("stale_after", cells.DEFAULT_STALE_AFTER))
+        if state == "done":
+            merged.skipped.append(spec.cell_id)
+        elif state == "running":  # held by a scheduler outside this run
+            merged.elsewhere.append(spec.cell_id)
+        else:
+            merged.failed.append((spec.cell_id, "not finished: its worker process died (see the cell's folder)"))
+    return merged

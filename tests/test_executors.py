@@ -1,0 +1,43 @@
+"""Local parallel execution: slot planning and a real two-worker grid."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from ratbench import cells, grid
+from ratbench.executors import Slot, plan_slots, run_parallel
+
+
+def test_plan_slots_for_gpus_and_cpu_workers() -> None:
+    """Each GPU appears cells-per-GPU times; CPU workers split the cores between them."""
+    slots = plan_slots(1, ["0", "3"], 2)
+    assert [s.gpu for s in slots] == ["0", "0", "3", "3"] and [s.index for s in slots] == [0, 1, 2, 3]
+    cpu = plan_slots(2, None, 1)
+    assert [s.gpu for s in cpu] == [None, None]
+    assert all(s.threads == max(1, (os.cpu_count() or 1) // 2) for s in cpu)
+
+
+@pytest.mark.slow
+def test_two_workers_run_every_cell_once_in_two_processes(tmp_path: Path) -> None:
+    """Two worker processes share the grid through claims: every cell done once, both used."""
+    specs = grid.expand(
+        ["rnp"],
+        ["synthetic.appearance"],
+        [1, 2, 3, 4],
+        preset="demo",
+        epochs=1,
+        sets={"synthetic": {"n_train": "40", "n_dev": "16", "n_test": "16"}, "rnp": {"hidden_dim": "16"}},
+    )
+    lines: list[str] = []
+    slots = [Slot(0, None, 1), Slot(1, None, 1)]
+    summary = run_parallel(specs, tmp_path, slots, echo=lines.append)
+    assert summary.ok and sorted(summary.finished) == sorted(s.cell_id for s in specs)
+    assert all(cells.is_done(tmp_path, spec) for spec in specs)
+    pids = {re.search(r"pid (\d+)\]", line).group(1) for line in lines if " ok F1=" in line}
+    assert len(pids) == 2 and str(os.getpid()) not in pids
+    again = run_parallel(specs, tmp_path, slots, echo=lines.append)
+    assert again.finished == [] and len(again.skipped) == 4
