@@ -126,7 +126,7 @@ def run(
     stale_after: float,
 ) -> None:
     """Train and evaluate every method x dataset.subset x seed cell that is not done yet."""
-    from ratbench import grid
+    from ratbench import cells, grid
     from ratbench.scheduler import grid_status, run_grid
 
     specs = grid.expand(
@@ -154,13 +154,18 @@ def run(
             click.echo(f"  to run: {cell_id}")
         return
     from ratbench.executors import plan_slots, run_parallel
+    from ratbench.scheduler import CellProgress
 
     slots = plan_slots(workers, gpu_ids, cells_per_gpu)
-    options = {"data_dir": data_dir, "force": force, "stale_after": stale_after}
-    if len(slots) > 1:
-        summary = run_parallel(specs, results_dir, slots, echo=click.echo, **options)
-    else:
-        summary = run_grid(specs, results_dir, device=device, echo=click.echo, **options)
+    progress = CellProgress(sum(force or not cells.is_done(results_dir, spec) for spec in specs))
+    options = {"data_dir": data_dir, "force": force, "stale_after": stale_after, "on_cell": progress.update}
+    try:
+        if len(slots) > 1:
+            summary = run_parallel(specs, results_dir, slots, echo=progress.echo, **options)
+        else:
+            summary = run_grid(specs, results_dir, device=device, echo=progress.echo, **options)
+    finally:
+        progress.close()
     click.echo(
         f"{summary.total} cells: {len(summary.finished)} ran, {len(summary.skipped)} already done, "
         f"{len(summary.elsewhere)} left to other schedulers, {len(summary.failed)} failed. "

@@ -65,6 +65,8 @@ def _worker(
         device=device,
         echo=lambda line: events.put(("line", f"{line} [worker {slot.index}, pid {os.getpid()}]")),
         quiet_skips=True,
+        on_cell=lambda outcome: events.put(("cell", outcome)),
+        epoch_bars=False,
         **options,
     )
     events.put(("summary", summary))
@@ -75,6 +77,7 @@ def run_parallel(
     results_dir: Path,
     slots: Sequence[Slot],
     echo: Callable[[str], None] = print,
+    on_cell: Callable[[str], None] | None = None,
     **options: Any,
 ) -> GridSummary:
     """Run the grid with one process per slot; return the merged summary.
@@ -105,6 +108,9 @@ def run_parallel(
             continue
         if kind == "line":
             echo(payload)
+        elif kind == "cell":
+            if on_cell is not None:
+                on_cell(payload)
         else:
             summaries += 1
             merged.finished += payload.finished

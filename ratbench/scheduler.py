@@ -30,11 +30,35 @@ class GridSummary:
         return not self.failed
 
 
-def _epoch_bar(total: int, label: str) -> Any:
+def _epoch_bar(total: int, label: str, enabled: bool = True) -> Any:
     from tqdm import tqdm
 
     # disable=None: the bar only appears on a terminal.
-    return tqdm(total=total, desc=label, unit="epoch", leave=False, disable=None, file=sys.stderr)
+    return tqdm(total=total, desc=label, unit="epoch", leave=False, disable=None if enabled else True, file=sys.stderr)
+
+
+class CellProgress:
+    """A bar over the cells to run, with done / skipped / failed counts (terminal only)."""
+
+    def __init__(self, total: int) -> None:
+        from tqdm import tqdm
+
+        self.counts = {"done": 0, "skipped": 0, "failed": 0, "elsewhere": 0}
+        self.bar = tqdm(total=total, desc="cells", unit="cell", disable=None, file=sys.stderr, position=1)
+
+    def update(self, outcome: str) -> None:
+        """Count one cell's outcome (done, skipped, failed or elsewhere)."""
+        self.counts[outcome] += 1
+        self.bar.update()
+        self.bar.set_postfix(self.counts, refresh=True)
+
+    def echo(self, line: str) -> None:
+        """Print a line without breaking the bar."""
+        self.bar.write(line)
+
+    def close(self) -> None:
+        """Remove the bar."""
+        self.bar.close()
 
 
 def run_grid(
@@ -46,6 +70,8 @@ def run_grid(
     echo: Callable[[str], None] = print,
     stale_after: float = cells.DEFAULT_STALE_AFTER,
     quiet_skips: bool = False,
+    on_cell: Callable[[str], None] | None = None,
+    epoch_bars: bool = True,
 ) -> GridSummary:
     """Run every cell of ``specs`` that is not done (all of them with ``force``), in order.
 
@@ -55,6 +81,10 @@ def run_grid(
     leaves its traceback in ``error.txt`` and the grid goes on.
     """
     from ratbench.runner import run_cell
+
+    def report(outcome: str) -> None:
+        if on_cell is not None:
+            on_cell(outcome)
 
     summary = GridSummary(total=len(specs))
     todo = [spec for spec in specs if force or not cells.is_done(results_dir, spec)]
@@ -66,26 +96,30 @@ def run_grid(
         folder = cells.cell_dir(results_dir, spec)
         if not cells.try_claim(folder, stale_after):
             summary.elsewhere.append(spec.cell_id)
+            report("elsewhere")
             if not quiet_skips:
                 echo(f"{prefix} skipped: being run by another scheduler ({folder / cells.CLAIM_FILE})")
             continue
         if not force and cells.is_done(results_dir, spec):  # finished elsewhere meanwhile
             cells.release_claim(folder)
             summary.skipped.append(spec.cell_id)
+            report("skipped")
             continue
         tic = time.time()
         try:
-            with _epoch_bar(int(spec.method_config.get("epochs", 0)), prefix) as bar:
+            with _epoch_bar(int(spec.method_config.get("epochs", 0)), prefix, epoch_bars) as bar:
                 metrics = run_cell(spec, results_dir, device=device, data_dir=data_dir, on_epoch=lambda _: bar.update())
         except Exception as exc:  # one failing cell must not stop the grid
             (folder / cells.ERROR_FILE).write_text(traceback.format_exc(), encoding="utf-8")
             reason = str(exc) if isinstance(exc, RatbenchError) else f"{type(exc).__name__}: {exc}"
             summary.failed.append((spec.cell_id, reason))
+            report("failed")
             echo(f"{prefix} FAILED {reason} (traceback in {folder / cells.ERROR_FILE})")
             continue
         finally:
             cells.release_claim(folder)
         summary.finished.append(spec.cell_id)
+        report("done")
         ref = metrics["modes"]["reference"]
         acc = "N/A" if ref["Acc"] is None else f"{ref['Acc']:.1f}"
         clock = f"{time.strftime('%H:%M:%S', time.localtime(tic))}-{time.strftime('%H:%M:%S')}"
