@@ -65,7 +65,8 @@ def _worker(
         device=device,
         echo=lambda line: events.put(("line", f"{line} [worker {slot.index}, pid {os.getpid()}]")),
         quiet_skips=True,
-        on_cell=lambda outcome: events.put(("cell", outcome)),
+        # Cells another worker ran are that worker's to count.
+        on_cell=lambda outcome: outcome in ("done", "failed") and events.put(("cell", outcome)),
         epoch_bars=False,
         **options,
     )
