@@ -49,6 +49,11 @@ data_dir_option = click.option(
     help="Root of the dataset files [env RATBENCH_DATA; default ./data].",
 )
 
+tracking_uri_option = click.option(
+    "--tracking-uri",
+    default=None,
+    help="mlflow tracking URI [env MLFLOW_TRACKING_URI; default sqlite:///<results-dir>/mlflow.db].",
+)
 lenient_option = click.option(
     "--lenient", is_flag=True, help="Skip malformed data lines and report their count (= --set data.lenient=true)."
 )
@@ -97,6 +102,12 @@ def main() -> None:
 @lenient_option
 @results_option
 @click.option("--force", is_flag=True, help="Rerun cells that are already done.")
+@click.option(
+    "--track/--no-track",
+    default=None,
+    help="Mirror finished cells into mlflow (default: on when mlflow is installed).",
+)
+@tracking_uri_option
 @click.option("--dry-run", is_flag=True, help="Count todo/done/failed/running/stale cells; list the ones to run.")
 @click.option(
     "--stale-after",
@@ -122,6 +133,8 @@ def run(
     lenient: bool,
     results_dir: Path,
     force: bool,
+    track: bool | None,
+    tracking_uri: str | None,
     dry_run: bool,
     stale_after: float,
 ) -> None:
@@ -158,7 +171,14 @@ def run(
 
     slots = plan_slots(workers, gpu_ids, cells_per_gpu)
     progress = CellProgress(sum(force or not cells.is_done(results_dir, spec) for spec in specs))
-    options = {"data_dir": data_dir, "force": force, "stale_after": stale_after, "on_cell": progress.update}
+    tracker = _tracker(results_dir, track, tracking_uri)
+
+    def on_cell(outcome: str, cell_id: str) -> None:
+        progress.update(outcome)
+        if outcome == "done" and tracker is not None:  # logged by this process only: no write races
+            tracker.log_cell(results_dir / "runs" / cell_id)
+
+    options = {"data_dir": data_dir, "force": force, "stale_after": stale_after, "on_cell": on_cell}
     try:
         if len(slots) > 1:
             summary = run_parallel(specs, results_dir, slots, echo=progress.echo, **options)
@@ -174,6 +194,41 @@ def run(
     if summary.failed:
         for cell_id, reason in summary.failed:
             click.echo(f"  failed: {cell_id}: {reason}", err=True)
+        sys.exit(EXIT_FAILED_CELLS)
+
+
+def _tracker(results_dir: Path, track: bool | None, uri: str | None) -> Any:
+    """The mlflow mirror for a run, or None when tracking is off (or mlflow absent by default)."""
+    import importlib.util
+
+    installed = importlib.util.find_spec("mlflow") is not None
+    if track is False or (track is None and not installed):
+        return None
+    if not installed:
+        raise RatbenchError("--track needs mlflow: pip install 'ratbench[mlflow]' (or use --no-track)")
+    from ratbench.tracking import Tracker
+
+    return Tracker(results_dir, uri)
+
+
+@main.command(name="sync-mlflow")
+@results_option
+@tracking_uri_option
+@friendly_errors
+def sync_mlflow(results_dir: Path, tracking_uri: str | None) -> None:
+    """Mirror every finished cell into mlflow (one run per cell; cells already there are skipped)."""
+    import warnings
+
+    from ratbench.tracking import TrackingWarning, default_tracking_uri, redact_uri, sync
+
+    uri = tracking_uri or default_tracking_uri(results_dir)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TrackingWarning)
+        logged, skipped, failed = sync(results_dir, uri)
+    for warning in caught:
+        click.echo(f"warning: {warning.message}", err=True)
+    click.echo(f"mlflow {redact_uri(uri)}: {logged} logged, {skipped} already there, {failed} failed")
+    if failed:
         sys.exit(EXIT_FAILED_CELLS)
 
 

@@ -66,7 +66,7 @@ def _worker(
         echo=lambda line: events.put(("line", f"{line} [worker {slot.index}, pid {os.getpid()}]")),
         quiet_skips=True,
         # Cells another worker ran are that worker's to count.
-        on_cell=lambda outcome: outcome in ("done", "failed") and events.put(("cell", outcome)),
+        on_cell=lambda outcome, cell_id: outcome in ("done", "failed") and events.put(("cell", (outcome, cell_id))),
         epoch_bars=False,
         **options,
     )
@@ -78,7 +78,7 @@ def run_parallel(
     results_dir: Path,
     slots: Sequence[Slot],
     echo: Callable[[str], None] = print,
-    on_cell: Callable[[str], None] | None = None,
+    on_cell: Callable[[str, str], None] | None = None,
     **options: Any,
 ) -> GridSummary:
     """Run the grid with one process per slot; return the merged summary.
@@ -111,7 +111,7 @@ def run_parallel(
             echo(payload)
         elif kind == "cell":
             if on_cell is not None:
-                on_cell(payload)
+                on_cell(*payload)
         else:
             summaries += 1
             merged.finished += payload.finished

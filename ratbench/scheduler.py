@@ -46,7 +46,7 @@ class CellProgress:
         self.counts = {"done": 0, "skipped": 0, "failed": 0, "elsewhere": 0}
         self.bar = tqdm(total=total, desc="cells", unit="cell", disable=None, file=sys.stderr, position=1)
 
-    def update(self, outcome: str) -> None:
+    def update(self, outcome: str, cell_id: str = "") -> None:
         """Count one cell's outcome (done, skipped, failed or elsewhere)."""
         self.counts[outcome] += 1
         self.bar.update()
@@ -70,7 +70,7 @@ def run_grid(
     echo: Callable[[str], None] = print,
     stale_after: float = cells.DEFAULT_STALE_AFTER,
     quiet_skips: bool = False,
-    on_cell: Callable[[str], None] | None = None,
+    on_cell: Callable[[str, str], None] | None = None,
     epoch_bars: bool = True,
 ) -> GridSummary:
     """Run every cell of ``specs`` that is not done (all of them with ``force``), in order.
@@ -82,9 +82,9 @@ def run_grid(
     """
     from ratbench.runner import run_cell
 
-    def report(outcome: str) -> None:
+    def report(outcome: str, cell_id: str) -> None:
         if on_cell is not None:
-            on_cell(outcome)
+            on_cell(outcome, cell_id)
 
     summary = GridSummary(total=len(specs))
     todo = [spec for spec in specs if force or not cells.is_done(results_dir, spec)]
@@ -96,14 +96,14 @@ def run_grid(
         folder = cells.cell_dir(results_dir, spec)
         if not cells.try_claim(folder, stale_after):
             summary.elsewhere.append(spec.cell_id)
-            report("elsewhere")
+            report("elsewhere", spec.cell_id)
             if not quiet_skips:
                 echo(f"{prefix} skipped: being run by another scheduler ({folder / cells.CLAIM_FILE})")
             continue
         if not force and cells.is_done(results_dir, spec):  # finished elsewhere meanwhile
             cells.release_claim(folder)
             summary.skipped.append(spec.cell_id)
-            report("skipped")
+            report("skipped", spec.cell_id)
             continue
         tic = time.time()
         try:
@@ -113,13 +113,13 @@ def run_grid(
             (folder / cells.ERROR_FILE).write_text(traceback.format_exc(), encoding="utf-8")
             reason = str(exc) if isinstance(exc, RatbenchError) else f"{type(exc).__name__}: {exc}"
             summary.failed.append((spec.cell_id, reason))
-            report("failed")
+            report("failed", spec.cell_id)
             echo(f"{prefix} FAILED {reason} (traceback in {folder / cells.ERROR_FILE})")
             continue
         finally:
             cells.release_claim(folder)
         summary.finished.append(spec.cell_id)
-        report("done")
+        report("done", spec.cell_id)
         ref = metrics["modes"]["reference"]
         acc = "N/A" if ref["Acc"] is None else f"{ref['Acc']:.1f}"
         clock = f"{time.strftime('%H:%M:%S', time.localtime(tic))}-{time.strftime('%H:%M:%S')}"

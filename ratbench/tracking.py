@@ -254,17 +254,19 @@ class Tracker:
         try:
             cell = _Cell(cell_dir)
         except _CellError as exc:
-            self._warn(str(exc))
+            self._warn(f"{exc}; not mirrored to mlflow")
             return "failed"
         try:
+            import mlflow  # noqa: F401  (the slow import happens before taking the store lock)
+
             return self._with_retries(cell)
         except Exception as exc:  # a broken store must never crash a grid
             self.disabled = self.stop_after_failure
-            self._warn(f"mlflow tracking to {redact_uri(self.uri)} failed for {cell.cell_id} ({_one_line(exc)})")
+            reason = f"mlflow tracking to {redact_uri(self.uri)} failed for {cell.cell_id} ({_one_line(exc)})"
+            self._warn(f"{reason}; the result is safe on disk: run `ratbench sync-mlflow` later to backfill")
             return "failed"
 
-    def _warn(self, reason: str) -> None:
-        message = f"{reason}; the result is safe in the results folder: run `ratbench sync-mlflow` later to backfill"
+    def _warn(self, message: str) -> None:
         if self.warned:
             _logger.warning(message)
         else:
