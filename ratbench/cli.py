@@ -98,6 +98,21 @@ def main() -> None:
 @click.option(
     "--cells-per-gpu", type=click.IntRange(min=1), default=1, show_default=True, help="Cells sharing one GPU at a time."
 )
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: worker processes on this machine; ray: one Ray task per cell (a cluster with --ray-address).",
+)
+@click.option("--ray-address", help="Address of a running Ray cluster (default: start a local Ray instance).")
+@click.option(
+    "--gpus-per-cell",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Ray: GPU fraction requested per cell (0.25 = four cells per GPU); 0 trains on CPU.",
+)
 @data_dir_option
 @lenient_option
 @results_option
@@ -129,6 +144,9 @@ def run(
     workers: int,
     gpus: str | None,
     cells_per_gpu: int,
+    executor: str,
+    ray_address: str | None,
+    gpus_per_cell: float,
     data_dir: Path | None,
     lenient: bool,
     results_dir: Path,
@@ -180,7 +198,11 @@ def run(
 
     options = {"data_dir": data_dir, "force": force, "stale_after": stale_after, "on_cell": on_cell}
     try:
-        if len(slots) > 1:
+        if executor == "ray":
+            from ratbench.executors import run_ray
+
+            summary = run_ray(specs, results_dir, ray_address, 1, gpus_per_cell, echo=progress.echo, **options)
+        elif len(slots) > 1:
             summary = run_parallel(specs, results_dir, slots, echo=progress.echo, **options)
         else:
             summary = run_grid(specs, results_dir, device=device, echo=progress.echo, **options)

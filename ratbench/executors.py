@@ -130,3 +130,73 @@ def run_parallel(
         else:
             merged.failed.append((spec.cell_id, "not finished: its worker process died (see the cell's folder)"))
     return merged
+
+
+def _ray_cell(spec: cells.CellSpec, results_dir: str, device: str, threads: int, options: dict[str, Any]) -> Any:
+    """One cell as a Ray task: the same claim-run-release path as a local scheduler."""
+    import torch
+
+    from ratbench.scheduler import run_grid
+
+    torch.set_num_threads(threads)
+    lines: list[str] = []
+    outcomes: list[tuple[str, str]] = []
+    summary = run_grid(
+        [spec],
+        Path(results_dir),
+        device=device,
+        echo=lambda line: lines.append(f"{line} [ray task, pid {os.getpid()}]"),
+        quiet_skips=True,
+        epoch_bars=False,
+        on_cell=lambda outcome, cell_id: outcomes.append((outcome, cell_id)),
+        **options,
+    )
+    return lines, outcomes, summary
+
+
+def run_ray(
+    specs: Sequence[cells.CellSpec],
+    results_dir: Path,
+    address: str | None = None,
+    cpus_per_cell: int = 1,
+    gpus_per_cell: float = 0.0,
+    echo: Callable[[str], None] = print,
+    on_cell: Callable[[str, str], None] | None = None,
+    **options: Any,
+) -> GridSummary:
+    """Run every cell that is not done as a Ray task (``ray.remote`` with ``cpus_per_cell`` and a
+    fractional ``gpus_per_cell``; Ray sets ``CUDA_VISIBLE_DEVICES``). ``results_dir`` must be
+    storage that every node sees. Connects to ``address`` (a running cluster), or starts a local
+    Ray instance when none is given and Ray is not initialised yet."""
+    try:
+        import ray
+    except ImportError:
+        from ratbench.errors import RatbenchError
+
+        raise RatbenchError("--executor ray needs Ray: pip install 'ratbench[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    task = ray.remote(num_cpus=cpus_per_cell, num_gpus=gpus_per_cell)(_ray_cell)
+    device = "cuda" if gpus_per_cell > 0 else "cpu"
+    force = options.get("force", False)
+    merged = GridSummary(total=len(specs))
+    todo = []
+    for spec in specs:
+        if not force and cells.is_done(results_dir, spec):
+            merged.skipped.append(spec.cell_id)
+        else:
+            todo.append(spec)
+    pending = [task.remote(spec, str(Path(results_dir).resolve()), device, cpus_per_cell, options) for spec in todo]
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        lines, outcomes, summary = ray.get(done[0])
+        for line in lines:
+            echo(line)
+        for outcome in outcomes:
+            if on_cell is not None:
+                on_cell(*outcome)
+        merged.finished += summary.finished
+        merged.failed += summary.failed
+        merged.skipped += summary.skipped
+        merged.elsewhere += summary.elsewhere
+    return merged

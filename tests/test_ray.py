@@ -1,0 +1,42 @@
+"""The Ray executor against a real local Ray instance (2 CPUs), not a mock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ratbench import cells, grid
+from ratbench.executors import run_ray
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_runs_each_cell_once_as_a_task(local_ray: None, tmp_path: Path) -> None:
+    """Every cell becomes one Ray task writing to the shared results folder; a rerun runs none."""
+    specs = grid.expand(
+        ["rnp"],
+        ["synthetic.appearance"],
+        [1, 2, 3],
+        preset="demo",
+        epochs=1,
+        sets={"synthetic": {"n_train": "40", "n_dev": "16", "n_test": "16"}, "rnp": {"hidden_dim": "16"}},
+    )
+    lines: list[str] = []
+    outcomes: list[tuple[str, str]] = []
+    summary = run_ray(specs, tmp_path, echo=lines.append, on_cell=lambda o, c: outcomes.append((o, c)))
+    assert summary.ok and sorted(summary.finished) == sorted(s.cell_id for s in specs)
+    assert all(cells.is_done(tmp_path, spec) for spec in specs)
+    assert sorted(outcomes) == sorted(("done", s.cell_id) for s in specs)
+    assert all("[ray task, pid" in line for line in lines if " ok F1=" in line)
+    again = run_ray(specs, tmp_path, echo=lines.append)
+    assert again.finished == [] and len(again.skipped) == 3
