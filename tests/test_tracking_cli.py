@@ -11,6 +11,7 @@ from ratbench.cli import main
 
 mlflow = pytest.importorskip("mlflow")
 
+
 @pytest.fixture(autouse=True)
 def _isolated_tracking_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; undo it after each test."""
