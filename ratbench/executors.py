@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,12 +87,14 @@ def run_parallel(
     ``options`` are passed to ``run_grid`` (``data_dir``, ``force``, ``stale_after``). Cells
     that are not done when every worker has exited (a worker crashed) are reported as failed.
     """
+    started = time.time()
     context = multiprocessing.get_context("spawn")
     events: multiprocessing.Queue = context.Queue()
+    worker_options = {**options, "n_slots": len(slots), "failed_since": started}
     workers = [
         context.Process(
             target=_worker,
-            args=(slot, list(specs), Path(results_dir), {**options, "n_slots": len(slots)}, events),
+            args=(slot, list(specs), Path(results_dir), worker_options, events),
             daemon=True,
         )
         for slot in slots

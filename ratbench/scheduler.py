@@ -72,13 +72,15 @@ def run_grid(
     quiet_skips: bool = False,
     on_cell: Callable[[str, str], None] | None = None,
     epoch_bars: bool = True,
+    failed_since: float | None = None,
 ) -> GridSummary:
     """Run every cell of ``specs`` that is not done (all of them with ``force``), in order.
 
     Each cell is claimed before it runs (``claim.json``), so several schedulers can share one
     results folder: a cell claimed by a live scheduler is left to it, a stale claim (dead
     process on this host, or older than ``stale_after`` seconds) is taken over. A failing cell
-    leaves its traceback in ``error.txt`` and the grid goes on.
+    leaves its traceback in ``error.txt`` and the grid goes on; with ``failed_since`` (the
+    start of a parallel run) a cell that already failed in this run is not tried again.
     """
     from ratbench.runner import run_cell
 
@@ -99,6 +101,10 @@ def run_grid(
             report("elsewhere", spec.cell_id)
             if not quiet_skips:
                 echo(f"{prefix} skipped: being run by another scheduler ({folder / cells.CLAIM_FILE})")
+            continue
+        error = folder / cells.ERROR_FILE
+        if failed_since is not None and error.is_file() and error.stat().st_mtime >= failed_since:
+            cells.release_claim(folder)  # another worker of this run already failed it
             continue
         if not force and cells.is_done(results_dir, spec):  # finished elsewhere meanwhile
             cells.release_claim(folder)

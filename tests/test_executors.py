@@ -43,3 +43,23 @@ def test_two_workers_run_every_cell_once_in_two_processes(tmp_path: Path) -> Non
     assert len(pids) == 2 and str(os.getpid()) not in pids
     again = run_parallel(specs, tmp_path, slots, echo=lines.append)
     assert again.finished == [] and len(again.skipped) == 4
+
+
+@pytest.mark.slow
+def test_a_failing_cell_in_a_worker_is_recorded_and_the_others_finish(tmp_path: Path) -> None:
+    """A cell that raises inside a worker leaves error.txt and is listed; the grid goes on."""
+    import dataclasses
+
+    good = grid.expand(
+        ["rnp"],
+        ["synthetic.appearance"],
+        [1, 2],
+        preset="demo",
+        epochs=1,
+        sets={"synthetic": {"n_train": "40", "n_dev": "16", "n_test": "16"}, "rnp": {"hidden_dim": "16"}},
+    )
+    bad = dataclasses.replace(good[0], seed=3, method_config={**good[0].method_config, "batch_size": 0})
+    summary = run_parallel([*good, bad], tmp_path, [Slot(0, None, 1), Slot(1, None, 1)], echo=lambda _: None)
+    assert [cell for cell, _ in summary.failed] == [bad.cell_id]
+    assert sorted(summary.finished) == sorted(s.cell_id for s in good)
+    assert "Traceback" in (cells.cell_dir(tmp_path, bad) / cells.ERROR_FILE).read_text()
