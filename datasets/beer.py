@@ -8,12 +8,11 @@ import dataclasses
 import gzip
 import io
 import json
-import random
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from ratbench.data import DataConfig, DatasetAdapter
+from ratbench.data import DataConfig, DatasetAdapter, balance_classes
 from ratbench.errors import DataFormatError, RatbenchError
 from ratbench.registry import register_dataset
 from ratbench.types import Example, Split
@@ -278,18 +277,3 @@ def _annotation_problem(item: Any, key: str) -> str | None:
         if not 0 <= start < end <= len(x):
             return f"{key!r}: span {span} out of range for {len(x)} tokens (need 0 <= start < end <= {len(x)})"
     return None
-
-
-def balance_classes(examples: list[Example], seed: int) -> list[Example]:
-    """Down-sample the majority class to the minority size, as the reference does: a single
-    ``sample`` of the larger class with a generator seeded by ``seed`` (none if the classes are
-    already equal), then positives followed by negatives."""
-    pos = [ex for ex in examples if ex.label == 1]
-    neg = [ex for ex in examples if ex.label == 0]
-    rng = random.Random(seed)
-    n = min(len(pos), len(neg))
-    if len(pos) > n:
-        pos = rng.sample(pos, n)
-    if len(neg) > n:
-        neg = rng.sample(neg, n)
-    return pos + neg

@@ -8,13 +8,12 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
-import random
 import sys
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from ratbench.data import DataConfig, DatasetAdapter
+from ratbench.data import DataConfig, DatasetAdapter, balance_classes
 from ratbench.errors import MissingDataError, RatbenchError
 from ratbench.registry import register_dataset
 from ratbench.types import Example, Split
@@ -296,21 +295,6 @@ class Hotel(DatasetAdapter):
                 held_out = set(hashes["test"]) | set(hashes["dev"])
                 report["removed"] = sum(h in held_out for h in hashes["train"])
         return report
-
-
-def balance_classes(examples: list[Example], seed: int) -> list[Example]:
-    """Down-sample the majority class to the minority size as the reference does: one ``sample``
-    of the larger class with a generator seeded by ``seed`` (none if the classes are already
-    equal), then positives followed by negatives."""
-    pos = [ex for ex in examples if ex.label == 1]
-    neg = [ex for ex in examples if ex.label == 0]
-    rng = random.Random(seed)
-    n = min(len(pos), len(neg))
-    if len(pos) > n:
-        pos = rng.sample(pos, n)
-    if len(neg) > n:
-        neg = rng.sample(neg, n)
-    return pos + neg
 
 
 __all__ = ["Hotel", "balance_classes", "normalized_text_hash"]

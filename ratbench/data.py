@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -105,3 +106,18 @@ class DatasetAdapter(ABC):
                 stat = path.stat()
                 stats[role] = {"name": path.name, "size": stat.st_size, "mtime": int(stat.st_mtime)}
         return {"name": self.name, "version": self.version, "subset": self.subset, "files": stats}
+
+
+def balance_classes(examples: list[Example], seed: int) -> list[Example]:
+    """Down-sample the majority class to the minority size, as the reference does: a single
+    ``sample`` of the larger class with a generator seeded by ``seed`` (none if the classes are
+    already equal), then positives followed by negatives."""
+    pos = [ex for ex in examples if ex.label == 1]
+    neg = [ex for ex in examples if ex.label == 0]
+    rng = random.Random(seed)
+    n = min(len(pos), len(neg))
+    if len(pos) > n:
+        pos = rng.sample(pos, n)
+    if len(neg) > n:
+        neg = rng.sample(neg, n)
+    return pos + neg

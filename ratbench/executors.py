@@ -102,7 +102,8 @@ def run_parallel(
     for worker in workers:
         worker.start()
     merged = GridSummary(total=len(specs))
-    summaries = 0
+    n_todo = sum(options.get("force", False) or not cells.is_done(results_dir, spec) for spec in specs)
+    reported = summaries = 0
     while summaries < len(workers):
         try:
             kind, payload = events.get(timeout=0.5)
@@ -111,7 +112,8 @@ def run_parallel(
                 break
             continue
         if kind == "line":
-            echo(payload)
+            reported += 1
+            echo(f"[{reported}/{n_todo}] {payload}")
         elif kind == "cell":
             if on_cell is not None:
                 on_cell(*payload)
@@ -190,11 +192,13 @@ def run_ray(
         else:
             todo.append(spec)
     pending = [task.remote(spec, str(Path(results_dir).resolve()), device, cpus_per_cell, options) for spec in todo]
+    reported = 0
     while pending:
         done, pending = ray.wait(pending, num_returns=1)
         lines, outcomes, summary = ray.get(done[0])
         for line in lines:
-            echo(line)
+            reported += 1
+            echo(f"[{reported}/{len(todo)}] {line}")
         for outcome in outcomes:
             if on_cell is not None:
                 on_cell(*outcome)

@@ -94,7 +94,8 @@ def run_grid(
     if summary.skipped and not quiet_skips:
         echo(f"{len(summary.skipped)} of {len(specs)} cells already done (use --force to rerun them)")
     for position, spec in enumerate(todo, start=1):
-        prefix = f"[{position}/{len(todo)}] {spec.cell_id}"
+        # Workers of a parallel run leave the numbering to the parent, which sees every cell.
+        prefix = spec.cell_id if quiet_skips else f"[{position}/{len(todo)}] {spec.cell_id}"
         folder = cells.cell_dir(results_dir, spec)
         if not cells.try_claim(folder, stale_after):
             summary.elsewhere.append(spec.cell_id)
