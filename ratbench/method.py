@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from ratbench.config import Config
+from ratbench.errors import RatbenchError
 
 if TYPE_CHECKING:
     import torch
@@ -33,6 +34,11 @@ class MethodConfig(Config):
     """Training epochs; the epoch with the best dev accuracy is evaluated on the test split."""
     batch_size: int = 128
     """Training batch size (evaluation uses the same size, as the reference does)."""
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise RatbenchError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
 class Method(ABC):
