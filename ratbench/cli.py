@@ -204,8 +204,9 @@ def run(
             summary = run_ray(specs, results_dir, ray_address, 1, gpus_per_cell, echo=progress.echo, **options)
         elif len(slots) > 1:
             summary = run_parallel(specs, results_dir, slots, echo=progress.echo, **options)
-        else:
-            summary = run_grid(specs, results_dir, device=device, echo=progress.echo, **options)
+        else:  # one slot: run in this process (on its GPU, if it has one)
+            one_device = device if slots[0].gpu is None else f"cuda:{slots[0].gpu}"
+            summary = run_grid(specs, results_dir, device=one_device, echo=progress.echo, **options)
     finally:
         progress.close()
     click.echo(
