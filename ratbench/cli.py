@@ -177,7 +177,9 @@ def run(
         from ratbench.runner import resolve_device
 
         resolve_device("cuda")
-        gpu_ids = gpu_ids or [str(i) for i in range(torch.cuda.device_count())]
+        if not gpu_ids:  # --device cuda:N means that GPU; --device cuda means every visible one
+            index = device.partition(":")[2]
+            gpu_ids = [index] if index else [str(i) for i in range(torch.cuda.device_count())]
     if dry_run:
         by_status = grid_status(specs, results_dir, stale_after)
         click.echo(", ".join(f"{len(ids)} {name}" for name, ids in by_status.items()) + f" ({len(specs)} cells)")
