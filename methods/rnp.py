@@ -93,15 +93,20 @@ class RNP(Method):
     def __init__(self, config: Config, info: DataInfo, device: torch.device) -> None:
         super().__init__(config, info, device)
         self.config: RNP.Config = config
-        self.model = RNPModel(info, config.hidden_dim, config.dropout).to(device)
-        self.optimizers = [
-            torch.optim.Adam(
-                [
-                    {"params": self.model.selector.parameters(), "lr": config.lr},
-                    {"params": self.model.predictor.parameters(), "lr": config.lr},
-                ]
-            )
+        self.model = self.build_model().to(device)
+        self.optimizers = self.build_optimizers()
+
+    def build_model(self) -> nn.Module:
+        """The networks (subclasses may add modules)."""
+        return RNPModel(self.info, self.config.hidden_dim, self.config.dropout)
+
+    def build_optimizers(self) -> list[torch.optim.Optimizer]:
+        """One Adam, two parameter groups (selector, predictor) at the same learning rate."""
+        groups = [
+            {"params": self.model.selector.parameters(), "lr": self.config.lr},
+            {"params": self.model.predictor.parameters(), "lr": self.config.lr},
         ]
+        return [torch.optim.Adam(groups)]
 
     def training_masks(
         self, soft: torch.Tensor, index: torch.Tensor, mask: torch.Tensor

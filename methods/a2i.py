@@ -1,0 +1,168 @@
+"""A2I: RNP trained against an attacker selector that tries to fool the predictor."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ratbench.registry import register_method
+from ratbench.types import Batch
+
+from ._blocks import Selector, continuity_loss, gumbel_sample, sparsity_loss, straight_through
+from .rnp import RNP, RNPModel
+
+LN2 = math.log(2.0)
+
+
+class A2IModel(RNPModel):
+    """RNP's selector and predictor plus an independent attacker selector (same architecture).
+
+    The reference gives the attacker its own frozen GloVe copy; a frozen embedding is shared
+    here, which computes the same thing.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.attacker = Selector(self.embed.dim, self.selector.head.in_features, self.selector.dropout.p)
+
+
+@register_method("a2i")
+class A2I(RNP):
+    """A2I, attack-based instructor for rationalization; port of
+    jugechengzi/Rationalization-A2I@dfb578f (``separate_two_head_adv.py``), METHODS.md 8.
+
+    Per batch, two steps with two optimizers:
+      1. selector + predictor (attacker frozen): ``0.9 CE(P(e z), y) + lambda_s Omega_s(z) +
+         lambda_c Omega_c(z) - adv_lambda * 0.9 * mean_b min(CE_b(P(e z_a), 1 - y), ln 2)``
+         (the hinge pushes the predictor only while the attacker fools it); with
+         ``use_hinge=False`` the attack term is ``+0.9 CE(P(e z_a), [0.5, 0.5])``.
+      2. attacker (selector and predictor frozen; gradients flow through the frozen predictor
+         into the attacker's straight-through mask): ``0.9 CE(P(e z_a), 1 - y)`` plus its own
+         sparsity / continuity terms (``adv_sparse``, ``adv_continue``).
+    The test-time rationale comes from the main selector only (RNP's evaluation). Binary labels.
+    Defaults are the paper's RNP-tuned settings (the VER paper applied them to A2I); the
+    reference argparse defaults differ (alpha 0.1, lambda_s 12, lambda_c 10, batch 256).
+    Deviations: none besides the shared frozen embedding.
+    """
+
+    description = "A2I: RNP with an attacker selector and a hinge that instructs the predictor"
+    kind = "select_predict"
+    version = "1"
+
+    @dataclasses.dataclass(frozen=True)
+    class Config(RNP.Config):
+        adv_lambda: float = 1.0
+        """Weight of the attack term in the selector/predictor loss."""
+        pred_lr_rate: float = 1.0
+        """The predictor's learning rate is lr / pred_lr_rate."""
+        adv_lr_rate: float = 1.0
+        """The attacker's learning rate is lr * adv_lr_rate."""
+        use_hinge: bool = True
+        """Hinge ``min(CE(., 1 - y), ln 2)`` (reference default) or a soft uniform target."""
+        open_epoch: int = 0
+        """Epochs (0-based count) before the attack term enters the main loss (reference: 0)."""
+        adv_sparse: bool = True
+        """Sparsity regularizer on the attacker's mask."""
+        adv_continue: bool = True
+        """Continuity regularizer on the attacker's mask."""
+
+    def build_model(self) -> nn.Module:
+        """RNP's networks plus the attacker."""
+        return A2IModel(self.info, self.config.hidden_dim, self.config.dropout)
+
+    def build_optimizers(self) -> list[torch.optim.Optimizer]:
+        """Adam over selector (lr) and predictor (lr / pred_lr_rate); Adam over the attacker."""
+        cfg = self.config
+        main = torch.optim.Adam(
+            [
+                {"params": self.model.selector.parameters(), "lr": cfg.lr},
+                {"params": self.model.predictor.parameters(), "lr": cfg.lr / cfg.pred_lr_rate},
+            ]
+        )
+        attacker = torch.optim.Adam(self.model.attacker.parameters(), lr=cfg.lr * cfg.adv_lr_rate)
+        return [main, attacker]
+
+    def _sample(self, selector: nn.Module, embedded: torch.Tensor) -> torch.Tensor:
+        soft, index = gumbel_sample(selector(embedded), self.config.tau)
+        return straight_through(index, soft)[..., 1]
+
+    def _regularizers(self, z: torch.Tensor, mask: torch.Tensor, sparse: bool, cont: bool) -> torch.Tensor:
+        cfg = self.config
+        total = torch.zeros((), device=z.device)
+        if sparse:
+            total = total + cfg.sparsity_lambda * sparsity_loss(z, mask, cfg.sparsity, cfg.mask_padding_in_loss)
+        if cont:
+            total = total + cfg.continuity_lambda * continuity_loss(z, mask if cfg.mask_padding_in_loss else None)
+        return total
+
+    def attack_term(self, attack_logits: torch.Tensor, flipped: torch.Tensor) -> torch.Tensor:
+        """The predictor's loss on the attacker's rationale: ``-adv_lambda * 0.9 * mean_b
+        min(CE_b(., 1 - y), ln 2)`` (zero gradient once the predictor is no longer fooled), or
+        ``0.9 CE(., [0.5, 0.5])`` without the hinge."""
+        cfg = self.config
+        if cfg.use_hinge:
+            fooled = F.cross_entropy(attack_logits, flipped, reduction="none").clamp(max=LN2).mean()
+            return -cfg.adv_lambda * cfg.cls_lambda * fooled
+        uniform = torch.full_like(attack_logits, 1.0 / attack_logits.shape[-1])
+        return cfg.cls_lambda * F.cross_entropy(attack_logits, uniform)
+
+    def train_epoch(self, batches: Iterable[Batch]) -> dict[str, float]:
+        """One pass of the two-step A2I update per batch."""
+        cfg, model = self.config, self.model
+        main_opt, attack_opt = self.optimizers
+        attack_on = getattr(self, "_epochs_done", 0) >= cfg.open_epoch
+        model.train()
+        sums: dict[str, torch.Tensor] = {}
+        n_batches = 0
+        for batch in batches:
+            flipped = 1 - batch.labels
+            # Step 1: selector and predictor; the attacker is frozen.
+            model.attacker.requires_grad_(False)
+            embedded = model.embed(batch.ids, batch.mask)
+            z = self._sample(model.selector, embedded)
+            logits = model.predictor(embedded, z, batch.mask)
+            cls = F.cross_entropy(logits, batch.labels)
+            loss = cfg.cls_lambda * cls + self._regularizers(z, batch.mask, True, True)
+            z_attack = self._sample(model.attacker, embedded)
+            attack_logits = model.predictor(embedded, z_attack, batch.mask)
+            attack_term = self.attack_term(attack_logits, flipped)
+            if attack_on:
+                loss = loss + attack_term
+            main_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            main_opt.step()
+            model.attacker.requires_grad_(True)
+
+            # Step 2: the attacker, through the frozen selector and predictor.
+            model.selector.requires_grad_(False)
+            model.predictor.requires_grad_(False)
+            z_attack = self._sample(model.attacker, embedded.detach())
+            attack_cls = F.cross_entropy(model.predictor(embedded.detach(), z_attack, batch.mask), flipped)
+            attack_loss = cfg.cls_lambda * attack_cls + self._regularizers(
+                z_attack, batch.mask, cfg.adv_sparse, cfg.adv_continue
+            )
+            attack_opt.zero_grad(set_to_none=True)
+            attack_loss.backward()
+            attack_opt.step()
+            model.selector.requires_grad_(True)
+            model.predictor.requires_grad_(True)
+
+            with torch.no_grad():
+                terms = {
+                    "loss": loss,
+                    "cls_loss": cls,
+                    "attack_term": attack_term,
+                    "attacker_loss": attack_loss,
+                    "train_acc": (logits.argmax(-1) == batch.labels).float().mean(),
+                    "train_sparsity": (z * batch.mask).sum() / batch.mask.sum(),
+                }
+            for key, value in terms.items():
+                sums[key] = sums.get(key, 0.0) + value.detach()
+            n_batches += 1
+        self._epochs_done = getattr(self, "_epochs_done", 0) + 1
+        return {key: float(value) / max(n_batches, 1) for key, value in sums.items()}
