@@ -125,11 +125,6 @@ class Beer(DatasetAdapter):
             if problems:
                 raise RatbenchError(f"beer dataset config: {'; '.join(problems)}")
 
-    def __init__(self, subset: str, config: DataConfig, data_dir: Path | None = None) -> None:
-        if not isinstance(config, Beer.Config):  # a plain DataConfig: the beer defaults for the rest
-            config = Beer.Config(**{f.name: getattr(config, f.name) for f in dataclasses.fields(config)})
-        super().__init__(subset, config, data_dir)
-
     # -- files ----------------------------------------------------------------------------
     @property
     def aspect(self) -> int:

@@ -180,14 +180,6 @@ def _read_lines(path: Path) -> list[tuple[int, str]]:
         raise DataFormatError(f"{path}: not UTF-8 text ({exc})") from exc
 
 
-def _as_config(config: DataConfig, cls: type[SplitMapConfig]) -> SplitMapConfig:
-    """``config`` itself if it has the adapter's type, else the adapter's defaults with its shared fields."""
-    if isinstance(config, cls):
-        return config
-    shared = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if hasattr(cls, f.name)}
-    return cls(**shared)
-
-
 class _Bad(Exception):
     """A malformed line (internal: turned into ``bad_line``)."""
 
@@ -273,7 +265,7 @@ class Eraser(DatasetAdapter):
     def __init__(self, subset: str, config: DataConfig, data_dir: Path | None = None) -> None:
         if subset not in self.subsets:
             raise RatbenchError(f"unknown eraser subset {subset!r}; available: {', '.join(self.subsets)}")
-        super().__init__(subset, _as_config(config, Eraser.Config), data_dir)
+        super().__init__(subset, config, data_dir)
         self.labels = LABELS[subset]
         # Per-subset class count and names (evidence_inference has 3); the runner reads the instance.
         self.num_classes = len(self.labels)  # type: ignore[misc]
@@ -300,9 +292,7 @@ class Eraser(DatasetAdapter):
     def read(self, split: Split) -> Iterator[Example]:
         """Yield the annotations of ``split`` (file order, after the carve-out)."""
         cfg: Eraser.Config = self.config  # type: ignore[assignment]
-        path = self.files()[split]
-        if not path.is_file():
-            raise MissingDataError(f"{self.name}: missing {split} file {path}; get it from {self.source}")
+        path = self.require_file(split, self.files()[split])
         lines = _read_lines(path)
         stem = cfg.stems()[split]
         group = self._groups[stem]
@@ -466,7 +456,7 @@ class MoviesWordpiece(DatasetAdapter):
     def __init__(self, subset: str, config: DataConfig, data_dir: Path | None = None) -> None:
         if subset not in self.subsets:
             raise RatbenchError(f"unknown movies_wordpiece subset {subset!r}; available: {', '.join(self.subsets)}")
-        super().__init__(subset, _as_config(config, MoviesWordpiece.Config), data_dir)
+        super().__init__(subset, config, data_dir)
         self._groups = split_groups(self.config)  # type: ignore[arg-type]
 
     def folder(self) -> Path:
@@ -488,9 +478,7 @@ class MoviesWordpiece(DatasetAdapter):
     def read(self, split: Split) -> Iterator[Example]:
         """Yield the reviews of ``split`` (file order, after the carve-out)."""
         cfg: MoviesWordpiece.Config = self.config  # type: ignore[assignment]
-        path = self.files()[split]
-        if not path.is_file():
-            raise MissingDataError(f"{self.name}: missing {split} file {path}; get it from {self.source}")
+        path = self.require_file(split, self.files()[split])
         lines = _read_lines(path)
         stem = cfg.stems()[split]
         for i in carve_indices(len(lines), self._groups[stem], split, cfg.carve_seed):

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from ratbench.data import DataConfig, DatasetAdapter, balance_classes
-from ratbench.errors import MissingDataError, RatbenchError
+from ratbench.errors import RatbenchError
 from ratbench.registry import register_dataset
 from ratbench.types import Example, Split
 
@@ -133,8 +133,6 @@ class Hotel(DatasetAdapter):
                 raise RatbenchError(f"hotel dataset config: {'; '.join(problems)}")
 
     def __init__(self, subset: str, config: DataConfig, data_dir: Path | None = None) -> None:
-        if not isinstance(config, Hotel.Config):  # a plain DataConfig: the hotel defaults for the rest
-            config = Hotel.Config(**{f.name: getattr(config, f.name) for f in dataclasses.fields(config)})
         super().__init__(subset, config, data_dir)
         self.trimmed: Counter[str] = Counter()
         """Annotated rows per file whose surplus of trailing 0 rationale values was dropped."""
@@ -176,12 +174,7 @@ class Hotel(DatasetAdapter):
 
     def _require(self, role: str, why: str = "") -> Path:
         """The file of ``role``; ``MissingDataError`` naming it (as ``check_files``) if absent."""
-        path = self.files()[role]
-        if not path.is_file():
-            where = f"; get it from {self.source}" if self.source else ""
-            hint = "" if self.data_dir else " (no --data-dir / RATBENCH_DATA given)"
-            raise MissingDataError(f"{self.name}: missing {role} file {path}{why}{hint}{where}")
-        return path
+        return self.require_file(role, self.files()[role], why)
 
     # -- parsing --------------------------------------------------------------------------
     def _bad(self, path: Path, line_no: int, problem: str) -> None:

@@ -710,10 +710,7 @@ class Synthetic(DatasetAdapter):
         if self.subset not in self.subsets:
             raise RatbenchError(f"unknown synthetic subset {self.subset!r}; available: {', '.join(self.subsets)}")
         aspect = ASPECTS.index(self.subset)
-        config = self.config
-        if not isinstance(config, Synthetic.Config):
-            config = Synthetic.Config(**dataclasses.asdict(config))
-        for i, review in enumerate(generate_reviews(config, split)):
+        for i, review in enumerate(generate_reviews(self.config, split)):  # type: ignore[arg-type]
             rationale = None
             if split == "test":
                 start, end = review.spans[aspect]  # type: ignore[misc]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +72,10 @@ class A2I(RNP):
         adv_continue: bool = True
         """Continuity regularizer on the attacker's mask."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._epochs_done = 0  # the attack term enters the main loss from epoch `open_epoch` on
+
     def build_model(self) -> nn.Module:
         """RNP's networks plus the attacker."""
         return A2IModel(self.info, self.config.hidden_dim, self.config.dropout)
@@ -115,7 +120,7 @@ class A2I(RNP):
         """One pass of the two-step A2I update per batch."""
         cfg, model = self.config, self.model
         main_opt, attack_opt = self.optimizers
-        attack_on = getattr(self, "_epochs_done", 0) >= cfg.open_epoch
+        attack_on = self._epochs_done >= cfg.open_epoch
         model.train()
         sums: dict[str, torch.Tensor] = {}
         n_batches = 0
@@ -164,5 +169,5 @@ class A2I(RNP):
             for key, value in terms.items():
                 sums[key] = sums.get(key, 0.0) + value.detach()
             n_batches += 1
-        self._epochs_done = getattr(self, "_epochs_done", 0) + 1
+        self._epochs_done += 1
         return {key: float(value) / max(n_batches, 1) for key, value in sums.items()}

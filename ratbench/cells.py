@@ -86,6 +86,11 @@ def cell_dir(results_dir: Path, spec: CellSpec) -> Path:
     return Path(results_dir) / "runs" / spec.cell_id
 
 
+def finished_cells(root: Path) -> list[Path]:
+    """Every finished cell folder (one holding ``metrics.json``) below ``root``, sorted."""
+    return sorted(path.parent for path in Path(root).glob(f"**/{METRICS_FILE}"))
+
+
 def is_done(results_dir: Path, spec: CellSpec) -> bool:
     """A cell is done exactly when its ``metrics.json`` exists."""
     return (cell_dir(results_dir, spec) / METRICS_FILE).is_file()

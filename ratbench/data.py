@@ -60,6 +60,11 @@ class DatasetAdapter(ABC):
 
     def __init__(self, subset: str, config: DataConfig, data_dir: Path | None = None) -> None:
         self.subset = subset
+        if not isinstance(config, self.Config):  # a plain DataConfig: this adapter's defaults for the rest
+            names = {f.name for f in dataclasses.fields(self.Config)}
+            config = self.Config(
+                **{f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name in names}
+            )
         self.config = config
         self.data_dir = data_dir
         self.skipped: Counter[str] = Counter()  # malformed lines skipped per file (lenient mode)
@@ -82,10 +87,16 @@ class DatasetAdapter(ABC):
     def check_files(self) -> None:
         """Raise ``MissingDataError`` naming the first missing file and where to get it."""
         for role, path in self.files().items():
-            if not path.is_file():
-                where = f"; get it from {self.source}" if self.source else ""
-                hint = "" if self.data_dir else " (no --data-dir / RATBENCH_DATA given)"
-                raise MissingDataError(f"{self.name}: missing {role} file {path}{hint}{where}")
+            self.require_file(role, path)
+
+    def require_file(self, role: str, path: Path, why: str = "") -> Path:
+        """``path`` if it is a file, else ``MissingDataError`` naming it, why it is needed and where
+        to get it."""
+        if not path.is_file():
+            where = f"; get it from {self.source}" if self.source else ""
+            hint = "" if self.data_dir else " (no --data-dir / RATBENCH_DATA given)"
+            raise MissingDataError(f"{self.name}: missing {role} file {path}{why}{hint}{where}")
+        return path
 
     def bad_line(self, path: Path, line_no: int, problem: str) -> None:
         """Report a malformed line: raise, or count it and return in lenient mode."""

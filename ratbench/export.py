@@ -60,7 +60,7 @@ def finished_cells(path: Path) -> list[Path]:
     path = Path(path)
     if (path / cells.METRICS_FILE).is_file():
         return [path]
-    found = sorted(p.parent for p in path.glob(f"**/{cells.METRICS_FILE}"))
+    found = cells.finished_cells(path)
     if not found:
         raise RatbenchError(f"no finished cell (a folder with {cells.METRICS_FILE}) in {path}")
     return found

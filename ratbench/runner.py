@@ -134,6 +134,7 @@ def run_cell(
             record.update(method.train_epoch(iter_batches(batches, torch_device)))
             record["train_seconds"] = time.perf_counter() - tic
             train_seconds += record["train_seconds"]
+            snapshot = None  # one copy of the weights per epoch, shared by the modes it is best for
             for mode in EVAL_MODES:
                 dev_acc = accuracy(method, dev(), mode)
                 if dev_acc is None:  # post-hoc: select the classifier on its full-text accuracy
@@ -142,7 +143,8 @@ def run_cell(
                     raise RatbenchError(f"method {spec.method!r} gives neither predictions nor a predictor")
                 record[f"dev_acc_{mode}"] = dev_acc
                 if dev_acc > best[mode]["dev_acc"]:
-                    best[mode] = {"dev_acc": dev_acc, "epoch": epoch, "state": copy.deepcopy(method.model.state_dict())}
+                    snapshot = snapshot or copy.deepcopy(method.model.state_dict())
+                    best[mode] = {"dev_acc": dev_acc, "epoch": epoch, "state": snapshot}
             epochs_log.write(json.dumps(record) + "\n")
             epochs_log.flush()
             if on_epoch is not None:

@@ -368,11 +368,6 @@ class Tracker:
         return "logged"
 
 
-def finished_cells(results_dir: Path) -> list[Path]:
-    """Every finished cell folder (one with ``metrics.json``) under ``results_dir/runs``, sorted."""
-    return sorted(path.parent for path in (Path(results_dir) / "runs").glob(f"**/{cells.METRICS_FILE}"))
-
-
 def sync(results_dir: Path, uri: str | None = None) -> tuple[int, int, int]:
     """Backfill every finished cell of ``results_dir`` into mlflow: ``(logged, skipped, failed)``.
 
@@ -387,6 +382,6 @@ def sync(results_dir: Path, uri: str | None = None) -> tuple[int, int, int]:
         raise RatbenchError(f"no runs/ folder under {results_dir}: nothing to sync")
     tracker = Tracker(results_dir, uri)
     counts = {"logged": 0, "skipped": 0, "failed": 0}
-    for folder in finished_cells(results_dir):
+    for folder in cells.finished_cells(Path(results_dir) / "runs"):
         counts[tracker.mirror(folder)] += 1
     return counts["logged"], counts["skipped"], counts["failed"]

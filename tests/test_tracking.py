@@ -96,7 +96,7 @@ def test_flatten_and_truncation() -> None:
 def test_one_run_per_cell_with_tags_params_and_metrics(results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A cell becomes one FINISHED run: tags, flattened spec, per-epoch history and final metrics."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    cell = tracking.finished_cells(results)[0]
+    cell = cells.finished_cells(results / "runs")[0]
     spec = json.loads((cell / cells.SPEC_FILE).read_text())
     metrics = json.loads((cell / cells.METRICS_FILE).read_text())
     tracker = tracking.Tracker(results)
@@ -133,7 +133,7 @@ def test_none_metric_is_skipped_and_long_param_truncated(results: Path) -> None:
     """None final metrics are left out; an over-long spec value is logged truncated to mlflow's limit."""
     from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
-    cell = tracking.finished_cells(results)[0]
+    cell = cells.finished_cells(results / "runs")[0]
     metrics = json.loads((cell / cells.METRICS_FILE).read_text())
     metrics["modes"]["reference"]["Acc"] = None
     (cell / cells.METRICS_FILE).write_text(json.dumps(metrics))
@@ -150,7 +150,7 @@ def test_none_metric_is_skipped_and_long_param_truncated(results: Path) -> None:
 
 def test_logging_twice_keeps_one_run_and_a_new_result_replaces_it(results: Path) -> None:
     """Logging a cell again is a no-op; a changed metrics.json (a --force rerun) replaces the run."""
-    cell = tracking.finished_cells(results)[0]
+    cell = cells.finished_cells(results / "runs")[0]
     tracker = tracking.Tracker(results, _uri(results))
     assert tracker.mirror(cell) == "logged"
     assert tracker.mirror(cell) == "skipped"
@@ -176,7 +176,7 @@ def test_sync_backfills_every_finished_cell(results: Path) -> None:
         assert tracking.sync(results, _uri(results)) == (len(SEEDS), 0, 1)
     runs = _runs(_uri(results))
     assert sorted(r.data.tags[tracking.TAG_CELL_ID] for r in runs) == sorted(
-        str(p.relative_to(results / "runs")) for p in tracking.finished_cells(results) if p != broken
+        str(p.relative_to(results / "runs")) for p in cells.finished_cells(results / "runs") if p != broken
     )
     with pytest.warns(tracking.TrackingWarning):
         assert tracking.sync(results, _uri(results)) == (0, len(SEEDS), 1)
@@ -209,7 +209,7 @@ def test_broken_store_warns_once_returns_false_and_leaves_the_cell_alone(
         (results / tracking.DB_FILE).write_bytes(b"this is not a sqlite database" * 100)
     if store == "no-mlflow":
         monkeypatch.setitem(sys.modules, "mlflow", None)
-    first, second = tracking.finished_cells(results)[:2]
+    first, second = cells.finished_cells(results / "runs")[:2]
     before = _snapshot(results / "runs")
     tracker = tracking.Tracker(results, uri)
     with pytest.warns(tracking.TrackingWarning) as caught:
@@ -229,7 +229,7 @@ def _concurrent_worker(results: str, uri: str, mine: list[str], barrier: Any, qu
 
     from ratbench import tracking
 
-    everything = [str(p) for p in tracking.finished_cells(Path(results))]
+    everything = [str(p) for p in cells.finished_cells(Path(results) / "runs")]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         barrier.wait(timeout=60)
@@ -241,7 +241,7 @@ def _concurrent_worker(results: str, uri: str, mine: list[str], barrier: Any, qu
 def test_concurrent_writers_share_one_fresh_sqlite_store(results: Path, tmp_path: Path) -> None:
     """Three spawned processes logging into one new sqlite store: no failure, one FINISHED run per cell."""
     uri = "sqlite:///" + (tmp_path / "store" / "mlflow.db").as_posix()  # does not exist yet
-    folders = [str(p) for p in tracking.finished_cells(results)]
+    folders = [str(p) for p in cells.finished_cells(results / "runs")]
     ctx = multiprocessing.get_context("spawn")
     barrier, queue = ctx.Barrier(3), ctx.Queue()
     procs = [
@@ -273,7 +273,7 @@ def test_mlflow_search_runs_finds_one_finished_run_per_cell(results: Path, monke
     assert tracking.sync(results) == (len(SEEDS), 0, 0)
     assert tracking.sync(results) == (0, len(SEEDS), 0)
     frame = mlflow.search_runs(experiment_names=[EXPERIMENT])
-    expected = sorted(str(p.relative_to(results / "runs")) for p in tracking.finished_cells(results))
+    expected = sorted(str(p.relative_to(results / "runs")) for p in cells.finished_cells(results / "runs"))
     assert sorted(frame[f"tags.{tracking.TAG_CELL_ID}"]) == expected
     assert set(frame["status"]) == {"FINISHED"}
     assert frame.set_index(f"tags.{tracking.TAG_CELL_ID}")["metrics.reference.F1"].to_dict() == pytest.approx(
