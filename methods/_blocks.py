@@ -8,12 +8,17 @@ regularizers, all with the reference semantics.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ratbench.types import Batch
+
 POOL_FILL = -1e6  # value written at padding before the max-pool, as the reference does
+MASKED_SCORE = -1e9  # attention logit at padding before the softmax
 
 
 class FrozenEmbedding(nn.Module):
@@ -73,11 +78,64 @@ class Predictor(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_dim, num_classes)
 
-    def forward(self, embedded: torch.Tensor, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Logits ``[B, C]`` from the rationale ``z`` ``[B, T]``."""
+    def features(self, embedded: torch.Tensor, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The max-pooled representation ``[B, hidden_dim]`` of ``embedded * z`` (before dropout)."""
         hidden = self.encoder(embedded * z.unsqueeze(-1))
         hidden = hidden.masked_fill(mask.unsqueeze(-1) == 0, POOL_FILL)
-        return self.head(self.dropout(hidden.max(dim=1).values))
+        return hidden.max(dim=1).values
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, C]`` from pooled features."""
+        return self.head(self.dropout(features))
+
+    def forward(self, embedded: torch.Tensor, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, C]`` from the rationale ``z`` ``[B, T]``."""
+        return self.classify(self.features(embedded, z, mask))
+
+
+class AttentionClassifier(nn.Module):
+    """BiGRU -> attention over real tokens -> attention-weighted sum -> dropout -> Linear.
+
+    ``scorer="additive"`` scores ``v^T tanh(W h + b)`` (Lei et al. style); ``"linear"`` scores
+    ``v^T (W h + b)``, as FR's attention module. Padding gets weight 0.
+    """
+
+    def __init__(self, input_dim: int, hidden_dim: int, num_classes: int, dropout: float, scorer: str) -> None:
+        super().__init__()
+        self.encoder = BiGRU(input_dim, hidden_dim)
+        self.project = nn.Linear(hidden_dim, hidden_dim)
+        self.score = nn.Linear(hidden_dim, 1, bias=False)
+        self.scorer = scorer
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_dim, num_classes)
+
+    def forward(self, embedded: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``[B, C]`` and attention weights ``[B, T]`` (a softmax over the real tokens)."""
+        hidden = self.encoder(embedded)
+        projected = self.project(hidden)
+        logits = self.score(torch.tanh(projected) if self.scorer == "additive" else projected).squeeze(-1)
+        weights = F.softmax(logits.masked_fill(mask == 0, MASKED_SCORE), dim=-1) * mask
+        context = (weights.unsqueeze(-1) * hidden).sum(dim=1)
+        return self.head(self.dropout(context)), weights
+
+
+class EpochMeans:
+    """Per-batch loss terms summed on the device and averaged once per epoch (one host sync)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.batches = 0
+
+    def add(self, terms: dict[str, torch.Tensor]) -> None:
+        """Add one batch's terms (scalars; detached here)."""
+        for key, value in terms.items():
+            value = value.detach()
+            self.sums[key] = self.sums[key] + value if key in self.sums else value
+        self.batches += 1
+
+    def means(self) -> dict[str, float]:
+        """Mean of each term over the batches added so far."""
+        return {key: float(value) / max(self.batches, 1) for key, value in self.sums.items()}
 
 
 def gumbel_sample(logits: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,6 +153,12 @@ def straight_through(index: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
     """``onehot(index) - soft.detach() + soft``: forward is hard, gradient is the soft one."""
     hard = F.one_hot(index, soft.shape[-1]).to(soft.dtype)
     return hard - soft.detach() + soft
+
+
+def hard_sample(logits: torch.Tensor, tau: float) -> torch.Tensor:
+    """A hard Gumbel-softmax sample of the "select" channel with the straight-through gradient."""
+    soft, index = gumbel_sample(logits, tau)
+    return straight_through(index, soft)[..., 1]
 
 
 def sparsity_loss(z: torch.Tensor, mask: torch.Tensor, target: float, mask_padding: bool = False) -> torch.Tensor:
@@ -117,3 +181,18 @@ def continuity_loss(z: torch.Tensor, mask: torch.Tensor | None = None) -> torch.
         return diffs.mean()
     pairs = mask[:, 1:] * mask[:, :-1]
     return (diffs * pairs).sum() / pairs.sum().clamp(min=1)
+
+
+def train_classifier_epoch(
+    forward: Callable[[Batch], torch.Tensor], optimizer: torch.optim.Optimizer, batches: Iterable[Batch]
+) -> dict[str, float]:
+    """One pass of cross-entropy training of a full-text classifier (``forward`` gives logits)."""
+    means = EpochMeans()
+    for batch in batches:
+        logits = forward(batch)
+        loss = F.cross_entropy(logits, batch.labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        means.add({"loss": loss, "train_acc": (logits.argmax(-1) == batch.labels).float().mean()})
+    return means.means()

@@ -14,7 +14,7 @@ from torch import nn
 from ratbench.registry import register_method
 from ratbench.types import Batch
 
-from ._blocks import Selector, continuity_loss, gumbel_sample, sparsity_loss, straight_through
+from ._blocks import EpochMeans, Selector, continuity_loss, hard_sample, sparsity_loss
 from .rnp import RNP, RNPModel
 
 LN2 = math.log(2.0)
@@ -92,10 +92,6 @@ class A2I(RNP):
         attacker = torch.optim.Adam(self.model.attacker.parameters(), lr=cfg.lr * cfg.adv_lr_rate)
         return [main, attacker]
 
-    def _sample(self, selector: nn.Module, embedded: torch.Tensor) -> torch.Tensor:
-        soft, index = gumbel_sample(selector(embedded), self.config.tau)
-        return straight_through(index, soft)[..., 1]
-
     def _regularizers(self, z: torch.Tensor, mask: torch.Tensor, sparse: bool, cont: bool) -> torch.Tensor:
         cfg = self.config
         total = torch.zeros((), device=z.device)
@@ -122,18 +118,17 @@ class A2I(RNP):
         main_opt, attack_opt = self.optimizers
         attack_on = self._epochs_done >= cfg.open_epoch
         model.train()
-        sums: dict[str, torch.Tensor] = {}
-        n_batches = 0
+        means = EpochMeans()
         for batch in batches:
             flipped = 1 - batch.labels
             # Step 1: selector and predictor; the attacker is frozen.
             model.attacker.requires_grad_(False)
             embedded = model.embed(batch.ids, batch.mask)
-            z = self._sample(model.selector, embedded)
+            z = hard_sample(model.selector(embedded), cfg.tau)
             logits = model.predictor(embedded, z, batch.mask)
             cls = F.cross_entropy(logits, batch.labels)
             loss = cfg.cls_lambda * cls + self._regularizers(z, batch.mask, True, True)
-            z_attack = self._sample(model.attacker, embedded)
+            z_attack = hard_sample(model.attacker(embedded), cfg.tau)
             attack_logits = model.predictor(embedded, z_attack, batch.mask)
             attack_term = self.attack_term(attack_logits, flipped)
             if attack_on:
@@ -146,7 +141,7 @@ class A2I(RNP):
             # Step 2: the attacker, through the frozen selector and predictor.
             model.selector.requires_grad_(False)
             model.predictor.requires_grad_(False)
-            z_attack = self._sample(model.attacker, embedded.detach())
+            z_attack = hard_sample(model.attacker(embedded.detach()), cfg.tau)
             attack_cls = F.cross_entropy(model.predictor(embedded.detach(), z_attack, batch.mask), flipped)
             attack_loss = cfg.cls_lambda * attack_cls + self._regularizers(
                 z_attack, batch.mask, cfg.adv_sparse, cfg.adv_continue
@@ -157,8 +152,8 @@ class A2I(RNP):
             model.selector.requires_grad_(True)
             model.predictor.requires_grad_(True)
 
-            with torch.no_grad():
-                terms = {
+            means.add(
+                {
                     "loss": loss,
                     "cls_loss": cls,
                     "attack_term": attack_term,
@@ -166,8 +161,6 @@ class A2I(RNP):
                     "train_acc": (logits.argmax(-1) == batch.labels).float().mean(),
                     "train_sparsity": (z * batch.mask).sum() / batch.mask.sum(),
                 }
-            for key, value in terms.items():
-                sums[key] = sums.get(key, 0.0) + value.detach()
-            n_batches += 1
+            )
         self._epochs_done += 1
-        return {key: float(value) / max(n_batches, 1) for key, value in sums.items()}
+        return means.means()

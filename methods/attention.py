@@ -7,41 +7,27 @@ from collections.abc import Iterable
 from typing import ClassVar, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ratbench.method import Method, MethodConfig, Presets
 from ratbench.registry import register_method
 from ratbench.types import Batch, DataInfo, EvalMode, RationaleOutput
 
-from ._blocks import BiGRU, FrozenEmbedding
+from ._blocks import AttentionClassifier, FrozenEmbedding, train_classifier_epoch
+from .rnp import DEMO_PRESET, PAPER_TRAINING_PRESET
 
-MASKED_SCORE = -1e9  # attention logit at padding before the softmax
 
-
-class AttentionClassifier(nn.Module):
-    """Frozen embedding -> BiGRU -> attention over real tokens -> weighted sum -> dropout -> Linear."""
+class AttentionModel(nn.Module):
+    """Frozen embedding and an attention classifier over ``embedded * keep``."""
 
     def __init__(self, info: DataInfo, hidden_dim: int, dropout: float, scorer: str) -> None:
         super().__init__()
         self.embed = FrozenEmbedding(info.embeddings)
-        self.encoder = BiGRU(self.embed.dim, hidden_dim)
-        self.project = nn.Linear(hidden_dim, hidden_dim)
-        self.score = nn.Linear(hidden_dim, 1, bias=False)
-        self.scorer = scorer
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden_dim, info.num_classes)
+        self.classifier = AttentionClassifier(self.embed.dim, hidden_dim, info.num_classes, dropout, scorer)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``[B, C]`` and attention weights ``[B, T]`` (zero at padding) for the input
-        ``embedded * keep`` (``keep`` = the mask for the full text, or a rationale)."""
-        hidden = self.encoder(self.embed(ids, mask) * keep.unsqueeze(-1))
-        projected = self.project(hidden)
-        # additive: v^T tanh(W h + b) (Lei et al. style); linear: v^T (W h + b), as FR's module.
-        logits = self.score(torch.tanh(projected) if self.scorer == "additive" else projected).squeeze(-1)
-        weights = F.softmax(logits.masked_fill(mask == 0, MASKED_SCORE), dim=-1) * mask
-        context = (weights.unsqueeze(-1) * hidden).sum(dim=1)
-        return self.head(self.dropout(context)), weights
+        """Logits and attention weights; ``keep`` is the mask for the full text, or a rationale."""
+        return self.classifier(self.embed(ids, mask) * keep.unsqueeze(-1), mask)
 
 
 @register_method("attention")
@@ -77,34 +63,19 @@ class Attention(Method):
         scorer: Literal["additive", "linear"] = "additive"
         """Attention scorer: additive (tanh) or linear (FR's module)."""
 
-    presets: ClassVar[Presets] = {
-        "paper": {"*": {"lr": 1e-4, "batch_size": 128}, "hotel": {"batch_size": 256}},
-        "demo": {"*": {"epochs": 6, "batch_size": 32, "hidden_dim": 64, "lr": 3e-3}},
-    }
+    presets: ClassVar[Presets] = {"paper": PAPER_TRAINING_PRESET, "demo": DEMO_PRESET}
 
     def __init__(self, config: Config, info: DataInfo, device: torch.device) -> None:
         super().__init__(config, info, device)
         self.config: Attention.Config = config
-        self.model = AttentionClassifier(info, config.hidden_dim, config.dropout, config.scorer).to(device)
+        self.model = AttentionModel(info, config.hidden_dim, config.dropout, config.scorer).to(device)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizers = [torch.optim.Adam(trainable, lr=config.lr)]
 
     def train_epoch(self, batches: Iterable[Batch]) -> dict[str, float]:
         """One pass of cross-entropy training on the full text."""
         self.model.train()
-        optimizer = self.optimizers[0]
-        loss_sum, correct, count, n_batches = torch.zeros(()), torch.zeros(()), 0, 0
-        for batch in batches:
-            logits, _ = self.model(batch.ids, batch.mask, batch.mask)
-            loss = F.cross_entropy(logits, batch.labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum = loss_sum + loss.detach().cpu()
-            correct = correct + (logits.argmax(-1) == batch.labels).sum().detach().cpu()
-            count += len(batch.labels)
-            n_batches += 1
-        return {"loss": float(loss_sum) / max(n_batches, 1), "train_acc": float(correct) / max(count, 1)}
+        return train_classifier_epoch(lambda b: self.model(b.ids, b.mask, b.mask)[0], self.optimizers[0], batches)
 
     @torch.no_grad()
     def rationalize(self, batch: Batch, mode: EvalMode) -> RationaleOutput:

@@ -105,9 +105,14 @@ class RationaleOutput:
 
 @dataclass(frozen=True)
 class DataInfo:
-    """What a method may know about its data when it is built."""
+    """What a method may know about its data when it is built.
+
+    ``train`` is the encoded training split, for methods that derive statistics from the
+    training corpus (NIR's tf-idf noise, Inter_RAT's class priors); never the dev or test split.
+    """
 
     num_classes: int
     embeddings: np.ndarray  # [V + 1, D]; row 0 (padding / OOV) is all zeros
     dataset: str
     subset: str
+    train: tuple[EncodedExample, ...] = ()

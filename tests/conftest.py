@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from ratbench.batching import train_batches
 from ratbench.data import DataConfig, DatasetAdapter
-from ratbench.registry import DATASETS
-from ratbench.types import Example
+from ratbench.registry import DATASETS, METHODS
+from ratbench.types import Batch, DataInfo, EncodedExample, Example
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -64,3 +66,26 @@ def shared_data() -> Path:
             pytest.fail(f"{SHARED_DATA} is missing in CI")
         pytest.skip(f"{SHARED_DATA} not found")
     return SHARED_DATA
+
+
+def tiny_examples(n: int = 8, vocab: int = 20, seed: int = 1) -> list[EncodedExample]:
+    """``n`` encoded examples of 4 to 9 random ids in ``1..vocab``, alternating labels."""
+    rng = np.random.default_rng(seed)
+    return [
+        EncodedExample(str(i), rng.integers(1, vocab + 1, size=int(rng.integers(4, 10))), i % 2, None) for i in range(n)
+    ]
+
+
+def tiny_batches(examples: list[EncodedExample], size: int = 4) -> list[Batch]:
+    """The examples in padded batches (lengths differ, so batches contain padding)."""
+    return list(train_batches(examples, size, np.random.default_rng(0)))
+
+
+def tiny_method(name: str, train: tuple[EncodedExample, ...] = (), dataset: str = "t", **config: object):
+    """A registered method over a 20-word random 8-d vocabulary, hidden size 8, seeded."""
+    vectors = np.random.default_rng(0).normal(size=(21, 8)).astype(np.float32)
+    vectors[0] = 0
+    info = DataInfo(num_classes=2, embeddings=vectors, dataset=dataset, subset="t", train=tuple(train))
+    torch.manual_seed(0)
+    cls = METHODS.get(name)
+    return cls(cls.Config(**{"hidden_dim": 8, "batch_size": 4, "lr": 1e-2, **config}), info, torch.device("cpu"))

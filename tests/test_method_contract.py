@@ -61,7 +61,7 @@ def test_method_contract(name: str, toy_dataset: type, tmp_path: Path) -> None:
 
 def test_every_builtin_method_is_listed() -> None:
     """The built-in plugin folder provides at least these methods."""
-    assert {"rnp", "ver", "attention"} <= set(METHODS.names())
+    assert {"rnp", "ver", "nir", "dmr", "a2i", "inter_rat", "attention", "lime"} <= set(METHODS.names())
 
 
 def test_attention_weights_are_a_softmax_over_real_tokens(toy_dataset: type) -> None:

@@ -1,0 +1,209 @@
+"""LIME: post-hoc token weights of a full-text classifier from a local linear surrogate."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from ratbench.errors import RatbenchError
+from ratbench.evaluate import top_k_mask
+from ratbench.method import Method, MethodConfig, Presets
+from ratbench.registry import register_method
+from ratbench.types import Batch, DataInfo, EvalMode, RationaleOutput
+
+from ._blocks import FrozenEmbedding, Predictor, train_classifier_epoch
+from .rnp import DEMO_PRESET, PAPER_TRAINING_PRESET
+
+
+def lime_neighbourhood(n: int, num_samples: int, rng: np.random.RandomState) -> np.ndarray:
+    """LIME's text neighbourhood: ``[num_samples, n]`` 0/1 rows, the first all ones; every other
+    row removes ``d ~ U{1..n}`` distinct positions. Same draws, in the same order, as
+    ``LimeTextExplainer`` with the same ``RandomState``."""
+    sizes = rng.randint(1, n + 1, num_samples - 1)
+    data = np.ones((num_samples, n))
+    positions = range(n)
+    for row, size in enumerate(sizes, start=1):
+        data[row, rng.choice(positions, size, replace=False)] = 0
+    return data
+
+
+def lime_kernel(data: np.ndarray, kernel_width: float) -> np.ndarray:
+    """Sample weights ``sqrt(exp(-d^2 / w^2))`` of the cosine distance (x100) to the first row.
+
+    For 0/1 rows against the all-ones row the cosine similarity is ``sqrt(active / n)``.
+    """
+    distance = 100.0 * (1.0 - np.sqrt(data.sum(axis=1) / data.shape[1]))
+    return np.sqrt(np.exp(-(distance**2) / kernel_width**2))
+
+
+def weighted_ridge(data: np.ndarray, target: np.ndarray, weights: np.ndarray, alpha: float) -> np.ndarray:
+    """Coefficients of ``Ridge(alpha, fit_intercept=True).fit(data, target, sample_weight=weights)``.
+
+    The intercept is not penalized: centre on the weighted means, scale rows by sqrt(weight),
+    solve the normal equations (what scikit-learn's cholesky solver does).
+    """
+    total = weights.sum()
+    x = data - (weights @ data) / total
+    y = target - (weights @ target) / total
+    root = np.sqrt(weights)
+    xw, yw = x * root[:, None], y * root
+    gram = xw.T @ xw
+    gram[np.diag_indices_from(gram)] += alpha
+    return np.linalg.solve(gram, xw.T @ yw)
+
+
+def explain(
+    predict_proba: Callable[[np.ndarray], np.ndarray],
+    n: int,
+    label: int | None,
+    num_samples: int,
+    kernel_width: float,
+    alpha: float,
+    rng: np.random.RandomState,
+) -> tuple[np.ndarray, int]:
+    """LIME weights of every one of the ``n`` positions for one example, and the explained class.
+
+    ``predict_proba`` maps a ``[S, n]`` keep matrix to ``[S, C]`` class probabilities.
+    ``label=None`` explains the class predicted on the unperturbed text.
+    """
+    data = lime_neighbourhood(n, num_samples, rng)
+    probs = predict_proba(data)
+    explained = int(probs[0].argmax()) if label is None else label
+    coef = weighted_ridge(data, probs[:, explained], lime_kernel(data, kernel_width), alpha)
+    return coef, explained
+
+
+class Classifier(nn.Module):
+    """The black box: frozen embedding and the shared predictor on the full text."""
+
+    def __init__(self, info: DataInfo, hidden_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.embed = FrozenEmbedding(info.embeddings)
+        self.predictor = Predictor(self.embed.dim, hidden_dim, info.num_classes, dropout)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Logits of ``ids`` with the tokens where ``keep`` is 0 replaced by the zero vector."""
+        return self.predictor(self.embed(ids, mask), keep, mask)
+
+
+@register_method("lime")
+class LIME(Method):
+    """LIME (Ribeiro et al., KDD 2016) on a full-text GRU classifier, as the VER paper's
+    post-hoc baseline (METHODS.md 14).
+
+    The black box is the shared backbone (frozen embedding, BiGRU, masked max-pool, dropout,
+    Linear; the VER/A2I ``Classifier``), trained with cross-entropy; model selection uses its
+    full-text dev accuracy. At test, LIME explains each example at the position level: one
+    feature per token of the data layer (no re-tokenization, no bag of words), a removed token
+    becomes the zero vector (id 0, as LIME's ``UNKWORDZ`` would be an OOV word) with its mask
+    kept; ``num_samples`` perturbations (the first is the text itself) each remove
+    ``d ~ U{1..n}`` positions; sample weights are the kernel ``sqrt(exp(-d^2 / w^2))`` of the
+    cosine distance x100 (w = 25); the surrogate is a weighted ridge (alpha 1, intercept), and
+    every position gets its weight (``num_features = n``, ``feature_selection='none'``). The
+    perturbations of one example are classified in batches of ``eval_batch_size``. The
+    rationale is the top ``max(1, round(sparsity * length))`` positions by weight (the shared
+    top-k rule); Acc is N/A. Sampling uses a NumPy ``RandomState`` seeded from the cell's
+    torch seed, so runs repeat exactly.
+
+    Choices (LIME's own defaults in brackets): ``explain="predicted"`` explains the class
+    predicted on the full text [LimeTextExplainer explains class 1]; ``positive_only=False``
+    ranks by signed weight [not applicable]; True keeps only positions with a positive weight.
+    Same sampling, kernel and surrogate as the ``lime`` package (tested against it).
+    """
+
+    description = "post-hoc baseline: top-k tokens by position-level LIME weights of a full-text GRU classifier"
+    kind = "post_hoc"
+    version = "1"
+
+    @dataclasses.dataclass(frozen=True)
+    class Config(MethodConfig):
+        epochs: int = 300
+        batch_size: int = 128
+        lr: float = 1e-4
+        """Adam learning rate of the classifier."""
+        sparsity: float = 0.15
+        """Share of each example's tokens kept as its rationale (the paper matches about 15 %)."""
+        hidden_dim: int = 200
+        """Total BiGRU width."""
+        dropout: float = 0.2
+        """Dropout before the output layer."""
+        num_samples: int = 5000
+        """Perturbed samples per explained example (the first is the unperturbed text)."""
+        kernel_width: float = 25.0
+        """Width of LIME's exponential kernel on the cosine distance x100."""
+        ridge_alpha: float = 1.0
+        """L2 penalty of the ridge surrogate."""
+        explain: Literal["predicted", "positive"] = "predicted"
+        """Class explained: the predicted one, or class 1 (LimeTextExplainer's default)."""
+        positive_only: bool = False
+        """Keep only positions with a positive weight among the top-k."""
+        eval_batch_size: int = 1000
+        """Perturbed samples classified per forward pass."""
+
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            if self.num_samples < 2:
+                raise RatbenchError(f"lime.num_samples must be at least 2, got {self.num_samples}")
+
+    presets: ClassVar[Presets] = {
+        "paper": PAPER_TRAINING_PRESET,
+        "demo": {"*": {**DEMO_PRESET["*"], "num_samples": 300}},
+    }
+
+    def __init__(self, config: Config, info: DataInfo, device: torch.device) -> None:
+        super().__init__(config, info, device)
+        self.config: LIME.Config = config
+        self.model = Classifier(info, config.hidden_dim, config.dropout).to(device)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizers = [torch.optim.Adam(trainable, lr=config.lr)]
+        # Drawn from torch's generator, which the runner seeds: one LIME stream per cell.
+        self._rng = np.random.RandomState(int(torch.randint(0, 2**31 - 1, ())))
+
+    def train_epoch(self, batches: Iterable[Batch]) -> dict[str, float]:
+        """One pass of cross-entropy training on the full text."""
+        self.model.train()
+        return train_classifier_epoch(lambda b: self.model(b.ids, b.mask, b.mask), self.optimizers[0], batches)
+
+    def _proba(self, ids: torch.Tensor) -> Callable[[np.ndarray], np.ndarray]:
+        """Class probabilities of keep matrices ``[S, n]`` for one example's ``ids`` ``[n]``."""
+
+        def predict_proba(keep: np.ndarray) -> np.ndarray:
+            out = []
+            for start in range(0, len(keep), self.config.eval_batch_size):
+                rows = torch.as_tensor(keep[start : start + self.config.eval_batch_size], device=ids.device)
+                rows = rows.to(torch.float32)
+                logits = self.model(ids.expand(len(rows), -1), torch.ones_like(rows), rows)
+                out.append(torch.softmax(logits.float(), -1).cpu().numpy())
+            return np.concatenate(out).astype(np.float64)
+
+        return predict_proba
+
+    @torch.no_grad()
+    def rationalize(self, batch: Batch, mode: EvalMode) -> RationaleOutput:
+        """Position-level LIME weights as token scores (0 at padding); no prediction (post-hoc)."""
+        cfg = self.config
+        self.model.eval()
+        scores = torch.zeros_like(batch.mask)
+        lengths = batch.mask.sum(dim=1).long().tolist()
+        label = None if cfg.explain == "predicted" else 1
+        for row, n in enumerate(lengths):
+            if n == 0:
+                continue
+            proba = self._proba(batch.ids[row, :n])
+            coef, _ = explain(proba, n, label, cfg.num_samples, cfg.kernel_width, cfg.ridge_alpha, self._rng)
+            scores[row, :n] = torch.as_tensor(coef, dtype=scores.dtype, device=scores.device)
+        if not cfg.positive_only:
+            return RationaleOutput(logits=None, scores=scores)
+        keep = top_k_mask(scores, batch.mask, cfg.sparsity) * (scores > 0)
+        return RationaleOutput(logits=None, mask=keep, scores=scores)
+
+    @torch.no_grad()
+    def predict(self, batch: Batch, rationale: torch.Tensor) -> torch.Tensor:
+        """The classifier's logits with the tokens outside ``rationale`` zeroed."""
+        self.model.eval()
+        return self.model(batch.ids, batch.mask, rationale)

@@ -1,0 +1,84 @@
+"""DMR specifics (METHODS.md 10 and 16.13): the teacher is trained once and frozen, the
+distillation and feature-matching terms, and no gold label at test."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import tiny_batches, tiny_examples, tiny_method
+
+from ratbench._plugins.methods.dmr import distillation_loss, feature_matching
+
+
+def test_teacher_is_trained_before_the_first_epoch_then_frozen() -> None:
+    method = tiny_method("dmr", teacher_epochs=3)
+    teacher_before = {k: v.clone() for k, v in method.model.teacher.state_dict().items()}
+    first = method.train_epoch(tiny_batches(tiny_examples(16)))
+    assert "teacher_train_acc" in first and bool(method.model.teacher_trained)
+    trained = {k: v.clone() for k, v in method.model.teacher.state_dict().items()}
+    assert any(not torch.equal(teacher_before[k], trained[k]) for k in trained)
+    selector_before = [p.clone() for p in method.model.selector.parameters()]
+    second = method.train_epoch(tiny_batches(tiny_examples(16)))
+    assert "teacher_train_acc" not in second
+    assert all(torch.equal(trained[k], v) for k, v in method.model.teacher.state_dict().items())
+    assert any(not torch.equal(a, b) for a, b in zip(selector_before, method.model.selector.parameters(), strict=True))
+
+
+def test_teacher_state_round_trips() -> None:
+    """A restored model knows its teacher is trained and does not train it again."""
+    method = tiny_method("dmr", teacher_epochs=1)
+    method.train_epoch(tiny_batches(tiny_examples(8)))
+    clone = tiny_method("dmr", teacher_epochs=1)
+    clone.load_state_dict(method.state_dict())
+    assert "teacher_train_acc" not in clone.train_epoch(tiny_batches(tiny_examples(8)))
+
+
+def test_distillation_targets_the_tempered_teacher() -> None:
+    """CE(student, softmax(teacher / T)) = KL(target || student) + H(target)."""
+    student = torch.tensor([[1.0, -1.0], [0.5, 0.2]])
+    teacher = torch.tensor([[3.0, 0.0], [-1.0, 2.0]])
+    target = F.softmax(teacher / 3.0, -1)
+    kl = F.kl_div(F.log_softmax(student, -1), target, reduction="batchmean")
+    entropy = -(target * target.log()).sum(-1).mean()
+    assert distillation_loss(student, teacher, 3.0).item() == pytest.approx((kl + entropy).item())
+
+
+def test_feature_matching_first_moment_and_true_cmd() -> None:
+    """moments=1 is the distance of the means (the reference's effective CMD); higher moments see spread."""
+    a = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
+    b = torch.tensor([[3.0, 0.0], [-3.0, 0.0]])
+    assert feature_matching(a, b, 1).item() == 0.0  # same mean
+    assert feature_matching(a, b, 2).item() == pytest.approx(8.0)  # variances 1 and 9
+    shifted = a + torch.tensor([3.0, 4.0])
+    assert feature_matching(a, shifted, 1).item() == pytest.approx(5.0)
+
+
+def test_distillation_and_matching_reach_the_selector() -> None:
+    """With classification and regularizers off, the KD and FM terms alone still move the selector."""
+    method = tiny_method(
+        "dmr", teacher_epochs=1, cls_lambda=0.0, sparsity_lambda=0.0, continuity_lambda=0.0, fm_lambda=1.0
+    )
+    before = [p.clone() for p in method.model.selector.parameters()]
+    method.train_epoch(tiny_batches(tiny_examples(8)))
+    assert any(not torch.equal(a, b) for a, b in zip(before, method.model.selector.parameters(), strict=True))
+
+
+def test_no_gold_label_at_test() -> None:
+    """The rationale and prediction do not depend on the labels of the evaluated batch."""
+    method = tiny_method("dmr", teacher_epochs=1)
+    method.train_epoch(tiny_batches(tiny_examples(8)))
+    [batch, *_] = tiny_batches(tiny_examples(8))
+    out = method.rationalize(batch, "clean")
+    batch.labels = 1 - batch.labels
+    flipped = method.rationalize(batch, "clean")
+    assert torch.equal(out.mask, flipped.mask) and torch.equal(out.logits, flipped.logits)
+
+
+def test_deterministic_sampling_has_no_gumbel_noise() -> None:
+    """sampling=deterministic: the reference mode gives the argmax too, repeatably."""
+    method = tiny_method("dmr", sampling="deterministic")
+    [batch, *_] = tiny_batches(tiny_examples(8))
+    reference = method.rationalize(batch, "reference").mask
+    assert torch.equal(reference, method.rationalize(batch, "reference").mask)
+    assert torch.equal(reference, method.rationalize(batch, "clean").mask)

@@ -1,0 +1,68 @@
+"""Inter_RAT specifics (METHODS.md 9 and 16.9): class priors, the backdoor adjustment, the
+sum / #selected pooling, per-example regularizers, padding never selected, and the lr decay."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import tiny_batches, tiny_examples, tiny_method
+
+from ratbench._plugins.methods.inter_rat import per_example_regularizers
+from ratbench.types import EncodedExample
+
+
+def _labelled(labels: list[int]) -> tuple[EncodedExample, ...]:
+    return tuple(EncodedExample(str(i), np.array([1, 2]), label, None) for i, label in enumerate(labels))
+
+
+def test_priors_from_training_labels_or_the_reference_constants() -> None:
+    train = _labelled([1, 1, 1, 0])
+    assert tiny_method("inter_rat", train=train).model.priors.tolist() == [0.25, 0.75]
+    beer = tiny_method("inter_rat", train=train, dataset="beer", priors="reference")
+    assert beer.model.priors.tolist() == pytest.approx([0.05, 0.95])
+    assert tiny_method("inter_rat", train=train, dataset="hotel", priors="reference").model.priors.tolist() == [
+        0.5,
+        0.5,
+    ]
+
+
+def test_adjustment_and_pooling_match_a_restatement() -> None:
+    """Predictor: s = sum_t h_t / #selected; r = sum_c pi_c softmax_c(s . c_c) c_c; Linear([s ; r])."""
+    method = tiny_method("inter_rat", train=_labelled([1, 1, 1, 0]))
+    model = method.model.eval()
+    [batch, *_] = tiny_batches(tiny_examples(8))
+    z = (torch.rand_like(batch.mask) < 0.5).float() * batch.mask
+    embedded = model.embed(batch.ids, batch.mask)
+    hidden = model.predictor_encoder(embedded * z.unsqueeze(-1), batch.mask)
+    pooled = hidden.sum(1) / (z.sum(1, keepdim=True)).clamp(min=1)
+    weights = F.softmax(pooled @ model.label_embedding.T, -1) * torch.tensor([0.25, 0.75])
+    expected = model.predictor_head(torch.cat([pooled, weights @ model.label_embedding], -1))
+    assert torch.allclose(model.predictor_logits(embedded, z, batch.mask), expected, atol=1e-6)
+
+
+def test_per_example_regularizers() -> None:
+    """mean_b |#sel_b / len_b - alpha| and mean_b sum_t |dz_t| / (len_b - 1), within the text only."""
+    z = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 0.0]])
+    sparsity, continuity = per_example_regularizers(z, mask, 0.2)
+    assert sparsity.item() == pytest.approx((abs(2 / 4 - 0.2) + abs(1 / 3 - 0.2)) / 2)
+    assert continuity.item() == pytest.approx((1 / 3 + 2 / 2) / 2)
+
+
+def test_padding_is_never_selected_even_in_reference_mode() -> None:
+    method = tiny_method("inter_rat")
+    with torch.no_grad():
+        method.model.selector_head.bias.copy_(torch.tensor([-5.0, 5.0]))  # select almost everything
+    [batch, *_] = tiny_batches(tiny_examples(8))
+    assert batch.mask.min() == 0
+    for mode in ("reference", "clean"):
+        mask = method.rationalize(batch, mode).mask
+        assert not (mask * (1 - batch.mask)).any() and mask.sum() > 0
+
+
+def test_learning_rate_decays_per_epoch_down_to_the_floor() -> None:
+    method = tiny_method("inter_rat", lr=1e-3, lr_decay=0.5, min_lr=3e-4)
+    lrs = [method.train_epoch(tiny_batches(tiny_examples(8)))["lr"] for _ in range(3)]
+    assert lrs == pytest.approx([5e-4, 3e-4, 3e-4])

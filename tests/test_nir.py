@@ -1,0 +1,135 @@
+"""NIR specifics (METHODS.md 12): tf-idf noise tables and probabilities, noise only on selected
+tokens and only in training, compaction, no gradient through the selection, JS and the
+reference formulas behind ``ref_quirks``."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import tiny_batches, tiny_examples, tiny_method
+
+from ratbench._plugins.methods import nir
+from ratbench.types import EncodedExample
+
+
+def _doc(i: int, ids: list[int]) -> EncodedExample:
+    return EncodedExample(str(i), np.asarray(ids, dtype=np.int64), 0, None)
+
+
+def test_noise_tables_match_a_hand_computation() -> None:
+    """ATF(w) = sum_d count/|d|, IDF = log(N / df); replacement weights ~ max s - s(w), id 0 excluded."""
+    tables = nir.noise_tables([_doc(0, [1, 1, 2]), _doc(1, [2, 3, 0])], vocab_size=5)
+    log2 = math.log(2)
+    assert tables.idf.tolist() == pytest.approx([log2, log2, 0.0, log2, 0.0])
+    # s(1) = 2/3 log 2, s(2) = 0, s(3) = 1/3 log 2 -> margins 0, 2/3, 1/3 (x log 2); word 1 never drawn
+    assert tables.candidates.tolist() == [2, 3]
+    assert tables.weights.tolist() == pytest.approx([2 / 3, 1 / 3])
+
+
+def test_replacement_probability_matches_a_plain_restatement() -> None:
+    """r_i = tf/|d| * idf; p_i = (max r - r_i) / sum(max r - r) * |d| * noise_p, clipped; 0 at padding."""
+    rng = np.random.default_rng(0)
+    idf = rng.uniform(0, 3, size=10)
+    ids = torch.tensor([[1, 2, 2, 3, 4, 4, 4, 0], [5, 6, 5, 0, 0, 0, 0, 0], [7, 7, 7, 0, 0, 0, 0, 0]])
+    mask = torch.tensor([[1.0] * 8, [1.0] * 3 + [0.0] * 5, [1.0] * 3 + [0.0] * 5])
+    got = nir.replacement_probability(ids, mask, torch.as_tensor(idf, dtype=torch.float32), 0.1)
+    for row in range(3):
+        n = int(mask[row].sum())
+        words = ids[row, :n].tolist()
+        r = [words.count(w) / n * idf[w] for w in words]
+        margin = [max(r) - v for v in r]
+        expected = [0.1] * n if sum(margin) == 0 else [min(m / sum(margin) * n * 0.1, 1.0) for m in margin]
+        assert got[row, :n].tolist() == pytest.approx(expected, rel=1e-5)
+        assert (got[row, n:] == 0).all()
+    assert got[0, :8].mean().item() == pytest.approx(0.1, rel=1e-5)  # mean 1 x noise_p without clipping
+
+
+def test_noise_replaces_only_selected_tokens_with_training_words() -> None:
+    """Unselected and padding positions never change; replacements come from the candidates; the
+    replaced share of selected tokens is about noise_p."""
+    train = tiny_examples(40, vocab=12)
+    method = tiny_method("nir", train=tuple(train), noise_p=0.3)
+    ids = torch.randint(1, 21, (64, 30))
+    mask = torch.ones(64, 30)
+    mask[:, 25:] = 0
+    ids = ids * mask.long()
+    selected = (torch.rand(64, 30) < 0.5).float() * mask
+    noisy = method.inject_noise(ids, mask, selected)
+    changed = noisy != ids
+    assert not (changed & (selected == 0)).any()
+    assert set(noisy[changed].tolist()) <= set(method._candidates.tolist()) <= set(range(1, 13))
+    # Drawing the same word again does not show as a change, so the observed share is a bit lower.
+    share = changed.sum().item() / selected.sum().item()
+    assert 0.2 < share < 0.33
+
+
+def test_compact_moves_selected_tokens_to_the_front_in_order() -> None:
+    ids = torch.tensor([[5, 6, 7, 8, 9], [1, 2, 3, 0, 0]])
+    keep = torch.tensor([[0.0, 1, 0, 1, 1], [1.0, 0, 0, 0, 0]])
+    new_ids, new_mask = nir.compact(ids, keep)
+    assert new_ids.tolist() == [[6, 8, 9], [1, 0, 0]]
+    assert new_mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_rationale_predictor_reads_the_compacted_selection() -> None:
+    """compact=True: the logits equal those of a text made of the selected tokens alone; in place
+    (compact=False) the zeroed unselected positions still pass through the GRU and the pool."""
+    for compact in (True, False):
+        method = tiny_method("nir", compact=compact)
+        method.model.eval()
+        [batch] = tiny_batches(tiny_examples(4), size=4)
+        selected = torch.zeros_like(batch.mask)
+        selected[:, :2] = 1
+        logits = method._rationale_logits(batch.ids, batch.mask, selected)
+        alone = method._rationale_logits(batch.ids[:, :2], torch.ones(4, 2), torch.ones(4, 2))
+        assert torch.allclose(logits, alone) == compact
+
+
+def test_no_gradient_reaches_the_soft_model_through_the_selection() -> None:
+    """The rationale loss trains the rationale predictor only; the soft loss the soft model only."""
+    method = tiny_method("nir", train=tuple(tiny_examples(8)))
+    [batch, *_] = tiny_batches(tiny_examples(8))
+    soft_logits, weights = method.model.soft(method.model.embed(batch.ids, batch.mask), batch.mask)
+    selected = method._select(weights, batch.mask)
+    hard_logits = method._rationale_logits(batch.ids, batch.mask, selected)
+    soft_loss, hard_loss, _, _ = method._losses(soft_logits, hard_logits, batch.labels)
+    hard_loss.backward(retain_graph=True)
+    assert all(p.grad is None for p in method.model.soft.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in method.model.predictor.parameters())
+    method.model.zero_grad(set_to_none=True)
+    soft_loss.backward()
+    assert all(p.grad is None for p in method.model.predictor.parameters())
+
+
+def test_js_is_the_true_divergence_and_ref_quirks_the_reference_formulas() -> None:
+    p = torch.tensor([[0.9, 0.1], [0.3, 0.7]])
+    q = torch.tensor([[0.5, 0.5], [0.2, 0.8]])
+    m = (p + q) / 2
+    kl = lambda a, b: (a * (a / b).log()).sum(-1)  # noqa: E731
+    assert nir.js_divergence(p, q).item() == pytest.approx(float((0.5 * kl(p, m) + 0.5 * kl(q, m)).mean()))
+    assert nir.js_divergence(p, p).item() == pytest.approx(0.0, abs=1e-7)
+    assert nir.js_reference(p, q).item() == pytest.approx(float((0.5 * (kl(m, p) + kl(m, q))).sum()))
+
+    logits = torch.tensor([[2.0, -1.0], [0.0, 1.0]])
+    labels = torch.tensor([0, 1])
+    for quirks in (False, True):
+        method = tiny_method("nir", ref_quirks=quirks, proximity=0.0)
+        _, hard_loss, _, _ = method._losses(logits, logits, labels)
+        inputs = logits.softmax(-1) if quirks else logits  # the reference applies CE to probabilities
+        assert hard_loss.item() == pytest.approx(F.cross_entropy(inputs, labels).item())
+
+
+def test_evaluation_is_noiseless_and_deterministic() -> None:
+    """Both modes: the top-k of the attention, no padding, same logits on repeated calls."""
+    method = tiny_method("nir", train=tuple(tiny_examples(8)), noise_p=1.0, sparsity=0.3)
+    method.train_epoch(tiny_batches(tiny_examples(8)))
+    [batch, *_] = tiny_batches(tiny_examples(8))
+    first = method.rationalize(batch, "reference")
+    second = method.rationalize(batch, "clean")
+    assert torch.equal(first.mask, second.mask) and torch.equal(first.logits, second.logits)
+    k = torch.clamp(torch.round(0.3 * batch.mask.sum(1)), min=1)
+    assert torch.equal(first.mask.sum(1), k) and not (first.mask * (1 - batch.mask)).any()
