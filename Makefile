@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(BIN)/ratbench run --methods rnp,ver --datasets synthetic.appearance --seeds 1-3 --preset demo --results-dir $(DEMO_RESULTS)
+	$(BIN)/ratbench run --methods rnp,ver --datasets synthetic.appearance --seeds 1-3 --preset demo --workers 2 --results-dir $(DEMO_RESULTS)
 	$(BIN)/ratbench table --results-dir $(DEMO_RESULTS)
 
 test: setup

@@ -14,7 +14,7 @@ from ratbench.registry import register_method
 from ratbench.types import Batch, DataInfo, EvalMode, RationaleOutput
 
 from ._blocks import AttentionClassifier, FrozenEmbedding, train_classifier_epoch
-from .rnp import DEMO_PRESET, PAPER_TRAINING_PRESET
+from .rnp import DEMO_TRAINING_PRESET, PAPER_TRAINING_PRESET
 
 
 class AttentionModel(nn.Module):
@@ -63,7 +63,7 @@ class Attention(Method):
         scorer: Literal["additive", "linear"] = "additive"
         """Attention scorer: additive (tanh) or linear (FR's module)."""
 
-    presets: ClassVar[Presets] = {"paper": PAPER_TRAINING_PRESET, "demo": DEMO_PRESET}
+    presets: ClassVar[Presets] = {"paper": PAPER_TRAINING_PRESET, "demo": DEMO_TRAINING_PRESET}
 
     def __init__(self, config: Config, info: DataInfo, device: torch.device) -> None:
         super().__init__(config, info, device)

@@ -16,6 +16,7 @@ from ratbench.registry import register_method
 from ratbench.types import Batch, DataInfo, EvalMode, RationaleOutput
 
 from ._blocks import BiGRU, EpochMeans, FrozenEmbedding, gumbel_sample, hard_sample
+from .rnp import DEMO_TRAINING_PRESET
 
 REFERENCE_BEER_PRIORS = (0.05, 0.95)  # hard-coded in the reference for its unbalanced beer data
 
@@ -146,7 +147,7 @@ class InterRAT(Method):
 
     presets: ClassVar[Presets] = {
         "paper": {"*": {"batch_size": 256, "lr": 1e-3, "epochs": 20}},
-        "demo": {"*": {"epochs": 6, "batch_size": 32, "hidden_dim": 64, "lr": 3e-3}},
+        "demo": DEMO_TRAINING_PRESET,
     }
 
     def __init__(self, config: Config, info: DataInfo, device: torch.device) -> None:

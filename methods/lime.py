@@ -17,7 +17,7 @@ from ratbench.registry import register_method
 from ratbench.types import Batch, DataInfo, EvalMode, RationaleOutput
 
 from ._blocks import FrozenEmbedding, Predictor, train_classifier_epoch
-from .rnp import DEMO_PRESET, PAPER_TRAINING_PRESET
+from .rnp import DEMO_TRAINING_PRESET, PAPER_TRAINING_PRESET
 
 
 def lime_neighbourhood(n: int, num_samples: int, rng: np.random.RandomState) -> np.ndarray:
@@ -152,7 +152,7 @@ class LIME(Method):
 
     presets: ClassVar[Presets] = {
         "paper": PAPER_TRAINING_PRESET,
-        "demo": {"*": {**DEMO_PRESET["*"], "num_samples": 300}},
+        "demo": {"*": {**DEMO_TRAINING_PRESET["*"], "num_samples": 300}},
     }
 
     def __init__(self, config: Config, info: DataInfo, device: torch.device) -> None:

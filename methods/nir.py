@@ -17,7 +17,7 @@ from ratbench.registry import register_method
 from ratbench.types import Batch, DataInfo, EncodedExample, EvalMode, RationaleOutput
 
 from ._blocks import AttentionClassifier, EpochMeans, FrozenEmbedding, Predictor
-from .rnp import DEMO_PRESET, PAPER_TRAINING_PRESET
+from .rnp import DEMO_TRAINING_PRESET, PAPER_TRAINING_PRESET
 
 EPS = 1e-12
 
@@ -191,7 +191,7 @@ class NIR(Method):
         ref_quirks: bool = False
         """Reproduce the reference's double-softmax CE and swapped, summed JS (reference: True)."""
 
-    presets: ClassVar[Presets] = {"paper": PAPER_TRAINING_PRESET, "demo": DEMO_PRESET}
+    presets: ClassVar[Presets] = {"paper": PAPER_TRAINING_PRESET, "demo": DEMO_TRAINING_PRESET}
 
     def __init__(self, config: Config, info: DataInfo, device: torch.device) -> None:
         super().__init__(config, info, device)

@@ -35,9 +35,13 @@ PAPER_PRESET = {
     **PAPER_TRAINING_PRESET,
     "*": {**PAPER_TRAINING_PRESET["*"], "sparsity": 0.125, "sparsity_lambda": 11.0, "continuity_lambda": 12.0},
 }
-# Small and fast for a 2-core CPU (a few minutes per grid), not the paper's setting: expect
-# rationales far from converged (the paper trains for 300 epochs).
-DEMO_PRESET = {"*": {"epochs": 6, "batch_size": 32, "hidden_dim": 64, "lr": 3e-3}}
+# Small and fast for a 2-core CPU (about a minute per cell), not the paper's setting.
+DEMO_TRAINING_PRESET = {"*": {"epochs": 10, "batch_size": 32, "hidden_dim": 64, "lr": 3e-3}}
+# The paper's regularizer weights (lambda_s 11, lambda_c 12) are tuned for 300 epochs at lr 1e-4:
+# in a 10-epoch budget their gradients on the selector are 100-200 times the classification
+# gradient, and the selector stays a random selection (benchmarks/README.md). 0.5 / 0.5 lets
+# the selector learn within the demo budget.
+DEMO_PRESET = {"*": {**DEMO_TRAINING_PRESET["*"], "sparsity_lambda": 0.5, "continuity_lambda": 0.5}}
 
 
 class RNPModel(nn.Module):

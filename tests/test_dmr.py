@@ -82,3 +82,32 @@ def test_deterministic_sampling_has_no_gumbel_noise() -> None:
     reference = method.rationalize(batch, "reference").mask
     assert torch.equal(reference, method.rationalize(batch, "reference").mask)
     assert torch.equal(reference, method.rationalize(batch, "clean").mask)
+
+
+def test_reference_variant_uses_the_gold_label_at_test() -> None:
+    """dmr_ref: the rationale comes from the true class's generator, so flipping labels changes it."""
+    method = tiny_method("dmr_ref", teacher_epochs=1)
+    method.train_epoch(tiny_batches(tiny_examples(8)))
+    [batch, *_] = tiny_batches(tiny_examples(8))
+    out = method.rationalize(batch, "reference")
+    assert not (out.mask * (1 - batch.mask)).any()
+    for cls in (0, 1):
+        own = torch.full_like(batch.labels, cls)
+        rows = batch.labels == cls
+        expected = method._select(method.model.embed(batch.ids, batch.mask), batch.mask, cls, own)
+        assert torch.equal(out.mask[rows], expected[rows])
+    batch.labels = 1 - batch.labels
+    assert not torch.equal(out.logits, method.rationalize(batch, "reference").logits)
+
+
+def test_reference_variant_alternates_generators_and_separates_updates() -> None:
+    """Per batch only the path generator moves; the teacher stays frozen after pretraining."""
+    method = tiny_method("dmr_ref", teacher_epochs=1)
+    batches = tiny_batches(tiny_examples(8))
+    method.train_epoch(batches[:1])  # pretrains the teacher, then path 0
+    snapshot = {k: v.clone() for k, v in method.model.state_dict().items()}
+    method.train_epoch(batches[:1])  # path 1
+    state = method.model.state_dict()
+    changed = {k.split(".")[0] + "." + k.split(".")[1] for k in state if not torch.equal(state[k], snapshot[k])}
+    assert "generators.1" in changed and "generators.0" not in changed
+    assert not any(k.startswith("teacher.") and not torch.equal(state[k], snapshot[k]) for k in state)
