@@ -88,9 +88,8 @@ class DMRModel(RNPModel):
 @register_method("dmr")
 class DMR(RNP):
     """DMR, distribution matching rationalization (Huang et al., AAAI 2021), paper-level and
-    label-free (METHODS.md 10); the reference code is in the DMR authors' TF1 release
-    (distribution-matching-rationality), which implements a class-wise, label-conditioned
-    variant built on CAR.
+    label-free (METHODS.md 10); the reference code, kochsnow/distribution-matching-rationality
+    @95b40ec (TF1), implements a class-wise, label-conditioned variant built on CAR (``dmr_ref``).
 
     A teacher (the shared predictor architecture on the full text) is trained with
     cross-entropy for ``teacher_epochs`` passes before the first epoch, then frozen. Then, per
@@ -260,7 +259,8 @@ def _tiled(labels: torch.Tensor, like: torch.Tensor, classes: int) -> torch.Tens
 
 @register_method("dmr_ref")
 class DMRRef(Method):
-    """DMR as the public TF1 reference implements it (class-wise, CAR-based; METHODS.md 10).
+    """DMR as its public reference implements it, kochsnow/distribution-matching-rationality
+    @95b40ec (TF1; class-wise and CAR-based, METHODS.md 10).
 
     USES THE GOLD LABEL AT TEST: each example's rationale comes from the generator of its true
     class, and the student is told that class. Its figures are not comparable with label-free

@@ -92,7 +92,7 @@ def per_example_regularizers(z: torch.Tensor, mask: torch.Tensor, target: float)
 @register_method("inter_rat")
 class InterRAT(Method):
     """Inter_RAT, interventional rationalization (Yue et al., ACL 2023); port of the reference
-    repository yuelinan/Codes-of-Inter-RAT (METHODS.md 9).
+    repository yuelinan/Codes-of-Inter-RAT@416f63c (METHODS.md 9).
 
     Encoders: dropout on the frozen embeddings, BiGRU, outputs zeroed at padding. Selector: the
     per-token states ``h_t`` are adjusted with trainable label embeddings ``c`` (backdoor

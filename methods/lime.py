@@ -93,8 +93,8 @@ class Classifier(nn.Module):
 
 @register_method("lime")
 class LIME(Method):
-    """LIME (Ribeiro et al., KDD 2016) on a full-text GRU classifier, as the VER paper's
-    post-hoc baseline (METHODS.md 14).
+    """LIME (Ribeiro et al., KDD 2016; reference marcotcr/lime, ``lime_text`` / ``lime_base``) on
+    a full-text GRU classifier, as the VER paper's post-hoc baseline (METHODS.md 14).
 
     The black box is the shared backbone (frozen embedding, BiGRU, masked max-pool, dropout,
     Linear; the VER/A2I ``Classifier``), trained with cross-entropy; model selection uses its

@@ -125,8 +125,8 @@ class NIRModel(nn.Module):
 @register_method("nir")
 class NIR(Method):
     """NIR, unsupervised selective rationalization with noise injection (Storek et al., ACL 2023),
-    BERT-A2R + NI of the reference repository adrianstorek/noise-injection-rationalization,
-    adapted to GRU encoders on word-level data (METHODS.md 12).
+    BERT-A2R + NI of the reference repository adamstorek/noise_injection@334e888, adapted to
+    GRU encoders on word-level data (METHODS.md 12).
 
     Three parts: a soft model (frozen embedding, BiGRU, additive attention over the real tokens,
     Linear) that classifies the full text; a selector that keeps the top

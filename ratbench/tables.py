@@ -15,14 +15,34 @@ TableFormat = Literal["github", "latex", "csv"]
 COLUMNS = ("S", "Acc", "P", "R", "F1")
 
 
-def _row_labels(frame: pd.DataFrame) -> dict[tuple[str, str], str]:
-    """Method name, plus the config id when one method has several configs in the table."""
-    labels = {}
-    for method, group in frame.groupby("method", sort=False):
-        configs = list(dict.fromkeys(group["config_id"]))
-        for config_id in configs:
-            labels[method, config_id] = method if len(configs) == 1 else f"{method} [{config_id}]"
-    return labels
+def _rows(stats: pd.DataFrame) -> dict[tuple[str, int], str]:
+    """Row keys ``(method, variant)`` and their labels.
+
+    A config id covers one dataset.subset (the dataset is part of it), so a method's configs in
+    different columns share a row, as in the paper's table. Only several configs of one method
+    in the same column (e.g. two values of a flag) need more rows: the k-th config of a column
+    goes to row ``(method, k)``, labelled with its config ids.
+    """
+    rows: dict[tuple[str, int], list[str]] = {}
+    for (method, _group), configs in stats.groupby(["method", "group"], sort=False)["config_id"]:
+        for variant, config_id in enumerate(dict.fromkeys(configs)):
+            rows.setdefault((method, variant), []).append(config_id)
+    several = {method for method, variant in rows if variant > 0}
+    return {
+        (method, variant): f"{method} [{', '.join(dict.fromkeys(ids))}]" if method in several else method
+        for (method, variant), ids in rows.items()
+    }
+
+
+def _variants(stats: pd.DataFrame) -> pd.Series:
+    """The row variant of each stats line: rank of its config among the method's configs in its column."""
+    firsts = stats.drop_duplicates(["method", "group", "config_id"])
+    rank = firsts.groupby(["method", "group"], sort=False).cumcount()
+    lookup = dict(zip(zip(firsts["method"], firsts["group"], firsts["config_id"], strict=True), rank, strict=True))
+    return pd.Series(
+        [lookup[key] for key in zip(stats["method"], stats["group"], stats["config_id"], strict=True)],
+        index=stats.index,
+    )
 
 
 def aggregate(frame: pd.DataFrame, mode: str) -> pd.DataFrame:
@@ -58,14 +78,15 @@ def render(frame: pd.DataFrame, mode: str = "reference", fmt: TableFormat = "git
         return stats.drop(columns="n_values").to_csv(index=False)
     expected = seeds if seeds is not None else int(stats["n"].max())
     groups = list(dict.fromkeys(stats["group"]))
-    labels = _row_labels(stats)
+    labels = _rows(stats)
+    stats = stats.assign(variant=_variants(stats))
     lookup = {
-        (r.method, r.config_id, r.group, r.metric): _fmt(r.mean, r.std, r.n, r.n_values, expected)
+        (r.method, r.variant, r.group, r.metric): _fmt(r.mean, r.std, r.n, r.n_values, expected)
         for r in stats.itertuples()
     }
     rows = [
-        [label] + [lookup.get((method, config_id, g, m), "") for g in groups for m in COLUMNS]
-        for (method, config_id), label in labels.items()
+        [label] + [lookup.get((method, variant, g, m), "") for g in groups for m in COLUMNS]
+        for (method, variant), label in labels.items()
     ]
     if fmt == "latex":
         return _latex(groups, rows, mode)
