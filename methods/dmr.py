@@ -343,7 +343,10 @@ class DMRRef(Method):
         soft = F.softmax(self.model.generators[cls](inputs), dim=-1)
         return straight_through(soft.argmax(dim=-1), soft)[..., 1] * mask
 
-    def _student_features(self, embedded: torch.Tensor, z: torch.Tensor, mask: torch.Tensor, path: torch.Tensor):
+    def _student_features(
+        self, embedded: torch.Tensor, z: torch.Tensor, mask: torch.Tensor, path: torch.Tensor
+    ) -> torch.Tensor:
+        """The student's pooled features of ``[e * z ; onehot(path)]``."""
         inputs = torch.cat([embedded * z.unsqueeze(-1), _tiled(path, embedded, self.info.num_classes)], dim=-1)
         return self.model.predictor.features(inputs, mask, mask)
 

@@ -224,7 +224,10 @@ class NIR(Method):
     def _select(self, weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return top_k_mask(weights.detach(), mask, self.config.sparsity)
 
-    def _losses(self, soft_logits: torch.Tensor, hard_logits: torch.Tensor, labels: torch.Tensor) -> tuple:
+    def _losses(
+        self, soft_logits: torch.Tensor, hard_logits: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(soft model loss, rationale predictor loss, and their two cross-entropy terms)."""
         cfg = self.config
         p_soft, p_hard = soft_logits.softmax(-1), hard_logits.softmax(-1)
         if cfg.ref_quirks:

@@ -15,34 +15,27 @@ TableFormat = Literal["github", "latex", "csv"]
 COLUMNS = ("S", "Acc", "P", "R", "F1")
 
 
-def _rows(stats: pd.DataFrame) -> dict[tuple[str, int], str]:
-    """Row keys ``(method, variant)`` and their labels.
+def _with_variants(stats: pd.DataFrame) -> pd.DataFrame:
+    """Add ``variant``, the row of each config within its method.
 
     A config id covers one dataset.subset (the dataset is part of it), so a method's configs in
     different columns share a row, as in the paper's table. Only several configs of one method
     in the same column (e.g. two values of a flag) need more rows: the k-th config of a column
-    goes to row ``(method, k)``, labelled with its config ids.
+    goes to variant k.
     """
-    rows: dict[tuple[str, int], list[str]] = {}
-    for (method, _group), configs in stats.groupby(["method", "group"], sort=False)["config_id"]:
-        for variant, config_id in enumerate(dict.fromkeys(configs)):
-            rows.setdefault((method, variant), []).append(config_id)
-    several = {method for method, variant in rows if variant > 0}
+    keys = ["method", "group", "config_id"]
+    firsts = stats.drop_duplicates(keys)
+    firsts = firsts.assign(variant=firsts.groupby(["method", "group"], sort=False).cumcount())
+    return stats.merge(firsts[[*keys, "variant"]], on=keys, how="left")
+
+
+def _row_labels(stats: pd.DataFrame) -> dict[tuple[str, int], str]:
+    """Label of each ``(method, variant)`` row: the method, plus its config ids when it has several rows."""
+    several = set(stats.loc[stats["variant"] > 0, "method"])
     return {
         (method, variant): f"{method} [{', '.join(dict.fromkeys(ids))}]" if method in several else method
-        for (method, variant), ids in rows.items()
+        for (method, variant), ids in stats.groupby(["method", "variant"], sort=False)["config_id"]
     }
-
-
-def _variants(stats: pd.DataFrame) -> pd.Series:
-    """The row variant of each stats line: rank of its config among the method's configs in its column."""
-    firsts = stats.drop_duplicates(["method", "group", "config_id"])
-    rank = firsts.groupby(["method", "group"], sort=False).cumcount()
-    lookup = dict(zip(zip(firsts["method"], firsts["group"], firsts["config_id"], strict=True), rank, strict=True))
-    return pd.Series(
-        [lookup[key] for key in zip(stats["method"], stats["group"], stats["config_id"], strict=True)],
-        index=stats.index,
-    )
 
 
 def aggregate(frame: pd.DataFrame, mode: str) -> pd.DataFrame:
@@ -78,8 +71,8 @@ def render(frame: pd.DataFrame, mode: str = "reference", fmt: TableFormat = "git
         return stats.drop(columns="n_values").to_csv(index=False)
     expected = seeds if seeds is not None else int(stats["n"].max())
     groups = list(dict.fromkeys(stats["group"]))
-    labels = _rows(stats)
-    stats = stats.assign(variant=_variants(stats))
+    stats = _with_variants(stats)
+    labels = _row_labels(stats)
     lookup = {
         (r.method, r.variant, r.group, r.metric): _fmt(r.mean, r.std, r.n, r.n_values, expected)
         for r in stats.itertuples()
