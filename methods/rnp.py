@@ -128,6 +128,10 @@ class RNP(Method):
         z = straight_through(index, soft)[..., 1]
         return z, z
 
+    def predictor_input(self, batch: Batch, embedded: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The embedded text the predictor reads in training (NIR-RNP injects noise here)."""
+        return embedded
+
     def train_epoch(self, batches: Iterable[Batch]) -> dict[str, float]:
         """One pass with one Adam step per batch; returns mean loss terms and train stats."""
         cfg = self.config
@@ -138,7 +142,7 @@ class RNP(Method):
             embedded = self.model.embed(batch.ids, batch.mask)
             soft, index = gumbel_sample(self.model.selector(embedded), cfg.tau)
             z_pred, z_reg = self.training_masks(soft, index, batch.mask)
-            logits = self.model.predictor(embedded, z_pred, batch.mask)
+            logits = self.model.predictor(self.predictor_input(batch, embedded, z_pred), z_pred, batch.mask)
             cls = F.cross_entropy(logits, batch.labels)
             reg_mask = batch.mask if cfg.mask_padding_in_loss else None
             sparsity = sparsity_loss(z_reg, batch.mask, cfg.sparsity, cfg.mask_padding_in_loss)

@@ -61,7 +61,7 @@ def test_noise_replaces_only_selected_tokens_with_training_words() -> None:
     noisy = method.inject_noise(ids, mask, selected)
     changed = noisy != ids
     assert not (changed & (selected == 0)).any()
-    assert set(noisy[changed].tolist()) <= set(method._candidates.tolist()) <= set(range(1, 13))
+    assert set(noisy[changed].tolist()) <= set(method.inject_noise.candidates.tolist()) <= set(range(1, 13))
     # Drawing the same word again does not show as a change, so the observed share is a bit lower.
     share = changed.sum().item() / selected.sum().item()
     assert 0.2 < share < 0.33
@@ -133,3 +133,22 @@ def test_evaluation_is_noiseless_and_deterministic() -> None:
     assert torch.equal(first.mask, second.mask) and torch.equal(first.logits, second.logits)
     k = torch.clamp(torch.round(0.3 * batch.mask.sum(1)), min=1)
     assert torch.equal(first.mask.sum(1), k) and not (first.mask * (1 - batch.mask)).any()
+
+
+def test_nir_rnp_is_rnp_when_noise_is_off_and_noises_only_selected_tokens() -> None:
+    """nir_rnp with noise_p=0 trains exactly as RNP; with noise, the predictor's training input
+    differs from the text only at positions of the hard training mask."""
+    train = tuple(tiny_examples(16))
+    rnp, quiet = tiny_method("rnp", train=train), tiny_method("nir_rnp", train=train, noise_p=0.0)
+    for method in (rnp, quiet):
+        torch.manual_seed(3)
+        method.train_epoch(tiny_batches(tiny_examples(16)))
+    for key, value in rnp.model.state_dict().items():
+        assert torch.equal(value, quiet.model.state_dict()[key]), key
+
+    noisy = tiny_method("nir_rnp", train=train, noise_p=1.0)
+    [batch, *_] = tiny_batches(tiny_examples(16))
+    z = (torch.rand_like(batch.mask) < 0.5).float() * batch.mask
+    embedded = noisy.model.embed(batch.ids, batch.mask)
+    changed = (noisy.predictor_input(batch, embedded, z) != embedded).any(dim=-1)
+    assert changed.any() and not (changed & (z == 0)).any()
