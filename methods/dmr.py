@@ -274,7 +274,7 @@ class DMRRef(Method):
     loss ``-mean_b p_S(path | z) + lambda_s Omega_s + lambda_c Omega_c`` (each generator argues
     for its own class whatever the label). Both gradients come from the same forward pass, as
     the reference computes them before either update. The teacher is trained on the full text
-    first, then frozen. Adam for the generators and the student.
+    first, then frozen. Adam for the generators and the student; no dropout, as the reference.
 
     Defaults: the reference's beer-appearance script (batch 200, lr 1e-3, alpha .08, lambda_s 5,
     lambda_c 10, cls/om/fm .1/.9/.01, T 3, 10 teacher epochs, 37 epochs); the ``paper`` preset
@@ -318,8 +318,8 @@ class DMRRef(Method):
         """Central moments in the feature matching (1: the reference's effective CMD)."""
         hidden_dim: int = 200
         """Total BiGRU width of every module."""
-        dropout: float = 0.2
-        """Dropout before the student's and the teacher's output layers."""
+        dropout: float = 0.0
+        """Dropout before the student's and the teacher's output layers (the reference has none)."""
 
     presets: ClassVar[Presets] = {
         "paper": DMR_REF_SCRIPTS,
@@ -339,7 +339,9 @@ class DMRRef(Method):
 
     def _select(self, embedded: torch.Tensor, mask: torch.Tensor, cls: int, labels: torch.Tensor) -> torch.Tensor:
         """Straight-through argmax mask ``[B, T]`` of class ``cls``'s generator given ``labels``."""
-        inputs = torch.cat([embedded, _tiled(labels, embedded, self.info.num_classes)], dim=-1)
+        # The label one-hot is zero at padding, as in the reference.
+        label = _tiled(labels, embedded, self.info.num_classes) * mask.unsqueeze(-1)
+        inputs = torch.cat([embedded, label], dim=-1)
         soft = F.softmax(self.model.generators[cls](inputs), dim=-1)
         return straight_through(soft.argmax(dim=-1), soft)[..., 1] * mask
 
@@ -347,8 +349,9 @@ class DMRRef(Method):
         self, embedded: torch.Tensor, z: torch.Tensor, mask: torch.Tensor, path: torch.Tensor
     ) -> torch.Tensor:
         """The student's pooled features of ``[e * z ; onehot(path)]``."""
+        # The path one-hot is on every position, padding included, as in the reference.
         inputs = torch.cat([embedded * z.unsqueeze(-1), _tiled(path, embedded, self.info.num_classes)], dim=-1)
-        return self.model.predictor.features(inputs, mask, mask)
+        return self.model.predictor.features(inputs, torch.ones_like(mask), mask)
 
     def train_epoch(self, batches: Iterable[Batch]) -> dict[str, float]:
         """One pass of the alternating class-wise update (the teacher is trained first, once)."""
