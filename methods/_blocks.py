@@ -161,6 +161,14 @@ def hard_sample(logits: torch.Tensor, tau: float) -> torch.Tensor:
     return straight_through(index, soft)[..., 1]
 
 
+def eval_selection(logits: torch.Tensor, mode: str, tau: float) -> torch.Tensor:
+    """0/1 selection ``[B, T]`` at evaluation: a fresh Gumbel sample in the ``reference`` mode
+    (as the reference evaluates), the argmax in the ``clean`` mode. Padding is not removed here."""
+    if mode == "reference":
+        return gumbel_sample(logits, tau)[1].to(logits.dtype)
+    return (logits[..., 1] > logits[..., 0]).to(logits.dtype)
+
+
 def sparsity_loss(z: torch.Tensor, mask: torch.Tensor, target: float, mask_padding: bool = False) -> torch.Tensor:
     """``|sum(z) / sum(mask) - target|`` over the whole batch.
 

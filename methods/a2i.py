@@ -14,7 +14,7 @@ from torch import nn
 from ratbench.registry import register_method
 from ratbench.types import Batch
 
-from ._blocks import EpochMeans, Selector, continuity_loss, hard_sample, sparsity_loss
+from ._blocks import EpochMeans, Selector, hard_sample
 from .rnp import RNP, RNPModel
 
 LN2 = math.log(2.0)
@@ -94,11 +94,12 @@ class A2I(RNP):
 
     def _regularizers(self, z: torch.Tensor, mask: torch.Tensor, sparse: bool, cont: bool) -> torch.Tensor:
         cfg = self.config
+        sparsity, continuity = self.regularizers(z, mask)
         total = torch.zeros((), device=z.device)
         if sparse:
-            total = total + cfg.sparsity_lambda * sparsity_loss(z, mask, cfg.sparsity, cfg.mask_padding_in_loss)
+            total = total + cfg.sparsity_lambda * sparsity
         if cont:
-            total = total + cfg.continuity_lambda * continuity_loss(z, mask if cfg.mask_padding_in_loss else None)
+            total = total + cfg.continuity_lambda * continuity
         return total
 
     def attack_term(self, attack_logits: torch.Tensor, flipped: torch.Tensor) -> torch.Tensor:

@@ -174,9 +174,7 @@ class DMR(RNP):
             cls = F.cross_entropy(logits, batch.labels)
             distill = distillation_loss(logits, teacher_logits, cfg.temperature)
             matching = feature_matching(rationale_features, full_features, cfg.fm_moments)
-            reg_mask = batch.mask if cfg.mask_padding_in_loss else None
-            sparsity = sparsity_loss(z, batch.mask, cfg.sparsity, cfg.mask_padding_in_loss)
-            continuity = continuity_loss(z, reg_mask)
+            sparsity, continuity = self.regularizers(z, batch.mask)
             loss = (
                 cfg.cls_lambda * cls
                 + cfg.om_lambda * distill

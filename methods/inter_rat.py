@@ -15,7 +15,7 @@ from ratbench.method import Method, MethodConfig, Presets
 from ratbench.registry import register_method
 from ratbench.types import Batch, DataInfo, EvalMode, RationaleOutput
 
-from ._blocks import BiGRU, EpochMeans, FrozenEmbedding, gumbel_sample, hard_sample
+from ._blocks import BiGRU, EpochMeans, FrozenEmbedding, eval_selection, hard_sample
 from .rnp import DEMO_TRAINING_PRESET
 
 REFERENCE_BEER_PRIORS = (0.05, 0.95)  # hard-coded in the reference for its unbalanced beer data
@@ -196,11 +196,7 @@ class InterRAT(Method):
         self.model.eval()
         embedded = self.model.embed(batch.ids, batch.mask)
         logits = self.model.selector_logits(embedded, batch.mask)
-        if mode == "reference":
-            z = gumbel_sample(logits, self.config.tau)[1].to(embedded.dtype)
-        else:
-            z = (logits[..., 1] > logits[..., 0]).to(embedded.dtype)
-        z = z * batch.mask
+        z = eval_selection(logits, mode, self.config.tau) * batch.mask
         return RationaleOutput(logits=self.model.predictor_logits(embedded, z, batch.mask), mask=z)
 
     @torch.no_grad()

@@ -20,6 +20,7 @@ from ._blocks import (
     Predictor,
     Selector,
     continuity_loss,
+    eval_selection,
     gumbel_sample,
     sparsity_loss,
     straight_through,
@@ -128,6 +129,16 @@ class RNP(Method):
         z = straight_through(index, soft)[..., 1]
         return z, z
 
+    def regularizers(self, z: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unweighted batch-level sparsity and continuity terms of ``z`` (padding as the
+        ``mask_padding_in_loss`` flag says)."""
+        cfg = self.config
+        continuity_mask = mask if cfg.mask_padding_in_loss else None
+        return (
+            sparsity_loss(z, mask, cfg.sparsity, cfg.mask_padding_in_loss),
+            continuity_loss(z, continuity_mask),
+        )
+
     def predictor_input(self, batch: Batch, embedded: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The embedded text the predictor reads in training (NIR-RNP injects noise here)."""
         return embedded
@@ -144,9 +155,7 @@ class RNP(Method):
             z_pred, z_reg = self.training_masks(soft, index, batch.mask)
             logits = self.model.predictor(self.predictor_input(batch, embedded, z_pred), z_pred, batch.mask)
             cls = F.cross_entropy(logits, batch.labels)
-            reg_mask = batch.mask if cfg.mask_padding_in_loss else None
-            sparsity = sparsity_loss(z_reg, batch.mask, cfg.sparsity, cfg.mask_padding_in_loss)
-            continuity = continuity_loss(z_reg, reg_mask)
+            sparsity, continuity = self.regularizers(z_reg, batch.mask)
             loss = cfg.cls_lambda * cls + cfg.sparsity_lambda * sparsity + cfg.continuity_lambda * continuity
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -167,10 +176,8 @@ class RNP(Method):
     def select(self, batch: Batch, mode: EvalMode) -> torch.Tensor:
         """0/1 rationale ``[B, T]``: a Gumbel sample (reference) or the argmax, masked (clean)."""
         embedded = self.model.embed(batch.ids, batch.mask)
-        logits = self.model.selector(embedded)
-        if mode == "reference":
-            return gumbel_sample(logits, self.config.tau)[1].to(embedded.dtype)
-        return (logits[..., 1] > logits[..., 0]).to(embedded.dtype) * batch.mask
+        z = eval_selection(self.model.selector(embedded), mode, self.config.tau)
+        return z if mode == "reference" else z * batch.mask
 
     @torch.no_grad()
     def rationalize(self, batch: Batch, mode: EvalMode) -> RationaleOutput:

@@ -8,32 +8,20 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_batches, tiny_method
 
-from ratbench.batching import train_batches
-from ratbench.registry import METHODS
-from ratbench.types import DataInfo, EncodedExample
-
-A2I = METHODS.get("a2i")
-
-
-def _method(**config: object) -> object:
-    rng = np.random.default_rng(0)
-    vectors = rng.normal(size=(21, 8)).astype(np.float32)
-    vectors[0] = 0
-    info = DataInfo(num_classes=2, embeddings=vectors, dataset="t", subset="t")
-    torch.manual_seed(0)
-    return A2I(A2I.Config(hidden_dim=8, batch_size=4, lr=1e-2, **config), info, torch.device("cpu"))
+from ratbench.types import EncodedExample
 
 
 def _batches() -> list:
     rng = np.random.default_rng(1)
     examples = [EncodedExample(str(i), rng.integers(1, 21, size=7), i % 2, None) for i in range(8)]
-    return list(train_batches(examples, 4, np.random.default_rng(0)))
+    return tiny_batches(examples)
 
 
 def test_two_optimizers_with_their_learning_rates() -> None:
     """Selector at lr, predictor at lr / pred_lr_rate; the attacker has its own Adam at lr * adv_lr_rate."""
-    method = _method(pred_lr_rate=4.0, adv_lr_rate=0.5)
+    method = tiny_method("a2i", pred_lr_rate=4.0, adv_lr_rate=0.5)
     main, attacker = method.optimizers
     assert [g["lr"] for g in main.param_groups] == [1e-2, 2.5e-3]
     assert [g["lr"] for g in attacker.param_groups] == [5e-3]
@@ -43,7 +31,7 @@ def test_two_optimizers_with_their_learning_rates() -> None:
 
 def test_hinge_stops_once_the_predictor_is_not_fooled() -> None:
     """-adv * 0.9 * mean(min(CE(., 1 - y), ln 2)): no gradient where CE to the flipped label > ln 2."""
-    method = _method(adv_lambda=2.0)
+    method = tiny_method("a2i", adv_lambda=2.0)
     logits = torch.tensor([[3.0, -3.0], [0.2, 0.0]], requires_grad=True)
     flipped = torch.tensor([1, 0])  # row 0: not fooled (CE >> ln 2); row 1: fooled (CE < ln 2)
     term = method.attack_term(logits, flipped)
@@ -55,7 +43,7 @@ def test_hinge_stops_once_the_predictor_is_not_fooled() -> None:
 
 def test_attacker_learns_through_the_frozen_predictor_and_flags_are_restored() -> None:
     """With the main step disabled, only the attacker changes; afterwards every module trains again."""
-    method = _method()
+    method = tiny_method("a2i")
     method.optimizers[0].step = lambda *args, **kwargs: None  # isolate step 2
     before = {k: v.clone() for k, v in method.model.state_dict().items()}
     method.train_epoch(_batches())
@@ -69,7 +57,7 @@ def test_attacker_learns_through_the_frozen_predictor_and_flags_are_restored() -
 
 def test_main_step_does_not_move_the_attacker() -> None:
     """With the attacker step disabled, the attacker stays put while selector and predictor learn."""
-    method = _method()
+    method = tiny_method("a2i")
     method.optimizers[1].step = lambda *args, **kwargs: None
     before = {k: v.clone() for k, v in method.model.state_dict().items()}
     method.train_epoch(_batches())
