@@ -114,14 +114,13 @@ class Beer(DatasetAdapter):
         """Balance ``dev`` too; None = as the reference: only for the ``correlated`` variant."""
 
         def __post_init__(self) -> None:
+            super().__post_init__()
             problems = []
             if not 0.0 <= self.neg_threshold < self.pos_threshold <= 1.0:
                 problems.append(
                     "need 0 <= neg_threshold < pos_threshold <= 1, "
                     f"got neg_threshold={self.neg_threshold}, pos_threshold={self.pos_threshold}"
                 )
-            if self.max_len < 1:
-                problems.append(f"max_len must be >= 1, got {self.max_len}")
             if problems:
                 raise RatbenchError(f"beer dataset config: {'; '.join(problems)}")
 

@@ -74,9 +74,7 @@ class SplitMapConfig(DataConfig):
     """Seed (>= 0) of the carve-out permutation; independent of the run seed."""
 
     def __post_init__(self) -> None:
-        parent = getattr(super(), "__post_init__", None)
-        if parent is not None:
-            parent()
+        super().__post_init__()
         split_groups(self)
 
     def stems(self) -> dict[Split, str]:

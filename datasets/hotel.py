@@ -118,6 +118,7 @@ class Hotel(DatasetAdapter):
         the annotated test set or in ``dev``. ``false`` keeps them, as the reference does."""
 
         def __post_init__(self) -> None:
+            super().__post_init__()
             problems = []
             if self.annotation_file:
                 try:
@@ -127,8 +128,6 @@ class Hotel(DatasetAdapter):
                         f"annotation_file may only contain the placeholder {{Aspect}}, got "
                         f"{self.annotation_file!r} ({exc!r})"
                     )
-            if self.max_len < 1:
-                problems.append(f"max_len must be >= 1, got {self.max_len}")
             if problems:
                 raise RatbenchError(f"hotel dataset config: {'; '.join(problems)}")
 

@@ -682,6 +682,7 @@ class Synthetic(DatasetAdapter):
         not depend on the run seed."""
 
         def __post_init__(self) -> None:
+            super().__post_init__()
             problems = []
             for name in ("n_train", "n_dev", "n_test", "generator_seed"):
                 if getattr(self, name) < 0:

@@ -54,6 +54,7 @@ class A2I(RNP):
     description = "A2I: RNP with an attacker selector and a hinge that instructs the predictor"
     kind = "select_predict"
     version = "1"
+    state_attributes = ("_epochs_done",)
 
     @dataclasses.dataclass(frozen=True)
     class Config(RNP.Config):

@@ -323,6 +323,7 @@ class DMRRef(Method):
         "paper": DMR_REF_SCRIPTS,
         "demo": {"*": {**DEMO_PRESET["*"], "teacher_epochs": 2}},
     }
+    state_attributes = ("_step",)
 
     def __init__(self, config: Config, info: DataInfo, device: torch.device) -> None:
         super().__init__(config, info, device)

@@ -33,6 +33,11 @@ def friendly_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _warn(message: str) -> None:
+    """One plain line on stderr (no Python warning format, no source line)."""
+    click.echo(f"warning: {message}", err=True)
+
+
 results_option = click.option(
     "--results-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -183,7 +188,7 @@ def run(
     if dry_run:
         by_status = grid_status(specs, results_dir, stale_after)
         click.echo(", ".join(f"{len(ids)} {name}" for name, ids in by_status.items()) + f" ({len(specs)} cells)")
-        for cell_id in by_status["todo"] + by_status["failed"] + by_status["stale"]:
+        for cell_id in by_status["todo"] + by_status["failed"] + by_status["stale"] + by_status["corrupt"]:
             click.echo(f"  to run: {cell_id}")
         return
     from ratbench.executors import plan_slots, run_parallel
@@ -211,6 +216,11 @@ def run(
             summary = run_grid(specs, results_dir, device=one_device, echo=progress.echo, **options)
     finally:
         progress.close()
+    if tracker is not None:  # cells finished by an earlier, killed run or by another scheduler
+        finished = [cells.cell_dir(results_dir, spec) for spec in specs if cells.is_done(results_dir, spec)]
+        backfilled = tracker.mirror_all(finished)["logged"]
+        if backfilled:
+            click.echo(f"mlflow: mirrored {backfilled} finished cell(s) that the store did not hold yet")
     click.echo(
         f"{summary.total} cells: {len(summary.finished)} ran, {len(summary.skipped)} already done, "
         f"{len(summary.elsewhere)} left to other schedulers, {len(summary.failed)} failed. "
@@ -233,7 +243,7 @@ def _tracker(results_dir: Path, track: bool | None, uri: str | None) -> Any:
         raise RatbenchError("--track needs mlflow: pip install 'ratbench[mlflow]' (or use --no-track)")
     from ratbench.tracking import Tracker
 
-    return Tracker(results_dir, uri)
+    return Tracker(results_dir, uri, warn=_warn)
 
 
 @main.command(name="sync-mlflow")
@@ -242,16 +252,10 @@ def _tracker(results_dir: Path, track: bool | None, uri: str | None) -> Any:
 @friendly_errors
 def sync_mlflow(results_dir: Path, tracking_uri: str | None) -> None:
     """Mirror every finished cell into mlflow (one run per cell; cells already there are skipped)."""
-    import warnings
-
-    from ratbench.tracking import TrackingWarning, default_tracking_uri, redact_uri, sync
+    from ratbench.tracking import default_tracking_uri, redact_uri, sync
 
     uri = tracking_uri or default_tracking_uri(results_dir)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", TrackingWarning)
-        logged, skipped, failed = sync(results_dir, uri)
-    for warning in caught:
-        click.echo(f"warning: {warning.message}", err=True)
+    logged, skipped, failed = sync(results_dir, uri, warn=_warn)
     click.echo(f"mlflow {redact_uri(uri)}: {logged} logged, {skipped} already there, {failed} failed")
     if failed:
         sys.exit(EXIT_FAILED_CELLS)
@@ -279,7 +283,7 @@ def table(results_dir: Path, mode: str, fmt: str, expected_seeds: int | None) ->
     from ratbench.results import load_results
     from ratbench.tables import render
 
-    click.echo(render(load_results(results_dir), mode=mode, fmt=fmt, seeds=expected_seeds), nl=False)
+    click.echo(render(load_results(results_dir, warn=_warn), mode=mode, fmt=fmt, seeds=expected_seeds), nl=False)
 
 
 @main.command()
@@ -291,8 +295,11 @@ def export(path: Path, fmt: str, mode: str) -> None:
     """Export the predictions of PATH (a results folder or one cell) for external scorers."""
     from ratbench.export import export_eraser
 
-    for target in export_eraser(path, mode):
+    written, failed = export_eraser(path, mode, warn=_warn)
+    for target in written:
         click.echo(target)
+    if failed:
+        sys.exit(EXIT_FAILED_CELLS)
 
 
 @main.group()

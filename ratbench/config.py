@@ -7,22 +7,77 @@ wrong type is an error, never a silent default.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fnmatch
 import hashlib
 import json
+import math
+import re
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin
 
 from ratbench.errors import RatbenchError, did_you_mean
 
 C = TypeVar("C", bound="Config")
+_INTERVAL = re.compile(r"\s*([\[(])\s*(-?inf|[-+.\deE]+)\s*,\s*(-?inf|[-+.\deE]+)\s*([\])])\s*")
+
+
+class ConfigValueError(RatbenchError):
+    """A config value outside its allowed range; ``key`` names the field."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key} {problem}")
+        self.key = key
+        self.problem = problem
+
+
+def check_interval(value: float, interval: str) -> bool:
+    """Whether ``value`` lies in ``interval``, written ``(0, 1)``, ``[0, 1)``, ``[1, inf)``..."""
+    match = _INTERVAL.fullmatch(interval)
+    if match is None:
+        raise ValueError(f"malformed interval {interval!r}")
+    opening, low, high, closing = match.groups()
+    low_ok = value > float(low) if opening == "(" else value >= float(low)
+    high_ok = value < float(high) if closing == ")" else value <= float(high)
+    return low_ok and high_ok
+
+
+def describe_interval(interval: str) -> str:
+    """``"(0, inf)"`` -> ``"> 0"``, ``"[1, inf)"`` -> ``">= 1"``, ``"(0, 1)"`` -> ``"in (0, 1)"``."""
+    match = _INTERVAL.fullmatch(interval)
+    if match is not None and match.group(3) == "inf":
+        return f"{'>' if match.group(1) == '(' else '>='} {match.group(2)}"
+    return f"in {interval.strip()}"
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Base of every method and dataset config. Subclasses are frozen dataclasses."""
+    """Base of every method and dataset config. Subclasses are frozen dataclasses.
+
+    ``bounds`` maps a field name, or a glob such as ``*_lambda``, to the interval its value must
+    lie in (``"(0, 1)"``, ``"[1, inf)"``); the bounds of base classes apply to subclasses that
+    have such a field, and a subclass may add or override entries. Every float must be finite.
+    Subclasses with a ``__post_init__`` of their own call ``super().__post_init__()``.
+    """
+
+    bounds: ClassVar[dict[str, str]] = {}
+
+    def __post_init__(self) -> None:
+        rules: dict[str, str] = {}
+        for klass in reversed(type(self).__mro__):
+            rules.update(vars(klass).get("bounds", {}))
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                continue
+            if not math.isfinite(value):
+                raise ConfigValueError(field.name, f"must be a finite number, got {value!r}")
+            for pattern, interval in rules.items():
+                if fnmatch.fnmatchcase(field.name, pattern) and not check_interval(value, interval):
+                    raise ConfigValueError(field.name, f"must be {describe_interval(interval)}, got {value!r}")
 
     @classmethod
     def field_types(cls) -> dict[str, Any]:
@@ -52,7 +107,12 @@ class Config:
                         f"{did_you_mean(key, types_)}; known keys: {', '.join(sorted(types_))}"
                     )
                 values[key] = coerce(value, types_[key], f"{owner}.{key}" if owner else key)
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ConfigValueError as exc:
+            if not owner:
+                raise
+            raise ConfigValueError(f"{owner}.{exc.key}", exc.problem) from None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the config as a plain JSON-compatible dict."""
@@ -107,14 +167,17 @@ def coerce(value: Any, annotation: Any, name: str) -> Any:
                 pass
         raise RatbenchError(f"{name} expects an integer, got {value!r}")
     if annotation is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise RatbenchError(f"{name} expects a number, got {value!r}")
+            number = float(value)
+        elif isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                number = float(value)
+        if number is None:
+            raise RatbenchError(f"{name} expects a number, got {value!r}")
+        if not math.isfinite(number):
+            raise RatbenchError(f"{name} expects a finite number, got {value!r}")
+        return number
     if annotation is str:
         if isinstance(value, str):
             return value

@@ -19,6 +19,8 @@ from ratbench.types import Example, Split
 class DataConfig(Config):
     """Preprocessing choices shared by word-level datasets; each one enters the cell identity."""
 
+    bounds: ClassVar[dict[str, str]] = {"max_len": "[1, inf)", "embedding_dim": "[1, inf)"}
+
     max_len: int = 256
     """Keep the first ``max_len`` tokens (truncation happens before the vocabulary lookup)."""
     embeddings: str = "random"

@@ -24,7 +24,6 @@ from ratbench.method import Method
 from ratbench.types import Batch, EvalMode, RationaleOutput
 
 EVAL_VERSION = "1"
-METRIC_COLUMNS = ("S", "Acc", "P", "R", "F1")
 
 
 def safe_div(num: float, den: float) -> float:
@@ -116,18 +115,22 @@ class EvalResult:
     records: list[dict[str, Any]]
 
 
-def binarize(method: Method, batch: Batch, mode: EvalMode, sparsity: float) -> tuple[torch.Tensor, RationaleOutput]:
-    """The evaluated 0/1 rationale of ``batch`` as the mode prescribes, and the method's output."""
-    out = method.rationalize(batch, mode)
+def binarize(
+    out: RationaleOutput, batch: Batch, mode: EvalMode, sparsity: float | None, method: str = "method"
+) -> torch.Tensor:
+    """The evaluated 0/1 rationale of ``batch`` as the mode prescribes, from the method's output:
+    its mask, or the shared top-k of its scores at ``sparsity``."""
     if out.mask is not None:
         pred = out.mask.float()
     elif out.scores is not None:
+        if sparsity is None:
+            raise ValueError(f"{method} returned token scores but its config has no sparsity to keep the top-k at")
         pred = top_k_mask(out.scores, batch.mask, sparsity)
     else:
-        raise ValueError(f"method {method.name!r} returned neither a mask nor scores")
+        raise ValueError(f"{method} returned neither a mask nor scores")
     if mode == "clean":
         pred = pred * batch.mask
-    return pred, out
+    return pred
 
 
 def accuracy(method: Method, batches: Iterable[Batch], mode: EvalMode) -> float | None:
@@ -156,18 +159,27 @@ def predictor_accuracy(method: Method, batches: Iterable[Batch], which: str) -> 
     return 100 * safe_div(correct, total)
 
 
-def evaluate_rationales(method: Method, batches: Iterable[Batch], mode: EvalMode, sparsity: float) -> EvalResult:
-    """Rationale metrics on an annotated split (every batch must carry ``gold``).
+def rationalize_split(method: Method, batches: Iterable[Batch], mode: EvalMode) -> list[tuple[Batch, RationaleOutput]]:
+    """The method's output on every batch of an annotated split (every batch must carry ``gold``)."""
+    outputs = []
+    for batch in batches:
+        if batch.gold is None:
+            raise ValueError("evaluate_rationales needs an annotated split (batch.gold is None)")
+        outputs.append((batch, method.rationalize(batch, mode)))
+    return outputs
+
+
+def score_rationales(
+    method: Method, outputs: list[tuple[Batch, RationaleOutput]], mode: EvalMode, sparsity: float | None
+) -> EvalResult:
+    """Rationale metrics of the outputs of ``rationalize_split`` in ``mode``.
 
     ``sparsity`` is the target used to binarize post-hoc scores.
     """
     counts = RationaleCounts()
     records: list[dict[str, Any]] = []
-    kept: list[Batch] = []
-    for batch in batches:
-        if batch.gold is None:
-            raise ValueError("evaluate_rationales needs an annotated split (batch.gold is None)")
-        pred, out = binarize(method, batch, mode, sparsity)
+    for batch, out in outputs:
+        pred = binarize(out, batch, mode, sparsity, repr(method.name))
         logits = out.logits
         pred_np, gold_np, mask_np = (t.detach().cpu().numpy() for t in (pred, batch.gold, batch.mask))
         labels_np = batch.labels.cpu().numpy()
@@ -193,11 +205,16 @@ def evaluate_rationales(method: Method, batches: Iterable[Batch], mode: EvalMode
             )
             if scores is not None:
                 records[-1]["token_scores"] = [round(float(v), 6) for v in scores[row, : lengths[row]]]
-        kept.append(batch)
     metrics = counts.metrics()
+    kept = [batch for batch, _ in outputs]
     metrics["acc_full_text"] = predictor_accuracy(method, kept, "full")
     metrics["acc_gold_rationale"] = predictor_accuracy(method, kept, "gold")
     return EvalResult(metrics, records)
+
+
+def evaluate_rationales(method: Method, batches: Iterable[Batch], mode: EvalMode, sparsity: float | None) -> EvalResult:
+    """Rationale metrics on an annotated split: ``rationalize_split`` then ``score_rationales``."""
+    return score_rationales(method, rationalize_split(method, batches, mode), mode, sparsity)
 
 
 def iter_batches(batches: Iterable[Batch], device: torch.device) -> Iterator[Batch]:

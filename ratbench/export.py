@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,23 +55,40 @@ def eraser_lines(cell: Path, mode: str) -> Iterator[dict[str, Any]]:
             yield out
 
 
-def finished_cells(path: Path) -> list[Path]:
-    """``path`` itself if it is a finished cell folder, else every finished cell below it."""
+def finished_cells(path: Path, warn: Callable[[str], None] | None = None) -> list[Path]:
+    """``path`` itself if it is a finished cell folder, else every finished cell below it; a
+    corrupt ``metrics.json`` below ``path`` is skipped and reported to ``warn``."""
     path = Path(path)
     if (path / cells.METRICS_FILE).is_file():
+        cells.read_metrics(path)  # a corrupt result raises CorruptResult: a one-line error
         return [path]
-    found = cells.finished_cells(path)
+
+    def on_corrupt(exc: cells.CorruptResult) -> None:
+        if warn is not None:
+            warn(f"skipping {exc} (rerun the cell with `ratbench run`)")
+
+    found = cells.finished_cells(path, on_corrupt)
     if not found:
-        raise RatbenchError(f"no finished cell (a folder with {cells.METRICS_FILE}) in {path}")
+        raise RatbenchError(f"no finished cell (a folder with a valid {cells.METRICS_FILE}) in {path}")
     return found
 
 
-def export_eraser(path: Path, mode: str) -> list[Path]:
-    """Write ``export/eraser.<mode>.jsonl`` in every finished cell under ``path``; return them."""
-    written = []
-    for cell in finished_cells(path):
-        text = "".join(json.dumps(line) + "\n" for line in eraser_lines(cell, mode))
-        target = cell / "export" / f"eraser.{mode}.jsonl"
+def export_eraser(path: Path, mode: str, warn: Callable[[str], None] | None = None) -> tuple[list[Path], list[Path]]:
+    """Write ``export/eraser.<mode>.jsonl`` in every finished cell under ``path``.
+
+    Returns the files written and the cells that could not be exported (an unreadable
+    ``rationales.jsonl.gz``, reported to ``warn``); one such cell does not stop the others.
+    """
+    written, failed = [], []
+    for cell in finished_cells(path, warn):
+        try:
+            text = "".join(cells.dumps(line) + "\n" for line in eraser_lines(cell, mode))
+        except (OSError, EOFError, ValueError, KeyError, TypeError, IndexError) as exc:
+            failed.append(cell)
+            if warn is not None:
+                warn(f"skipping {cell / cells.RATIONALES_FILE}: cannot be read ({type(exc).__name__}: {exc})")
+            continue
+        target = cell / cells.EXPORT_DIR / f"eraser.{mode}.jsonl"
         cells.atomic_write_text(target, text)
         written.append(target)
-    return written
+    return written, failed

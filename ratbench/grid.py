@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ratbench.cells import CellSpec
-from ratbench.data import DatasetAdapter
+from ratbench.data import DataConfig, DatasetAdapter
 from ratbench.errors import RatbenchError, did_you_mean
 from ratbench.registry import DATASETS, METHODS
 from ratbench.text import check_embeddings
+from ratbench.variants import differences, make_variant
 
 DATA_SCOPE = "data"  # --set data.key=value applies to every dataset in the grid
 
@@ -91,6 +93,17 @@ def preset_layers(
     return [table[scope] for scope in scopes if scope in table]
 
 
+def data_config_layers(
+    dataset: str, subset: str, preset: str = "paper", sets: Mapping[str, Mapping[str, str]] | None = None
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """The override layers of ``dataset.subset``'s config: the preset's, then the user's
+    (``--set data.*`` < ``--set <dataset>.*``)."""
+    sets = sets or {}
+    adapter_cls = DATASETS.get(dataset)
+    layers = preset_layers(adapter_cls.presets, preset, ("*", subset), f"dataset {dataset}", required=False)
+    return layers, [sets.get(DATA_SCOPE, {}), sets.get(dataset, {})]
+
+
 def build_adapter(
     dataset: str,
     subset: str,
@@ -100,12 +113,21 @@ def build_adapter(
 ) -> DatasetAdapter:
     """The adapter of ``dataset.subset`` with its resolved config (defaults < preset <
     ``--set data.*`` < ``--set <dataset>.*``); checks the embeddings choice, not the files."""
-    sets = sets or {}
     adapter_cls = DATASETS.get(dataset)
-    layers = preset_layers(adapter_cls.presets, preset, ("*", subset), f"dataset {dataset}", required=False)
-    config = adapter_cls.Config.resolve(*layers, sets.get(DATA_SCOPE, {}), sets.get(dataset, {}), owner=dataset)
+    preset_part, user_part = data_config_layers(dataset, subset, preset, sets)
+    config = adapter_cls.Config.resolve(*preset_part, *user_part, owner=dataset)
     check_embeddings(config.embeddings)
     return adapter_cls(subset, config, data_dir)
+
+
+def data_changes(adapter: DatasetAdapter, preset: str) -> dict[str, Any]:
+    """What the adapter's config changes with respect to its preset alone, as variant items:
+    ``data.<key>`` for the fields every dataset shares, ``<dataset>.<key>`` for its own."""
+    preset_part, _ = data_config_layers(adapter.name, adapter.subset, preset)
+    baseline = type(adapter.config).resolve(*preset_part, owner=adapter.name).to_dict()
+    shared = {f.name for f in dataclasses.fields(DataConfig)}
+    changed = differences(adapter.config.to_dict(), baseline)
+    return {f"{DATA_SCOPE if key in shared else adapter.name}.{key}": value for key, value in changed.items()}
 
 
 def expand(
@@ -139,21 +161,25 @@ def expand(
     if limit is not None and limit < 1:
         raise RatbenchError(f"--limit must be at least 1, got {limit}")
 
-    data_configs = {}
+    adapters = {}
     for dataset, subset in targets:
         adapter = build_adapter(dataset, subset, preset, sets, data_dir)
         adapter.check_files()
-        data_configs[dataset, subset] = (type(adapter), adapter.config, adapter.fingerprint())
+        adapters[dataset, subset] = adapter
 
     specs = []
     for method in methods:
         method_cls = METHODS.get(method)
         for dataset, subset in targets:
-            adapter_cls, data_config, fingerprint = data_configs[dataset, subset]
+            adapter = adapters[dataset, subset]
             scopes = ("*", dataset, f"{dataset}.{subset}")
             layers = preset_layers(method_cls.presets, preset, scopes, f"method {method}")
             extra = {"epochs": epochs} if epochs is not None else {}
             config = method_cls.Config.resolve(*layers, sets.get(method, {}), extra, owner=method)
+            baseline = method_cls.Config.resolve(*layers, owner=method)
+            variant = make_variant(
+                preset, differences(config.to_dict(), baseline.to_dict()), data_changes(adapter, preset), limit
+            )
             for seed in seeds:
                 specs.append(
                     CellSpec(
@@ -161,13 +187,14 @@ def expand(
                         method_version=method_cls.version,
                         method_config=config.to_dict(),
                         dataset=dataset,
-                        dataset_version=adapter_cls.version,
+                        dataset_version=type(adapter).version,
                         subset=subset,
-                        dataset_config=data_config.to_dict(),
-                        dataset_fingerprint=fingerprint,
+                        dataset_config=adapter.config.to_dict(),
+                        dataset_fingerprint=adapter.fingerprint(),
                         eval_version=EVAL_VERSION,
                         limit=limit,
                         seed=seed,
+                        variant=variant,
                     )
                 )
     return specs

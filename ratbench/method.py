@@ -14,7 +14,6 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from ratbench.config import Config
-from ratbench.errors import RatbenchError
 
 if TYPE_CHECKING:
     import torch
@@ -35,10 +34,24 @@ class MethodConfig(Config):
     batch_size: int = 128
     """Training batch size (evaluation uses the same size, as the reference does)."""
 
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise RatbenchError(f"{name} must be at least 1, got {getattr(self, name)}")
+    # Ranges of the fields that methods share by name; a field a method lacks is not checked.
+    bounds: ClassVar[dict[str, str]] = {
+        "epochs": "[1, inf)",
+        "batch_size": "[1, inf)",
+        "eval_batch_size": "[1, inf)",
+        "hidden_dim": "[1, inf)",
+        "lr": "(0, inf)",
+        "*_lr_rate": "(0, inf)",
+        "min_lr": "[0, inf)",
+        "lr_decay": "(0, 1]",
+        "sparsity": "(0, 1)",
+        "dropout": "[0, 1)",
+        "tau": "(0, inf)",
+        "temperature": "(0, inf)",
+        "*_lambda": "[0, inf)",
+        "perturb_rate": "[0, 1]",
+        "noise_p": "[0, 1]",
+    }
 
 
 class Method(ABC):
@@ -56,7 +69,12 @@ class Method(ABC):
             its overrides; ``demo`` is a small setting for CPUs.
 
     Subclasses keep their networks in ``self.model`` (one ``nn.Module``) and their optimizers
-    in ``self.optimizers``; the default ``state_dict`` covers both.
+    in ``self.optimizers``; the default ``state_dict`` covers both, plus the plain attributes
+    named in ``state_attributes`` (epoch or step counters), so that restoring the best epoch's
+    state restores all of it.
+
+    A ``post_hoc`` method's ``rationalize`` must not depend on the mode: the runner explains
+    the test split once and scores that explanation in both modes.
     """
 
     name: ClassVar[str]
@@ -65,6 +83,7 @@ class Method(ABC):
     description: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     presets: ClassVar[Presets] = {}
+    state_attributes: ClassVar[tuple[str, ...]] = ()
 
     model: nn.Module
     optimizers: list[torch.optim.Optimizer]
@@ -95,11 +114,17 @@ class Method(ABC):
         return None
 
     def state_dict(self) -> dict[str, Any]:
-        """Model and optimizer state."""
-        return {"model": self.model.state_dict(), "optimizers": [o.state_dict() for o in self.optimizers]}
+        """Model and optimizer state, and the ``state_attributes``."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizers": [o.state_dict() for o in self.optimizers],
+            "attributes": {name: getattr(self, name) for name in self.state_attributes},
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
         self.model.load_state_dict(state["model"])
         for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
             optimizer.load_state_dict(saved)
+        for name, value in state.get("attributes", {}).items():
+            setattr(self, name, value)

@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
-from ratbench.cells import METRICS_FILE
+from ratbench import cells
 
 KEY_COLUMNS = ["method", "dataset", "subset", "config_id", "seed", "mode", "kind"]
 
 
-def load_results(results_dir: Path) -> pd.DataFrame:
-    """One row per (finished cell, evaluation mode), with every scalar test metric as a column."""
+def load_results(results_dir: Path, warn: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """One row per (finished cell, evaluation mode), with every scalar test metric as a column.
+
+    A cell whose ``metrics.json`` is corrupt is left out and reported to ``warn`` (one line
+    naming the file).
+    """
+
+    def on_corrupt(exc: cells.CorruptResult) -> None:
+        if warn is not None:
+            warn(f"skipping {exc} (rerun the cell with `ratbench run`)")
+
     rows = []
-    for path in sorted((Path(results_dir) / "runs").glob(f"**/{METRICS_FILE}")):
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("status") != "ok":
-            continue
+    for folder in cells.finished_cells(Path(results_dir) / "runs", on_corrupt):
+        data = json.loads((folder / cells.METRICS_FILE).read_text(encoding="utf-8"))
         for mode, metrics in data["modes"].items():
             row = {key: data.get(key) for key in KEY_COLUMNS if key != "mode"}
             row["mode"] = mode

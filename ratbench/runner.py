@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import copy
 import gzip
-import json
+import math
 import os
 import platform
 import random
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from ratbench import cells
 from ratbench.batching import eval_batches, train_batches
 from ratbench.data import DatasetAdapter
 from ratbench.errors import RatbenchError
-from ratbench.evaluate import accuracy, evaluate_rationales, iter_batches, predictor_accuracy, safe_div
+from ratbench.evaluate import accuracy, iter_batches, predictor_accuracy, rationalize_split, safe_div, score_rationales
 from ratbench.method import Method
 from ratbench.registry import DATASETS, METHODS
 from ratbench.text import build_vocab, encode
@@ -91,6 +92,21 @@ def prepare_data(spec: cells.CellSpec, data_dir: Path | None = None) -> Prepared
     return PreparedData(splits, info, pad_to, stats, docids, label_names)
 
 
+class NonFiniteError(RatbenchError):
+    """Training or evaluation produced NaN or infinity: the cell fails and is never "done"."""
+
+
+def non_finite(record: dict[str, Any], prefix: str = "") -> list[str]:
+    """The (dotted) keys of ``record``, nested dicts included, whose number is NaN or infinite."""
+    found = []
+    for key, value in record.items():
+        if isinstance(value, dict):
+            found += non_finite(value, f"{prefix}{key}.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            found.append(f"{prefix}{key}")
+    return found
+
+
 def run_cell(
     spec: cells.CellSpec,
     results_dir: Path,
@@ -98,16 +114,48 @@ def run_cell(
     data_dir: Path | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Train and evaluate one cell and write its folder; return the content of ``metrics.json``.
+    """Train and evaluate one cell; return the content of its ``metrics.json``.
+
+    The run writes into a fresh attempt folder inside the cell folder, which replaces the
+    cell's files only once everything is written (``cells.commit_attempt``): a failure, a crash
+    or Ctrl-C leaves a previous result of the cell complete. A failure keeps the attempt's
+    epochs as ``failed_epochs.jsonl``. Call it while holding the cell's claim.
+    """
+    folder = cells.cell_dir(results_dir, spec)
+    folder.mkdir(parents=True, exist_ok=True)
+    cells.discard_attempts(folder)
+    cells.quarantine_corrupt(folder)
+    if cells.read_metrics(folder) is None:  # a first run: the folder says which cell it is
+        cells.atomic_write_json(folder / cells.SPEC_FILE, spec.to_json())
+    attempt = cells.new_attempt(folder)
+    try:
+        metrics = _train_and_evaluate(spec, attempt, device, data_dir, on_epoch)
+    except Exception:
+        if (attempt / cells.EPOCHS_FILE).is_file():
+            os.replace(attempt / cells.EPOCHS_FILE, folder / cells.FAILED_EPOCHS_FILE)
+        raise
+    finally:
+        if not (attempt / cells.METRICS_FILE).is_file():
+            shutil.rmtree(attempt, ignore_errors=True)
+    cells.commit_attempt(attempt)
+    return metrics
+
+
+def _train_and_evaluate(
+    spec: cells.CellSpec,
+    out: Path,
+    device: str,
+    data_dir: Path | None,
+    on_epoch: Callable[[dict[str, Any]], None] | None,
+) -> dict[str, Any]:
+    """Seed, train and evaluate, writing every file of the cell into ``out`` (metrics.json last).
 
     Per epoch: train, then dev accuracy in both evaluation modes. For each mode the epoch with
     the best dev accuracy (strict ``>``: the earliest epoch wins ties) is kept, and at the end
-    the kept state is evaluated on the annotated test split in that mode.
+    the kept state (``Method.state_dict``) is evaluated on the annotated test split in that
+    mode. A post-hoc method is selected on its classifier's full-text dev accuracy and its
+    test explanations are computed once and scored in both modes.
     """
-    out = cells.cell_dir(results_dir, spec)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / cells.METRICS_FILE).unlink(missing_ok=True)
-    (out / cells.ERROR_FILE).unlink(missing_ok=True)
     cells.atomic_write_json(out / cells.SPEC_FILE, spec.to_json())
     started = time.time()
 
@@ -117,11 +165,12 @@ def run_cell(
     method_cls: type[Method] = METHODS.get(spec.method)
     config = method_cls.Config.resolve(spec.method_config, owner=spec.method)
     method = method_cls(config, data.info, torch_device)
+    post_hoc = method_cls.kind == "post_hoc"
     batch_rng = np.random.default_rng(spec.seed)
     eval_size = config.batch_size
 
-    def dev() -> Any:
-        return iter_batches(eval_batches(data.splits["dev"], eval_size, data.pad_to), torch_device)
+    def split(name: str) -> Any:
+        return iter_batches(eval_batches(data.splits[name], eval_size, data.pad_to), torch_device)
 
     best: dict[str, dict[str, Any]] = {mode: {"dev_acc": -1.0, "epoch": None, "state": None} for mode in EVAL_MODES}
     train_seconds = 0.0
@@ -134,18 +183,29 @@ def run_cell(
             record.update(method.train_epoch(iter_batches(batches, torch_device)))
             record["train_seconds"] = time.perf_counter() - tic
             train_seconds += record["train_seconds"]
-            snapshot = None  # one copy of the weights per epoch, shared by the modes it is best for
-            for mode in EVAL_MODES:
-                dev_acc = accuracy(method, dev(), mode)
-                if dev_acc is None:  # post-hoc: select the classifier on its full-text accuracy
-                    dev_acc = predictor_accuracy(method, dev(), "full")
+            bad = non_finite(record)
+            if bad:
+                values = ", ".join(f"{key}={record[key]}" for key in bad)
+                cleaned = {key: None if key in bad else value for key, value in record.items()}
+                epochs_log.write(cells.dumps({**cleaned, "non_finite": bad}) + "\n")
+                raise NonFiniteError(
+                    f"epoch {epoch}: training became non-finite ({values}); the cell is not finished: "
+                    "lower the learning rate, or check the embeddings and the data for NaN/inf"
+                )
+            if post_hoc:  # the classifier's full-text accuracy, the same for both modes
+                dev_acc = predictor_accuracy(method, split("dev"), "full")
+                dev_accs = dict.fromkeys(EVAL_MODES, dev_acc)
+            else:
+                dev_accs = {mode: accuracy(method, split("dev"), mode) for mode in EVAL_MODES}
+            snapshot = None  # one copy of the state per epoch, shared by the modes it is best for
+            for mode, dev_acc in dev_accs.items():
                 if dev_acc is None:
                     raise RatbenchError(f"method {spec.method!r} gives neither predictions nor a predictor")
                 record[f"dev_acc_{mode}"] = dev_acc
                 if dev_acc > best[mode]["dev_acc"]:
-                    snapshot = snapshot or copy.deepcopy(method.model.state_dict())
+                    snapshot = snapshot or copy.deepcopy(method.state_dict())
                     best[mode] = {"dev_acc": dev_acc, "epoch": epoch, "state": snapshot}
-            epochs_log.write(json.dumps(record) + "\n")
+            epochs_log.write(cells.dumps(record) + "\n")
             epochs_log.flush()
             if on_epoch is not None:
                 on_epoch(record)
@@ -153,15 +213,21 @@ def run_cell(
     results: dict[str, Any] = {}
     records: list[dict[str, Any]] = []
     target = getattr(config, "sparsity", None)
+    explained: dict[Any, Any] = {}  # test outputs per (epoch, mode); per epoch only for post-hoc methods
     for mode in EVAL_MODES:
-        method.model.load_state_dict(best[mode]["state"])
-        test = iter_batches(eval_batches(data.splits["test"], eval_size, data.pad_to), torch_device)
-        evaluation = evaluate_rationales(method, test, mode, target if target is not None else 0.15)
+        method.load_state_dict(best[mode]["state"])
+        key = best[mode]["epoch"] if post_hoc else (best[mode]["epoch"], mode)
+        if key not in explained:
+            explained[key] = rationalize_split(method, split("test"), mode)
+        evaluation = score_rationales(method, explained[key], mode, target)
         results[mode] = {"best_epoch": best[mode]["epoch"], "dev_acc": best[mode]["dev_acc"], **evaluation.metrics}
         records.extend(
             {"mode": mode, "docid": data.docids.get(record["id"], record["id"]), **record}
             for record in evaluation.records
         )
+    bad = non_finite(results)
+    if bad:
+        raise NonFiniteError(f"the test metrics are non-finite ({', '.join(bad)}); the cell is not finished")
     _write_rationales(out / cells.RATIONALES_FILE, records)
 
     metrics = {
@@ -192,5 +258,5 @@ def _write_rationales(path: Path, records: list[dict[str, Any]]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with gzip.open(tmp, "wt", encoding="utf-8") as handle:
         for record in records:
-            handle.write(json.dumps(record) + "\n")
+            handle.write(cells.dumps(record) + "\n")
     os.replace(tmp, path)

@@ -112,6 +112,9 @@ def run_grid(
             summary.skipped.append(spec.cell_id)
             report("skipped", spec.cell_id)
             continue
+        kept = cells.quarantine_corrupt(folder)
+        if kept is not None:
+            echo(f"{prefix}: its {cells.METRICS_FILE} was corrupt, kept as {kept.name}; running the cell again")
         tic = time.time()
         try:
             with _epoch_bar(int(spec.method_config.get("epochs", 0)), prefix, epoch_bars) as bar:
@@ -137,8 +140,8 @@ def run_grid(
 def grid_status(
     specs: Sequence[cells.CellSpec], results_dir: Path, stale_after: float = cells.DEFAULT_STALE_AFTER
 ) -> dict[str, list[str]]:
-    """Cell ids by status: todo, done, failed, running, stale (for ``--dry-run``)."""
-    by_status: dict[str, list[str]] = {name: [] for name in ("todo", "done", "failed", "running", "stale")}
+    """Cell ids by status: todo, done, failed, running, stale, corrupt (for ``--dry-run``)."""
+    by_status: dict[str, list[str]] = {name: [] for name in cells.STATUSES}
     for spec in specs:
         by_status[cells.status(results_dir, spec, stale_after)].append(spec.cell_id)
     return by_status

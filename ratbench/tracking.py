@@ -30,7 +30,7 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -218,10 +218,11 @@ class Tracker:
     store is created once, by whoever comes first, and writes never collide. "database is
     locked" (e.g. from a reader such as ``mlflow ui``) is retried with backoff.
 
-    Failure policy: ``log_cell`` never raises. A failure is reported once per tracker as a
-    ``TrackingWarning`` naming the URI and ``ratbench sync-mlflow``; after a store failure the
-    tracker stops trying (``disabled``) unless ``stop_after_failure=False``, so an unreachable
-    server cannot slow a grid down. An unreadable cell folder is a failure of that cell only.
+    Failure policy: ``log_cell`` never raises. A failure is reported once per tracker, to
+    ``warn`` (one line; default: a ``TrackingWarning``), naming the URI and ``ratbench
+    sync-mlflow``; after a store failure the tracker stops trying (``disabled``) unless
+    ``stop_after_failure=False``, so an unreachable server cannot slow a grid down. An
+    unreadable cell folder is a failure of that cell only.
     """
 
     def __init__(
@@ -231,8 +232,10 @@ class Tracker:
         *,
         stop_after_failure: bool = True,
         lock_timeout: float = LOCK_TIMEOUT,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         self.results_dir = Path(results_dir)
+        self.warn_callback = warn
         self.uri = uri or default_tracking_uri(self.results_dir)
         self.stop_after_failure = stop_after_failure
         self.lock_timeout = lock_timeout
@@ -266,9 +269,60 @@ class Tracker:
             self._warn(f"{reason}; the result is safe on disk: run `ratbench sync-mlflow` later to backfill")
             return "failed"
 
+    def mirror_all(self, folders: Sequence[Path]) -> dict[Outcome, int]:
+        """Mirror every finished cell of ``folders`` that the store does not hold yet; return the
+        count of each outcome. One search per experiment finds the cells already mirrored, so a
+        sweep over a large grid costs no query per cell."""
+        counts: dict[Outcome, int] = {"logged": 0, "skipped": 0, "failed": 0}
+        readable: list[_Cell] = []
+        for folder in folders:
+            try:
+                readable.append(_Cell(folder))
+            except _CellError as exc:
+                self._warn(f"{exc}; not mirrored to mlflow")
+                counts["failed"] += 1
+        present = self._mirrored({cell.dataset for cell in readable}) if readable and not self.disabled else set()
+        for cell in readable:
+            if (cell.cell_id, cell.metrics_hash) in present:
+                counts["skipped"] += 1
+            else:
+                counts[self.mirror(cell.folder)] += 1
+        return counts
+
+    def _mirrored(self, datasets: set[str]) -> set[tuple[str, str]]:
+        """``(cell_id, metrics hash)`` of every FINISHED run in the experiments of ``datasets``
+        (empty when the store cannot be read: ``mirror`` then reports the failure per cell)."""
+        found: set[tuple[str, str]] = set()
+        try:
+            import mlflow  # noqa: F401
+
+            with self._locked():
+                client = self.client()
+                for dataset in sorted(datasets):
+                    experiment = client.get_experiment_by_name(EXPERIMENT_PREFIX + dataset)
+                    token = None
+                    while experiment is not None:
+                        page = client.search_runs(
+                            [experiment.experiment_id],
+                            filter_string="attributes.status = 'FINISHED'",
+                            max_results=1000,
+                            page_token=token,
+                        )
+                        found |= {(r.data.tags.get(TAG_CELL_ID), r.data.tags.get(TAG_METRICS_HASH)) for r in page}
+                        token = page.token
+                        if not token:
+                            break
+        except Exception as exc:  # reported by the per-cell attempts that follow
+            _logger.debug("cannot list mirrored runs: %s", exc)
+            return set()
+        return found
+
     def _warn(self, message: str) -> None:
         if self.warned:
             _logger.warning(message)
+        elif self.warn_callback is not None:
+            self.warned = True
+            self.warn_callback(message)
         else:
             self.warned = True
             warnings.warn(message, TrackingWarning, stacklevel=3)
@@ -368,11 +422,12 @@ class Tracker:
         return "logged"
 
 
-def sync(results_dir: Path, uri: str | None = None) -> tuple[int, int, int]:
+def sync(results_dir: Path, uri: str | None = None, warn: Callable[[str], None] | None = None) -> tuple[int, int, int]:
     """Backfill every finished cell of ``results_dir`` into mlflow: ``(logged, skipped, failed)``.
 
     Raises ``RatbenchError`` when mlflow is not installed or there is no ``runs/`` folder; a
-    broken store warns once and counts the cells it did not reach as failed.
+    broken store warns once and counts the cells it did not reach as failed. A corrupt
+    ``metrics.json`` is no finished cell: it is reported to ``warn`` and not mirrored.
     """
     try:
         import mlflow  # noqa: F401
@@ -380,8 +435,11 @@ def sync(results_dir: Path, uri: str | None = None) -> tuple[int, int, int]:
         raise RatbenchError("mlflow is not installed: pip install 'ratbench[mlflow]'") from exc
     if not (Path(results_dir) / "runs").is_dir():
         raise RatbenchError(f"no runs/ folder under {results_dir}: nothing to sync")
-    tracker = Tracker(results_dir, uri)
-    counts = {"logged": 0, "skipped": 0, "failed": 0}
-    for folder in cells.finished_cells(Path(results_dir) / "runs"):
-        counts[tracker.mirror(folder)] += 1
+
+    def on_corrupt(exc: cells.CorruptResult) -> None:
+        if warn is not None:
+            warn(f"skipping {exc} (rerun the cell with `ratbench run`)")
+
+    tracker = Tracker(results_dir, uri, warn=warn)
+    counts = tracker.mirror_all(cells.finished_cells(Path(results_dir) / "runs", on_corrupt))
     return counts["logged"], counts["skipped"], counts["failed"]

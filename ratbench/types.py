@@ -13,6 +13,8 @@ Split = Literal["train", "dev", "test"]
 SPLITS: tuple[Split, ...] = ("train", "dev", "test")
 EvalMode = Literal["reference", "clean"]
 EVAL_MODES: tuple[EvalMode, ...] = ("reference", "clean")
+METRIC_COLUMNS = ("S", "Acc", "P", "R", "F1")
+"""The paper's columns: sparsity, accuracy, token precision, recall and F1 (percent)."""
 
 
 @dataclass(frozen=True)

@@ -89,3 +89,13 @@ def tiny_method(name: str, train: tuple[EncodedExample, ...] = (), dataset: str 
     torch.manual_seed(0)
     cls = METHODS.get(name)
     return cls(cls.Config(**{"hidden_dim": 8, "batch_size": 4, "lr": 1e-2, **config}), info, torch.device("cpu"))
+
+
+def fake_metrics(spec: object = None, f1: float = 50.0, **fields: object) -> dict:
+    """A minimal valid ``metrics.json`` (of ``spec`` when given), for tests that need finished
+    cells without training them."""
+    ids = {"cell_id": "m/d.s/c-x/seed1", "config_id": "c-x", "method": "m", "dataset": "d", "subset": "s", "seed": 1}
+    if spec is not None:
+        ids = {key: getattr(spec, key) for key in ids}
+    mode = {"S": 10.0, "Acc": 80.0, "P": f1, "R": f1, "F1": f1}
+    return {"status": "ok", "kind": "select_predict", **ids, "modes": {"reference": mode, "clean": mode}, **fields}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import fake_metrics
 
 from ratbench import cells, grid
 from ratbench.cli import main
@@ -66,26 +67,30 @@ def test_stale_claims_are_taken_over(tmp_path: Path, claim: dict) -> None:
 
 def test_status_and_dry_run(tmp_path: Path) -> None:
     """--dry-run counts todo/done/failed/running/stale cells and lists what would run."""
-    specs = grid.expand(["rnp"], ["synthetic.appearance"], [1, 2, 3, 4, 5], preset="demo")
+    specs = grid.expand(["rnp"], ["synthetic.appearance"], [1, 2, 3, 4, 5, 6], preset="demo")
     folders = [cells.cell_dir(tmp_path, spec) for spec in specs]
-    folders[0].mkdir(parents=True)
-    (folders[0] / cells.METRICS_FILE).write_text("{}")
+    cells.atomic_write_json(folders[0] / cells.METRICS_FILE, fake_metrics(specs[0]))
     folders[1].mkdir(parents=True)
     (folders[1] / cells.ERROR_FILE).write_text("Traceback")
     _write_claim(folders[2], host=socket.gethostname(), pid=os.getpid(), started=time.time())
     _write_claim(folders[3], host=socket.gethostname(), pid=_dead_pid(), started=time.time())
-    assert [cells.status(tmp_path, spec) for spec in specs] == ["done", "failed", "running", "stale", "todo"]
+    folders[5].mkdir(parents=True)
+    (folders[5] / cells.METRICS_FILE).write_text("{}")  # parses, but is no result
+    assert [cells.status(tmp_path, spec) for spec in specs] == [
+        "done", "failed", "running", "stale", "todo", "corrupt"
+    ]  # fmt: skip
     result = CliRunner().invoke(
         main,
-        ["run", "--methods", "rnp", "--datasets", "synthetic.appearance", "--seeds", "1-5", "--preset", "demo",
+        ["run", "--methods", "rnp", "--datasets", "synthetic.appearance", "--seeds", "1-6", "--preset", "demo",
          "--results-dir", str(tmp_path), "--dry-run"],
     )  # fmt: skip
     assert result.exit_code == 0
-    assert result.stdout.splitlines()[0] == "1 todo, 1 done, 1 failed, 1 running, 1 stale (5 cells)"
+    assert result.stdout.splitlines()[0] == "1 todo, 1 done, 1 failed, 1 running, 1 stale, 1 corrupt (6 cells)"
     assert {line.split()[-1] for line in result.stdout.splitlines()[1:]} == {
         specs[4].cell_id,
         specs[1].cell_id,
         specs[3].cell_id,
+        specs[5].cell_id,
     }
 
 

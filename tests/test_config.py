@@ -113,3 +113,40 @@ def test_spec_json_round_trip() -> None:
     data = spec.to_json()
     assert data["config_id"] == spec.config_id
     assert CellSpec.from_json(data) == spec
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("lr", "0", "rnp.lr must be > 0, got 0.0"),
+        ("lr", "-1e-3", "rnp.lr must be > 0, got -0.001"),
+        ("lr", "nan", "rnp.lr expects a finite number, got 'nan'"),
+        ("lr", "inf", "rnp.lr expects a finite number, got 'inf'"),
+        ("sparsity", "0", "rnp.sparsity must be in (0, 1), got 0.0"),
+        ("sparsity", "1.5", "rnp.sparsity must be in (0, 1), got 1.5"),
+        ("dropout", "1", "rnp.dropout must be in [0, 1), got 1.0"),
+        ("sparsity_lambda", "-1", "rnp.sparsity_lambda must be >= 0, got -1.0"),
+        ("hidden_dim", "0", "rnp.hidden_dim must be >= 1, got 0"),
+    ],
+)
+def test_impossible_method_values_are_config_errors(key: str, value: str, message: str) -> None:
+    """Values that cannot train (or train on NaN) fail at config time, naming owner and key."""
+    from ratbench.registry import METHODS
+
+    with pytest.raises(RatbenchError) as info:
+        METHODS.get("rnp").Config.resolve({key: value}, owner="rnp")
+    assert str(info.value) == message
+
+
+def test_max_len_below_one_is_a_config_error_for_every_dataset() -> None:
+    """The shared DataConfig bound applies to every adapter's config, subclasses included."""
+    from ratbench.registry import DATASETS
+
+    for name in ("synthetic", "beer", "hotel", "eraser"):
+        with pytest.raises(RatbenchError, match=rf"^{name}.max_len must be >= 1, got 0$"):
+            DATASETS.get(name).Config.resolve({"max_len": "0"}, owner=name)
+
+
+def test_a_non_finite_float_is_refused_even_without_bounds() -> None:
+    with pytest.raises(RatbenchError, match=r"^lr must be a finite number, got nan$"):
+        Demo(lr=float("nan"))  # direct construction, not through resolve

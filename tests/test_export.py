@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import fake_metrics
 
 from ratbench import cells, grid
 from ratbench.cli import main
@@ -46,7 +47,7 @@ def test_mask_to_spans() -> None:
 
 def _fake_cell(folder: Path, records: list[dict]) -> None:
     folder.mkdir(parents=True)
-    (folder / cells.METRICS_FILE).write_text(json.dumps({"label_names": ["NEG", "POS"]}))
+    (folder / cells.METRICS_FILE).write_text(json.dumps(fake_metrics(label_names=["NEG", "POS"])))
     with gzip.open(folder / cells.RATIONALES_FILE, "wt") as handle:
         for record in records:
             handle.write(json.dumps(record) + "\n")

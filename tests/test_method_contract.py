@@ -42,7 +42,7 @@ def test_method_contract(name: str, toy_dataset: type, tmp_path: Path) -> None:
             assert out.logits.shape == (16, 2) and out.logits.dtype == torch.float32
             assert out.mask is not None and out.mask.shape == batch.mask.shape
             assert set(out.mask.unique().tolist()) <= {0.0, 1.0}
-        pred, _ = binarize(method, batch, mode, getattr(method.config, "sparsity", 0.15))
+        pred = binarize(out, batch, mode, getattr(method.config, "sparsity", None))
         if mode == "clean":
             assert not (pred * (1 - batch.mask)).any(), "padding selected in the clean mode"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from ratbench import cells, grid
 from ratbench.evaluate import f1_score, safe_div
 from ratbench.method import Method, MethodConfig
 from ratbench.registry import METHODS
+from ratbench.runner import run_cell
 from ratbench.scheduler import run_grid
 from ratbench.types import Batch, EvalMode, RationaleOutput
 
@@ -162,3 +164,117 @@ def test_a_failing_cell_is_recorded_and_the_grid_goes_on(toy_dataset: type, tmp_
     folder = cells.cell_dir(tmp_path, bad)
     assert "Traceback" in (folder / cells.ERROR_FILE).read_text()
     assert not (folder / cells.METRICS_FILE).exists()
+
+
+class Exploding(Scripted):
+    """Scripted, but its training loss turns NaN (or the run is interrupted) at ``FAIL_AT``."""
+
+    FAIL_AT: int | None = None
+    INTERRUPT = False
+
+    def train_epoch(self, batches: Iterable[Batch]) -> dict[str, float]:
+        record = super().train_epoch(batches)
+        if int(self.model.epoch) == self.FAIL_AT:
+            if self.INTERRUPT:
+                raise KeyboardInterrupt
+            record["loss"] = float("nan")
+        return record
+
+
+@pytest.fixture
+def exploding() -> Iterator[type[Exploding]]:
+    METHODS.register("exploding")(Exploding)
+    yield Exploding
+    Exploding.FAIL_AT, Exploding.INTERRUPT = None, False
+    METHODS._unregister("exploding")
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_non_finite_loss_fails_the_cell_and_never_finishes_it(
+    toy_dataset: type, exploding: type, tmp_path: Path
+) -> None:
+    """NaN in training: error.txt names the epoch, no metrics.json, the epochs so far in strict JSON."""
+    exploding.FAIL_AT = 3
+    [spec] = _grid(["exploding"], [1])
+    summary = run_grid([spec], tmp_path, echo=lambda _: None)
+    [(cell_id, reason)] = summary.failed
+    assert cell_id == spec.cell_id and "epoch 3: training became non-finite (loss=nan)" in reason
+    folder = cells.cell_dir(tmp_path, spec)
+    assert not (folder / cells.METRICS_FILE).exists() and cells.status(tmp_path, spec) == "failed"
+    epochs = [json.loads(line, parse_constant=pytest.fail) for line in (folder / cells.FAILED_EPOCHS_FILE).open()]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3] and epochs[-1]["loss"] is None
+    assert epochs[-1]["non_finite"] == ["loss"]
+    assert not list(folder.glob(f"{cells.ATTEMPT_PREFIX}*"))
+
+
+@pytest.mark.parametrize("how", ["interrupt", "nan"])
+def test_a_forced_rerun_that_does_not_finish_keeps_the_old_result(
+    toy_dataset: type, exploding: type, tmp_path: Path, how: str
+) -> None:
+    """--force writes a fresh attempt; Ctrl-C or a failure mid-run leaves the old files untouched."""
+    [spec] = _grid(["exploding"], [1])
+    assert run_grid([spec], tmp_path, echo=lambda _: None).ok
+    folder = cells.cell_dir(tmp_path, spec)
+    before = _files(folder)
+    exploding.FAIL_AT, exploding.INTERRUPT = 2, how == "interrupt"
+    if how == "interrupt":
+        with pytest.raises(KeyboardInterrupt):
+            run_grid([spec], tmp_path, force=True, echo=lambda _: None)
+    else:
+        assert not run_grid([spec], tmp_path, force=True, echo=lambda _: None).ok
+    after = _files(folder)
+    assert {k: v for k, v in after.items() if k in before} == before  # every old file as it was
+    assert set(after) - set(before) <= {cells.ERROR_FILE, cells.FAILED_EPOCHS_FILE}
+    assert cells.is_done(tmp_path, spec) and not (folder / cells.CLAIM_FILE).exists()
+
+
+def test_a_commit_cut_short_is_finished_by_the_next_reader(toy_dataset: type, scripted: type, tmp_path: Path) -> None:
+    """A crash between installing an attempt's files and its metrics.json is rolled forward."""
+    [spec] = _grid(["scripted"], [1])
+    run_grid([spec], tmp_path, echo=lambda _: None)
+    folder = cells.cell_dir(tmp_path, spec)
+    old = json.loads((folder / cells.METRICS_FILE).read_text())
+    attempt = cells.new_attempt(folder)
+    for name in (*cells.RESULT_FILES, cells.METRICS_FILE):
+        (attempt / name).write_bytes((folder / name).read_bytes())
+    new = {**old, "finished_at": "new"}
+    cells.atomic_write_json(attempt / cells.METRICS_FILE, new)
+    os.replace(attempt / cells.SPEC_FILE, folder / cells.SPEC_FILE)  # the crash: only one file moved
+    assert cells.is_done(tmp_path, spec)
+    assert json.loads((folder / cells.METRICS_FILE).read_text()) == new and not attempt.exists()
+
+
+class Counting(Scripted):
+    """Scripted whose epoch counter is a plain attribute saved through ``state_attributes``."""
+
+    state_attributes = ("epochs_seen",)
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.epochs_seen = 0
+
+    def train_epoch(self, batches: Iterable[Batch]) -> dict[str, float]:
+        self.epochs_seen += 1
+        return super().train_epoch(batches)
+
+    def rationalize(self, batch: Batch, mode: EvalMode) -> RationaleOutput:
+        out = super().rationalize(batch, mode)
+        mask = torch.zeros_like(batch.mask)
+        mask[:, : self.epochs_seen] = 1  # the test rationale reveals the restored counter
+        return RationaleOutput(logits=out.logits, mask=mask * batch.mask)
+
+
+def test_the_best_epochs_whole_state_is_restored_counters_included(toy_dataset: type, tmp_path: Path) -> None:
+    """Counters outside the model are part of Method.state_dict and come back with the best epoch."""
+    METHODS.register("counting")(Counting)
+    try:
+        [spec] = _grid(["counting"], [1])
+        metrics = run_cell(spec, tmp_path)
+    finally:
+        METHODS._unregister("counting")
+    for mode in ("reference", "clean"):
+        assert metrics["modes"][mode]["best_epoch"] == 2
+        assert metrics["modes"][mode]["S"] == pytest.approx(100 * 2 * 10 / metrics["data"]["n_test_tokens"])

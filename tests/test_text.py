@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ratbench.errors import RatbenchError
+from ratbench.errors import DataFormatError, RatbenchError
 from ratbench.text import build_vocab, check_embeddings, encode, load_glove_text, random_vocab
 from ratbench.types import Example
 
@@ -115,3 +115,19 @@ def test_real_hotel_reviews_encode_with_reference_semantics(shared_data: Path) -
         gold += int(enc.gold.sum())
     assert 0 < oov / total < 0.05  # real reviews: a few misspellings and rare words
     assert 0.08 < gold / total < 0.13  # about 10.5 % of tokens are annotated (data README)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_a_non_finite_vector_is_a_data_error_naming_file_and_line(tmp_path: Path, value: str) -> None:
+    """GloVe with a NaN/inf value would train on NaN: it is refused at load, with its line."""
+    path = tmp_path / "glove.5d.txt"
+    path.write_text(f"a 1 2 3 4 5\nthe {' '.join([value] * 5)}\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match=rf"{path}:2: the vector of 'the' has a NaN or infinite value"):
+        load_glove_text(path)
+
+
+def test_a_non_utf8_glove_file_is_a_data_error_naming_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "glove.txt"
+    path.write_bytes(b"a 1 2\n\xff\xfe 1 2\n")
+    with pytest.raises(DataFormatError, match=rf"{path}:2: not UTF-8 text"):
+        load_glove_text(path)

@@ -57,3 +57,19 @@ def test_broken_store_warns_and_loses_no_result(toy_dataset: type, tmp_path: Pat
     assert result.exit_code == 0, result.output
     assert len(list(tmp_path.glob("runs/**/metrics.json"))) == 4
     assert "4 cells: 4 ran" in result.stdout
+    assert result.stderr.count("warning: mlflow tracking to") == 1  # one plain line, no Python warning
+    assert "TrackingWarning" not in result.stderr and "warnings.warn" not in result.stderr
+
+
+def test_a_rerun_mirrors_finished_cells_that_an_earlier_run_did_not(toy_dataset: type, tmp_path: Path) -> None:
+    """Cells finished without mirroring (a killed run, --no-track) are mirrored by the next run,
+    even when it has no cell left to train: the store then equals the results folder."""
+    assert CliRunner().invoke(main, [*GRID, "--no-track", "--results-dir", str(tmp_path)]).exit_code == 0
+    assert not (tmp_path / "mlflow.db").exists()
+    result = CliRunner().invoke(main, [*GRID, "--results-dir", str(tmp_path)])
+    assert result.exit_code == 0 and "0 ran, 4 already done" in result.stdout
+    assert "mirrored 4 finished cell(s)" in result.stdout
+    cell_ids = sorted(str(p.parent.relative_to(tmp_path / "runs")) for p in tmp_path.glob("runs/**/metrics.json"))
+    assert _finished_runs(tmp_path) == cell_ids
+    again = CliRunner().invoke(main, [*GRID, "--results-dir", str(tmp_path)])
+    assert again.exit_code == 0 and "mirrored" not in again.stdout and _finished_runs(tmp_path) == cell_ids
