@@ -50,7 +50,7 @@ def supervised_selector_f1(config: Synthetic.Config, subset: str, epochs: int, s
     """Train the selector on gold masks; return clean-mode test metrics."""
     seed_everything(seed)
     train, test = annotated(config, subset, "train"), annotated(config, subset, "test")
-    vocab = random_vocab(train, config.embedding_dim, config.embedding_seed)
+    vocab = random_vocab(train, config.embedding_dim, config.embedding_seed, config.embedding_norm)
     train_enc = [encode(ex, vocab, config.max_len) for ex in train]
     test_enc = [encode(ex, vocab, config.max_len) for ex in test]
     embed, selector = FrozenEmbedding(vocab.vectors), Selector(config.embedding_dim, 200, 0.2)

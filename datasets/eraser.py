@@ -280,6 +280,10 @@ class Eraser(DatasetAdapter):
         folder = self.folder()
         return {split: folder / f"{stem}.jsonl" for split, stem in self.config.stems().items()}  # type: ignore[attr-defined]
 
+    def content_paths(self) -> Mapping[str, Path]:
+        """The annotation files and the ``docs/`` folder."""
+        return {**self.files(), "docs": self.folder() / "docs"}
+
     def check_files(self) -> None:
         """The annotation files, then the ``docs/`` folder."""
         super().check_files()

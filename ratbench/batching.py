@@ -7,9 +7,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
+from ratbench.data import DataConfig
 from ratbench.types import Batch, EncodedExample
-
-BUCKET_BATCHES = 50  # batches per length-sorted pool: enough to bucket, small enough to mix
 
 
 def collate(examples: Sequence[EncodedExample], pad_to: int | None = None) -> Batch:
@@ -41,17 +40,18 @@ def train_batches(
     batch_size: int,
     rng: np.random.Generator,
     pad_to: int | None = None,
+    pool_batches: int = DataConfig.bucket_batches,
 ) -> Iterator[Batch]:
     """Shuffled batches for one training epoch.
 
-    The examples are shuffled with ``rng``, cut into pools of ``BUCKET_BATCHES`` batches, each
-    pool sorted by length and cut into batches, and the batch order is shuffled again, so a
-    batch holds examples of similar length. With ``pad_to`` every batch has that width (the
-    reference layout) and no bucketing is done.
+    The examples are shuffled with ``rng``, cut into pools of ``pool_batches`` batches
+    (``DataConfig.bucket_batches``), each pool sorted by length and cut into batches, and the
+    batch order is shuffled again, so a batch holds examples of similar length. With ``pad_to``
+    every batch has that width (the reference layout) and no bucketing is done.
     """
     order = rng.permutation(len(examples))
     if pad_to is None:
-        pool = batch_size * BUCKET_BATCHES
+        pool = batch_size * pool_batches
         lengths = np.fromiter((len(ex.ids) for ex in examples), dtype=np.int64, count=len(examples))
         chunks = []
         for start in range(0, len(order), pool):

@@ -78,6 +78,8 @@ class CellSpec:
     eval_version: str
     limit: int | None
     seed: int
+    pipeline: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """``ratbench.versions.pipeline()``: the runner's version and result-changing constants."""
     variant: dict[str, Any] | None = dataclasses.field(default=None, compare=False)
     """What the user asked for (``ratbench.variants``): names the cell's table row. Not part of
     the identity: two requests that resolve to the same configuration are the same cell."""

@@ -19,7 +19,12 @@ from ratbench.types import Example, Split
 class DataConfig(Config):
     """Preprocessing choices shared by word-level datasets; each one enters the cell identity."""
 
-    bounds: ClassVar[dict[str, str]] = {"max_len": "[1, inf)", "embedding_dim": "[1, inf)"}
+    bounds: ClassVar[dict[str, str]] = {
+        "max_len": "[1, inf)",
+        "embedding_dim": "[1, inf)",
+        "embedding_norm": "(0, inf)",
+        "bucket_batches": "[1, inf)",
+    }
 
     max_len: int = 256
     """Keep the first ``max_len`` tokens (truncation happens before the vocabulary lookup)."""
@@ -30,10 +35,16 @@ class DataConfig(Config):
     """Dimension of the ``random`` vectors (GloVe files define their own)."""
     embedding_seed: int = 0
     """Seed of the ``random`` vectors; fixed per dataset config, independent of the run seed."""
+    embedding_norm: float = 5.0
+    """Expected norm of the ``random`` vectors: that of GloVe 6B (50d: 4.5, 100d: about 5-6), so
+    that encoders see inputs of the magnitude they get with the reference embeddings."""
     padding: Literal["bucket", "max_len"] = "bucket"
     """``bucket``: length-bucketed batches padded to their own longest example (fast).
     ``max_len``: every batch padded to ``max_len`` as in the reference code, where padding
     enters the sparsity/continuity regularizers and reference-mode sparsity."""
+    bucket_batches: int = 50
+    """``bucket`` only: training examples are sorted by length within pools of this many batches
+    (enough to bucket, few enough to keep batches mixed)."""
     lenient: bool = False
     """Skip malformed lines of the data files (and count them) instead of stopping at the first."""
 
@@ -110,15 +121,26 @@ class DatasetAdapter(ABC):
     def read(self, split: Split) -> Iterator[Example]:
         """Yield the examples of ``split`` (``train``, ``dev`` or ``test``) in a fixed order."""
 
+    def content_paths(self) -> Mapping[str, Path]:
+        """Every file or folder whose content the examples depend on, by role; ``files()`` unless
+        an adapter reads more (ERASER: its ``docs/`` folder)."""
+        return self.files()
+
     def fingerprint(self) -> dict[str, Any]:
-        """What identifies the data: name, version, subset, and the size and modification time
-        of each file (cheap; a replaced file gives a new cell id)."""
-        stats = {}
-        for role, path in sorted(self.files().items()):
-            if path.is_file():
-                stat = path.stat()
-                stats[role] = {"name": path.name, "size": stat.st_size, "mtime": int(stat.st_mtime)}
-        return {"name": self.name, "version": self.version, "subset": self.subset, "files": stats}
+        """What identifies the data: name, version, subset, and the content hash of each of its
+        files and folders (not their paths or times: a copy elsewhere keeps the cell ids), plus
+        that of a GloVe file named by ``embeddings``."""
+        from ratbench.filehash import content_sha256
+
+        paths = dict(self.content_paths())
+        if self.config.embeddings.startswith("glove:"):
+            paths["embeddings"] = Path(self.config.embeddings.removeprefix("glove:"))
+        contents = {
+            role: {"name": path.name, "sha256": content_sha256(path)}
+            for role, path in sorted(paths.items())
+            if path.exists()
+        }
+        return {"name": self.name, "version": self.version, "subset": self.subset, "files": contents}
 
 
 def balance_classes(examples: list[Example], seed: int) -> list[Example]:

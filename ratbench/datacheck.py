@@ -84,7 +84,7 @@ def check(adapter: DatasetAdapter) -> DataReport:
     config = adapter.config
     vocab_words = None
     if "train" in examples or config.embeddings != "random":
-        vocab = build_vocab(config.embeddings, examples.get("train", []), config.embedding_dim, config.embedding_seed)
+        vocab = build_vocab(config, examples.get("train", []))
         vocab_words = vocab.word_to_id
     stats = []
     for split in SPLITS:

@@ -23,8 +23,6 @@ import torch
 from ratbench.method import Method
 from ratbench.types import Batch, EvalMode, RationaleOutput
 
-EVAL_VERSION = "1"
-
 
 def safe_div(num: float, den: float) -> float:
     """``num / den``, or 0.0 when ``den`` is 0 (an empty selection scores 0, not NaN)."""

@@ -8,12 +8,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ratbench import filehash
 from ratbench.cells import CellSpec
 from ratbench.data import DataConfig, DatasetAdapter
 from ratbench.errors import RatbenchError, did_you_mean
 from ratbench.registry import DATASETS, METHODS
 from ratbench.text import check_embeddings
 from ratbench.variants import differences, make_variant
+from ratbench.versions import EVAL_VERSION, pipeline
 
 DATA_SCOPE = "data"  # --set data.key=value applies to every dataset in the grid
 
@@ -145,8 +147,6 @@ def expand(
     Config precedence: class defaults < preset (``*`` < dataset < dataset.subset) < ``--set``
     (and ``--epochs``, which is ``--set <every method>.epochs``).
     """
-    from ratbench.evaluate import EVAL_VERSION
-
     sets = dict(sets or {})
     for name in methods:
         METHODS.check(name)
@@ -170,6 +170,11 @@ def expand(
     specs = []
     for method in methods:
         method_cls = METHODS.get(method)
+        if method_cls.kind == "post_hoc" and "sparsity" not in method_cls.Config.field_types():
+            raise RatbenchError(
+                f"method {method} is post-hoc but its config has no `sparsity` field: add one (the share of "
+                "tokens the evaluator keeps from its scores)"
+            )
         for dataset, subset in targets:
             adapter = adapters[dataset, subset]
             scopes = ("*", dataset, f"{dataset}.{subset}")
@@ -194,7 +199,9 @@ def expand(
                         eval_version=EVAL_VERSION,
                         limit=limit,
                         seed=seed,
+                        pipeline=pipeline(),
                         variant=variant,
                     )
                 )
+    filehash.save()  # the content hashes of the data files, for the next run
     return specs

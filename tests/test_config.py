@@ -78,6 +78,7 @@ def _spec(**changes: object) -> CellSpec:
         "eval_version": "1",
         "limit": None,
         "seed": 1,
+        "pipeline": {"version": "2", "limit_shuffle_seed": 0},
     }
     base.update(changes)
     return CellSpec(**base)  # type: ignore[arg-type]
@@ -87,8 +88,8 @@ def test_config_id_is_pinned() -> None:
     """Golden id: an accidental change to hashing or to the spec layout fails loudly."""
     spec = _spec()
     assert spec.config_id == "c-" + stable_hash(spec.identity())
-    assert spec.config_id == "c-d35ec240c5"
-    assert spec.cell_id == "rnp/synthetic.appearance/c-d35ec240c5/seed1"
+    assert spec.config_id == "c-73349737b6"
+    assert spec.cell_id == "rnp/synthetic.appearance/c-73349737b6/seed1"
 
 
 def test_seed_shares_config_id_but_config_and_versions_do_not() -> None:
@@ -103,6 +104,8 @@ def test_seed_shares_config_id_but_config_and_versions_do_not() -> None:
         {"eval_version": "2"},
         {"dataset_config": {"max_len": 128}},
         {"limit": 10},
+        {"pipeline": {"version": "3", "limit_shuffle_seed": 0}},
+        {"pipeline": {"version": "2", "limit_shuffle_seed": 1}},
     ):
         assert _spec(**change).config_id != spec.config_id, change
 
@@ -113,6 +116,13 @@ def test_spec_json_round_trip() -> None:
     data = spec.to_json()
     assert data["config_id"] == spec.config_id
     assert CellSpec.from_json(data) == spec
+
+
+def test_the_variant_is_stored_but_is_not_part_of_the_identity() -> None:
+    """Two requests that resolve to the same configuration are the same cell."""
+    spec = _spec(variant={"preset": "demo", "method": {}, "data": {}, "limit": None})
+    assert spec.config_id == _spec().config_id
+    assert CellSpec.from_json(spec.to_json()).variant == spec.variant
 
 
 @pytest.mark.parametrize(

