@@ -277,13 +277,19 @@ def sync_mlflow(results_dir: Path, tracking_uri: str | None) -> None:
     type=click.IntRange(min=1),
     help="Expected seeds per cell; fewer are marked [n=k] (default: the most found).",
 )
+@click.option(
+    "--include-stale",
+    is_flag=True,
+    help="Also show stale cells (older versions, superseded configurations) as rows of their own.",
+)
 @friendly_errors
-def table(results_dir: Path, mode: str, fmt: str, expected_seeds: int | None) -> None:
-    """Render the results as the paper's Table 1: mean (std) over seeds."""
+def table(results_dir: Path, mode: str, fmt: str, expected_seeds: int | None, include_stale: bool) -> None:
+    """Render the results as the paper's Table 1: a row per method and variant, mean (std) over seeds."""
     from ratbench.results import load_results
     from ratbench.tables import render
 
-    click.echo(render(load_results(results_dir, warn=_warn), mode=mode, fmt=fmt, seeds=expected_seeds), nl=False)
+    frame = load_results(results_dir, warn=_warn)
+    click.echo(render(frame, mode=mode, fmt=fmt, seeds=expected_seeds, include_stale=include_stale), nl=False)
 
 
 @main.command()

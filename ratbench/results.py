@@ -5,16 +5,39 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from ratbench import cells
+from ratbench.variants import variant_key
 
 KEY_COLUMNS = ["method", "dataset", "subset", "config_id", "seed", "mode", "kind"]
+SPEC_COLUMNS = ["variant", "method_version", "dataset_version", "eval_version", "pipeline_version", "identity"]
+"""From ``spec.json``: ``variant`` (canonical JSON, None when the cell recorded none), the
+versions, and ``identity`` (canonical JSON of what ``config_id`` hashes) for explaining how
+two configurations differ."""
+
+
+def _spec_columns(folder: Path) -> dict[str, Any]:
+    try:
+        spec = json.loads((folder / cells.SPEC_FILE).read_text(encoding="utf-8"))
+        identity = cells.CellSpec.from_json(spec).identity()
+    except (OSError, ValueError, TypeError):
+        return dict.fromkeys(SPEC_COLUMNS)
+    return {
+        "variant": None if spec.get("variant") is None else variant_key(spec["variant"]),
+        "method_version": spec.get("method_version"),
+        "dataset_version": spec.get("dataset_version"),
+        "eval_version": spec.get("eval_version"),
+        "pipeline_version": (spec.get("pipeline") or {}).get("version"),
+        "identity": json.dumps(identity, sort_keys=True),
+    }
 
 
 def load_results(results_dir: Path, warn: Callable[[str], None] | None = None) -> pd.DataFrame:
-    """One row per (finished cell, evaluation mode), with every scalar test metric as a column.
+    """One row per (finished cell, evaluation mode), with every scalar test metric as a column,
+    the cell's ``finished_at`` and the ``SPEC_COLUMNS`` of its ``spec.json``.
 
     A cell whose ``metrics.json`` is corrupt is left out and reported to ``warn`` (one line
     naming the file).
@@ -27,10 +50,13 @@ def load_results(results_dir: Path, warn: Callable[[str], None] | None = None) -
     rows = []
     for folder in cells.finished_cells(Path(results_dir) / "runs", on_corrupt):
         data = json.loads((folder / cells.METRICS_FILE).read_text(encoding="utf-8"))
+        from_spec = _spec_columns(folder)
         for mode, metrics in data["modes"].items():
             row = {key: data.get(key) for key in KEY_COLUMNS if key != "mode"}
             row["mode"] = mode
             row.update({k: v for k, v in metrics.items() if not isinstance(v, (dict, list))})
             row["seconds_per_epoch"] = data.get("seconds_per_epoch")
-            rows.append(row)
-    return pd.DataFrame(rows, columns=None if rows else KEY_COLUMNS)
+            row["finished_at"] = data.get("finished_at")
+            row["cell_id"] = data.get("cell_id")
+            rows.append({**row, **from_spec})
+    return pd.DataFrame(rows, columns=None if rows else [*KEY_COLUMNS, *SPEC_COLUMNS])

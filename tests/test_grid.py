@@ -66,3 +66,26 @@ def test_example_rejects_a_rationale_of_the_wrong_length() -> None:
     """An Example's rationale must have one value per token."""
     with pytest.raises(ValueError, match="rationale has 2 values but there are 3 tokens"):
         Example("x", ("a", "b", "c"), 0, (0, 1))
+
+
+def test_the_variant_is_what_the_user_asked_for_and_the_same_on_every_dataset() -> None:
+    """Preset plus the values that differ from it; per-dataset preset values are no difference."""
+    specs = grid.expand(
+        ["ver"],
+        ["synthetic"],
+        [1],
+        preset="demo",
+        sets={"ver": {"perturb_rate": "0.5", "lr": "3e-3"}, "data": {"max_len": "128"}, "synthetic": {"n_test": "50"}},
+        epochs=2,
+        limit=300,
+    )
+    assert len(specs) == 3
+    expected = {
+        "preset": "demo",
+        "method": {"epochs": 2, "perturb_rate": 0.5},  # lr 3e-3 is the demo preset's own value
+        "data": {"data.max_len": 128, "synthetic.n_test": 50},
+        "limit": 300,
+    }
+    assert all(spec.variant == expected for spec in specs)
+    paper = grid.expand(["rnp"], ["synthetic.aroma"], [1])
+    assert paper[0].variant == {"preset": "paper", "method": {}, "data": {}, "limit": None}

@@ -1,14 +1,37 @@
-"""``ratbench table``: one row per method across datasets, extra rows only for several configs
-of one method in the same column, mean (std), [n=k] and N/A."""
+"""``ratbench table``: a row per method and variant (never a mix of configurations across
+columns), labels in words, stale cells hidden, mean (std), [n=k] and N/A."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pandas as pd
+import pytest
+from conftest import fake_metrics
 
+from ratbench import cells
+from ratbench.results import load_results
 from ratbench.tables import render
+from ratbench.variants import make_variant, variant_key
+from ratbench.versions import EVAL_VERSION, PIPELINE_VERSION
 
 
-def _cell(method: str, subset: str, config_id: str, seed: int, f1: float, acc: float | None = 80.0) -> dict:
+def _variant(preset: str = "demo", **method: object) -> str:
+    return variant_key(make_variant(preset, method, {}, None))
+
+
+def _cell(
+    method: str,
+    subset: str,
+    config_id: str,
+    seed: int,
+    f1: float,
+    acc: float | None = 80.0,
+    variant: str | None = None,
+    finished_at: str = "2026-01-01T00:00:00+0000",
+    **versions: str,
+) -> dict:
     return {
         "method": method,
         "dataset": "synthetic",
@@ -22,6 +45,13 @@ def _cell(method: str, subset: str, config_id: str, seed: int, f1: float, acc: f
         "P": f1,
         "R": f1,
         "F1": f1,
+        "variant": _variant() if variant is None else variant,
+        "method_version": versions.get("method_version", "1"),
+        "dataset_version": "1",
+        "eval_version": versions.get("eval_version", EVAL_VERSION),
+        "pipeline_version": PIPELINE_VERSION,
+        "identity": json.dumps({"config": config_id}),
+        "finished_at": finished_at,
     }
 
 
@@ -36,17 +66,90 @@ def test_configs_of_different_subsets_share_the_method_row() -> None:
         [_cell("rnp", subset, f"c-{subset}", seed, 40.0 + seed) for subset in ("aroma", "palate") for seed in (1, 2, 3)]
         + [_cell("lime", "aroma", "c-l", seed, 20.0, acc=None) for seed in (1, 2, 3)]
     )
-    rows = _rows(render(frame))
+    text = render(frame)
+    rows = _rows(text)
     assert [row[0] for row in rows] == ["rnp", "lime"]
     assert rows[0][5] == "42.0 (1.0)" and rows[0][10] == "42.0 (1.0)"  # F1 of aroma and of palate
     assert rows[1][2] == "N/A" and rows[1][6:] == [""] * 5  # post-hoc Acc; no palate cells
+    assert "Rows: rnp = preset=demo; lime = preset=demo." in text
 
 
-def test_several_configs_in_one_column_get_rows_labelled_by_config() -> None:
+def test_two_values_of_a_flag_are_two_rows_labelled_by_the_difference() -> None:
     frame = pd.DataFrame(
-        [_cell("ver", "aroma", "c-p3", seed, 50.0) for seed in (1, 2, 3)]
-        + [_cell("ver", "aroma", "c-p5", seed, 60.0) for seed in (1, 2)]
+        [_cell("ver", "aroma", "c-p3", seed, 50.0, variant=_variant(perturb_rate=0.3)) for seed in (1, 2, 3)]
+        + [_cell("ver", "aroma", "c-p5", seed, 60.0, variant=_variant(perturb_rate=0.5)) for seed in (1, 2)]
+        + [_cell("rnp", "aroma", "c-r", seed, 40.0) for seed in (1, 2, 3)]
     )
     rows = _rows(render(frame))
-    assert [row[0] for row in rows] == ["ver [c-p3]", "ver [c-p5]"]
+    assert [row[0] for row in rows] == ["ver (perturb_rate=0.3)", "ver (perturb_rate=0.5)", "rnp"]
     assert rows[0][5] == "50.0 (0.0)" and rows[1][5] == "60.0 (0.0) [n=2]"
+
+
+def _write_cell(root: Path, method: str, subset: str, config_id: str, seed: int, f1: float, variant: dict) -> None:
+    cell_id = f"{method}/synthetic.{subset}/{config_id}/seed{seed}"
+    folder = root / "runs" / cell_id
+    ids = {"cell_id": cell_id, "config_id": config_id, "method": method, "dataset": "synthetic", "subset": subset}
+    cells.atomic_write_json(folder / cells.METRICS_FILE, {**fake_metrics(f1=f1), **ids, "seed": seed})
+    spec = {
+        "method": method,
+        "method_version": "1",
+        "method_config": {"perturb_rate": variant["method"].get("perturb_rate", 0.3), "subset": subset},
+        "dataset": "synthetic",
+        "dataset_version": "1",
+        "subset": subset,
+        "dataset_config": {},
+        "dataset_fingerprint": {},
+        "eval_version": EVAL_VERSION,
+        "limit": None,
+        "seed": seed,
+        "pipeline": {"version": PIPELINE_VERSION},
+        "variant": variant,
+    }
+    cells.atomic_write_json(folder / cells.SPEC_FILE, spec)
+
+
+def test_regression_rows_never_mix_flag_values_across_subsets(tmp_path: Path) -> None:
+    """The old table numbered a method's configs per column in hash order, so one row could hold
+    p = 0.3 on aroma and p = 0.5 on palate. Config ids here sort the other way round on palate."""
+    p3, p5 = make_variant("demo", {}, {}, None), make_variant("demo", {"perturb_rate": 0.5}, {}, None)
+    ids = {("aroma", 0.3): "c-aaa", ("aroma", 0.5): "c-bbb", ("palate", 0.3): "c-zzz", ("palate", 0.5): "c-ccc"}
+    for (subset, rate), config_id in ids.items():
+        for seed in (1, 2):
+            f1 = (30.0 if rate == 0.3 else 50.0) + (0 if subset == "aroma" else 1)
+            _write_cell(tmp_path, "ver", subset, config_id, seed, f1, p3 if rate == 0.3 else p5)
+    text = render(load_results(tmp_path))
+    rows = {row[0]: row for row in _rows(text)}
+    assert set(rows) == {"ver", "ver (perturb_rate=0.5)"}
+    assert (rows["ver"][5], rows["ver"][10]) == ("30.0 (0.0)", "31.0 (0.0)")
+    assert (rows["ver (perturb_rate=0.5)"][5], rows["ver (perturb_rate=0.5)"][10]) == ("50.0 (0.0)", "51.0 (0.0)")
+    assert "ver (perturb_rate=0.5) = preset=demo, perturb_rate=0.5" in text
+
+
+def test_stale_cells_are_hidden_with_a_note_and_shown_on_request() -> None:
+    """Cells of an older method or evaluator version, or of a superseded configuration of the
+    same variant, leave the row; --include-stale shows them as rows of their own."""
+    frame = pd.DataFrame(
+        [_cell("rnp", "aroma", "c-new", seed, 40.0, finished_at="2026-02-01T00:00:00+0000") for seed in (1, 2)]
+        + [_cell("rnp", "aroma", "c-old", seed, 10.0) for seed in (1, 2)]  # same variant, earlier config
+        + [_cell("rnp", "palate", "c-v0", 1, 5.0, method_version="0")]
+        + [_cell("rnp", "palate", "c-e0", 1, 6.0, eval_version="0")]
+    )
+    text = render(frame)
+    rows = _rows(text)
+    assert [row[0] for row in rows] == ["rnp"] and rows[0][1:] == ["15.0 (0.0)", "80.0 (0.0)"] + ["40.0 (0.0)"] * 3
+    assert "4 stale cell(s) hidden" in text and "--include-stale" in text
+
+    shown = {row[0]: row for row in _rows(render(frame, include_stale=True))}
+    assert shown["rnp"][5] == "40.0 (0.0)"
+    superseded = next(label for label in shown if "superseded" in label)
+    assert shown[superseded][5] == "10.0 (0.0)" and "config=c-old" in superseded
+    assert shown["rnp [stale: rnp version 0 (now 1)]"][10] == "5.0 [n=1]"
+    assert shown[f"rnp [stale: evaluator version 0 (now {EVAL_VERSION})]"][10] == "6.0 [n=1]"
+
+
+def test_cells_without_a_variant_are_stale() -> None:
+    frame = pd.DataFrame([_cell("rnp", "aroma", "c-x", 1, 40.0, variant=None) for _ in range(1)])
+    frame["variant"] = None
+    with pytest.raises(Exception, match="all 1 finished cells are stale"):
+        render(frame)
+    assert "rnp [stale: no variant recorded]" in render(frame, include_stale=True)
