@@ -169,13 +169,20 @@ def carve_indices(
     return sorted(chosen)
 
 
-def _read_lines(path: Path) -> list[tuple[int, str]]:
-    """The non-blank lines of ``path`` with their 1-based line numbers."""
-    try:
-        with path.open(encoding="utf-8") as f:
-            return [(no, line) for no, line in enumerate(f, 1) if line.strip()]
-    except UnicodeDecodeError as exc:
-        raise DataFormatError(f"{path}: not UTF-8 text ({exc})") from exc
+def _read_lines(path: Path) -> tuple[list[tuple[int, str]], list[int]]:
+    """The non-blank lines of ``path`` with their 1-based line numbers, and the numbers of the
+    lines that are not UTF-8 text (for ``bad_line``: one bad byte costs its line, not the file)."""
+    lines, undecodable = [], []
+    with path.open("rb") as f:
+        for no, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                undecodable.append(no)
+                continue
+            if line.strip():
+                lines.append((no, line))
+    return lines, undecodable
 
 
 class _Bad(Exception):
@@ -285,17 +292,30 @@ class Eraser(DatasetAdapter):
         return {**self.files(), "docs": self.folder() / "docs"}
 
     def check_files(self) -> None:
-        """The annotation files, then the ``docs/`` folder."""
+        """The annotation files, the ``docs/`` folder, then every document an annotation names
+        (so that a missing ``docs/<docid>`` stops the run before any cell starts)."""
         super().check_files()
         docs = self.folder() / "docs"
         if not docs.is_dir():
             raise MissingDataError(f"{self.name}: missing documents folder {docs}; get it from {self.source}")
+        for path in dict.fromkeys(self.files().values()):
+            lines, _ = _read_lines(path)
+            for line_no, text in lines:
+                unit = _doc_unit(text, line_no)
+                docid = unit[1] if unit[0] == "doc" else None  # a malformed line is read()'s to report
+                if isinstance(docid, str) and "/" not in docid and not (docs / docid).is_file():
+                    raise MissingDataError(
+                        f"{self.name}.{self.subset}: missing document file {docs / docid} (docid {docid!r}, "
+                        f"used at {path}:{line_no}); get the documents from {self.source}"
+                    )
 
     def read(self, split: Split) -> Iterator[Example]:
         """Yield the annotations of ``split`` (file order, after the carve-out)."""
         cfg: Eraser.Config = self.config  # type: ignore[assignment]
         path = self.require_file(split, self.files()[split])
-        lines = _read_lines(path)
+        lines, undecodable = _read_lines(path)
+        for line_no in undecodable:
+            self.bad_line(path, line_no, "not UTF-8 text")
         stem = cfg.stems()[split]
         group = self._groups[stem]
         units = [_doc_unit(text, i) for i, (_, text) in enumerate(lines)] if cfg.carve_by == "document" else None
@@ -316,7 +336,7 @@ class Eraser(DatasetAdapter):
         try:
             row = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise _Bad(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+            raise _Bad(f"invalid JSON: {exc.msg} (column {exc.colno})") from None
         if not isinstance(row, dict):
             raise _Bad(f"expected a JSON object, got {type(row).__name__}")
         missing = [k for k in REQUIRED_KEYS if k not in row]
@@ -481,7 +501,9 @@ class MoviesWordpiece(DatasetAdapter):
         """Yield the reviews of ``split`` (file order, after the carve-out)."""
         cfg: MoviesWordpiece.Config = self.config  # type: ignore[assignment]
         path = self.require_file(split, self.files()[split])
-        lines = _read_lines(path)
+        lines, undecodable = _read_lines(path)
+        for line_no in undecodable:
+            self.bad_line(path, line_no, "not UTF-8 text")
         stem = cfg.stems()[split]
         for i in carve_indices(len(lines), self._groups[stem], split, cfg.carve_seed):
             line_no, text = lines[i]
@@ -494,7 +516,7 @@ class MoviesWordpiece(DatasetAdapter):
         try:
             row = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise _Bad(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+            raise _Bad(f"invalid JSON: {exc.msg} (column {exc.colno})") from None
         if not isinstance(row, dict):
             raise _Bad(f"expected a JSON object, got {type(row).__name__}")
         missing = [k for k in ("label_ids", "input_ids", "tag_ids") if k not in row]

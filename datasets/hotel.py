@@ -188,6 +188,8 @@ class Hotel(DatasetAdapter):
         annotated = role == "test"
         expected = "4 or 5 (task, label, text, rationale[, pred_att])" if annotated else "3 (task, label, text)"
         for line_no, fields in _rows(path):
+            if not any(field.strip() for field in fields):  # a blank line (e.g. a trailing one)
+                continue
             if line_no == 1:  # the header row, skipped as the reference does
                 if len(fields) < 3 or fields[1].strip().lower() != "label":
                     self._bad(path, line_no, f"expected a header row 'task<TAB>label<TAB>text...', got {fields[:3]!r}")

@@ -17,6 +17,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_RESULTS = Path("results")
 EXIT_USAGE = 2
 EXIT_FAILED_CELLS = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 def friendly_errors(func: F) -> F:
@@ -128,7 +129,16 @@ def main() -> None:
     help="Mirror finished cells into mlflow (default: on when mlflow is installed).",
 )
 @tracking_uri_option
-@click.option("--dry-run", is_flag=True, help="Count todo/done/failed/running/stale cells; list the ones to run.")
+@click.option(
+    "--dry-run", is_flag=True, help="Count todo/done/failed/running/stale/corrupt cells; list the ones to run."
+)
+@click.option(
+    "--max-cells",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    help="Refuse a grid of more cells than this (a typo in --seeds must not start a million cells).",
+)
 @click.option(
     "--stale-after",
     type=click.FloatRange(min=0),
@@ -159,6 +169,7 @@ def run(
     track: bool | None,
     tracking_uri: str | None,
     dry_run: bool,
+    max_cells: int,
     stale_after: float,
 ) -> None:
     """Train and evaluate every method x dataset.subset x seed cell that is not done yet."""
@@ -166,25 +177,17 @@ def run(
     from ratbench.scheduler import grid_status, run_grid
 
     specs = grid.expand(
-        grid.parse_names(methods),
-        grid.parse_names(datasets),
-        grid.parse_seeds(seeds),
+        grid.parse_names(methods, "--methods"),
+        grid.parse_names(datasets, "--datasets"),
+        grid.parse_seeds(seeds, max_cells),
         preset=preset,
         sets=grid.parse_sets([*sets, "data.lenient=true"] if lenient else sets),
         epochs=epochs,
         limit=limit,
         data_dir=data_dir,
+        max_cells=max_cells,
     )
-    gpu_ids = grid.parse_names(gpus) if gpus else None
-    if gpu_ids or device.startswith("cuda"):
-        import torch
-
-        from ratbench.runner import resolve_device
-
-        resolve_device("cuda")
-        if not gpu_ids:  # --device cuda:N means that GPU; --device cuda means every visible one
-            index = device.partition(":")[2]
-            gpu_ids = [index] if index else [str(i) for i in range(torch.cuda.device_count())]
+    gpu_ids = _gpu_ids(device, grid.parse_names(gpus, "--gpus") if gpus else None)
     if dry_run:
         by_status = grid_status(specs, results_dir, stale_after)
         click.echo(", ".join(f"{len(ids)} {name}" for name, ids in by_status.items()) + f" ({len(specs)} cells)")
@@ -192,10 +195,16 @@ def run(
             click.echo(f"  to run: {cell_id}")
         return
     from ratbench.executors import plan_slots, run_parallel
-    from ratbench.scheduler import CellProgress
+    from ratbench.scheduler import CellProgress, interrupt_once
+    from ratbench.text import check_embedding_files
 
-    slots = plan_slots(workers, gpu_ids, cells_per_gpu)
-    progress = CellProgress(sum(force or not cells.is_done(results_dir, spec) for spec in specs))
+    _check_writable(results_dir)
+    todo = [spec for spec in specs if force or not cells.is_done(results_dir, spec)]
+    check_embedding_files({spec.dataset_config["embeddings"] for spec in todo})  # a bad file: one error, not N
+    if executor == "local" and not gpu_ids and workers > (os.cpu_count() or 1):
+        _warn(f"--workers {workers} is more than the {os.cpu_count()} CPU cores here; each worker gets one thread")
+    slots = plan_slots(workers, gpu_ids, cells_per_gpu, max_slots=max(1, len(todo)))
+    progress = CellProgress(len(todo))
     tracker = _tracker(results_dir, track, tracking_uri)
 
     def on_cell(outcome: str, cell_id: str) -> None:
@@ -205,15 +214,25 @@ def run(
 
     options = {"data_dir": data_dir, "force": force, "stale_after": stale_after, "on_cell": on_cell}
     try:
-        if executor == "ray":
-            from ratbench.executors import run_ray
+        with interrupt_once():
+            if executor == "ray":
+                from ratbench.executors import run_ray
 
-            summary = run_ray(specs, results_dir, ray_address, 1, gpus_per_cell, echo=progress.echo, **options)
-        elif len(slots) > 1:
-            summary = run_parallel(specs, results_dir, slots, echo=progress.echo, **options)
-        else:  # one slot: run in this process (on its GPU, if it has one)
-            one_device = device if slots[0].gpu is None else f"cuda:{slots[0].gpu}"
-            summary = run_grid(specs, results_dir, device=one_device, echo=progress.echo, **options)
+                summary = run_ray(specs, results_dir, ray_address, 1, gpus_per_cell, echo=progress.echo, **options)
+            elif len(slots) > 1:
+                summary = run_parallel(specs, results_dir, slots, echo=progress.echo, **options)
+            else:  # one slot: run in this process (on its GPU, if it has one)
+                one_device = device if slots[0].gpu is None else f"cuda:{slots[0].gpu}"
+                summary = run_grid(specs, results_dir, device=one_device, echo=progress.echo, **options)
+    except KeyboardInterrupt:
+        progress.close()
+        done = sum(cells.is_done(results_dir, spec) for spec in specs)
+        click.echo(
+            f"interrupted: {done} of {len(specs)} cells are done, the claims of the others are released; "
+            "run the same command again to resume",
+            err=True,
+        )
+        sys.exit(EXIT_INTERRUPTED)
     finally:
         progress.close()
     if tracker is not None:  # cells finished by an earlier, killed run or by another scheduler
@@ -230,6 +249,41 @@ def run(
         for cell_id, reason in summary.failed:
             click.echo(f"  failed: {cell_id}: {reason}", err=True)
         sys.exit(EXIT_FAILED_CELLS)
+
+
+def _gpu_ids(device: str, gpus: list[str] | None) -> list[str] | None:
+    """The GPUs a run uses (``--gpus``, or those ``--device`` names), after checking the device."""
+    from ratbench.runner import resolve_device
+
+    resolve_device(device)
+    if gpus:
+        for gpu in gpus:
+            if not gpu.isdigit():
+                raise RatbenchError(f"malformed --gpus {','.join(gpus)}: use GPU numbers, e.g. 0,1,3")
+            resolve_device(f"cuda:{gpu}")
+        return gpus
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    # --device cuda:N means that GPU; --device cuda means every visible one
+    index = device.partition(":")[2]
+    return [index] if index else [str(i) for i in range(torch.cuda.device_count())]
+
+
+def _check_writable(results_dir: Path) -> None:
+    """A results folder that cannot be written is one error before any cell starts."""
+    import tempfile
+
+    try:
+        runs = results_dir / "runs"
+        runs.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=runs, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise RatbenchError(
+            f"cannot write to --results-dir {results_dir} ({exc.strerror or exc}); choose a folder you can write to"
+        ) from None
 
 
 def _tracker(results_dir: Path, track: bool | None, uri: str | None) -> Any:
@@ -325,9 +379,18 @@ def data_check(name: str, preset: str, sets: tuple[str, ...], data_dir: Path | N
     from ratbench import datacheck, grid
 
     overrides = grid.parse_sets([*sets, "data.lenient=true"] if lenient else sets)
+    unreadable = []
     for dataset, subset in grid.dataset_targets([name]):
         adapter = grid.build_adapter(dataset, subset, preset, overrides, data_dir)
-        click.echo(datacheck.render(datacheck.check(adapter), adapter.config.embeddings))
+        report = datacheck.check(adapter)
+        click.echo(datacheck.render(report, adapter.config.embeddings))
+        if not any(split.n for split in report.splits):
+            unreadable.append(report.name)
+    if unreadable:
+        raise RatbenchError(
+            f"{', '.join(unreadable)}: no split has any example (every file missing or empty); "
+            "check --data-dir and the dataset's README"
+        )
 
 
 @main.command(name="ls")

@@ -8,9 +8,11 @@ cell whose worker died is taken over by the next worker that reaches it. A worke
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import queue
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,17 +32,39 @@ class Slot:
     threads: int
 
 
-def plan_slots(workers: int, gpus: Sequence[str] | None, cells_per_gpu: int) -> list[Slot]:
+def plan_slots(
+    workers: int, gpus: Sequence[str] | None, cells_per_gpu: int, max_slots: int | None = None
+) -> list[Slot]:
     """GPU slots (each GPU ``cells_per_gpu`` times) when ``gpus`` is given, else CPU workers
-    sharing the cores evenly."""
+    sharing the cores evenly; never more than ``max_slots`` (the cells to run: an idle worker
+    costs a process and its memory)."""
     if gpus:
-        threads = max(1, (os.cpu_count() or 1) // (len(gpus) * cells_per_gpu))
-        return [Slot(i, gpu, threads) for i, gpu in enumerate(g for g in gpus for _ in range(cells_per_gpu))]
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    return [Slot(i, None, threads) for i in range(workers)]
+        gpu_of_slot = [g for _ in range(cells_per_gpu) for g in gpus]  # spread over the GPUs first
+        gpu_of_slot = sorted(gpu_of_slot[:max_slots], key=list(gpus).index)
+        threads = max(1, (os.cpu_count() or 1) // len(gpu_of_slot))
+        return [Slot(i, gpu, threads) for i, gpu in enumerate(gpu_of_slot)]
+    count = min(workers, max_slots) if max_slots is not None else workers
+    threads = max(1, (os.cpu_count() or 1) // count)
+    return [Slot(i, None, threads) for i in range(count)]
 
 
 def _worker(
+    slot: Slot,
+    specs: list[cells.CellSpec],
+    results_dir: Path,
+    options: dict[str, Any],
+    events: multiprocessing.Queue,
+) -> None:
+    from ratbench.scheduler import interrupt_once
+
+    try:
+        with interrupt_once():
+            _work(slot, specs, results_dir, options, events)
+    except KeyboardInterrupt:  # Ctrl-C reaches every worker: run_grid has released its claim
+        events.put(("interrupted", slot.index))
+
+
+def _work(
     slot: Slot,
     specs: list[cells.CellSpec],
     results_dir: Path,
@@ -104,23 +128,29 @@ def run_parallel(
     merged = GridSummary(total=len(specs))
     n_todo = sum(options.get("force", False) or not cells.is_done(results_dir, spec) for spec in specs)
     reported = summaries = 0
-    while summaries < len(workers):
-        try:
-            kind, payload = events.get(timeout=0.5)
-        except queue.Empty:
-            if not any(worker.is_alive() for worker in workers):
-                break
-            continue
-        if kind == "line":
-            reported += 1
-            echo(f"[{reported}/{n_todo}] {payload}")
-        elif kind == "cell":
-            if on_cell is not None:
-                on_cell(*payload)
-        else:
-            summaries += 1
-            merged.finished += payload.finished
-            merged.failed += payload.failed
+    try:
+        while summaries < len(workers):
+            try:
+                kind, payload = events.get(timeout=0.5)
+            except queue.Empty:
+                if not any(worker.is_alive() for worker in workers):
+                    break
+                continue
+            if kind == "line":
+                reported += 1
+                echo(f"[{reported}/{n_todo}] {payload}")
+            elif kind == "cell":
+                if on_cell is not None:
+                    on_cell(*payload)
+            elif kind == "summary":
+                summaries += 1
+                merged.finished += payload.finished
+                merged.failed += payload.failed
+            else:  # a worker stopped on Ctrl-C
+                raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        _stop(workers, events)
+        raise
     for worker in workers:
         worker.join()
     seen = set(merged.finished) | {cell for cell, _ in merged.failed}
@@ -135,6 +165,26 @@ def run_parallel(
         else:
             merged.failed.append((spec.cell_id, "not finished: its worker process died (see the cell's folder)"))
     return merged
+
+
+def _stop(workers: Sequence[Any], events: multiprocessing.Queue, grace: float = 30.0) -> None:
+    """After Ctrl-C: interrupt every worker (those that got the terminal's SIGINT ignore a second
+    one: ``interrupt_once``), wait for them to clean up and exit, then close the queue so that
+    nothing is left behind."""
+    deadline = time.time() + grace
+    for worker in workers:
+        if worker.is_alive() and worker.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGINT)  # idempotent for those already interrupted
+    for worker in workers:
+        while worker.is_alive() and time.time() < deadline:
+            with contextlib.suppress(queue.Empty):
+                events.get(timeout=0.1)  # keep the queue drained so that a worker's put never blocks
+        if worker.is_alive():
+            worker.terminate()
+        worker.join()
+    events.close()
+    events.join_thread()
 
 
 def _ray_cell(spec: cells.CellSpec, results_dir: str, device: str, threads: int, options: dict[str, Any]) -> Any:
@@ -194,7 +244,12 @@ def run_ray(
     pending = [task.remote(spec, str(Path(results_dir).resolve()), device, cpus_per_cell, options) for spec in todo]
     reported = 0
     while pending:
-        done, pending = ray.wait(pending, num_returns=1)
+        try:
+            done, pending = ray.wait(pending, num_returns=1)
+        except KeyboardInterrupt:  # a cancelled task gets KeyboardInterrupt: run_grid releases its claim
+            for ref in pending:
+                ray.cancel(ref)
+            raise
         lines, outcomes, summary = ray.get(done[0])
         for line in lines:
             reported += 1

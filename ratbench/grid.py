@@ -20,9 +20,17 @@ from ratbench.versions import EVAL_VERSION, pipeline
 DATA_SCOPE = "data"  # --set data.key=value applies to every dataset in the grid
 
 
-def parse_seeds(text: str) -> list[int]:
-    """Parse ``"1-5"``, ``"1,3,5"`` or ``"1-3,7"`` into a sorted list of distinct seeds."""
-    seeds: set[int] = set()
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds are 32-bit
+DEFAULT_MAX_CELLS = 10_000
+
+
+def parse_seeds(text: str, max_count: int = DEFAULT_MAX_CELLS) -> list[int]:
+    """Parse ``"1-5"``, ``"1,3,5"`` or ``"1-3,7"`` into a sorted list of distinct seeds.
+
+    Seeds lie in 0 .. 2^32 - 1; more than ``max_count`` distinct seeds is an error raised
+    before any list is built (``--seeds 1-100000000`` must not fill the memory).
+    """
+    ranges: list[tuple[int, int]] = []
     for part in text.split(","):
         part = part.strip()
         match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
@@ -32,13 +40,30 @@ def parse_seeds(text: str) -> list[int]:
         high = int(match.group(2)) if match.group(2) else low
         if high < low:
             raise RatbenchError(f"malformed --seeds {text!r}: range {part} goes backwards")
-        seeds.update(range(low, high + 1))
-    return sorted(seeds)
+        if high > MAX_SEED:
+            raise RatbenchError(f"--seeds {part}: a seed must be between 0 and {MAX_SEED}")
+        ranges.append((low, high))
+    merged: list[list[int]] = []
+    for low, high in sorted(ranges):
+        if merged and low <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], high)
+        else:
+            merged.append([low, high])
+    count = sum(high - low + 1 for low, high in merged)
+    if count > max_count:
+        raise RatbenchError(
+            f"--seeds {text} gives {count:,} seeds, more than the limit of {max_count:,} cells; "
+            "pass --max-cells N to allow a larger grid"
+        )
+    return [seed for low, high in merged for seed in range(low, high + 1)]
 
 
-def parse_names(text: str) -> list[str]:
-    """Split a comma-separated list, dropping blanks and repeats but keeping the order."""
+def parse_names(text: str, option: str = "") -> list[str]:
+    """Split a comma-separated list, dropping blanks and repeats but keeping the order; with
+    ``option`` (e.g. ``--methods``), an empty list is an error."""
     names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names and option:
+        raise RatbenchError(f"{option} is empty: give at least one name (ratbench ls lists them)")
     return list(dict.fromkeys(names))
 
 
@@ -141,16 +166,24 @@ def expand(
     epochs: int | None = None,
     limit: int | None = None,
     data_dir: Path | None = None,
+    max_cells: int = DEFAULT_MAX_CELLS,
 ) -> list[CellSpec]:
     """All cells of the grid, in method, dataset, subset, seed order.
 
     Config precedence: class defaults < preset (``*`` < dataset < dataset.subset) < ``--set``
-    (and ``--epochs``, which is ``--set <every method>.epochs``).
+    (and ``--epochs``, which is ``--set <every method>.epochs``). A grid of more than
+    ``max_cells`` cells is an error (raised before any cell is built).
     """
     sets = dict(sets or {})
     for name in methods:
         METHODS.check(name)
     targets = dataset_targets(datasets)
+    size = len(methods) * len(targets) * len(seeds)
+    if size > max_cells:
+        raise RatbenchError(
+            f"the grid has {size:,} cells ({len(methods)} methods x {len(targets)} dataset subsets x "
+            f"{len(seeds)} seeds), more than the limit of {max_cells:,}; pass --max-cells N to allow it"
+        )
     dataset_names = {dataset for dataset, _ in targets}
     for scope in sets:
         if scope not in methods and scope not in dataset_names and scope != DATA_SCOPE:

@@ -9,6 +9,7 @@ import math
 import os
 import platform
 import random
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -40,9 +41,14 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``cpu``, ``cuda`` or ``cuda:N``; a CUDA request without a GPU is a clear error."""
+    """``cpu``, ``cuda`` or ``cuda:N``; anything else, or a GPU that is not there, is a clear error."""
+    match = re.fullmatch(r"cpu|cuda(?::(\d+))?", name)
+    if match is None:
+        raise RatbenchError(f"unknown --device {name!r}: use cpu, cuda or cuda:N")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise RatbenchError(f"--device {name} requested but no CUDA GPU is visible; use --device cpu")
+    if match.group(1) is not None and int(match.group(1)) >= torch.cuda.device_count():
+        raise RatbenchError(f"--device {name}: there are only {torch.cuda.device_count()} visible GPUs (0-based)")
     return torch.device(name)
 
 

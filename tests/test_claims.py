@@ -65,6 +65,33 @@ def test_stale_claims_are_taken_over(tmp_path: Path, claim: dict) -> None:
     assert cells.read_claim(tmp_path / "cell")["pid"] == os.getpid()
 
 
+@pytest.mark.parametrize("content", ["", "{not json", '{"host": "h", "pid": "abc", "started": 1}', "[]"])
+def test_an_unreadable_claim_is_stale_after_stale_after_and_at_once_with_0(tmp_path: Path, content: str) -> None:
+    """An empty or malformed claim (e.g. a non-integer pid) must not block its cell forever, nor crash."""
+    folder = tmp_path / "cell"
+    folder.mkdir()
+    (folder / cells.CLAIM_FILE).write_text(content)
+    assert not cells.try_claim(folder, stale_after=3600)  # fresh: it might be a scheduler's
+    assert cells.try_claim(folder, stale_after=0)
+    assert cells.read_claim(folder)["pid"] == os.getpid()
+    (folder / cells.CLAIM_FILE).write_text(content)
+    old = time.time() - 7200
+    os.utime(folder / cells.CLAIM_FILE, (old, old))
+    assert cells.try_claim(folder, stale_after=3600)  # older than --stale-after, by its file's age
+
+
+def test_a_claim_whose_pid_was_reused_by_a_live_process_is_stale(tmp_path: Path) -> None:
+    """The claim records its process's start time: the same pid with another start is another process."""
+    folder = tmp_path / "cell"
+    mine = cells.process_start(os.getpid())
+    assert mine is not None  # Linux /proc
+    _write_claim(folder, host=socket.gethostname(), pid=os.getpid(), pid_start=mine, started=time.time())
+    assert not cells.claim_is_stale(cells.read_claim(folder), 3600)
+    _write_claim(folder, host=socket.gethostname(), pid=os.getpid(), pid_start=str(int(mine) - 1), started=time.time())
+    assert cells.claim_is_stale(cells.read_claim(folder), 3600)
+    assert cells.try_claim(folder, stale_after=3600)
+
+
 def test_status_and_dry_run(tmp_path: Path) -> None:
     """--dry-run counts todo/done/failed/running/stale cells and lists what would run."""
     specs = grid.expand(["rnp"], ["synthetic.appearance"], [1, 2, 3, 4, 5, 6], preset="demo")

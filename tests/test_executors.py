@@ -21,6 +21,12 @@ def test_plan_slots_for_gpus_and_cpu_workers() -> None:
     assert all(s.threads == max(1, (os.cpu_count() or 1) // 2) for s in cpu)
 
 
+def test_slots_are_capped_at_the_cells_to_run() -> None:
+    """--workers 100 on 2 cells starts 2 processes; GPU slots are spread over the GPUs first."""
+    assert len(plan_slots(100, None, 1, max_slots=2)) == 2
+    assert [s.gpu for s in plan_slots(1, ["0", "3"], 4, max_slots=3)] == ["0", "0", "3"]
+
+
 @pytest.mark.slow
 def test_two_workers_run_every_cell_once_in_two_processes(tmp_path: Path) -> None:
     """Two worker processes share the grid through claims: every cell done once, both used."""
