@@ -181,7 +181,7 @@ def _read_lines(path: Path) -> tuple[list[tuple[int, str]], list[int]]:
                 undecodable.append(no)
                 continue
             if line.strip():
-                lines.append((no, line))
+                lines.append((no, line.rstrip("\r\n")))
     return lines, undecodable
 
 

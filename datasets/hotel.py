@@ -135,7 +135,6 @@ class Hotel(DatasetAdapter):
         super().__init__(subset, config, data_dir)
         self.trimmed: Counter[str] = Counter()
         """Annotated rows per file whose surplus of trailing 0 rationale values was dropped."""
-        self._reported: set[tuple[str, int]] = set()  # (file, line) already passed to bad_line
         self._trimmed_lines: set[tuple[str, int]] = set()  # (file, line) already counted in trimmed
         self._hashes: dict[str, list[bytes]] = {}  # role -> normalized-text hashes of the valid rows
 
@@ -176,13 +175,6 @@ class Hotel(DatasetAdapter):
         return self.require_file(role, self.files()[role], why)
 
     # -- parsing --------------------------------------------------------------------------
-    def _bad(self, path: Path, line_no: int, problem: str) -> None:
-        """``bad_line``, once per line even when a file is read several times."""
-        key = (str(path), line_no)
-        if key not in self._reported:
-            self._reported.add(key)
-            self.bad_line(path, line_no, problem)
-
     def _parse(self, role: str, path: Path) -> Iterator[_Row]:
         """The valid rows of the file of ``role`` in file order (malformed ones reported)."""
         annotated = role == "test"
@@ -192,27 +184,28 @@ class Hotel(DatasetAdapter):
                 continue
             if line_no == 1:  # the header row, skipped as the reference does
                 if len(fields) < 3 or fields[1].strip().lower() != "label":
-                    self._bad(path, line_no, f"expected a header row 'task<TAB>label<TAB>text...', got {fields[:3]!r}")
+                    got = fields[:3]
+                    self.bad_line(path, line_no, f"expected a header row 'task<TAB>label<TAB>text...', got {got!r}")
                 continue
             if not _is_utf8(fields):
-                self._bad(path, line_no, "not valid UTF-8 text")
+                self.bad_line(path, line_no, "not valid UTF-8 text")
                 continue
             if (len(fields) not in (4, 5)) if annotated else (len(fields) != 3):
-                self._bad(path, line_no, f"expected {expected} tab-separated columns, got {len(fields)}")
+                self.bad_line(path, line_no, f"expected {expected} tab-separated columns, got {len(fields)}")
                 continue
             label_text, text = fields[1].strip(), fields[2]
             if label_text not in ("0", "1"):
-                self._bad(path, line_no, f"label must be 0 or 1, got {fields[1]!r}")
+                self.bad_line(path, line_no, f"label must be 0 or 1, got {fields[1]!r}")
                 continue
             if not text.strip():
-                self._bad(path, line_no, "empty text")
+                self.bad_line(path, line_no, "empty text")
                 continue
             tokens = tuple(sys.intern(t.strip()) for t in (text if annotated else text.strip()).split(" "))
             rationale = None
             if annotated:
                 values = fields[3].split()
                 if any(v not in ("0", "1") for v in values):
-                    self._bad(path, line_no, f"rationale values must be 0 or 1, got {fields[3][:60]!r}")
+                    self.bad_line(path, line_no, f"rationale values must be 0 or 1, got {fields[3][:60]!r}")
                     continue
                 if len(values) > len(tokens) and all(v == "0" for v in values[len(tokens) :]):
                     if (str(path), line_no) not in self._trimmed_lines:
@@ -220,7 +213,7 @@ class Hotel(DatasetAdapter):
                         self.trimmed[str(path)] += 1
                     values = values[: len(tokens)]
                 if len(values) != len(tokens):
-                    self._bad(
+                    self.bad_line(
                         path, line_no, f"rationale has {len(values)} values but the text has {len(tokens)} tokens"
                     )
                     continue

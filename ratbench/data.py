@@ -81,6 +81,7 @@ class DatasetAdapter(ABC):
         self.config = config
         self.data_dir = data_dir
         self.skipped: Counter[str] = Counter()  # malformed lines skipped per file (lenient mode)
+        self._skipped_lines: set[tuple[str, int]] = set()  # a file read for several splits counts a line once
 
     def dataset_dir(self, marker: str) -> Path:
         """The folder holding this dataset's files under the data root (``--data-dir``,
@@ -112,10 +113,13 @@ class DatasetAdapter(ABC):
         return path
 
     def bad_line(self, path: Path, line_no: int, problem: str) -> None:
-        """Report a malformed line: raise, or count it and return in lenient mode."""
+        """Report a malformed line: raise, or count it (once, however often the file is read)
+        and return in lenient mode."""
         if not self.config.lenient:
             raise DataFormatError(f"{path}:{line_no}: {problem} (use --set data.lenient=true to skip such lines)")
-        self.skipped[str(path)] += 1
+        if (str(path), line_no) not in self._skipped_lines:
+            self._skipped_lines.add((str(path), line_no))
+            self.skipped[str(path)] += 1
 
     @abstractmethod
     def read(self, split: Split) -> Iterator[Example]:
