@@ -31,10 +31,14 @@ GRID = ["run", "--methods", "rnp", "--datasets", "toy", "--seeds", "1-2", "--pre
     ],
 )
 def test_a_metrics_file_that_is_no_result_is_corrupt(tmp_path: Path, content: str, reason: str) -> None:
-    (tmp_path / cells.METRICS_FILE).write_bytes(content.encode("utf-8", "surrogateescape"))
+    folder = tmp_path / "cell"
+    folder.mkdir()
+    (folder / cells.METRICS_FILE).write_bytes(content.encode("utf-8", "surrogateescape"))
     with pytest.raises(cells.CorruptResult, match=re.escape(reason)):
-        cells.read_metrics(tmp_path)
-    assert cells.finished_cells(tmp_path.parent, on_corrupt=lambda exc: None) == []
+        cells.read_metrics(folder)
+    reported: list[cells.CorruptResult] = []
+    assert cells.finished_cells(tmp_path, on_corrupt=reported.append) == []
+    assert [exc.path for exc in reported] == [folder / cells.METRICS_FILE]
 
 
 def test_a_valid_result_with_post_hoc_accuracy_is_finished(tmp_path: Path) -> None:
