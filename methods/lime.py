@@ -72,7 +72,15 @@ def explain(
     ``label=None`` explains the class predicted on the unperturbed text.
     """
     data = lime_neighbourhood(n, num_samples, rng)
-    probs = predict_proba(data)
+    return lime_weights(data, predict_proba(data), label, kernel_width, alpha)
+
+
+def lime_weights(
+    data: np.ndarray, probs: np.ndarray, label: int | None, kernel_width: float, alpha: float
+) -> tuple[np.ndarray, int]:
+    """The surrogate's weights for a neighbourhood ``data`` ``[S, n]`` and its class
+    probabilities ``probs`` ``[S, C]``, and the explained class (``label``, or the class
+    predicted on the unperturbed first row when None)."""
     explained = int(probs[0].argmax()) if label is None else label
     coef = weighted_ridge(data, probs[:, explained], lime_kernel(data, kernel_width), alpha)
     return coef, explained
@@ -169,33 +177,46 @@ class LIME(Method):
         self.model.train()
         return train_classifier_epoch(lambda b: self.model(b.ids, b.mask, b.mask), self.optimizers[0], batches)
 
-    def _proba(self, ids: torch.Tensor) -> Callable[[np.ndarray], np.ndarray]:
-        """Class probabilities of keep matrices ``[S, n]`` for one example's ``ids`` ``[n]``."""
+    def _probabilities(self, texts: list[torch.Tensor], neighbourhoods: list[np.ndarray]) -> list[np.ndarray]:
+        """Class probabilities ``[S, C]`` of each neighbourhood (keep matrices ``[S, n]``) of the
+        texts (ids ``[n]``): the classifier on the text with the removed tokens zeroed, for up to
+        ``eval_batch_size`` masks of one or several texts per pass (``Predictor.over_keep_masks``,
+        equal to the plain forward up to float rounding)."""
+        embedded = [self.model.embed(ids, torch.ones_like(ids, dtype=torch.float32)) for ids in texts]
+        pieces: list[tuple[int, np.ndarray]] = []  # (text, consecutive rows of its neighbourhood)
+        for index, data in enumerate(neighbourhoods):
+            step = self.config.eval_batch_size
+            pieces += [(index, data[start : start + step]) for start in range(0, len(data), step)]
+        chunks: list[list[tuple[int, np.ndarray]]] = [[]]
+        for piece in pieces:
+            if sum(len(rows) for _, rows in chunks[-1]) + len(piece[1]) > self.config.eval_batch_size:
+                chunks.append([])
+            chunks[-1].append(piece)
+        out: list[list[np.ndarray]] = [[] for _ in texts]
+        for chunk in chunks:
+            inputs = [
+                (embedded[i], torch.as_tensor(rows, dtype=torch.float32, device=self.device)) for i, rows in chunk
+            ]
+            probs = torch.softmax(self.model.predictor.over_keep_masks(inputs).float(), -1).cpu().numpy()
+            start = 0
+            for index, rows in chunk:
+                out[index].append(probs[start : start + len(rows)].astype(np.float64))
+                start += len(rows)
+        return [np.concatenate(parts) for parts in out]
 
-        def predict_proba(keep: np.ndarray) -> np.ndarray:
-            out = []
-            for start in range(0, len(keep), self.config.eval_batch_size):
-                rows = torch.as_tensor(keep[start : start + self.config.eval_batch_size], device=ids.device)
-                rows = rows.to(torch.float32)
-                logits = self.model(ids.expand(len(rows), -1), torch.ones_like(rows), rows)
-                out.append(torch.softmax(logits.float(), -1).cpu().numpy())
-            return np.concatenate(out).astype(np.float64)
-
-        return predict_proba
-
-    @torch.no_grad()
+    @torch.inference_mode()
     def rationalize(self, batch: Batch, mode: EvalMode) -> RationaleOutput:
         """Position-level LIME weights as token scores (0 at padding); no prediction (post-hoc)."""
         cfg = self.config
         self.model.eval()
         scores = torch.zeros_like(batch.mask)
-        lengths = batch.mask.sum(dim=1).long().tolist()
+        rows = [(row, n) for row, n in enumerate(batch.mask.sum(dim=1).long().tolist()) if n > 0]
         label = None if cfg.explain == "predicted" else 1
-        for row, n in enumerate(lengths):
-            if n == 0:
-                continue
-            proba = self._proba(batch.ids[row, :n])
-            coef, _ = explain(proba, n, label, cfg.num_samples, cfg.kernel_width, cfg.ridge_alpha, self._rng)
+        # Drawn example by example, in the order and with the draws of `explain`.
+        neighbourhoods = [lime_neighbourhood(n, cfg.num_samples, self._rng) for _, n in rows]
+        probs = self._probabilities([batch.ids[row, :n] for row, n in rows], neighbourhoods)
+        for (row, n), data, prob in zip(rows, neighbourhoods, probs, strict=True):
+            coef, _ = lime_weights(data, prob, label, cfg.kernel_width, cfg.ridge_alpha)
             scores[row, :n] = torch.as_tensor(coef, dtype=scores.dtype, device=scores.device)
         if not cfg.positive_only:
             return RationaleOutput(logits=None, scores=scores)
