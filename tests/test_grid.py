@@ -89,3 +89,32 @@ def test_the_variant_is_what_the_user_asked_for_and_the_same_on_every_dataset() 
     assert all(spec.variant == expected for spec in specs)
     paper = grid.expand(["rnp"], ["synthetic.aroma"], [1])
     assert paper[0].variant == {"preset": "paper", "method": {}, "data": {}, "limit": None}
+
+
+def test_a_post_hoc_method_without_a_sparsity_field_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The evaluator keeps the top-k of a post-hoc method's scores at its sparsity; no hidden default."""
+    import dataclasses
+
+    from ratbench.method import MethodConfig
+    from ratbench.registry import METHODS
+
+    lime = METHODS.get("lime")
+
+    @dataclasses.dataclass(frozen=True)
+    class NoSparsity(MethodConfig):
+        pass
+
+    monkeypatch.setattr(lime, "Config", NoSparsity)
+    monkeypatch.setattr(lime, "presets", {})
+    with pytest.raises(RatbenchError, match="method lime is post-hoc but its config has no `sparsity` field"):
+        grid.expand(["lime"], ["synthetic.aroma"], [1])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("0-4294967296", "a seed must be between 0 and 4294967295"), ("1-20001", "gives 20,001 seeds, more than")],
+)
+def test_seeds_out_of_range_or_too_many_are_refused_before_any_list_is_built(text: str, message: str) -> None:
+    with pytest.raises(RatbenchError, match=message):
+        grid.parse_seeds(text, max_count=20_000)
+    assert grid.parse_seeds("3-5,1,4", max_count=4) == [1, 3, 4, 5]  # overlaps count once
