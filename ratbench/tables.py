@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -207,21 +208,16 @@ def render(
     if fmt == "latex":
         return _latex(groups, table_rows, mode, notes)
     headers = ["Method"] + [f"{g} {m}" if m == "S" else m for g in groups for m in COLUMNS]
-    return (
-        tabulate(table_rows, headers=headers, tablefmt="github", disable_numparse=True)
-        + "\n\n"
-        + "\n".join(notes)
-        + "\n"
-    )
+    text = tabulate(table_rows, headers=headers, tablefmt="github", disable_numparse=True)
+    return text + "\n\n" + "\n".join(textwrap.fill(note, 100, break_on_hyphens=False) for note in notes) + "\n"
 
 
 def _notes(labels: dict[Row, str], mode: str, expected: int, hidden: int) -> list[str]:
     notes = [f"Mode: {mode}. Values: mean (std) over seeds; [n=k]: fewer seeds than {expected}."]
-    notes.append(
-        "Rows: "
-        + "; ".join(f"{label} = {describe(json.loads(row.variant) or {})}" for row, label in labels.items())
-        + "."
-    )
+    runs: dict[str, list[str]] = {}  # what rows were run with -> those rows
+    for row, label in labels.items():
+        runs.setdefault(describe(json.loads(row.variant) or {}), []).append(label)
+    notes.append("Run with: " + "; ".join(f"{', '.join(rows)}: {words}" for words, rows in runs.items()) + ".")
     if hidden:
         notes.append(
             f"{hidden} stale cell(s) hidden (an older method, dataset, evaluator or pipeline version, or a "

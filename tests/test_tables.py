@@ -71,7 +71,7 @@ def test_configs_of_different_subsets_share_the_method_row() -> None:
     assert [row[0] for row in rows] == ["rnp", "lime"]
     assert rows[0][5] == "42.0 (1.0)" and rows[0][10] == "42.0 (1.0)"  # F1 of aroma and of palate
     assert rows[1][2] == "N/A" and rows[1][6:] == [""] * 5  # post-hoc Acc; no palate cells
-    assert "Rows: rnp = preset=demo; lime = preset=demo." in text
+    assert "Run with: rnp, lime: preset=demo." in " ".join(text.split())
 
 
 def test_two_values_of_a_flag_are_two_rows_labelled_by_the_difference() -> None:
@@ -122,7 +122,7 @@ def test_regression_rows_never_mix_flag_values_across_subsets(tmp_path: Path) ->
     assert set(rows) == {"ver", "ver (perturb_rate=0.5)"}
     assert (rows["ver"][5], rows["ver"][10]) == ("30.0 (0.0)", "31.0 (0.0)")
     assert (rows["ver (perturb_rate=0.5)"][5], rows["ver (perturb_rate=0.5)"][10]) == ("50.0 (0.0)", "51.0 (0.0)")
-    assert "ver (perturb_rate=0.5) = preset=demo, perturb_rate=0.5" in text
+    assert "ver: preset=demo; ver (perturb_rate=0.5): preset=demo, perturb_rate=0.5." in " ".join(text.split())
 
 
 def test_stale_cells_are_hidden_with_a_note_and_shown_on_request() -> None:
@@ -137,7 +137,7 @@ def test_stale_cells_are_hidden_with_a_note_and_shown_on_request() -> None:
     text = render(frame)
     rows = _rows(text)
     assert [row[0] for row in rows] == ["rnp"] and rows[0][1:] == ["15.0 (0.0)", "80.0 (0.0)"] + ["40.0 (0.0)"] * 3
-    assert "4 stale cell(s) hidden" in text and "--include-stale" in text
+    assert "4 stale cell(s) hidden" in " ".join(text.split()) and "--include-stale" in text
 
     shown = {row[0]: row for row in _rows(render(frame, include_stale=True))}
     assert shown["rnp"][5] == "40.0 (0.0)"
