@@ -226,6 +226,18 @@ def eval_selection(logits: torch.Tensor, mode: str, tau: float) -> torch.Tensor:
     return (logits[..., 1] > logits[..., 0]).to(logits.dtype)
 
 
+def visible(z: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """A rationale as a predictor reads it: the context positions (query, separators, special
+    tokens) are always visible. Unchanged for batches without context."""
+    return z * (1 - batch.context) + batch.context if batch.has_context else z
+
+
+def document_part(z: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """``z`` without its context positions: what a rationale may hold and regularizers count
+    (padding is kept, as the reference counts it). Unchanged for batches without context."""
+    return z * (1 - batch.context) if batch.has_context else z
+
+
 def sparsity_loss(z: torch.Tensor, mask: torch.Tensor, target: float, mask_padding: bool = False) -> torch.Tensor:
     """``|sum(z) / sum(mask) - target|`` over the whole batch.
 

@@ -14,7 +14,7 @@ from torch import nn
 from ratbench.registry import register_method
 from ratbench.types import Batch
 
-from ._blocks import EpochMeans, Selector, hard_sample
+from ._blocks import EpochMeans, Selector, document_part, hard_sample, visible
 from .rnp import RNP, RNPModel
 
 LN2 = math.log(2.0)
@@ -126,12 +126,12 @@ class A2I(RNP):
             # Step 1: selector and predictor; the attacker is frozen.
             model.attacker.requires_grad_(False)
             embedded = model.embed(batch.ids, batch.mask)
-            z = hard_sample(model.selector(embedded), cfg.tau)
-            logits = model.predictor(embedded, z, batch.mask)
+            z = document_part(hard_sample(model.selector(embedded), cfg.tau), batch)
+            logits = model.predictor(embedded, visible(z, batch), batch.mask)
             cls = F.cross_entropy(logits, batch.labels)
-            loss = cfg.cls_lambda * cls + self._regularizers(z, batch.mask, True, True)
-            z_attack = hard_sample(model.attacker(embedded), cfg.tau)
-            attack_logits = model.predictor(embedded, z_attack, batch.mask)
+            loss = cfg.cls_lambda * cls + self._regularizers(z, batch.selectable, True, True)
+            z_attack = document_part(hard_sample(model.attacker(embedded), cfg.tau), batch)
+            attack_logits = model.predictor(embedded, visible(z_attack, batch), batch.mask)
             attack_term = self.attack_term(attack_logits, flipped)
             if attack_on:
                 loss = loss + attack_term
@@ -143,10 +143,11 @@ class A2I(RNP):
             # Step 2: the attacker, through the frozen selector and predictor.
             model.selector.requires_grad_(False)
             model.predictor.requires_grad_(False)
-            z_attack = hard_sample(model.attacker(embedded.detach()), cfg.tau)
-            attack_cls = F.cross_entropy(model.predictor(embedded.detach(), z_attack, batch.mask), flipped)
+            z_attack = document_part(hard_sample(model.attacker(embedded.detach()), cfg.tau), batch)
+            fooling_logits = model.predictor(embedded.detach(), visible(z_attack, batch), batch.mask)
+            attack_cls = F.cross_entropy(fooling_logits, flipped)
             attack_loss = cfg.cls_lambda * attack_cls + self._regularizers(
-                z_attack, batch.mask, cfg.adv_sparse, cfg.adv_continue
+                z_attack, batch.selectable, cfg.adv_sparse, cfg.adv_continue
             )
             attack_opt.zero_grad(set_to_none=True)
             attack_loss.backward()
@@ -161,7 +162,7 @@ class A2I(RNP):
                     "attack_term": attack_term,
                     "attacker_loss": attack_loss,
                     "train_acc": (logits.argmax(-1) == batch.labels).float().mean(),
-                    "train_sparsity": (z * batch.mask).sum() / batch.mask.sum(),
+                    "train_sparsity": (z * batch.selectable).sum() / batch.selectable.sum(),
                 }
             )
         self._epochs_done += 1

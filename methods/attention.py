@@ -13,7 +13,7 @@ from ratbench.method import Method, MethodConfig, Presets
 from ratbench.registry import register_method
 from ratbench.types import Batch, DataInfo, EvalMode, RationaleOutput
 
-from ._blocks import AttentionClassifier, FrozenEmbedding, train_classifier_epoch
+from ._blocks import AttentionClassifier, FrozenEmbedding, train_classifier_epoch, visible
 from .rnp import DEMO_TRAINING_PRESET, PAPER_TRAINING_PRESET
 
 
@@ -88,4 +88,4 @@ class Attention(Method):
     def predict(self, batch: Batch, rationale: torch.Tensor) -> torch.Tensor:
         """The classifier's logits on ``embedded * rationale`` (full text: the mask)."""
         self.model.eval()
-        return self.model(batch.ids, batch.mask, rationale)[0]
+        return self.model(batch.ids, batch.mask, visible(rationale, batch))[0]

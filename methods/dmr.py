@@ -20,9 +20,11 @@ from ._blocks import (
     FrozenEmbedding,
     Predictor,
     continuity_loss,
+    document_part,
     gumbel_sample,
     sparsity_loss,
     straight_through,
+    visible,
 )
 from .rnp import DEMO_PRESET, PAPER_PRESET, RNP, RNPModel
 
@@ -165,8 +167,8 @@ class DMR(RNP):
         for batch in batches:
             embedded = model.embed(batch.ids, batch.mask)
             soft, index = self._sample(model.selector(embedded))
-            z = straight_through(index, soft)[..., 1]
-            rationale_features = model.predictor.features(embedded, z, batch.mask)
+            z = document_part(straight_through(index, soft)[..., 1], batch)
+            rationale_features = model.predictor.features(embedded, visible(z, batch), batch.mask)
             full_features = model.predictor.features(embedded, batch.mask, batch.mask)
             logits = model.predictor.classify(rationale_features)
             with torch.no_grad():
@@ -174,7 +176,7 @@ class DMR(RNP):
             cls = F.cross_entropy(logits, batch.labels)
             distill = distillation_loss(logits, teacher_logits, cfg.temperature)
             matching = feature_matching(rationale_features, full_features, cfg.fm_moments)
-            sparsity, continuity = self.regularizers(z, batch.mask)
+            sparsity, continuity = self.regularizers(z, batch.selectable)
             loss = (
                 cfg.cls_lambda * cls
                 + cfg.om_lambda * distill
@@ -194,7 +196,7 @@ class DMR(RNP):
                     "sparsity_loss": sparsity,
                     "continuity_loss": continuity,
                     "train_acc": (logits.argmax(-1) == batch.labels).float().mean(),
-                    "train_sparsity": (z * batch.mask).sum() / batch.mask.sum(),
+                    "train_sparsity": (z * batch.selectable).sum() / batch.selectable.sum(),
                 }
             )
         return {**extra, **means.means()}
@@ -370,8 +372,8 @@ class DMRRef(Method):
             self._step += 1
             path = torch.full_like(batch.labels, cls_path)
             embedded = model.embed(batch.ids, batch.mask)
-            z = self._select(embedded, batch.mask, cls_path, batch.labels)
-            rationale_features = self._student_features(embedded, z, batch.mask, path)
+            z = document_part(self._select(embedded, batch.mask, cls_path, batch.labels), batch)
+            rationale_features = self._student_features(embedded, visible(z, batch), batch.mask, path)
             full_features = self._student_features(embedded, batch.mask, batch.mask, path)
             logits = model.predictor.classify(rationale_features)
             with torch.no_grad():
@@ -381,7 +383,7 @@ class DMRRef(Method):
             matching = feature_matching(rationale_features, full_features, cfg.fm_moments)
             student_loss = cfg.cls_lambda * cls + cfg.om_lambda * distill + cfg.fm_lambda * matching
             argue = F.softmax(logits, dim=-1)[:, cls_path].mean()
-            sparsity = sparsity_loss(z, batch.mask, cfg.sparsity)
+            sparsity = sparsity_loss(z, batch.selectable, cfg.sparsity)
             continuity = continuity_loss(z)
             generator_loss = -argue + cfg.sparsity_lambda * sparsity + cfg.continuity_lambda * continuity
             # Both gradients from this forward pass, then both updates (the reference's order).
@@ -402,7 +404,7 @@ class DMRRef(Method):
                     "distill_loss": distill,
                     "fm_loss": matching,
                     "train_acc": (logits.argmax(-1) == batch.labels).float().mean(),
-                    "train_sparsity": z.sum() / batch.mask.sum(),
+                    "train_sparsity": z.sum() / batch.selectable.sum(),
                 }
             )
         return {**extra, **means.means()}
@@ -417,13 +419,15 @@ class DMRRef(Method):
             own = torch.full_like(batch.labels, cls)
             chosen = (batch.labels == cls).unsqueeze(1)
             z = torch.where(chosen, self._select(embedded, batch.mask, cls, own), z)
-        logits = self.model.predictor.classify(self._student_features(embedded, z, batch.mask, batch.labels))
-        return RationaleOutput(logits=logits, mask=z)
+        z = document_part(z, batch)
+        features = self._student_features(embedded, visible(z, batch), batch.mask, batch.labels)
+        return RationaleOutput(logits=self.model.predictor.classify(features), mask=z)
 
     @torch.no_grad()
     def predict(self, batch: Batch, rationale: torch.Tensor) -> torch.Tensor:
         """The student's logits on an explicit rationale, told the true class (as at test)."""
         self.model.eval()
         embedded = self.model.embed(batch.ids, batch.mask)
-        features = self._student_features(embedded, rationale.to(embedded.dtype), batch.mask, batch.labels)
+        rationale = visible(rationale.to(embedded.dtype), batch)
+        features = self._student_features(embedded, rationale, batch.mask, batch.labels)
         return self.model.predictor.classify(features)

@@ -15,7 +15,7 @@ from ratbench.method import Method, MethodConfig, Presets
 from ratbench.registry import register_method
 from ratbench.types import Batch, DataInfo, EvalMode, RationaleOutput
 
-from ._blocks import BiGRU, EpochMeans, FrozenEmbedding, eval_selection, hard_sample
+from ._blocks import BiGRU, EpochMeans, FrozenEmbedding, eval_selection, hard_sample, visible
 from .rnp import DEMO_TRAINING_PRESET
 
 REFERENCE_BEER_PRIORS = (0.05, 0.95)  # hard-coded in the reference for its unbalanced beer data
@@ -167,10 +167,10 @@ class InterRAT(Method):
         means = EpochMeans()
         for batch in batches:
             embedded = model.embed(batch.ids, batch.mask)
-            z = hard_sample(model.selector_logits(embedded, batch.mask), cfg.tau) * batch.mask
-            logits = model.predictor_logits(embedded, z, batch.mask)
+            z = hard_sample(model.selector_logits(embedded, batch.mask), cfg.tau) * batch.selectable
+            logits = model.predictor_logits(embedded, visible(z, batch), batch.mask)
             cls = F.cross_entropy(logits, batch.labels)
-            sparsity, continuity = per_example_regularizers(z, batch.mask, cfg.sparsity)
+            sparsity, continuity = per_example_regularizers(z, batch.selectable, cfg.sparsity)
             loss = cls + cfg.sparsity_lambda * sparsity + cfg.continuity_lambda * continuity
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -182,7 +182,7 @@ class InterRAT(Method):
                     "sparsity_loss": sparsity,
                     "continuity_loss": continuity,
                     "train_acc": (logits.argmax(-1) == batch.labels).float().mean(),
-                    "train_sparsity": z.sum() / batch.mask.sum(),
+                    "train_sparsity": z.sum() / batch.selectable.sum(),
                 }
             )
         for group in optimizer.param_groups:
@@ -196,12 +196,12 @@ class InterRAT(Method):
         self.model.eval()
         embedded = self.model.embed(batch.ids, batch.mask)
         logits = self.model.selector_logits(embedded, batch.mask)
-        z = eval_selection(logits, mode, self.config.tau) * batch.mask
-        return RationaleOutput(logits=self.model.predictor_logits(embedded, z, batch.mask), mask=z)
+        z = eval_selection(logits, mode, self.config.tau) * batch.selectable
+        return RationaleOutput(logits=self.model.predictor_logits(embedded, visible(z, batch), batch.mask), mask=z)
 
     @torch.no_grad()
     def predict(self, batch: Batch, rationale: torch.Tensor) -> torch.Tensor:
         """The predictor's logits on an explicit rationale."""
         self.model.eval()
         embedded = self.model.embed(batch.ids, batch.mask)
-        return self.model.predictor_logits(embedded, rationale * batch.mask, batch.mask)
+        return self.model.predictor_logits(embedded, visible(rationale * batch.mask, batch), batch.mask)

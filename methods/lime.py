@@ -16,7 +16,7 @@ from ratbench.method import Method, MethodConfig, Presets
 from ratbench.registry import register_method
 from ratbench.types import Batch, DataInfo, EvalMode, RationaleOutput
 
-from ._blocks import FrozenEmbedding, Predictor, train_classifier_epoch
+from ._blocks import FrozenEmbedding, Predictor, train_classifier_epoch, visible
 from .rnp import DEMO_TRAINING_PRESET, PAPER_TRAINING_PRESET
 
 
@@ -210,21 +210,40 @@ class LIME(Method):
         cfg = self.config
         self.model.eval()
         scores = torch.zeros_like(batch.mask)
-        rows = [(row, n) for row, n in enumerate(batch.mask.sum(dim=1).long().tolist()) if n > 0]
+        lengths = batch.mask.sum(dim=1).long().tolist()
+        # The features are the document positions; the query and separators are always kept.
+        features = [torch.nonzero(batch.selectable[row, :n]).flatten().cpu() for row, n in enumerate(lengths)]
+        rows = [row for row in range(len(lengths)) if len(features[row]) > 0]
         label = None if cfg.explain == "predicted" else 1
         # Drawn example by example, in the order and with the draws of `explain`.
-        neighbourhoods = [lime_neighbourhood(n, cfg.num_samples, self._rng) for _, n in rows]
-        probs = self._probabilities([batch.ids[row, :n] for row, n in rows], neighbourhoods)
-        for (row, n), data, prob in zip(rows, neighbourhoods, probs, strict=True):
+        neighbourhoods = [lime_neighbourhood(len(features[row]), cfg.num_samples, self._rng) for row in rows]
+        keeps = [
+            _keep_matrix(data, features[row].numpy(), lengths[row])
+            for row, data in zip(rows, neighbourhoods, strict=True)
+        ]
+        probs = self._probabilities([batch.ids[row, : lengths[row]] for row in rows], keeps)
+        for row, data, prob in zip(rows, neighbourhoods, probs, strict=True):
             coef, _ = lime_weights(data, prob, label, cfg.kernel_width, cfg.ridge_alpha)
-            scores[row, :n] = torch.as_tensor(coef, dtype=scores.dtype, device=scores.device)
+            scores[row, features[row].to(scores.device)] = torch.as_tensor(
+                coef, dtype=scores.dtype, device=scores.device
+            )
         if not cfg.positive_only:
             return RationaleOutput(logits=None, scores=scores)
-        keep = top_k_mask(scores, batch.mask, cfg.sparsity) * (scores > 0)
+        keep = top_k_mask(scores, batch.selectable, cfg.sparsity) * (scores > 0)
         return RationaleOutput(logits=None, mask=keep, scores=scores)
 
     @torch.no_grad()
     def predict(self, batch: Batch, rationale: torch.Tensor) -> torch.Tensor:
         """The classifier's logits with the tokens outside ``rationale`` zeroed."""
         self.model.eval()
-        return self.model(batch.ids, batch.mask, rationale)
+        return self.model(batch.ids, batch.mask, visible(rationale, batch))
+
+
+def _keep_matrix(data: np.ndarray, features: np.ndarray, length: int) -> np.ndarray:
+    """LIME's neighbourhood over the document positions ``features`` as keep rows over all
+    ``length`` positions (the others, query and separators, always kept)."""
+    if len(features) == length:
+        return data
+    keep = np.ones((len(data), length))
+    keep[:, features] = data
+    return keep

@@ -16,7 +16,7 @@ from ratbench.method import Method, MethodConfig, Presets
 from ratbench.registry import register_method
 from ratbench.types import Batch, DataInfo, EncodedExample, EvalMode, RationaleOutput
 
-from ._blocks import AttentionClassifier, EpochMeans, FrozenEmbedding, Predictor
+from ._blocks import AttentionClassifier, EpochMeans, FrozenEmbedding, Predictor, visible
 from .rnp import DEMO_TRAINING_PRESET, PAPER_TRAINING_PRESET, RNP
 
 EPS = 1e-12
@@ -40,14 +40,16 @@ class NoiseTables:
 
 
 def noise_tables(train: Sequence[EncodedExample], vocab_size: int) -> NoiseTables:
-    """ATF, IDF and the replacement distribution of the training split (METHODS.md 12)."""
+    """ATF, IDF and the replacement distribution of the training split (METHODS.md 12), over the
+    documents' words (a query and its separator are no part of them)."""
     atf = np.zeros(vocab_size, dtype=np.float64)
     df = np.zeros(vocab_size, dtype=np.float64)
     for example in train:
-        if len(example.ids) == 0:
+        ids = example.ids if example.selectable is None else example.ids[example.selectable]
+        if len(ids) == 0:
             continue
-        words, counts = np.unique(example.ids, return_counts=True)
-        atf[words] += counts / len(example.ids)
+        words, counts = np.unique(ids, return_counts=True)
+        atf[words] += counts / len(ids)
         df[words] += 1
     seen = df > 0
     idf = np.zeros(vocab_size, dtype=np.float64)
@@ -105,11 +107,12 @@ class NoiseInjector:
         self.candidates = torch.as_tensor(tables.candidates, dtype=torch.long, device=device)
         self.weights = torch.as_tensor(tables.weights, dtype=torch.float32, device=device)
 
-    def __call__(self, ids: torch.Tensor, mask: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
-        """``ids`` with each selected token replaced, with its probability, by a sampled word."""
+    def __call__(self, ids: torch.Tensor, document: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
+        """``ids`` with each selected token replaced, with its probability, by a sampled word;
+        ``document`` marks the document's positions (tf and |d| are counted over them)."""
         if self.noise_p <= 0 or len(self.candidates) == 0:
             return ids
-        probability = replacement_probability(ids, mask, self.idf, self.noise_p) * selected
+        probability = replacement_probability(ids, document, self.idf, self.noise_p) * selected
         replace = torch.bernoulli(probability).bool()
         draws = torch.multinomial(self.weights, ids.numel(), replacement=True).view_as(ids)
         return torch.where(replace, self.candidates[draws], ids)
@@ -255,9 +258,9 @@ class NIR(Method):
         means = EpochMeans()
         for batch in batches:
             soft_logits, weights = self.model.soft(self.model.embed(batch.ids, batch.mask), batch.mask)
-            selected = self._select(weights, batch.mask)
-            noisy = self.inject_noise(batch.ids, batch.mask, selected)
-            hard_logits = self._rationale_logits(noisy, batch.mask, selected)
+            selected = self._select(weights, batch.selectable)
+            noisy = self.inject_noise(batch.ids, batch.selectable, selected)
+            hard_logits = self._rationale_logits(noisy, batch.mask, visible(selected, batch))
             soft_loss, hard_loss, ce_soft, ce_hard = self._losses(soft_logits, hard_logits, batch.labels)
             for optimizer in self.optimizers:
                 optimizer.zero_grad(set_to_none=True)
@@ -281,15 +284,15 @@ class NIR(Method):
         """Top-k by attention (deterministic in both modes) and the rationale predictor's logits."""
         self.model.eval()
         _, weights = self.model.soft(self.model.embed(batch.ids, batch.mask), batch.mask)
-        selected = self._select(weights, batch.mask)
-        logits = self._rationale_logits(batch.ids, batch.mask, selected)
+        selected = self._select(weights, batch.selectable)
+        logits = self._rationale_logits(batch.ids, batch.mask, visible(selected, batch))
         return RationaleOutput(logits=logits, mask=selected, scores=weights)
 
     @torch.no_grad()
     def predict(self, batch: Batch, rationale: torch.Tensor) -> torch.Tensor:
         """The rationale predictor's logits on an explicit rationale."""
         self.model.eval()
-        return self._rationale_logits(batch.ids, batch.mask, rationale.to(batch.mask.dtype))
+        return self._rationale_logits(batch.ids, batch.mask, visible(rationale.to(batch.mask.dtype), batch))
 
 
 @register_method("nir_rnp")
@@ -319,5 +322,5 @@ class NIRRNP(RNP):
 
     def predictor_input(self, batch: Batch, embedded: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The embedded text with noise in the tokens of the (hard) training mask ``z``."""
-        noisy = self.inject_noise(batch.ids, batch.mask, (z.detach() > 0.5).to(batch.mask.dtype))
+        noisy = self.inject_noise(batch.ids, batch.selectable, (z.detach() > 0.5).to(batch.mask.dtype))
         return self.model.embed(noisy, batch.mask)

@@ -20,10 +20,12 @@ from ._blocks import (
     Predictor,
     Selector,
     continuity_loss,
+    document_part,
     eval_selection,
     gumbel_sample,
     sparsity_loss,
     straight_through,
+    visible,
 )
 
 # The VER paper tuned RNP and applied its training settings to NIR, DMR, A2I and VER.
@@ -152,10 +154,12 @@ class RNP(Method):
         for batch in batches:
             embedded = self.model.embed(batch.ids, batch.mask)
             soft, index = gumbel_sample(self.model.selector(embedded), cfg.tau)
-            z_pred, z_reg = self.training_masks(soft, index, batch.mask)
-            logits = self.model.predictor(self.predictor_input(batch, embedded, z_pred), z_pred, batch.mask)
+            z_pred, z_reg = self.training_masks(soft, index, batch.selectable)
+            z_reg = document_part(z_reg, batch)
+            predictor_input = self.predictor_input(batch, embedded, document_part(z_pred, batch))
+            logits = self.model.predictor(predictor_input, visible(z_pred, batch), batch.mask)
             cls = F.cross_entropy(logits, batch.labels)
-            sparsity, continuity = self.regularizers(z_reg, batch.mask)
+            sparsity, continuity = self.regularizers(z_reg, batch.selectable)
             loss = cfg.cls_lambda * cls + cfg.sparsity_lambda * sparsity + cfg.continuity_lambda * continuity
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -167,7 +171,7 @@ class RNP(Method):
                     "sparsity_loss": sparsity,
                     "continuity_loss": continuity,
                     "train_acc": (logits.argmax(-1) == batch.labels).float().mean(),
-                    "train_sparsity": (z_reg * batch.mask).sum() / batch.mask.sum(),
+                    "train_sparsity": (z_reg * batch.selectable).sum() / batch.selectable.sum(),
                 }
             )
         return means.means()
@@ -177,7 +181,7 @@ class RNP(Method):
         """0/1 rationale ``[B, T]``: a Gumbel sample (reference) or the argmax, masked (clean)."""
         embedded = self.model.embed(batch.ids, batch.mask)
         z = eval_selection(self.model.selector(embedded), mode, self.config.tau)
-        return z if mode == "reference" else z * batch.mask
+        return document_part(z, batch) if mode == "reference" else z * batch.selectable
 
     @torch.no_grad()
     def rationalize(self, batch: Batch, mode: EvalMode) -> RationaleOutput:
@@ -191,4 +195,4 @@ class RNP(Method):
         """Predictor logits on an explicit rationale."""
         self.model.eval()
         embedded = self.model.embed(batch.ids, batch.mask)
-        return self.model.predictor(embedded, rationale, batch.mask)
+        return self.model.predictor(embedded, visible(rationale, batch), batch.mask)

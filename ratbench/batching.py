@@ -18,12 +18,16 @@ def collate(examples: Sequence[EncodedExample], pad_to: int | None = None) -> Ba
         width = max(width, pad_to)
     ids = np.zeros((len(examples), width), dtype=np.int64)
     mask = np.zeros((len(examples), width), dtype=np.float32)
+    selectable = np.zeros((len(examples), width), dtype=np.float32)
+    word_index = np.full((len(examples), width), -1, dtype=np.int64)
     has_gold = all(ex.gold is not None for ex in examples)
     gold = np.zeros((len(examples), width), dtype=np.float32) if has_gold else None
     for row, ex in enumerate(examples):
         n = len(ex.ids)
         ids[row, :n] = ex.ids
         mask[row, :n] = 1.0
+        selectable[row, :n] = 1.0 if ex.selectable is None else ex.selectable
+        word_index[row, :n] = np.arange(n) if ex.word_index is None else ex.word_index
         if gold is not None:
             gold[row, :n] = ex.gold
     return Batch(
@@ -32,6 +36,9 @@ def collate(examples: Sequence[EncodedExample], pad_to: int | None = None) -> Ba
         labels=torch.tensor([ex.label for ex in examples], dtype=torch.int64),
         gold=None if gold is None else torch.from_numpy(gold),
         example_ids=[ex.id for ex in examples],
+        selectable=torch.from_numpy(selectable),
+        word_index=torch.from_numpy(word_index),
+        has_context=bool((mask != selectable).any()),
     )
 
 

@@ -195,7 +195,7 @@ def run(
             click.echo(f"  to run: {cell_id}")
         return
     from ratbench.executors import plan_slots, run_parallel
-    from ratbench.scheduler import CellProgress, interrupt_once
+    from ratbench.scheduler import CellProgress
     from ratbench.text import check_embedding_files
 
     _check_writable(results_dir)
@@ -214,16 +214,15 @@ def run(
 
     options = {"data_dir": data_dir, "force": force, "stale_after": stale_after, "on_cell": on_cell}
     try:
-        with interrupt_once():
-            if executor == "ray":
-                from ratbench.executors import run_ray
+        if executor == "ray":
+            from ratbench.executors import run_ray
 
-                summary = run_ray(specs, results_dir, ray_address, 1, gpus_per_cell, echo=progress.echo, **options)
-            elif len(slots) > 1:
-                summary = run_parallel(specs, results_dir, slots, echo=progress.echo, **options)
-            else:  # one slot: run in this process (on its GPU, if it has one)
-                one_device = device if slots[0].gpu is None else f"cuda:{slots[0].gpu}"
-                summary = run_grid(specs, results_dir, device=one_device, echo=progress.echo, **options)
+            summary = run_ray(specs, results_dir, ray_address, 1, gpus_per_cell, echo=progress.echo, **options)
+        elif len(slots) > 1:
+            summary = run_parallel(specs, results_dir, slots, echo=progress.echo, **options)
+        else:  # one slot: run in this process (on its GPU, if it has one)
+            one_device = device if slots[0].gpu is None else f"cuda:{slots[0].gpu}"
+            summary = run_grid(specs, results_dir, device=one_device, echo=progress.echo, **options)
     except KeyboardInterrupt:
         progress.close()
         done = sum(cells.is_done(results_dir, spec) for spec in specs)

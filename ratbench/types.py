@@ -49,16 +49,22 @@ class Example:
 
 @dataclass(frozen=True)
 class EncodedExample:
-    """An example after vocabulary lookup and truncation (word level).
+    """An example after encoding and truncation: one entry per input position.
 
-    ``ids`` has one entry per kept token; OOV tokens have id 0 (the padding id) but count as
-    real tokens (their mask is 1), exactly as the reference code does.
+    ``ids`` has one entry per kept position; with the word encoder OOV tokens have id 0 (the
+    padding id) but count as real tokens (their mask is 1), exactly as the reference code does.
+    ``selectable`` marks the positions of the document (None: every position is): the query
+    and separator or special tokens are context, always visible to the predictor and never
+    part of a rationale. ``word_index`` gives the document word of each position, -1 for
+    context (None: position i is word i). ``gold`` is per position, 0 on context.
     """
 
     id: str
     ids: np.ndarray
     label: int
     gold: np.ndarray | None
+    selectable: np.ndarray | None = None
+    word_index: np.ndarray | None = None
 
 
 @dataclass
@@ -67,10 +73,18 @@ class Batch:
 
     Attributes:
         ids: int64 ``[B, T]`` token ids, 0 for padding and OOV.
-        mask: float32 ``[B, T]``, 1 for every real token (OOV included), 0 for padding.
+        mask: float32 ``[B, T]``, 1 for every real position (OOV included), 0 for padding.
         labels: int64 ``[B]``.
-        gold: float32 ``[B, T]`` human rationale (0 at padding) on annotated splits, else None.
+        gold: float32 ``[B, T]`` human rationale (0 at padding and context) on annotated splits,
+            else None.
         example_ids: the ``Example.id`` of each row.
+        selectable: float32 ``[B, T]``, 1 on document positions, the only ones a rationale may
+            hold and the only ones the evaluator counts (default: ``mask``).
+        word_index: int64 ``[B, T]``, the document word of each position, -1 on context and
+            padding (default: the position itself on real positions).
+        has_context: whether any row has context positions (a query, separators, special
+            tokens), known when the batch is built, so that methods skip the context arithmetic
+            (and any device sync) on batches that have none.
     """
 
     ids: torch.Tensor
@@ -78,6 +92,23 @@ class Batch:
     labels: torch.Tensor
     gold: torch.Tensor | None
     example_ids: list[str]
+    selectable: torch.Tensor | None = None
+    word_index: torch.Tensor | None = None
+    has_context: bool = False
+
+    def __post_init__(self) -> None:
+        import torch
+
+        if self.selectable is None:
+            self.selectable = self.mask
+        if self.word_index is None:
+            positions = torch.arange(self.mask.shape[1], device=self.mask.device).expand_as(self.mask)
+            self.word_index = torch.where(self.mask > 0, positions, -1)
+
+    @property
+    def context(self) -> torch.Tensor:
+        """1 on the real positions that are not selectable (query, separators, special tokens)."""
+        return self.mask - self.selectable
 
     def to(self, device: torch.device | str) -> Batch:
         """Return the batch with every tensor on ``device``."""
@@ -87,6 +118,9 @@ class Batch:
             labels=self.labels.to(device),
             gold=None if self.gold is None else self.gold.to(device),
             example_ids=self.example_ids,
+            selectable=self.selectable.to(device),
+            word_index=self.word_index.to(device),
+            has_context=self.has_context,
         )
 
 

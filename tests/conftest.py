@@ -50,6 +50,26 @@ class Toy(DatasetAdapter):
             yield Example(f"{split}-{i}", tuple(tokens), label, tuple(gold) if split == "test" else None)
 
 
+class QueryToy(Toy):
+    """Toy with a query: "is it good" or "is it bad"; label 1 when the document's sentiment is
+    the one asked about. The document alone says nothing about the label."""
+
+    def read(self, split: str) -> Iterator[Example]:
+        for i, example in enumerate(super().read(split)):
+            asks_good = (i // 2) % 2 == 0
+            positive = example.label == 1
+            query = ("is", "it", "good" if asks_good else "bad")
+            yield dataclasses.replace(example, label=int(positive == asks_good), query=query)
+
+
+@pytest.fixture
+def query_toy_dataset() -> Iterator[type[QueryToy]]:
+    """Register ``QueryToy`` as dataset ``querytoy`` for the duration of a test."""
+    DATASETS.register("querytoy")(QueryToy)
+    yield QueryToy
+    DATASETS._unregister("querytoy")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_hash_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Content hashes are cached in a folder of the test session, never in ~/.cache."""
