@@ -60,6 +60,19 @@ class RationaleCounts:
     has_predictions: bool = True
     macro: list[tuple[float, float, float]] = field(default_factory=list)
 
+    def update_row(
+        self, pred: np.ndarray, gold: np.ndarray, mask: np.ndarray, predicted_label: Any, label: Any
+    ) -> None:
+        """Add one example: ``pred``, ``gold``, ``mask`` are 0/1 vectors of one length;
+        ``predicted_label`` is None for methods without predictions."""
+        self.update(
+            pred[None],
+            gold[None],
+            mask[None],
+            None if predicted_label is None else np.asarray([predicted_label]),
+            np.asarray([label]),
+        )
+
     def update(
         self,
         pred: np.ndarray,
@@ -169,49 +182,80 @@ def rationalize_split(method: Method, batches: Iterable[Batch], mode: EvalMode) 
     return outputs
 
 
+def words_of(values: np.ndarray, word_index: np.ndarray, document: np.ndarray, rule: str) -> np.ndarray:
+    """One row's per-position ``values`` on the document positions, as one value per document
+    word: ``any`` (the maximum over the word's pieces: a word is selected when any of its pieces
+    is) or ``first`` (the value at its first piece). With one position per word: the values."""
+    positions = np.flatnonzero(document)
+    words, picked = word_index[positions], values[positions]
+    if len(words) == 0:
+        return picked
+    starts = np.flatnonzero(np.r_[True, words[1:] != words[:-1]])
+    return np.maximum.reduceat(picked, starts) if rule == "any" else picked[starts]
+
+
 def score_rationales(
-    method: Method, outputs: list[tuple[Batch, RationaleOutput]], mode: EvalMode, sparsity: float | None
+    method: Method,
+    outputs: list[tuple[Batch, RationaleOutput]],
+    mode: EvalMode,
+    sparsity: float | None,
+    word_rule: str = "any",
 ) -> EvalResult:
     """Rationale metrics of the outputs of ``rationalize_split`` in ``mode``.
 
-    ``sparsity`` is the target used to binarize post-hoc scores.
+    S, P, R and F1 count the document's *words* (``word_rule``: a word is selected when
+    ``any`` of its pieces is, or when its ``first`` piece is); the ``piece_*`` figures count its
+    positions (word pieces; the same numbers with the word encoder). The query and special
+    tokens never count; in reference mode a selection on padding counts as a predicted token,
+    as in the reference code. ``sparsity`` is the target used to binarize post-hoc scores.
+    Records are per document word.
     """
-    counts = RationaleCounts()
+    counts, piece_counts = RationaleCounts(), RationaleCounts()
     records: list[dict[str, Any]] = []
     for batch, out in outputs:
         pred = binarize(out, batch, mode, sparsity, repr(method.name))
         logits = out.logits
-        # Counted over the document positions (selectable) only; in reference mode a selection on
-        # padding still counts, as in the reference code.
-        pred_np, gold_np, mask_np = (t.detach().cpu().numpy() for t in (pred, batch.gold, batch.selectable))
+        pred_np, gold_np, document_np, mask_np, word_index_np = (
+            t.detach().cpu().numpy() for t in (pred, batch.gold, batch.selectable, batch.mask, batch.word_index)
+        )
         labels_np = batch.labels.cpu().numpy()
         predicted = None if logits is None else logits.argmax(-1).cpu().numpy()
         probs = None if logits is None else torch.softmax(logits.float(), -1).cpu().numpy()
         scores = None if out.scores is None else out.scores.float().cpu().numpy()
-        counts.update(pred_np, gold_np, mask_np, predicted, labels_np)
-        lengths = mask_np.sum(axis=1).astype(int)
-        context_np = batch.context.cpu().numpy() if batch.has_context else None
+        piece_counts.update(pred_np, gold_np, document_np, predicted, labels_np)
         for row, example_id in enumerate(batch.example_ids):
-            # Records are in document coordinates: the context positions (query, separators) are
-            # left out; selections on padding (they count in reference mode) are kept by storing
-            # the row up to the last selected position when that is beyond the text.
-            keep = slice(None) if context_np is None else context_np[row] == 0
-            row_pred, row_gold = pred_np[row][keep], gold_np[row][keep]
-            last = int(np.flatnonzero(row_pred)[-1]) + 1 if row_pred.any() else 0
+            word_pred = words_of(pred_np[row], word_index_np[row], document_np[row], word_rule)
+            word_gold = words_of(gold_np[row], word_index_np[row], document_np[row], "first")
+            padding = pred_np[row][mask_np[row] == 0]  # selections there count in reference mode
+            n_words = len(word_pred)
+            counts.update_row(
+                np.concatenate([word_pred, padding]),
+                np.concatenate([word_gold, np.zeros_like(padding)]),
+                np.concatenate([np.ones(n_words), np.zeros_like(padding)]),
+                None if predicted is None else predicted[row],
+                labels_np[row],
+            )
+            # The row up to its last selection when that is on padding, beyond the text.
+            selected_padding = np.flatnonzero(padding)
+            shown = padding[: selected_padding[-1] + 1] if len(selected_padding) else padding[:0]
             records.append(
                 {
                     "id": example_id,
                     "label": int(labels_np[row]),
                     "pred": None if predicted is None else int(predicted[row]),
-                    "length": int(lengths[row]),
-                    "mask": row_pred[: max(lengths[row], last)].astype(int).tolist(),
-                    "gold": row_gold[: lengths[row]].astype(int).tolist(),
+                    "length": n_words,
+                    "mask": np.concatenate([word_pred, shown]).astype(int).tolist(),
+                    "gold": word_gold.astype(int).tolist(),
                     "probs": None if probs is None else [round(float(p), 6) for p in probs[row]],
                 }
             )
             if scores is not None:
-                records[-1]["token_scores"] = [round(float(v), 6) for v in scores[row][keep][: lengths[row]]]
+                word_scores = words_of(scores[row], word_index_np[row], document_np[row], "any")
+                records[-1]["token_scores"] = [round(float(v), 6) for v in word_scores]
     metrics = counts.metrics()
+    metrics |= {
+        f"piece_{key}": value for key, value in piece_counts.metrics().items() if key not in ("Acc", "n_examples")
+    }
     kept = [batch for batch, _ in outputs]
     metrics["acc_full_text"] = predictor_accuracy(method, kept, "full")
     metrics["acc_gold_rationale"] = predictor_accuracy(method, kept, "gold")

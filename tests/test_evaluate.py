@@ -424,3 +424,16 @@ def test_evaluate_requires_gold():
     sel = {ex["id"]: np.ones(12, np.float32) for ex in examples}
     with pytest.raises(ValueError, match="annotated"):
         evaluate_rationales(FakeMethod(selections=sel), [batch], "clean", 0.2)
+
+
+def test_words_of_maps_pieces_to_words_by_the_any_and_first_rules() -> None:
+    """Word pieces of one word count once: selected when any piece is (or its first piece is)."""
+    from ratbench.evaluate import words_of
+
+    # [CLS] un ##believ ##able beer [SEP]: three words' pieces, context at both ends
+    word_index = np.array([-1, 0, 0, 0, 1, -1])
+    document = np.array([0, 1, 1, 1, 1, 0])
+    pred = np.array([1, 0, 1, 0, 1, 1])
+    assert words_of(pred, word_index, document, "any").tolist() == [1, 1]
+    assert words_of(pred, word_index, document, "first").tolist() == [0, 1]
+    assert words_of(np.arange(6.0), np.arange(6), np.ones(6), "any").tolist() == list(range(6))
