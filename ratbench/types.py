@@ -145,10 +145,15 @@ class DataInfo:
 
     ``train`` is the encoded training split, for methods that derive statistics from the
     training corpus (NIR's tf-idf noise, Inter_RAT's class priors); never the dev or test split.
+    ``encoder`` is ``word`` (``embeddings`` holds the vectors) or ``hf`` (``model_path`` is the
+    local folder of the transformer whose tokenizer made the ids; ``pad_id`` its padding id).
     """
 
     num_classes: int
-    embeddings: np.ndarray  # [V + 1, D]; row 0 (padding / OOV) is all zeros
+    embeddings: np.ndarray | None  # word encoder: [V + 1, D]; row 0 (padding / OOV) is all zeros
     dataset: str
     subset: str
     train: tuple[EncodedExample, ...] = ()
+    encoder: str = "word"
+    model_path: str | None = None
+    pad_id: int = 0

@@ -70,6 +70,48 @@ def query_toy_dataset() -> Iterator[type[QueryToy]]:
     DATASETS._unregister("querytoy")
 
 
+TINY_VOCAB = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    *FILLER,
+    *POSITIVE[:1],
+    *POSITIVE[2:],
+    *NEGATIVE,
+    "super",
+    "##b",
+    "un",
+    "##believ",
+    "##able",
+    "is",
+    "good",
+    "bad",
+]  # fmt: skip  ("superb" is two pieces on purpose)
+
+
+@pytest.fixture(scope="session")
+def tiny_hf_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding a word-piece tokenizer over the toy words and a 2-layer, 32-wide BERT,
+    built here (no download): what ``--set data.encoder=hf:<folder>`` loads."""
+    transformers = pytest.importorskip("transformers")
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = transformers.BertTokenizerFast(vocab={word: i for i, word in enumerate(TINY_VOCAB)})
+    tokenizer.save_pretrained(folder)
+    config = transformers.BertConfig(
+        vocab_size=len(TINY_VOCAB),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    torch.manual_seed(0)
+    transformers.BertModel(config).save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_hash_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Content hashes are cached in a folder of the test session, never in ~/.cache."""
