@@ -51,7 +51,7 @@ def test_a_long_document_is_cut_at_its_tail_and_the_query_is_kept_capped() -> No
 def test_a_dataset_without_queries_gets_no_separator_row() -> None:
     encoder = WordEncoder(DataConfig(embedding_dim=4))
     encoder.fit({"train": [Example("t", ("a", "b"), 0)], "dev": [], "test": []})
-    assert encoder.vocab.separator is None and len(encoder.vectors) == 3
+    assert encoder.vocab.separator is None and len(encoder.vocab.vectors) == 3
     encoded = encoder.encode(Example("e", ("a", "b"), 0))
     assert encoded.selectable is None and encoded.word_index is None
 
