@@ -8,14 +8,16 @@ regularizers, all with the reference semantics.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ratbench.types import Batch
+from ratbench.types import Batch, DataInfo
 
 POOL_FILL = -1e6  # value written at padding before the max-pool, as the reference does
 MASKED_SCORE = -1e9  # attention logit at padding before the softmax
@@ -48,6 +50,18 @@ class BiGRU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, T, D] -> [B, T, hidden_dim]``."""
         return self.gru(x)[0]
+
+    @property
+    def output_dim(self) -> int:
+        """Width of the states."""
+        return 2 * self.gru.hidden_size
+
+    def states(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """States of the embedded ``x`` ``[B, T, D]`` with the positions where ``keep`` is 0 zeroed
+        (the GRU runs over padding, as in the reference; ``mask`` is not needed)."""
+        return self(x if keep is None else x * keep.unsqueeze(-1))
 
     def pooled_over_keep_masks(self, texts: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         """Max-pooled states of unpadded texts under many 0/1 masks each: for every ``(x, keep)``
@@ -103,36 +117,50 @@ class BiGRU(nn.Module):
 
 
 class Selector(nn.Module):
-    """Per-token select/skip logits ``[B, T, 2]`` (channel 1 = select), at every position."""
+    """Per-token select/skip logits ``[B, T, 2]`` (channel 1 = select), at every position:
+    encoder -> LayerNorm (the BiGRU only) -> dropout -> Linear(., 2)."""
 
-    def __init__(self, input_dim: int, hidden_dim: int, dropout: float) -> None:
+    def __init__(self, input_dim: int, hidden_dim: int, dropout: float, encoder: nn.Module | None = None) -> None:
         super().__init__()
-        self.encoder = BiGRU(input_dim, hidden_dim)
-        self.norm = nn.LayerNorm(hidden_dim)
+        self.encoder = encoder if encoder is not None else BiGRU(input_dim, hidden_dim)
+        width = self.encoder.output_dim
+        self.norm = nn.LayerNorm(width) if isinstance(self.encoder, BiGRU) else nn.Identity()
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden_dim, 2)
+        self.head = nn.Linear(width, 2)
 
     def forward(self, embedded: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, T, 2]``."""
-        return self.head(self.dropout(self.norm(self.encoder(embedded))))
+        return self.head(self.dropout(self.norm(self.encoder.states(embedded))))
 
 
 class Predictor(nn.Module):
-    """Classifies from ``embedded * z``: BiGRU, max-pool over real positions, dropout, Linear.
+    """Classifies from ``embedded * z``: encoder, pooling, dropout, Linear.
 
-    Deselected real tokens stay in the sequence as zero vectors (no compaction), and only
-    padding is excluded from the max, as in the reference.
+    With the BiGRU: deselected real tokens stay in the sequence as zero vectors (no compaction),
+    and the max-pool excludes only padding, as in the reference. With a transformer, ``z``
+    reaches it as its ``mask_mode`` says, and ``pooling`` is the masked max or the [CLS] state.
     """
 
-    def __init__(self, input_dim: int, hidden_dim: int, num_classes: int, dropout: float) -> None:
+    def __init__(
+        self,
+        input_dim: int,
+        hidden_dim: int,
+        num_classes: int,
+        dropout: float,
+        encoder: nn.Module | None = None,
+        pooling: str = "max",
+    ) -> None:
         super().__init__()
-        self.encoder = BiGRU(input_dim, hidden_dim)
+        self.encoder = encoder if encoder is not None else BiGRU(input_dim, hidden_dim)
+        self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden_dim, num_classes)
+        self.head = nn.Linear(self.encoder.output_dim, num_classes)
 
     def features(self, embedded: torch.Tensor, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The max-pooled representation ``[B, hidden_dim]`` of ``embedded * z`` (before dropout)."""
-        hidden = self.encoder(embedded * z.unsqueeze(-1))
+        """The pooled representation ``[B, width]`` of ``embedded * z`` (before dropout)."""
+        hidden = self.encoder.states(embedded, mask, z)
+        if self.pooling == "cls":
+            return hidden[:, 0]
         hidden = hidden.masked_fill(mask.unsqueeze(-1) == 0, POOL_FILL)
         return hidden.max(dim=1).values
 
@@ -146,34 +174,128 @@ class Predictor(nn.Module):
 
     def over_keep_masks(self, texts: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         """``forward`` of unpadded texts under many 0/1 rationales each (``texts`` as in
-        ``BiGRU.pooled_over_keep_masks``): logits ``[sum S_j, C]``, in eval mode only."""
-        return self.classify(self.encoder.pooled_over_keep_masks(texts))
+        ``BiGRU.pooled_over_keep_masks``): logits ``[sum S_j, C]``, in eval mode only. A
+        transformer classifies each text's masked copies as one batch."""
+        if isinstance(self.encoder, BiGRU) and self.pooling == "max":
+            return self.classify(self.encoder.pooled_over_keep_masks(texts))
+        logits = []
+        for text, keep in texts:
+            copies = text.expand(len(keep), *text.shape)
+            logits.append(self(copies, keep, torch.ones_like(keep)))
+        return torch.cat(logits)
 
 
 class AttentionClassifier(nn.Module):
-    """BiGRU -> attention over real tokens -> attention-weighted sum -> dropout -> Linear.
+    """Encoder -> attention over real tokens -> attention-weighted sum -> dropout -> Linear.
 
     ``scorer="additive"`` scores ``v^T tanh(W h + b)`` (Lei et al. style); ``"linear"`` scores
     ``v^T (W h + b)``, as FR's attention module. Padding gets weight 0.
     """
 
-    def __init__(self, input_dim: int, hidden_dim: int, num_classes: int, dropout: float, scorer: str) -> None:
+    def __init__(
+        self,
+        input_dim: int,
+        hidden_dim: int,
+        num_classes: int,
+        dropout: float,
+        scorer: str,
+        encoder: nn.Module | None = None,
+    ) -> None:
         super().__init__()
-        self.encoder = BiGRU(input_dim, hidden_dim)
-        self.project = nn.Linear(hidden_dim, hidden_dim)
-        self.score = nn.Linear(hidden_dim, 1, bias=False)
+        self.encoder = encoder if encoder is not None else BiGRU(input_dim, hidden_dim)
+        width = self.encoder.output_dim
+        self.project = nn.Linear(width, width)
+        self.score = nn.Linear(width, 1, bias=False)
         self.scorer = scorer
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden_dim, num_classes)
+        self.head = nn.Linear(width, num_classes)
 
-    def forward(self, embedded: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``[B, C]`` and attention weights ``[B, T]`` (a softmax over the real tokens)."""
-        hidden = self.encoder(embedded)
+    def forward(
+        self, embedded: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``[B, C]`` and attention weights ``[B, T]`` (a softmax over the real tokens) of
+        the text, or of the rationale ``keep``."""
+        hidden = self.encoder.states(embedded, mask, keep)
         projected = self.project(hidden)
         logits = self.score(torch.tanh(projected) if self.scorer == "additive" else projected).squeeze(-1)
         weights = F.softmax(logits.masked_fill(mask == 0, MASKED_SCORE), dim=-1) * mask
         context = (weights.unsqueeze(-1) * hidden).sum(dim=1)
         return self.head(self.dropout(context)), weights
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerOptions:
+    """Config fields of the methods that run on a transformer (``data.encoder=hf:...``); the
+    word encoder ignores them."""
+
+    mask_mode: Literal["embedding", "attention"] = "embedding"
+    """hf: how a rationale reaches the predictor's transformer: ``embedding`` (input embeddings
+    times z, query and special tokens at 1; jugechengzi/Bert-MCD) or ``attention`` (an additive
+    attention bias log(z + 1e-8) on the keys; CR's modified BERT)."""
+    pooling: Literal["max", "cls"] = "max"
+    """hf: the predictor pools its transformer's states by a masked max (as the GRU predictor and
+    Bert-MCD) or takes the [CLS] state (NIR's rationale predictor)."""
+    freeze_embeddings: bool = False
+    """hf: freeze the transformers' input embedding layers (Bert-MCD freezes them)."""
+    encoder_lr: float | None = None
+    """hf: learning rate of the transformers' parameters (None: ``lr``, as the heads); Bert-MCD
+    uses 1e-5 for the encoders and 1e-4 for the heads."""
+
+
+def make_embedding(info: DataInfo) -> nn.Module:
+    """The shared input layer: frozen word vectors, or the token ids for transformer encoders."""
+    if info.encoder == "hf":
+        from ._transformer import TokenIds
+
+        return TokenIds()
+    return FrozenEmbedding(info.embeddings)
+
+
+def make_encoder(info: DataInfo, input_dim: int, hidden_dim: int, config: object) -> nn.Module:
+    """A BiGRU (``hidden_dim`` wide) over the word vectors, or a fresh copy of the cell's
+    transformer (``config``'s ``TransformerOptions``)."""
+    if info.encoder != "hf":
+        return BiGRU(input_dim, hidden_dim)
+    from ._transformer import TransformerEncoder
+
+    mask_mode = getattr(config, "mask_mode", "embedding")
+    return TransformerEncoder(info.model_path, info.pad_id, mask_mode, getattr(config, "freeze_embeddings", False))
+
+
+def make_selector(info: DataInfo, embed: nn.Module, hidden_dim: int, dropout: float, config: object) -> Selector:
+    """A ``Selector`` over ``embed``'s output, on the cell's encoder."""
+    return Selector(embed.dim, hidden_dim, dropout, make_encoder(info, embed.dim, hidden_dim, config))
+
+
+def make_predictor(
+    info: DataInfo, embed: nn.Module, hidden_dim: int, num_classes: int, dropout: float, config: object
+) -> Predictor:
+    """A ``Predictor`` over ``embed``'s output, on the cell's encoder (``config.pooling`` with a
+    transformer; the BiGRU always max-pools, as the reference)."""
+    encoder = make_encoder(info, embed.dim, hidden_dim, config)
+    pooling = getattr(config, "pooling", "max") if info.encoder == "hf" else "max"
+    return Predictor(embed.dim, hidden_dim, num_classes, dropout, encoder, pooling)
+
+
+def trainable_groups(module: nn.Module, lr: float, encoder_lr: float | None = None) -> list[dict]:
+    """``param_groups`` of the trainable parameters only (frozen embeddings left out)."""
+    groups = param_groups(module, lr, encoder_lr)
+    return [{**group, "params": [p for p in group["params"] if p.requires_grad]} for group in groups]
+
+
+def param_groups(module: nn.Module, lr: float, encoder_lr: float | None = None) -> list[dict]:
+    """Optimizer groups of ``module``'s trainable parameters: one at ``lr``, or, with
+    ``encoder_lr``, the transformers' parameters at ``encoder_lr`` and the rest at ``lr``."""
+    from ._transformer import TransformerEncoder
+
+    if encoder_lr is None or not any(isinstance(m, TransformerEncoder) for m in module.modules()):
+        return [{"params": module.parameters(), "lr": lr}]
+    encoder = {id(p) for m in module.modules() if isinstance(m, TransformerEncoder) for p in m.parameters()}
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    return [
+        {"params": [p for p in trainable if id(p) in encoder], "lr": encoder_lr},
+        {"params": [p for p in trainable if id(p) not in encoder], "lr": lr},
+    ]
 
 
 class EpochMeans:

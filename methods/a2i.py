@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ratbench.registry import register_method
-from ratbench.types import Batch
+from ratbench.types import Batch, DataInfo
 
-from ._blocks import EpochMeans, Selector, document_part, hard_sample, visible
+from ._blocks import EpochMeans, document_part, hard_sample, make_selector, param_groups, visible
 from .rnp import RNP, RNPModel
 
 LN2 = math.log(2.0)
@@ -27,9 +27,9 @@ class A2IModel(RNPModel):
     here, which computes the same thing.
     """
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.attacker = Selector(self.embed.dim, self.selector.head.in_features, self.selector.dropout.p)
+    def __init__(self, info: DataInfo, hidden_dim: int, dropout: float, config: object = None) -> None:
+        super().__init__(info, hidden_dim, dropout, config)
+        self.attacker = make_selector(info, self.embed, hidden_dim, dropout, config)
 
 
 @register_method("a2i")
@@ -79,19 +79,16 @@ class A2I(RNP):
 
     def build_model(self) -> nn.Module:
         """RNP's networks plus the attacker."""
-        return A2IModel(self.info, self.config.hidden_dim, self.config.dropout)
+        return A2IModel(self.info, self.config.hidden_dim, self.config.dropout, self.config)
 
     def build_optimizers(self) -> list[torch.optim.Optimizer]:
-        """Adam over selector (lr) and predictor (lr / pred_lr_rate); Adam over the attacker."""
-        cfg = self.config
-        main = torch.optim.Adam(
-            [
-                {"params": self.model.selector.parameters(), "lr": cfg.lr},
-                {"params": self.model.predictor.parameters(), "lr": cfg.lr / cfg.pred_lr_rate},
-            ]
-        )
-        attacker = torch.optim.Adam(self.model.attacker.parameters(), lr=cfg.lr * cfg.adv_lr_rate)
-        return [main, attacker]
+        """Adam over selector (lr) and predictor (lr / pred_lr_rate); Adam over the attacker
+        (lr * adv_lr_rate); with a transformer and ``encoder_lr``, the encoders at that rate."""
+        cfg, model = self.config, self.model
+        groups = param_groups(model.selector, cfg.lr, cfg.encoder_lr)
+        groups += param_groups(model.predictor, cfg.lr / cfg.pred_lr_rate, cfg.encoder_lr)
+        attacker = param_groups(model.attacker, cfg.lr * cfg.adv_lr_rate, cfg.encoder_lr)
+        return [torch.optim.Adam(groups), torch.optim.Adam(attacker)]
 
     def _regularizers(self, z: torch.Tensor, mask: torch.Tensor, sparse: bool, cont: bool) -> torch.Tensor:
         cfg = self.config

@@ -13,21 +13,31 @@ from ratbench.method import Method, MethodConfig, Presets
 from ratbench.registry import register_method
 from ratbench.types import Batch, DataInfo, EvalMode, RationaleOutput
 
-from ._blocks import AttentionClassifier, FrozenEmbedding, train_classifier_epoch, visible
+from ._blocks import (
+    AttentionClassifier,
+    TransformerOptions,
+    make_embedding,
+    make_encoder,
+    train_classifier_epoch,
+    trainable_groups,
+    visible,
+)
 from .rnp import DEMO_TRAINING_PRESET, PAPER_TRAINING_PRESET
 
 
 class AttentionModel(nn.Module):
-    """Frozen embedding and an attention classifier over ``embedded * keep``."""
+    """Frozen embedding (or the token ids) and an attention classifier over the text read
+    through ``keep`` (its BiGRU, or a transformer: ``config``'s ``TransformerOptions``)."""
 
-    def __init__(self, info: DataInfo, hidden_dim: int, dropout: float, scorer: str) -> None:
+    def __init__(self, info: DataInfo, hidden_dim: int, dropout: float, scorer: str, config: object = None) -> None:
         super().__init__()
-        self.embed = FrozenEmbedding(info.embeddings)
-        self.classifier = AttentionClassifier(self.embed.dim, hidden_dim, info.num_classes, dropout, scorer)
+        self.embed = make_embedding(info)
+        encoder = make_encoder(info, self.embed.dim, hidden_dim, config)
+        self.classifier = AttentionClassifier(self.embed.dim, hidden_dim, info.num_classes, dropout, scorer, encoder)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and attention weights; ``keep`` is the mask for the full text, or a rationale."""
-        return self.classifier(self.embed(ids, mask) * keep.unsqueeze(-1), mask)
+        return self.classifier(self.embed(ids, mask), mask, keep)
 
 
 @register_method("attention")
@@ -49,7 +59,7 @@ class Attention(Method):
     version = "1"
 
     @dataclasses.dataclass(frozen=True)
-    class Config(MethodConfig):
+    class Config(MethodConfig, TransformerOptions):
         epochs: int = 300
         batch_size: int = 128
         lr: float = 1e-4
@@ -68,9 +78,8 @@ class Attention(Method):
     def __init__(self, config: Config, info: DataInfo, device: torch.device) -> None:
         super().__init__(config, info, device)
         self.config: Attention.Config = config
-        self.model = AttentionModel(info, config.hidden_dim, config.dropout, config.scorer).to(device)
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizers = [torch.optim.Adam(trainable, lr=config.lr)]
+        self.model = AttentionModel(info, config.hidden_dim, config.dropout, config.scorer, config).to(device)
+        self.optimizers = [torch.optim.Adam(trainable_groups(self.model, config.lr, config.encoder_lr))]
 
     def train_epoch(self, batches: Iterable[Batch]) -> dict[str, float]:
         """One pass of cross-entropy training on the full text."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,8 @@ from ._blocks import (
     continuity_loss,
     document_part,
     gumbel_sample,
+    make_predictor,
+    param_groups,
     sparsity_loss,
     straight_through,
     visible,
@@ -77,12 +79,9 @@ def train_teacher(method: Method, batches: list[Batch], optimizer: torch.optim.O
 class DMRModel(RNPModel):
     """RNP's selector and (student) predictor plus a full-text teacher of the same architecture."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        predictor = self.predictor
-        self.teacher = Predictor(
-            self.embed.dim, predictor.head.in_features, predictor.head.out_features, predictor.dropout.p
-        )
+    def __init__(self, info: DataInfo, hidden_dim: int, dropout: float, config: object = None) -> None:
+        super().__init__(info, hidden_dim, dropout, config)
+        self.teacher = make_predictor(info, self.embed, hidden_dim, info.num_classes, dropout, config)
         # Saved with the weights, so a restored model knows its teacher is already trained.
         self.register_buffer("teacher_trained", torch.zeros((), dtype=torch.bool))
 
@@ -139,11 +138,12 @@ class DMR(RNP):
 
     def build_model(self) -> nn.Module:
         """RNP's networks plus the teacher."""
-        return DMRModel(self.info, self.config.hidden_dim, self.config.dropout)
+        return DMRModel(self.info, self.config.hidden_dim, self.config.dropout, self.config)
 
     def build_optimizers(self) -> list[torch.optim.Optimizer]:
         """RNP's Adam (selector, student) and the teacher's own Adam."""
-        return [*super().build_optimizers(), torch.optim.Adam(self.model.teacher.parameters(), lr=self.config.lr)]
+        teacher = param_groups(self.model.teacher, self.config.lr, self.config.encoder_lr)
+        return [*super().build_optimizers(), torch.optim.Adam(teacher)]
 
     def _sample(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(soft, hard index) of the selector's sample."""
@@ -291,6 +291,7 @@ class DMRRef(Method):
     description = "DMR reference variant: class-wise generators; USES THE GOLD LABEL AT TEST"
     kind = "select_predict"
     version = "1"
+    encoders = ("word",)  # a GRU model in its reference; no transformer form yet
 
     @dataclasses.dataclass(frozen=True)
     class Config(MethodConfig):

@@ -119,6 +119,7 @@ class InterRAT(Method):
     description = "Inter_RAT: backdoor-adjusted selector and predictor over label embeddings"
     kind = "select_predict"
     version = "1"
+    encoders = ("word",)  # a GRU model in its reference; no transformer form yet
 
     @dataclasses.dataclass(frozen=True)
     class Config(MethodConfig):

@@ -16,7 +16,14 @@ from ratbench.method import Method, MethodConfig, Presets
 from ratbench.registry import register_method
 from ratbench.types import Batch, DataInfo, EvalMode, RationaleOutput
 
-from ._blocks import FrozenEmbedding, Predictor, train_classifier_epoch, visible
+from ._blocks import (
+    TransformerOptions,
+    make_embedding,
+    make_predictor,
+    train_classifier_epoch,
+    trainable_groups,
+    visible,
+)
 from .rnp import DEMO_TRAINING_PRESET, PAPER_TRAINING_PRESET
 
 
@@ -87,12 +94,13 @@ def lime_weights(
 
 
 class Classifier(nn.Module):
-    """The black box: frozen embedding and the shared predictor on the full text."""
+    """The black box: frozen embedding (or the token ids) and the shared predictor (a BiGRU or a
+    transformer: ``config``'s ``TransformerOptions``) on the full text."""
 
-    def __init__(self, info: DataInfo, hidden_dim: int, dropout: float) -> None:
+    def __init__(self, info: DataInfo, hidden_dim: int, dropout: float, config: object = None) -> None:
         super().__init__()
-        self.embed = FrozenEmbedding(info.embeddings)
-        self.predictor = Predictor(self.embed.dim, hidden_dim, info.num_classes, dropout)
+        self.embed = make_embedding(info)
+        self.predictor = make_predictor(info, self.embed, hidden_dim, info.num_classes, dropout, config)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """Logits of ``ids`` with the tokens where ``keep`` is 0 replaced by the zero vector."""
@@ -129,7 +137,7 @@ class LIME(Method):
     version = "1"
 
     @dataclasses.dataclass(frozen=True)
-    class Config(MethodConfig):
+    class Config(MethodConfig, TransformerOptions):
         epochs: int = 300
         batch_size: int = 128
         lr: float = 1e-4
@@ -166,9 +174,8 @@ class LIME(Method):
     def __init__(self, config: Config, info: DataInfo, device: torch.device) -> None:
         super().__init__(config, info, device)
         self.config: LIME.Config = config
-        self.model = Classifier(info, config.hidden_dim, config.dropout).to(device)
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizers = [torch.optim.Adam(trainable, lr=config.lr)]
+        self.model = Classifier(info, config.hidden_dim, config.dropout, config).to(device)
+        self.optimizers = [torch.optim.Adam(trainable_groups(self.model, config.lr, config.encoder_lr))]
         # Drawn from torch's generator, which the runner seeds: one LIME stream per cell.
         self._rng = np.random.RandomState(int(torch.randint(0, 2**31 - 1, ())))
 

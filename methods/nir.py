@@ -101,7 +101,11 @@ class NoiseInjector:
     """NIR's training noise for one cell: the tables of the training split, on the device."""
 
     def __init__(self, info: DataInfo, noise_p: float, device: torch.device) -> None:
-        tables = noise_tables(info.train, len(info.embeddings))
+        if info.embeddings is not None:
+            vocab_size = len(info.embeddings)
+        else:  # word pieces: the ids the training split uses (a piece never seen is never drawn)
+            vocab_size = 1 + max((int(ex.ids.max()) for ex in info.train if len(ex.ids)), default=0)
+        tables = noise_tables(info.train, vocab_size)
         self.noise_p = noise_p
         self.idf = torch.as_tensor(tables.idf, dtype=torch.float32, device=device)
         self.candidates = torch.as_tensor(tables.candidates, dtype=torch.long, device=device)
@@ -191,6 +195,7 @@ class NIR(Method):
     description = "NIR: A2R-style soft model + top-k selector, tf-idf noise injected into selected tokens"
     kind = "select_predict"
     version = "1"
+    encoders = ("word",)  # its transformer (A2R) form is not built yet
 
     @dataclasses.dataclass(frozen=True)
     class Config(MethodConfig):

@@ -16,13 +16,15 @@ from ratbench.types import Batch, DataInfo, EvalMode, RationaleOutput
 
 from ._blocks import (
     EpochMeans,
-    FrozenEmbedding,
-    Predictor,
-    Selector,
+    TransformerOptions,
     continuity_loss,
     document_part,
     eval_selection,
     gumbel_sample,
+    make_embedding,
+    make_predictor,
+    make_selector,
+    param_groups,
     sparsity_loss,
     straight_through,
     visible,
@@ -48,13 +50,14 @@ DEMO_PRESET = {"*": {**DEMO_TRAINING_PRESET["*"], "sparsity_lambda": 0.5, "conti
 
 
 class RNPModel(nn.Module):
-    """Frozen embedding, selector and predictor with separate encoders (no sharing)."""
+    """Frozen embedding, selector and predictor with separate encoders (no sharing): BiGRUs, or
+    two copies of the cell's transformer (``config`` holds the ``TransformerOptions``)."""
 
-    def __init__(self, info: DataInfo, hidden_dim: int, dropout: float) -> None:
+    def __init__(self, info: DataInfo, hidden_dim: int, dropout: float, config: object = None) -> None:
         super().__init__()
-        self.embed = FrozenEmbedding(info.embeddings)
-        self.selector = Selector(self.embed.dim, hidden_dim, dropout)
-        self.predictor = Predictor(self.embed.dim, hidden_dim, info.num_classes, dropout)
+        self.embed = make_embedding(info)
+        self.selector = make_selector(info, self.embed, hidden_dim, dropout, config)
+        self.predictor = make_predictor(info, self.embed, hidden_dim, info.num_classes, dropout, config)
 
 
 @register_method("rnp")
@@ -79,7 +82,7 @@ class RNP(Method):
     version = "1"
 
     @dataclasses.dataclass(frozen=True)
-    class Config(MethodConfig):
+    class Config(MethodConfig, TransformerOptions):
         epochs: int = 300
         batch_size: int = 128
         lr: float = 1e-4
@@ -111,14 +114,14 @@ class RNP(Method):
 
     def build_model(self) -> nn.Module:
         """The networks (subclasses may add modules)."""
-        return RNPModel(self.info, self.config.hidden_dim, self.config.dropout)
+        return RNPModel(self.info, self.config.hidden_dim, self.config.dropout, self.config)
 
     def build_optimizers(self) -> list[torch.optim.Optimizer]:
-        """One Adam, two parameter groups (selector, predictor) at the same learning rate."""
-        groups = [
-            {"params": self.model.selector.parameters(), "lr": self.config.lr},
-            {"params": self.model.predictor.parameters(), "lr": self.config.lr},
-        ]
+        """One Adam, parameter groups for the selector and the predictor at the same learning
+        rate (with a transformer and ``encoder_lr``: the encoders at ``encoder_lr``)."""
+        cfg = self.config
+        groups = param_groups(self.model.selector, cfg.lr, cfg.encoder_lr)
+        groups += param_groups(self.model.predictor, cfg.lr, cfg.encoder_lr)
         return [torch.optim.Adam(groups)]
 
     def training_masks(

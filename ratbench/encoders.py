@@ -170,7 +170,12 @@ class HFEncoder(TextEncoder):
 
     def info(self) -> dict[str, Any]:
         """The model folder and the tokenizer's padding id."""
-        return {"encoder": "hf", "model_path": str(self.model_path), "pad_id": self.tokenizer.pad_token_id}
+        return {
+            "encoder": "hf",
+            "embeddings": None,
+            "model_path": str(self.model_path),
+            "pad_id": self.tokenizer.pad_token_id,
+        }
 
     def pieces(self, words: tuple[str, ...]) -> tuple[list[int], list[int]]:
         """The piece ids of ``words`` and the word of each piece (cached: ERASER documents are

@@ -132,6 +132,19 @@ def data_config_layers(
     return layers, [sets.get(DATA_SCOPE, {}), sets.get(dataset, {})]
 
 
+def preset_scopes(dataset: str, subset: str, encoder: str = "word") -> tuple[str, ...]:
+    """The scopes of a method preset that apply to a cell, least specific first: ``*``, the
+    dataset, ``dataset.subset``, each followed by its encoder-qualified form (``hf/*``,
+    ``hf/eraser``, ``hf/eraser.fever``) when the cell's encoder is not ``word``, so that a preset
+    can hold the transformer settings of a benchmark beside its GRU settings."""
+    scopes: list[str] = []
+    for scope in ("*", dataset, f"{dataset}.{subset}"):
+        scopes.append(scope)
+        if encoder != "word":
+            scopes.append(f"{encoder}/{scope}")
+    return tuple(scopes)
+
+
 def build_adapter(
     dataset: str,
     subset: str,
@@ -212,7 +225,13 @@ def expand(
             )
         for dataset, subset in targets:
             adapter = adapters[dataset, subset]
-            scopes = ("*", dataset, f"{dataset}.{subset}")
+            encoder = adapter.config.encoder.partition(":")[0]
+            if encoder not in method_cls.encoders:
+                raise RatbenchError(
+                    f"method {method} runs on the {' or '.join(method_cls.encoders)} encoder only, not on "
+                    f"data.encoder={adapter.config.encoder}; run it in a grid without that setting"
+                )
+            scopes = preset_scopes(dataset, subset, encoder)
             layers = preset_layers(method_cls.presets, preset, scopes, f"method {method}")
             extra = {"epochs": epochs} if epochs is not None else {}
             config = method_cls.Config.resolve(*layers, sets.get(method, {}), extra, owner=method)

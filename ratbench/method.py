@@ -84,6 +84,9 @@ class Method(ABC):
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     presets: ClassVar[Presets] = {}
     state_attributes: ClassVar[tuple[str, ...]] = ()
+    encoders: ClassVar[tuple[str, ...]] = ("word", "hf")
+    """The text encoders the method runs on (``DataInfo.encoder``); a grid that asks for another
+    is refused before any cell starts."""
 
     model: nn.Module
     optimizers: list[torch.optim.Optimizer]

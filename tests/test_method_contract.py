@@ -11,6 +11,7 @@ import torch
 
 from ratbench import cells, grid
 from ratbench.batching import eval_batches, train_batches
+from ratbench.errors import RatbenchError
 from ratbench.evaluate import binarize
 from ratbench.registry import METHODS
 from ratbench.runner import prepare_data, run_cell, seed_everything
@@ -25,10 +26,22 @@ def _built(name: str, spec: cells.CellSpec) -> tuple:
     return method, data
 
 
+@pytest.mark.parametrize("encoder", ["word", "hf"])
 @pytest.mark.parametrize("name", METHODS.names())
-def test_method_contract(name: str, toy_dataset: type, tmp_path: Path) -> None:
-    """Shapes and dtypes, no padding in the clean mode, state_dict round trip, same seed same metrics."""
-    [spec] = grid.expand([name], ["toy"], [1], preset="demo", epochs=2, sets=SETS)
+def test_method_contract(
+    name: str, encoder: str, toy_dataset: type, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """On both encoders: shapes and dtypes, no padding or special token in a rationale, state_dict
+    round trip, same seed same metrics; or, for a method that has no transformer form, a clear
+    refusal before any cell."""
+    sets = SETS
+    if encoder == "hf":
+        sets = {**SETS, "data": {"encoder": f"hf:{request.getfixturevalue('tiny_hf_model')}"}}
+        if "hf" not in METHODS.get(name).encoders:
+            with pytest.raises(RatbenchError, match=f"method {name} runs on the word encoder only"):
+                grid.expand([name], ["toy"], [1], preset="demo", epochs=2, sets=sets)
+            return
+    [spec] = grid.expand([name], ["toy"], [1], preset="demo", epochs=2, sets=sets)
     seed_everything(1)
     method, data = _built(name, spec)
     losses = method.train_epoch(train_batches(data.splits["train"], 8, np.random.default_rng(0)))
@@ -45,6 +58,7 @@ def test_method_contract(name: str, toy_dataset: type, tmp_path: Path) -> None:
         pred = binarize(out, batch, mode, getattr(method.config, "sparsity", None))
         if mode == "clean":
             assert not (pred * (1 - batch.mask)).any(), "padding selected in the clean mode"
+        assert not (pred * batch.context).any(), "a special token in the rationale"
 
     state = method.state_dict()
     clone, _ = _built(name, spec)

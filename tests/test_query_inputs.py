@@ -83,10 +83,18 @@ def test_the_evaluator_counts_document_positions_only() -> None:
     assert counts.metrics()["S"] == 150.0  # the caller passes the selectable positions as the mask
 
 
-@pytest.mark.parametrize("name", METHODS.names())
-def test_every_method_keeps_the_query_out_of_its_rationale_and_in_view(name: str, query_toy_dataset: type) -> None:
-    """No rationale holds a query position, and the predictor's output depends on the query."""
-    [spec] = grid.expand([name], ["querytoy"], [1], preset="demo", epochs=1, sets={"querytoy": {"n": "16"}})
+@pytest.mark.parametrize(
+    ("name", "encoder"), [(name, encoder) for name in METHODS.names() for encoder in METHODS.get(name).encoders]
+)
+def test_every_method_keeps_the_query_out_of_its_rationale_and_in_view(
+    name: str, encoder: str, query_toy_dataset: type, request: pytest.FixtureRequest
+) -> None:
+    """No rationale holds a query (or special) position, and the predictor's output depends on
+    the query, with the word encoder and with a transformer (for the methods that have one)."""
+    sets = {"querytoy": {"n": "16"}}
+    if encoder == "hf":
+        sets["data"] = {"encoder": f"hf:{request.getfixturevalue('tiny_hf_model')}"}
+    [spec] = grid.expand([name], ["querytoy"], [1], preset="demo", epochs=1, sets=sets)
     seed_everything(1)
     data = prepare_data(spec)
     cls = METHODS.get(name)
@@ -99,8 +107,7 @@ def test_every_method_keeps_the_query_out_of_its_rationale_and_in_view(name: str
             assert not (out.mask * batch.context).any(), f"{mode}: a query position was selected"
     if name == "lime":  # its features are the document positions
         assert not (out.scores * batch.context).any()
-    separator = data.info.embeddings.shape[0] - 1
-    no_query = batch.ids.masked_fill(batch.context.bool() & (batch.ids != separator), 0)  # query words -> OOV
+    no_query = batch.ids.masked_fill(batch.context.bool(), 0)  # query and separators -> OOV / [PAD] ids
     changed = type(batch)(**{**batch.__dict__, "ids": no_query})
     nothing = torch.zeros_like(batch.mask)
     assert not torch.equal(method.predict(batch, nothing), method.predict(changed, nothing)), "query not visible"
