@@ -119,7 +119,10 @@ class DMR(RNP):
     description = "DMR: RNP + frozen full-text teacher, distillation and feature matching (label-free)"
     kind = "select_predict"
     version = "1"
-    presets: ClassVar[Presets] = {"paper": PAPER_PRESET, "demo": {"*": {**DEMO_PRESET["*"], "teacher_epochs": 2}}}
+    presets: ClassVar[Presets] = {
+        "paper": PAPER_PRESET,
+        "demo": {**DEMO_PRESET, "*": {**DEMO_PRESET["*"], "teacher_epochs": 2}},
+    }
 
     @dataclasses.dataclass(frozen=True)
     class Config(RNP.Config):
@@ -324,7 +327,7 @@ class DMRRef(Method):
 
     presets: ClassVar[Presets] = {
         "paper": DMR_REF_SCRIPTS,
-        "demo": {"*": {**DEMO_PRESET["*"], "teacher_epochs": 2}},
+        "demo": {**DEMO_PRESET, "*": {**DEMO_PRESET["*"], "teacher_epochs": 2}},
     }
     state_attributes = ("_step",)
 

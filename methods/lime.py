@@ -168,7 +168,11 @@ class LIME(Method):
 
     presets: ClassVar[Presets] = {
         "paper": PAPER_TRAINING_PRESET,
-        "demo": {"*": {**DEMO_TRAINING_PRESET["*"], "num_samples": 300}},
+        # A transformer classifies each perturbation with a full forward pass: fewer of them.
+        "demo": {
+            "*": {**DEMO_TRAINING_PRESET["*"], "num_samples": 300},
+            "hf/*": {**DEMO_TRAINING_PRESET["hf/*"], "num_samples": 50},
+        },
     }
 
     def __init__(self, config: Config, info: DataInfo, device: torch.device) -> None:

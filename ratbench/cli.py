@@ -94,6 +94,13 @@ def main() -> None:
 @click.option("--limit", type=click.IntRange(min=1), help="Use at most N examples per split (smoke runs).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="bf16: train and evaluate under bfloat16 autocast (for CUDA GPUs); part of the cell id.",
+)
+@click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=1,
@@ -156,6 +163,7 @@ def run(
     epochs: int | None,
     limit: int | None,
     device: str,
+    precision: str,
     workers: int,
     gpus: str | None,
     cells_per_gpu: int,
@@ -186,6 +194,7 @@ def run(
         limit=limit,
         data_dir=data_dir,
         max_cells=max_cells,
+        precision=precision,
     )
     gpu_ids = _gpu_ids(device, grid.parse_names(gpus, "--gpus") if gpus else None)
     if dry_run:

@@ -182,6 +182,7 @@ def expand(
     limit: int | None = None,
     data_dir: Path | None = None,
     max_cells: int = DEFAULT_MAX_CELLS,
+    precision: str = "fp32",
 ) -> list[CellSpec]:
     """All cells of the grid, in method, dataset, subset, seed order.
 
@@ -253,7 +254,7 @@ def expand(
                         eval_version=EVAL_VERSION,
                         limit=limit,
                         seed=seed,
-                        pipeline=pipeline(),
+                        pipeline=pipeline(precision),
                         variant=variant,
                     )
                 )

@@ -3,6 +3,7 @@ model selection, evaluation and every file a cell writes."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gzip
 import math
@@ -12,7 +13,7 @@ import random
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,17 @@ def prepare_data(spec: cells.CellSpec, data_dir: Path | None = None) -> Prepared
     return PreparedData(splits, info, pad_to, config.bucket_batches, config.word_rule, stats, docids, label_names)
 
 
+@contextlib.contextmanager
+def autocast(device: str, precision: str) -> Iterator[None]:
+    """``bf16``: run the block under ``torch.autocast`` to bfloat16 (meant for CUDA; also runs on
+    CPU); ``fp32``: unchanged."""
+    if precision == "fp32":
+        yield
+        return
+    with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16):
+        yield
+
+
 class NonFiniteError(RatbenchError):
     """Training or evaluation produced NaN or infinity: the cell fails and is never "done"."""
 
@@ -178,6 +190,7 @@ def _train_and_evaluate(
     post_hoc = method_cls.kind == "post_hoc"
     batch_rng = np.random.default_rng(spec.seed)
     eval_size = config.batch_size
+    precision = spec.pipeline.get("precision", "fp32")
 
     def split(name: str) -> Any:
         return iter_batches(eval_batches(data.splits[name], eval_size, data.pad_to), torch_device)
@@ -190,7 +203,8 @@ def _train_and_evaluate(
             tic = time.perf_counter()
             batches = train_batches(data.splits["train"], config.batch_size, batch_rng, data.pad_to, data.pool_batches)
             record: dict[str, Any] = {"epoch": epoch}
-            record.update(method.train_epoch(iter_batches(batches, torch_device)))
+            with autocast(device, precision):
+                record.update(method.train_epoch(iter_batches(batches, torch_device)))
             record["train_seconds"] = time.perf_counter() - tic
             train_seconds += record["train_seconds"]
             bad = non_finite(record)
@@ -202,11 +216,12 @@ def _train_and_evaluate(
                     f"epoch {epoch}: training became non-finite ({values}); the cell is not finished: "
                     "lower the learning rate, or check the embeddings and the data for NaN/inf"
                 )
-            if post_hoc:  # the classifier's full-text accuracy, the same for both modes
-                dev_acc = predictor_accuracy(method, split("dev"), "full")
-                dev_accs = dict.fromkeys(EVAL_MODES, dev_acc)
-            else:
-                dev_accs = {mode: accuracy(method, split("dev"), mode) for mode in EVAL_MODES}
+            with autocast(device, precision):
+                if post_hoc:  # the classifier's full-text accuracy, the same for both modes
+                    dev_acc = predictor_accuracy(method, split("dev"), "full")
+                    dev_accs = dict.fromkeys(EVAL_MODES, dev_acc)
+                else:
+                    dev_accs = {mode: accuracy(method, split("dev"), mode) for mode in EVAL_MODES}
             snapshot = None  # one copy of the state per epoch, shared by the modes it is best for
             for mode, dev_acc in dev_accs.items():
                 if dev_acc is None:
@@ -227,9 +242,10 @@ def _train_and_evaluate(
     for mode in EVAL_MODES:
         method.load_state_dict(best[mode]["state"])
         key = best[mode]["epoch"] if post_hoc else (best[mode]["epoch"], mode)
-        if key not in explained:
-            explained[key] = rationalize_split(method, split("test"), mode)
-        evaluation = score_rationales(method, explained[key], mode, target, data.word_rule)
+        with autocast(device, precision):
+            if key not in explained:
+                explained[key] = rationalize_split(method, split("test"), mode)
+            evaluation = score_rationales(method, explained[key], mode, target, data.word_rule)
         results[mode] = {"best_epoch": best[mode]["epoch"], "dev_acc": best[mode]["dev_acc"], **evaluation.metrics}
         records.extend(
             {"mode": mode, "docid": data.docids.get(record["id"], record["id"]), **record}

@@ -16,6 +16,6 @@ PIPELINE_VERSION = "2"  # 2: attempts, non-finite checks, whole-state restore, p
 LIMIT_SHUFFLE_SEED = 0  # --limit keeps the same examples whatever the run seed
 
 
-def pipeline() -> dict[str, Any]:
-    """The pipeline part of a cell's identity."""
-    return {"version": PIPELINE_VERSION, "limit_shuffle_seed": LIMIT_SHUFFLE_SEED}
+def pipeline(precision: str = "fp32") -> dict[str, Any]:
+    """The pipeline part of a cell's identity (``precision``: ``fp32``, or ``bf16`` autocast)."""
+    return {"version": PIPELINE_VERSION, "limit_shuffle_seed": LIMIT_SHUFFLE_SEED, "precision": precision}

@@ -78,7 +78,7 @@ def _spec(**changes: object) -> CellSpec:
         "eval_version": "1",
         "limit": None,
         "seed": 1,
-        "pipeline": {"version": "2", "limit_shuffle_seed": 0},
+        "pipeline": {"version": "2", "limit_shuffle_seed": 0, "precision": "fp32"},
     }
     base.update(changes)
     return CellSpec(**base)  # type: ignore[arg-type]
@@ -88,8 +88,8 @@ def test_config_id_is_pinned() -> None:
     """Golden id: an accidental change to hashing or to the spec layout fails loudly."""
     spec = _spec()
     assert spec.config_id == "c-" + stable_hash(spec.identity())
-    assert spec.config_id == "c-73349737b6"
-    assert spec.cell_id == "rnp/synthetic.appearance/c-73349737b6/seed1"
+    assert spec.config_id == "c-c4482aa107"
+    assert spec.cell_id == "rnp/synthetic.appearance/c-c4482aa107/seed1"
 
 
 def test_seed_shares_config_id_but_config_and_versions_do_not() -> None:
@@ -104,7 +104,8 @@ def test_seed_shares_config_id_but_config_and_versions_do_not() -> None:
         {"eval_version": "2"},
         {"dataset_config": {"max_len": 128}},
         {"limit": 10},
-        {"pipeline": {"version": "3", "limit_shuffle_seed": 0}},
+        {"pipeline": {"version": "3", "limit_shuffle_seed": 0, "precision": "fp32"}},
+        {"pipeline": {"version": "2", "limit_shuffle_seed": 0, "precision": "bf16"}},
         {"pipeline": {"version": "2", "limit_shuffle_seed": 1}},
     ):
         assert _spec(**change).config_id != spec.config_id, change
