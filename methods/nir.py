@@ -16,7 +16,16 @@ from ratbench.method import Method, MethodConfig, Presets
 from ratbench.registry import register_method
 from ratbench.types import Batch, DataInfo, EncodedExample, EvalMode, RationaleOutput
 
-from ._blocks import AttentionClassifier, EpochMeans, FrozenEmbedding, Predictor, visible
+from ._blocks import (
+    AttentionClassifier,
+    EpochMeans,
+    TransformerOptions,
+    make_embedding,
+    make_encoder,
+    make_predictor,
+    trainable_groups,
+    visible,
+)
 from .rnp import DEMO_TRAINING_PRESET, PAPER_TRAINING_PRESET, RNP
 
 EPS = 1e-12
@@ -140,20 +149,22 @@ def js_reference(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 
 class NIRModel(nn.Module):
-    """Frozen embedding, the soft attention model and the rationale predictor."""
+    """Frozen embedding (or the token ids), the soft attention model and the rationale
+    predictor: BiGRUs, or two copies of the cell's transformer (the reference's BERT-A2R)."""
 
-    def __init__(self, info: DataInfo, hidden_dim: int, dropout: float, scorer: str) -> None:
+    def __init__(self, info: DataInfo, hidden_dim: int, dropout: float, scorer: str, config: object = None) -> None:
         super().__init__()
-        self.embed = FrozenEmbedding(info.embeddings)
-        self.soft = AttentionClassifier(self.embed.dim, hidden_dim, info.num_classes, dropout, scorer)
-        self.predictor = Predictor(self.embed.dim, hidden_dim, info.num_classes, dropout)
+        self.embed = make_embedding(info)
+        encoder = make_encoder(info, self.embed.dim, hidden_dim, config)
+        self.soft = AttentionClassifier(self.embed.dim, hidden_dim, info.num_classes, dropout, scorer, encoder)
+        self.predictor = make_predictor(info, self.embed, hidden_dim, info.num_classes, dropout, config)
 
 
 @register_method("nir")
 class NIR(Method):
     """NIR, unsupervised selective rationalization with noise injection (Storek et al., ACL 2023),
-    BERT-A2R + NI of the reference repository adamstorek/noise_injection@334e888, adapted to
-    GRU encoders on word-level data (METHODS.md 12).
+    BERT-A2R + NI of the reference repository adamstorek/noise_injection@334e888, on a
+    transformer or adapted to GRU encoders on word-level data (METHODS.md 12).
 
     Three parts: a soft model (frozen embedding, BiGRU, additive attention over the real tokens,
     Linear) that classifies the full text; a selector that keeps the top
@@ -180,13 +191,18 @@ class NIR(Method):
         compact (True, the reference): False feeds the rationale predictor the whole sequence
             with deselected tokens zeroed (RNP's in-place masking) instead of the compacted
             selected tokens.
-    Adaptations that have no flag: BERT encoders become BiGRUs over frozen GloVe; the soft
-        model masks padding out of its attention (the reference's softmax runs over padding
-        too, which only matters with fixed-width padding); there is no word-piece to word
-        mapping (the data layer's tokens are words), and OOV tokens (id 0) count as one word
-        in the tf-idf statistics and are never drawn as replacements; model selection is the
-        harness's best dev accuracy of the rationale predictor, not the reference's early
-        stopping on both validation losses (patience 2).
+    Adaptations that have no flag: with the word encoder, BERT encoders become BiGRUs over
+        frozen GloVe; the soft model masks padding out of its attention (the reference's
+        softmax runs over padding too, which only matters with fixed-width padding); OOV
+        tokens (id 0) count as one word in the tf-idf statistics and are never drawn as
+        replacements; model selection is the harness's best dev accuracy of the rationale
+        predictor, not the reference's early stopping on both validation losses (patience 2).
+    On a transformer (``data.encoder=hf:...``) this is the reference's BERT-A2R: two copies of
+    the transformer, the input ``[CLS] query [SEP] document [SEP]``, top-k over the document
+    pieces, the compacted rationale ``[CLS] query [SEP] selected pieces [SEP]``, the [CLS]
+    state pooled (``pooling=cls`` in its presets). There, k counts the document pieces (the
+    reference: every non-pad piece, query and specials included), and the noise replaces
+    pieces by pieces (the reference maps them to words and tokenizes the noisy words again).
     The VER paper's appendix describes its NIR baseline as RNP with noise injection; this
     plugin follows the NIR reference architecture (A2R), as METHODS.md 12 specifies, and
     ``nir_rnp`` is the paper's variant.
@@ -195,10 +211,9 @@ class NIR(Method):
     description = "NIR: A2R-style soft model + top-k selector, tf-idf noise injected into selected tokens"
     kind = "select_predict"
     version = "1"
-    encoders = ("word",)  # its transformer (A2R) form is not built yet
 
     @dataclasses.dataclass(frozen=True)
-    class Config(MethodConfig):
+    class Config(MethodConfig, TransformerOptions):
         epochs: int = 300
         batch_size: int = 128
         lr: float = 1e-4
@@ -220,15 +235,19 @@ class NIR(Method):
         ref_quirks: bool = False
         """Reproduce the reference's double-softmax CE and swapped, summed JS (reference: True)."""
 
-    presets: ClassVar[Presets] = {"paper": PAPER_TRAINING_PRESET, "demo": DEMO_TRAINING_PRESET}
+    # On a transformer the rationale predictor pools the [CLS] state, as the reference's.
+    presets: ClassVar[Presets] = {
+        "paper": {**PAPER_TRAINING_PRESET, "hf/*": {"pooling": "cls"}},
+        "demo": {**DEMO_TRAINING_PRESET, "hf/*": {**DEMO_TRAINING_PRESET["hf/*"], "pooling": "cls"}},
+    }
 
     def __init__(self, config: Config, info: DataInfo, device: torch.device) -> None:
         super().__init__(config, info, device)
         self.config: NIR.Config = config
-        self.model = NIRModel(info, config.hidden_dim, config.dropout, config.scorer).to(device)
+        self.model = NIRModel(info, config.hidden_dim, config.dropout, config.scorer, config).to(device)
         self.optimizers = [
-            torch.optim.Adam(self.model.soft.parameters(), lr=config.lr),
-            torch.optim.Adam(self.model.predictor.parameters(), lr=config.lr),
+            torch.optim.Adam(trainable_groups(self.model.soft, config.lr, config.encoder_lr)),
+            torch.optim.Adam(trainable_groups(self.model.predictor, config.lr, config.encoder_lr)),
         ]
         self.inject_noise = NoiseInjector(info, config.noise_p, device)
 

@@ -81,3 +81,27 @@ def test_a_preset_can_depend_on_the_encoder() -> None:
     assert grid.preset_scopes("eraser", "fever", "hf") == (
         "*", "hf/*", "eraser", "hf/eraser", "eraser.fever", "hf/eraser.fever"
     )  # fmt: skip
+
+
+def test_nir_on_a_transformer_compacts_the_rationale_behind_the_query(tiny_hf_model: Path, query_toy_dataset) -> None:
+    """BERT-A2R's rationale input: [CLS] query [SEP] selected document pieces [SEP]."""
+    from ratbench._plugins.methods._blocks import visible
+    from ratbench._plugins.methods.nir import compact
+
+    sets = {"querytoy": {"n": "16"}, "data": {"encoder": f"hf:{tiny_hf_model}"}}
+    [spec] = grid.expand(["nir"], ["querytoy"], [1], preset="demo", epochs=1, sets=sets)
+    assert spec.method_config["pooling"] == "cls"
+    seed_everything(1)
+    data = prepare_data(spec)
+    cls = METHODS.get("nir")
+    method = cls(cls.Config.resolve(spec.method_config), data.info, torch.device("cpu"))
+    batch = next(train_batches(data.splits["test"], 4, np.random.default_rng(0)))
+    selected = method.rationalize(batch, "clean").mask
+    ids, mask = compact(batch.ids, visible(selected, batch))
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_hf_model)
+    for row in range(len(ids)):
+        pieces = tokenizer.convert_ids_to_tokens(ids[row, : int(mask[row].sum())].tolist())
+        assert pieces[:5] == ["[CLS]", "is", "it", pieces[3], "[SEP]"] and pieces[3] in ("good", "bad")
+        assert pieces[-1] == "[SEP]" and len(pieces) == 6 + int(selected[row].sum())
