@@ -38,7 +38,9 @@ class TransformerEncoder(nn.Module):
     def __init__(self, path: str, pad_id: int, mask_mode: str = "embedding", freeze_embeddings: bool = False) -> None:
         super().__init__()
         from transformers import AutoModel
+        from transformers.utils import logging
 
+        logging.disable_progress_bar()  # no "Loading weights" bar per model in a grid's output
         self.transformer = AutoModel.from_pretrained(path, local_files_only=True)
         self.pad_id = pad_id
         self.mask_mode = mask_mode

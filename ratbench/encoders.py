@@ -24,6 +24,7 @@ question) comes first and is context: visible to every model, never selectable, 
 from __future__ import annotations
 
 import importlib.util
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -184,7 +185,8 @@ class HFEncoder(TextEncoder):
             if self.tokens_are_piece_ids:
                 self._pieces_cache[words] = ([int(w) for w in words], list(range(len(words))))
             else:
-                encoded = self.tokenizer(list(words), is_split_into_words=True, add_special_tokens=False)
+                # verbose=False: a long document is cut later, at max_len; no warning per document
+                encoded = self.tokenizer(list(words), is_split_into_words=True, add_special_tokens=False, verbose=False)
                 self._pieces_cache[words] = (list(encoded["input_ids"]), list(encoded.word_ids()))
         return self._pieces_cache[words]
 
@@ -220,7 +222,16 @@ def check_encoder(config: DataConfig) -> None:
         raise RatbenchError(f"unknown encoder {config.encoder!r}; use word or hf:PATH_OR_NAME (e.g. hf:minilm)")
     if importlib.util.find_spec("transformers") is None:
         raise RatbenchError(f"data.encoder={config.encoder} needs transformers: pip install 'ratbench[transformers]'")
-    resolve_model(config.encoder.removeprefix("hf:"))
+    path = resolve_model(config.encoder.removeprefix("hf:"))
+    try:
+        positions = json.loads((path / "config.json").read_text(encoding="utf-8")).get("max_position_embeddings")
+    except (OSError, ValueError):
+        positions = None
+    if isinstance(positions, int) and config.max_len > positions:
+        raise RatbenchError(
+            f"data.max_len {config.max_len} is longer than the {positions} positions of {path}; "
+            f"use --set data.max_len={positions} or less"
+        )
 
 
 def make_encoder(config: DataConfig, tokens_are_piece_ids: bool = False) -> TextEncoder:

@@ -105,7 +105,7 @@ def tiny_hf_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=64,
-        max_position_embeddings=64,
+        max_position_embeddings=512,
     )
     torch.manual_seed(0)
     transformers.BertModel(config).save_pretrained(folder)

@@ -88,3 +88,9 @@ def test_scores_count_words_by_default_and_pieces_as_a_second_set(tiny_hf_model:
     records = score_rationales(NoPredictor(), outputs, "clean", None, "any").records
     assert records[0]["mask"] == [0, 1, 0] and records[0]["gold"] == [0, 1, 0]  # per document word
     assert np.isclose(by_first["piece_F1"], by_any["piece_F1"])
+
+
+def test_max_len_beyond_the_models_positions_is_refused(tiny_hf_model: Path) -> None:
+    check_encoder(DataConfig(encoder=f"hf:{tiny_hf_model}", max_len=512))
+    with pytest.raises(RatbenchError, match="data.max_len 600 is longer than the 512 positions"):
+        check_encoder(DataConfig(encoder=f"hf:{tiny_hf_model}", max_len=600))
