@@ -92,5 +92,5 @@ def test_scores_count_words_by_default_and_pieces_as_a_second_set(tiny_hf_model:
 
 def test_max_len_beyond_the_models_positions_is_refused(tiny_hf_model: Path) -> None:
     check_encoder(DataConfig(encoder=f"hf:{tiny_hf_model}", max_len=512))
-    with pytest.raises(RatbenchError, match="data.max_len 600 is longer than the 512 positions"):
+    with pytest.raises(RatbenchError, match=r"data.max_len 600 is longer than the 512 positions"):
         check_encoder(DataConfig(encoder=f"hf:{tiny_hf_model}", max_len=600))
