@@ -4,6 +4,13 @@ Frozen embedding, the selector (BiGRU -> LayerNorm -> dropout -> Linear(., 2)), 
 (BiGRU over the masked embeddings -> masked max-pool -> dropout -> Linear), hard Gumbel-softmax
 sampling with the straight-through estimator, and the batch-level sparsity and continuity
 regularizers, all with the reference semantics.
+
+The encoder of a selector, predictor or attention classifier is the cell's: a BiGRU over the
+frozen word vectors, or a copy of a Hugging Face transformer over the token ids (``_transformer``;
+``make_embedding`` / ``make_encoder`` / ``make_selector`` / ``make_predictor`` pick it from
+``DataInfo.encoder``). Both offer ``states(x, mask, keep)`` and ``output_dim``, so the methods'
+training code is the same on either. ``visible`` and ``document_part`` keep the query and the
+special tokens out of every rationale and in view of every predictor.
 """
 
 from __future__ import annotations
