@@ -291,23 +291,29 @@ class Eraser(DatasetAdapter):
         """The annotation files and the ``docs/`` folder."""
         return {**self.files(), "docs": self.folder() / "docs"}
 
-    def check_files(self) -> None:
-        """The annotation files, the ``docs/`` folder, then every document an annotation names
-        (so that a missing ``docs/<docid>`` stops the run before any cell starts)."""
-        super().check_files()
+    def missing_files(self) -> list[MissingDataError]:
+        """The missing annotation files, else a missing ``docs/`` folder, else the first document
+        an annotation names that is not there (so that a missing ``docs/<docid>`` stops the run
+        before any cell starts)."""
+        problems = super().missing_files()
         docs = self.folder() / "docs"
-        if not docs.is_dir():
-            raise MissingDataError(f"{self.name}: missing documents folder {docs}; get it from {self.source}")
+        if problems or not docs.is_dir():
+            return problems or [
+                MissingDataError(f"{self.name}: missing documents folder {docs}; get it from {self.source}")
+            ]
         for path in dict.fromkeys(self.files().values()):
             lines, _ = _read_lines(path)
             for line_no, text in lines:
                 unit = _doc_unit(text, line_no)
                 docid = unit[1] if unit[0] == "doc" else None  # a malformed line is read()'s to report
                 if isinstance(docid, str) and "/" not in docid and not (docs / docid).is_file():
-                    raise MissingDataError(
-                        f"{self.name}.{self.subset}: missing document file {docs / docid} (docid {docid!r}, "
-                        f"used at {path}:{line_no}); get the documents from {self.source}"
-                    )
+                    return [
+                        MissingDataError(
+                            f"{self.name}.{self.subset}: missing document file {docs / docid} (docid {docid!r}, "
+                            f"used at {path}:{line_no}); get the documents from {self.source}"
+                        )
+                    ]
+        return []
 
     def read(self, split: Split) -> Iterator[Example]:
         """Yield the annotations of ``split`` (file order, after the carve-out)."""

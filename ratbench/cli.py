@@ -79,10 +79,19 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--methods", required=True, help="Comma-separated method names, e.g. ver,rnp.")
-@click.option("--datasets", required=True, help="Comma-separated datasets: NAME (all subsets) or NAME.SUBSET.")
+@click.option(
+    "--grid",
+    "grid_name",
+    metavar="NAME",
+    help="One of the paper's grids (table1, table2, table3): its methods, datasets, preset and settings; "
+    "--methods/--datasets then pick a part of it, --set values still apply.",
+)
+@click.option("--methods", help="Comma-separated method names, e.g. ver,rnp (required without --grid).")
+@click.option(
+    "--datasets", help="Comma-separated datasets: NAME (all subsets) or NAME.SUBSET (required without --grid)."
+)
 @click.option("--seeds", default="1", show_default=True, help="Seeds: a range 1-5, a list 1,3,5, or both.")
-@click.option("--preset", default="paper", show_default=True, help="Named hyperparameter set: paper or demo.")
+@click.option("--preset", help="Named hyperparameter set: paper or demo [default: paper; a grid names its own].")
 @click.option(
     "--set",
     "sets",
@@ -155,10 +164,11 @@ def main() -> None:
 )
 @friendly_errors
 def run(
-    methods: str,
-    datasets: str,
+    grid_name: str | None,
+    methods: str | None,
+    datasets: str | None,
     seeds: str,
-    preset: str,
+    preset: str | None,
     sets: tuple[str, ...],
     epochs: int | None,
     limit: int | None,
@@ -180,28 +190,54 @@ def run(
     max_cells: int,
     stale_after: float,
 ) -> None:
-    """Train and evaluate every method x dataset.subset x seed cell that is not done yet."""
+    """Train and evaluate every method x dataset.subset x seed cell that is not done yet.
+
+    \b
+    Examples:
+      ratbench run --methods ver,rnp --datasets beer,hotel --seeds 1-5
+      ratbench run --grid table1 --seeds 1-5 --data-dir DIR --dry-run
+    """
     from ratbench import cells, grid
+    from ratbench.errors import MissingDataError
     from ratbench.scheduler import grid_status, run_grid
 
-    specs = grid.expand(
-        grid.parse_names(methods, "--methods"),
-        grid.parse_names(datasets, "--datasets"),
-        grid.parse_seeds(seeds, max_cells),
-        preset=preset,
-        sets=grid.parse_sets([*sets, "data.lenient=true"] if lenient else sets),
-        epochs=epochs,
-        limit=limit,
-        data_dir=data_dir,
-        max_cells=max_cells,
-        precision=precision,
-    )
+    missing: list[MissingDataError] = []
+    extra_sets = ["data.lenient=true"] if lenient else []
+    requests = _run_requests(grid_name, methods, datasets, preset, [*sets, *extra_sets], data_dir)
+    seed_list = grid.parse_seeds(seeds, max_cells)
+    specs = []
+    for run_methods, run_datasets, run_preset, run_sets in requests:
+        specs += grid.expand(
+            run_methods,
+            run_datasets,
+            seed_list,
+            preset=run_preset,
+            sets=grid.parse_sets(run_sets),
+            epochs=epochs,
+            limit=limit,
+            data_dir=data_dir,
+            max_cells=max_cells,
+            precision=precision,
+            on_missing=missing.append if dry_run else None,
+        )
     gpu_ids = _gpu_ids(device, grid.parse_names(gpus, "--gpus") if gpus else None)
     if dry_run:
         by_status = grid_status(specs, results_dir, stale_after)
         click.echo(", ".join(f"{len(ids)} {name}" for name, ids in by_status.items()) + f" ({len(specs)} cells)")
+        for line in _settings_lines(specs):
+            click.echo(line)
         for cell_id in by_status["todo"] + by_status["failed"] + by_status["stale"] + by_status["corrupt"]:
             click.echo(f"  to run: {cell_id}")
+        problems = list(dict.fromkeys(str(problem) for problem in missing))
+        for problem in problems:
+            click.echo(f"missing: {problem}", err=True)
+        if problems:
+            click.echo(
+                f"error: {len(problems)} required file(s) or model(s) missing (listed above); the cell ids "
+                "above will change once they are there",
+                err=True,
+            )
+            sys.exit(EXIT_USAGE)
         return
     from ratbench.executors import plan_slots, run_parallel
     from ratbench.scheduler import CellProgress
@@ -257,6 +293,58 @@ def run(
         for cell_id, reason in summary.failed:
             click.echo(f"  failed: {cell_id}: {reason}", err=True)
         sys.exit(EXIT_FAILED_CELLS)
+
+
+def _run_requests(
+    grid_name: str | None,
+    methods: str | None,
+    datasets: str | None,
+    preset: str | None,
+    sets: list[str],
+    data_dir: Path | None,
+) -> list[tuple[list[str], list[str], str, list[str]]]:
+    """``(methods, datasets, preset, --set items)`` of each part of the requested grid: the
+    command-line product, or the runs of a paper grid (``--grid``) narrowed by ``--methods`` and
+    ``--datasets``."""
+    from ratbench import grid, paper_grids
+
+    method_names = grid.parse_names(methods, "--methods") if methods is not None else None
+    dataset_names = grid.parse_names(datasets, "--datasets") if datasets is not None else None
+    if grid_name is None:
+        if method_names is None or dataset_names is None:
+            raise RatbenchError("give --methods and --datasets, or --grid table1|table2|table3")
+        return [(method_names, dataset_names, preset or "paper", sets)]
+    paper = paper_grids.get_grid(grid_name)
+    if preset is not None and preset != paper.preset:
+        raise RatbenchError(
+            f"--grid {grid_name} runs with preset {paper.preset}; drop --preset {preset}, or use --methods and "
+            "--datasets to run another preset"
+        )
+    return [
+        (run_methods, run_datasets, paper.preset, run_sets)
+        for run_methods, run_datasets, run_sets in paper_grids.grid_requests(
+            paper, data_dir, sets, method_names, dataset_names
+        )
+    ]
+
+
+SETTING_KEYS = ("sparsity", "perturb_rate", "noise_p", "lr", "batch_size", "epochs")
+DATA_SETTING_KEYS = ("encoder", "embeddings", "max_len")
+
+
+def _settings_lines(specs: list[Any]) -> list[str]:
+    """One line per configuration of a grid: the method, the dataset and the settings that
+    decide a table row (sparsity target, learning rate, batch size, epochs, encoder, ...)."""
+    lines, seen = [], set()
+    for spec in specs:
+        if spec.config_id in seen:
+            continue
+        seen.add(spec.config_id)
+        method = [f"{key}={spec.method_config[key]}" for key in SETTING_KEYS if key in spec.method_config]
+        data = [f"{key}={spec.dataset_config[key]}" for key in DATA_SETTING_KEYS if key in spec.dataset_config]
+        preset = (spec.variant or {}).get("preset")
+        lines.append(f"  {spec.method} on {spec.dataset}.{spec.subset} (preset {preset}): {', '.join(method + data)}")
+    return lines
 
 
 def _gpu_ids(device: str, gpus: list[str] | None) -> list[str] | None:

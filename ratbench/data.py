@@ -114,8 +114,22 @@ class DatasetAdapter(ABC):
 
     def check_files(self) -> None:
         """Raise ``MissingDataError`` naming the first missing file and where to get it."""
+        problems = self.missing_files()
+        if problems:
+            raise problems[0]
+
+    def missing_files(self) -> list[MissingDataError]:
+        """One ``MissingDataError`` per missing file, in ``files()`` order (empty: all there)."""
+        problems, seen = [], set()
         for role, path in self.files().items():
-            self.require_file(role, path)
+            if path in seen:  # a file several splits share is named once
+                continue
+            seen.add(path)
+            try:
+                self.require_file(role, path)
+            except MissingDataError as exc:
+                problems.append(exc)
+        return problems
 
     def require_file(self, role: str, path: Path, why: str = "") -> Path:
         """``path`` if it is a file, else ``MissingDataError`` naming it, why it is needed and where

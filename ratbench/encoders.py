@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ratbench.errors import RatbenchError
+from ratbench.errors import MissingDataError, RatbenchError
 from ratbench.types import EncodedExample, Example
 
 if TYPE_CHECKING:
@@ -143,7 +143,7 @@ def resolve_model(name: str) -> Path:
     try:
         return Path(snapshot_download(name, local_files_only=True))
     except Exception:
-        raise RatbenchError(
+        raise MissingDataError(
             f"model {name!r} not found: it is no folder, and not in the local Hugging Face cache "
             f"({constants.HF_HUB_CACHE}); download it once with `huggingface-cli download {name}`, or pass "
             "--set data.encoder=hf:/path/to/model"

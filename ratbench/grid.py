@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ from ratbench import filehash
 from ratbench.cells import CellSpec
 from ratbench.data import DataConfig, DatasetAdapter
 from ratbench.encoders import check_encoder
-from ratbench.errors import RatbenchError, did_you_mean
+from ratbench.errors import MissingDataError, RatbenchError, did_you_mean
 from ratbench.registry import DATASETS, METHODS
 from ratbench.text import check_embeddings
 from ratbench.variants import differences, make_variant
@@ -151,14 +151,22 @@ def build_adapter(
     preset: str = "paper",
     sets: Mapping[str, Mapping[str, str]] | None = None,
     data_dir: Path | None = None,
+    on_missing: Callable[[MissingDataError], None] | None = None,
 ) -> DatasetAdapter:
     """The adapter of ``dataset.subset`` with its resolved config (defaults < preset <
-    ``--set data.*`` < ``--set <dataset>.*``); checks the embeddings choice, not the files."""
+    ``--set data.*`` < ``--set <dataset>.*``); checks the embeddings choice and the model, not
+    the data files. A missing embedding file or model goes to ``on_missing`` when given (a dry
+    run lists them all), else it is raised."""
     adapter_cls = DATASETS.get(dataset)
     preset_part, user_part = data_config_layers(dataset, subset, preset, sets)
     config = adapter_cls.Config.resolve(*preset_part, *user_part, owner=dataset)
-    check_embeddings(config.embeddings)
-    check_encoder(config)
+    for check, value in ((check_embeddings, config.embeddings), (check_encoder, config)):
+        try:
+            check(value)
+        except MissingDataError as exc:
+            if on_missing is None:
+                raise
+            on_missing(exc)
     return adapter_cls(subset, config, data_dir)
 
 
@@ -183,12 +191,15 @@ def expand(
     data_dir: Path | None = None,
     max_cells: int = DEFAULT_MAX_CELLS,
     precision: str = "fp32",
+    on_missing: Callable[[MissingDataError], None] | None = None,
 ) -> list[CellSpec]:
     """All cells of the grid, in method, dataset, subset, seed order.
 
     Config precedence: class defaults < preset (``*`` < dataset < dataset.subset) < ``--set``
     (and ``--epochs``, which is ``--set <every method>.epochs``). A grid of more than
-    ``max_cells`` cells is an error (raised before any cell is built).
+    ``max_cells`` cells is an error (raised before any cell is built). A missing data file,
+    embedding file or model is raised, or, with ``on_missing``, passed to it (every one of
+    them); the cell ids then hash only the files that are there.
     """
     sets = dict(sets or {})
     for name in methods:
@@ -212,8 +223,11 @@ def expand(
 
     adapters = {}
     for dataset, subset in targets:
-        adapter = build_adapter(dataset, subset, preset, sets, data_dir)
-        adapter.check_files()
+        adapter = build_adapter(dataset, subset, preset, sets, data_dir, on_missing)
+        for problem in adapter.missing_files():
+            if on_missing is None:
+                raise problem
+            on_missing(problem)
         adapters[dataset, subset] = adapter
 
     specs = []

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ratbench.errors import DataFormatError, RatbenchError
+from ratbench.errors import DataFormatError, MissingDataError, RatbenchError
 from ratbench.types import EncodedExample, Example
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def load_glove_text(path: str | Path) -> Vocab:
     """
     path = Path(path)
     if not path.is_file():
-        raise RatbenchError(f"embedding file not found: {path}; {GLOVE_HELP}")
+        raise MissingDataError(f"embedding file not found: {path}; {GLOVE_HELP}")
     opener = gzip.open if path.suffix == ".gz" else open
     words: dict[str, int] = {}
     rows: list[np.ndarray] = []
@@ -137,7 +137,7 @@ def check_embeddings(spec: str) -> None:
         )
     path = Path(spec.removeprefix("glove:"))
     if not path.is_file():
-        raise RatbenchError(f"embedding file not found: {path}; {GLOVE_HELP}")
+        raise MissingDataError(f"embedding file not found: {path}; {GLOVE_HELP}")
 
 
 def check_embedding_files(specs: Iterable[str]) -> None:

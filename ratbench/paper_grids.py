@@ -1,0 +1,123 @@
+"""The paper's grids (``ratbench run --grid table1|table2|table3``), read from a data file.
+
+``resources/paper_grids.toml`` says, for each table of the VER paper, which methods ran on which
+datasets with which preset and ``--set`` values (sparsity targets, encoder, embeddings), with the
+source of each setting in a comment. A grid is one or more *runs* (a methods x datasets product
+with its own extra ``--set`` values, e.g. NIR without noise as the A2R row), so the file is data
+and this module only reads it and turns it into the arguments of :func:`ratbench.grid.expand`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ratbench.errors import RatbenchError, did_you_mean
+
+GRIDS_FILE = "paper_grids.toml"
+DATA_DIR_PLACEHOLDER = "{data_dir}"
+
+
+@dataclass(frozen=True)
+class GridRun:
+    """One methods x datasets product of a grid, with the ``--set`` items it adds."""
+
+    methods: tuple[str, ...]
+    sets: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PaperGrid:
+    """A table's grid: its runs over ``datasets`` with ``preset`` and the grid-wide ``sets``."""
+
+    name: str
+    title: str
+    layout: str
+    preset: str
+    datasets: tuple[str, ...]
+    sets: dict[str, Any]
+    runs: tuple[GridRun, ...]
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """Every method of the grid, in the order of its runs."""
+        return tuple(dict.fromkeys(name for run in self.runs for name in run.methods))
+
+
+def _text(value: Any) -> str:
+    """A TOML value as ``--set`` writes it (``true``, ``0.15``)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+@cache
+def load_grids() -> dict[str, PaperGrid]:
+    """Every grid of the packaged file, by name."""
+    text = resources.files("ratbench").joinpath("resources", GRIDS_FILE).read_text(encoding="utf-8")
+    grids = {}
+    for name, table in tomllib.loads(text).items():
+        runs = tuple(GridRun(tuple(run["methods"]), dict(run.get("sets", {}))) for run in table["runs"])
+        grids[name] = PaperGrid(
+            name=name,
+            title=table["title"],
+            layout=table.get("layout", "generic"),
+            preset=table.get("preset", "paper"),
+            datasets=tuple(table["datasets"]),
+            sets=dict(table.get("sets", {})),
+            runs=runs,
+        )
+    return grids
+
+
+def get_grid(name: str) -> PaperGrid:
+    """The grid called ``name``, or a one-line error listing the grids there are."""
+    grids = load_grids()
+    if name not in grids:
+        raise RatbenchError(f"unknown grid {name!r}{did_you_mean(name, grids)}; available: {', '.join(grids)}")
+    return grids[name]
+
+
+def _pick(chosen: Sequence[str] | None, available: Sequence[str], what: str, grid: str) -> list[str]:
+    """``available`` filtered to ``chosen`` (all of it when None); a name outside it is an error."""
+    if chosen is None:
+        return list(available)
+    outside = [name for name in chosen if name not in available]
+    if outside:
+        raise RatbenchError(
+            f"--{what} {','.join(outside)}: not part of grid {grid} (it has {', '.join(available)}); "
+            f"drop --grid to run other {what}"
+        )
+    return [name for name in available if name in chosen]
+
+
+def grid_requests(
+    grid: PaperGrid,
+    data_dir: Path | None,
+    user_sets: Sequence[str] = (),
+    methods: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+) -> list[tuple[list[str], list[str], list[str]]]:
+    """``(methods, datasets, --set items)`` for each run of ``grid``, restricted to ``methods``
+    and ``datasets`` when given (runs left empty are dropped). The grid's items come first and the
+    user's last, so the user's win; an item for a method outside the run is left out (it would
+    name a scope the run does not have). ``{data_dir}`` is replaced by ``data_dir`` (``data``
+    when None, the default data root)."""
+    root = str(data_dir if data_dir is not None else Path("data"))
+    chosen_datasets = _pick(datasets, grid.datasets, "datasets", grid.name)
+    _pick(methods, grid.methods, "methods", grid.name)
+    requests = []
+    for run in grid.runs:
+        run_methods = [name for name in run.methods if methods is None or name in methods]
+        if not run_methods or not chosen_datasets:
+            continue
+        items = []
+        for key, value in {**grid.sets, **run.sets}.items():
+            scope = key.partition(".")[0]
+            if scope in {"data", *(d.partition(".")[0] for d in chosen_datasets)} or scope in run_methods:
+                items.append(f"{key}={_text(value).replace(DATA_DIR_PLACEHOLDER, root)}")
+        requests.append((run_methods, chosen_datasets, [*items, *user_sets]))
+    return requests

@@ -1,0 +1,108 @@
+"""The paper's grids: `ratbench run --grid table1|table2|table3` from the packaged data file."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ratbench import paper_grids
+from ratbench.cli import main
+from ratbench.registry import DATASETS, METHODS
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _settings(out: str) -> dict[tuple[str, str], str]:
+    """``(method, dataset.subset) -> settings`` from the dry run's settings lines."""
+    found = re.findall(r"^  (\w+) on ([\w.]+) \(preset \w+\): (.*)$", out, flags=re.MULTILINE)
+    return {(method, target): settings for method, target, settings in found}
+
+
+def test_table1_dry_run_lists_240_cells_with_the_paper_settings_and_the_missing_files(tmp_path: Path) -> None:
+    code, out, err = _run(
+        "run", "--grid", "table1", "--seeds", "1-5", "--dry-run", "--data-dir", str(tmp_path / "d"),
+        "--results-dir", str(tmp_path / "r"),
+    )  # fmt: skip
+    assert code == 2
+    assert out.startswith("240 todo, 0 done") and out.count("  to run: ") == 240
+    settings = _settings(out)
+    methods = ["lime", "attention", "rnp", "inter_rat", "nir_rnp", "dmr", "a2i", "ver"]
+    targets = ["beer.appearance", "beer.aroma", "beer.palate", "hotel.location", "hotel.service", "hotel.cleanliness"]
+    assert set(settings) == {(m, t) for m in methods for t in targets}
+    glove = f"embeddings=glove:{tmp_path / 'd'}/glove.6B.100d.txt"
+    assert all(glove in line and "encoder=word" in line for line in settings.values())
+    for target in targets:
+        assert "sparsity=0.15," in settings["lime", target] and "sparsity=0.15," in settings["attention", target]
+        assert "sparsity=0.125," in settings["rnp", target] and "perturb_rate=0.3" in settings["ver", target]
+        assert ("batch_size=128" if target.startswith("beer") else "batch_size=256") in settings["rnp", target]
+    # Every missing file is named once, on stderr, then one summary error.
+    missing = [line for line in err.splitlines() if line.startswith("missing: ")]
+    assert any("glove.6B.100d.txt" in line for line in missing)
+    assert any("reviews.aspect2.heldout.txt.gz" in line for line in missing)
+    assert any("hotel_Cleanliness.dev" in line for line in missing)
+    assert len(missing) == len(set(missing)) == 17  # GloVe, 7 beer files (annotations.json once), 9 hotel
+    assert err.splitlines()[-1].startswith("error: 17 required file(s) or model(s) missing")
+
+
+def test_table3_has_nir_with_and_without_noise_on_the_bert_encoder(tmp_path: Path) -> None:
+    code, out, err = _run(
+        "run", "--grid", "table3", "--seeds", "1", "--dry-run", "--data-dir", str(tmp_path), "--results-dir",
+        str(tmp_path / "r"),
+    )  # fmt: skip
+    assert code == 2 and out.startswith("8 todo")  # (nir, nir without noise, rnp, ver) x (multirc, fever)
+    lines = [line for line in out.splitlines() if " on eraser.fever " in line]
+    assert sorted(re.search(r"noise_p=([\d.]+)", line).group(1) for line in lines if "nir on" in line) == ["0.0", "0.1"]
+    assert all("encoder=hf:bert-base-uncased" in line and "max_len=512" in line for line in lines)
+    assert all("sparsity=0.2," in line and "lr=2e-05" in line and "batch_size=16" in line for line in lines)
+    assert "model 'bert-base-uncased' not found" in err
+
+
+def test_a_grid_can_be_narrowed_and_overridden(tmp_path: Path) -> None:
+    code, out, _ = _run(
+        "run", "--grid", "table2", "--methods", "ver", "--set", "data.encoder=hf:minilm", "--set",
+        "ver.perturb_rate=0.5", "--dry-run", "--data-dir", str(tmp_path), "--results-dir", str(tmp_path / "r"),
+    )  # fmt: skip
+    assert code == 2 and out.startswith("1 todo")  # the beer files are not in tmp_path
+    (line,) = _settings(out).values()
+    assert "perturb_rate=0.5" in line and "encoder=hf:minilm" in line and "max_len=120" in line
+    assert "sparsity=0.1," in line and "lr=5e-06" in line and "batch_size=32" in line and "epochs=10" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--grid", "tabel1"], "unknown grid 'tabel1' (did you mean 'table1'?)"),
+        (["--grid", "table2", "--methods", "lime"], "--methods lime: not part of grid table2"),
+        (["--grid", "table2", "--datasets", "hotel"], "--datasets hotel: not part of grid table2"),
+        (["--grid", "table1", "--preset", "demo"], "--grid table1 runs with preset paper; drop --preset demo"),
+        (["--methods", "rnp"], "give --methods and --datasets, or --grid"),
+    ],
+)
+def test_bad_grid_requests_are_one_line_errors(args: list[str], message: str, tmp_path: Path) -> None:
+    code, _, err = _run("run", *args, "--dry-run", "--results-dir", str(tmp_path))
+    assert code == 2 and err.count("\n") == 1 and message in err
+
+
+def test_every_grid_names_real_methods_datasets_and_scopes() -> None:
+    """A typo in the data file (a method, a dataset or a --set scope) would silently drop a
+    setting; every name must be one the registries know."""
+    grids = paper_grids.load_grids()
+    assert set(grids) == {"table1", "table2", "table3"}
+    for grid in grids.values():
+        assert grid.layout == grid.name
+        datasets = {name.partition(".")[0] for name in grid.datasets}
+        for name in grid.datasets:
+            dataset, _, subset = name.partition(".")
+            assert subset in DATASETS.get(dataset).subsets
+        for run in grid.runs:
+            for method in run.methods:
+                METHODS.check(method)
+            for key in {**grid.sets, **run.sets}:
+                scope = key.partition(".")[0]
+                assert scope in {"data", *datasets, *grid.methods}, (grid.name, key)
