@@ -420,7 +420,25 @@ def sync_mlflow(results_dir: Path, tracking_uri: str | None) -> None:
     show_default=True,
     help="Which evaluation protocol to show.",
 )
-@click.option("--format", "fmt", type=click.Choice(["github", "latex", "csv"]), default="github", show_default=True)
+@click.option(
+    "--layout",
+    type=click.Choice(["generic", "table1", "table2", "table3"]),
+    default="generic",
+    show_default=True,
+    help="generic: every dataset found; table1/2/3: the paper's table (its datasets, columns, encoder, row order).",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["github", "latex", "csv", "html"]), default="github", show_default=True
+)
+@click.option("--metrics", help="Columns per dataset, e.g. S,Acc,F1,iou_F1,sentence_F1,AUPRC (default: the layout's).")
+@click.option(
+    "--level",
+    type=click.Choice(["word", "piece"]),
+    help="What S, P, R, F1 count: document words or word pieces (default: word; piece for table2/3).",
+)
+@click.option("--methods", "method_filter", help="Only these methods (comma-separated).")
+@click.option("--datasets", "dataset_filter", help="Only these datasets: NAME or NAME.SUBSET (comma-separated).")
+@click.option("--with-paper", is_flag=True, help="Add the paper's published rows, F1 differences and p-values.")
 @click.option(
     "--seeds",
     "expected_seeds",
@@ -433,13 +451,46 @@ def sync_mlflow(results_dir: Path, tracking_uri: str | None) -> None:
     help="Also show stale cells (older versions, superseded configurations) as rows of their own.",
 )
 @friendly_errors
-def table(results_dir: Path, mode: str, fmt: str, expected_seeds: int | None, include_stale: bool) -> None:
-    """Render the results as the paper's Table 1: a row per method and variant, mean (std) over seeds."""
+def table(
+    results_dir: Path,
+    mode: str,
+    layout: str,
+    fmt: str,
+    metrics: str | None,
+    level: str | None,
+    method_filter: str | None,
+    dataset_filter: str | None,
+    with_paper: bool,
+    expected_seeds: int | None,
+    include_stale: bool,
+) -> None:
+    """Render the results as a table: a row per method and variant, mean (std) over seeds.
+
+    \b
+    Examples:
+      ratbench table --layout table1 --with-paper
+      ratbench table --layout table3 --metrics S,Acc,F1,iou_F1 --format latex
+    """
+    from ratbench.grid import parse_names
+    from ratbench.layouts import parse_metrics
     from ratbench.results import load_results
     from ratbench.tables import render
 
     frame = load_results(results_dir, warn=_warn)
-    click.echo(render(frame, mode=mode, fmt=fmt, seeds=expected_seeds, include_stale=include_stale), nl=False)
+    text = render(
+        frame,
+        mode=mode,
+        fmt=fmt,
+        seeds=expected_seeds,
+        include_stale=include_stale,
+        layout=layout,
+        metrics=parse_metrics(metrics) if metrics is not None else None,
+        level=level,
+        methods=parse_names(method_filter, "--methods") if method_filter is not None else None,
+        datasets=parse_names(dataset_filter, "--datasets") if dataset_filter is not None else None,
+        with_paper=with_paper,
+    )
+    click.echo(text, nl=False)
 
 
 @main.command()

@@ -12,9 +12,11 @@ preset or data file).
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,11 +24,14 @@ import pandas as pd
 from tabulate import tabulate
 
 from ratbench.errors import RatbenchError
+from ratbench.layouts import Layout, get_layout
+from ratbench.published import counterpart, load_published
+from ratbench.stats import welch_from_stats
 from ratbench.types import METRIC_COLUMNS
 from ratbench.variants import describe, row_labels
 from ratbench.versions import EVAL_VERSION, PIPELINE_VERSION
 
-TableFormat = Literal["github", "latex", "csv"]
+TableFormat = Literal["github", "latex", "csv", "html"]
 COLUMNS = METRIC_COLUMNS
 
 
@@ -108,8 +113,11 @@ def mark_stale(cells: pd.DataFrame) -> pd.Series:
     return stale
 
 
-def aggregate(frame: pd.DataFrame, mode: str, include_stale: bool = False) -> tuple[pd.DataFrame, dict[Row, str], int]:
-    """Mean, sample std (ddof=1) and seed count per (row, dataset.subset, metric).
+def aggregate(
+    frame: pd.DataFrame, mode: str, include_stale: bool = False, columns: Sequence[str] = COLUMNS
+) -> tuple[pd.DataFrame, dict[Row, str], int]:
+    """Mean, sample std (ddof=1) and seed count per (row, dataset.subset, metric) for the
+    results ``columns`` (a column no cell has is all missing: ``N/A``).
 
     Returns the statistics (column ``row`` holds a ``Row``), the label of each row, and the
     number of stale cells left out (0 with ``include_stale``).
@@ -134,7 +142,10 @@ def aggregate(frame: pd.DataFrame, mode: str, include_stale: bool = False) -> tu
     frame["row"] = [Row(m, v, s) for m, v, s in zip(frame["method"], frame["variant"], frame["stale"], strict=True)]
     frame = _split_mixed_stale_rows(frame)
 
-    long = frame.melt(id_vars=["row", "method", "group", "seed", "kind"], value_vars=list(COLUMNS), var_name="metric")
+    for column in columns:
+        if column not in frame:
+            frame[column] = None
+    long = frame.melt(id_vars=["row", "method", "group", "seed", "kind"], value_vars=list(columns), var_name="metric")
     long["value"] = pd.to_numeric(long["value"], errors="coerce")
     stats = (
         long.groupby(["row", "group", "metric"], sort=False)["value"]
@@ -171,11 +182,83 @@ def _labels(rows: list[Row]) -> dict[Row, str]:
     return labels
 
 
+GROUP_TITLES = {
+    "beer.appearance": "Beer-Appearance",
+    "beer.aroma": "Beer-Aroma",
+    "beer.palate": "Beer-Palate",
+    "hotel.location": "Hotel-Location",
+    "hotel.service": "Hotel-Service",
+    "hotel.cleanliness": "Hotel-Cleanliness",
+    "eraser.multirc": "MultiRC",
+    "eraser.fever": "FEVER",
+}
+"""The paper's names of its datasets (column groups of the paper layouts)."""
+MISSING = "-"  # a row without a result in a column group
+DELTA = "ΔF1 (p)"
+
+
+@dataclass
+class Cell:
+    """One shown value: its text and, for bold marking, the mean it stands for."""
+
+    text: str
+    mean: float | None = None
+
+
+@dataclass
+class TableRow:
+    """One shown row: its label, its cells by (group, column) and whether it is published."""
+
+    label: str
+    cells: dict[tuple[str, str], Cell]
+    published: bool = False
+
+
 def _fmt(mean: float, std: float, n: int, n_values: int, expected: int) -> str:
     if n_values == 0:
         return "N/A"
     text = f"{mean:.1f}" if n < 2 or math.isnan(std) else f"{mean:.1f} ({std:.1f})"
     return f"{text} [n={n}]" if n < expected else text
+
+
+def _published_text(value: tuple[float, float | None] | None) -> str:
+    if value is None:
+        return "N/A"
+    mean, std = value
+    return f"{mean:.1f} ({'n/a' if std is None else f'{std:.1f}'})"
+
+
+def _encoder(row: Row) -> str:
+    """The encoder family (``word`` or ``hf``) of a row's variant."""
+    data = (json.loads(row.variant) or {}).get("data") or {}
+    return str(data.get("data.encoder", "word")).partition(":")[0]
+
+
+def _method_changes(row: Row) -> dict[str, Any]:
+    return (json.loads(row.variant) or {}).get("method") or {}
+
+
+def _choose_groups(layout: Layout, found: list[str], datasets: Sequence[str] | None) -> list[str]:
+    """The layout's column groups (or those found), narrowed to ``datasets`` (NAME or NAME.SUBSET)."""
+    groups = list(layout.groups) if layout.groups is not None else found
+    if datasets is None:
+        return groups
+    chosen = [g for g in groups if any(g == name or g.partition(".")[0] == name for name in datasets)]
+    if not chosen:
+        raise RatbenchError(
+            f"--datasets {','.join(datasets)}: none of them is a column of this table ({', '.join(groups) or 'none'})"
+        )
+    return chosen
+
+
+def _order(rows: list[Row], layout: Layout) -> list[Row]:
+    """The layout's methods first in its order, then the other methods as found; a method's
+    variants stay in the order found."""
+    methods = list(dict.fromkeys(row.method for row in rows))
+    rank = {
+        m: (layout.method_order.index(m) if m in layout.method_order else len(layout.method_order)) for m in methods
+    }
+    return sorted(rows, key=lambda row: (rank[row.method], methods.index(row.method)))
 
 
 def render(
@@ -184,32 +267,219 @@ def render(
     fmt: TableFormat = "github",
     seeds: int | None = None,
     include_stale: bool = False,
+    layout: str = "generic",
+    metrics: Sequence[str] | None = None,
+    level: str | None = None,
+    methods: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+    with_paper: bool = False,
 ) -> str:
-    """The table as text. ``seeds`` is the expected seed count (default: the most in any cell);
-    cells with fewer seeds are marked ``[n=k]``. Notes under the table say what each row is."""
-    stats, labels, hidden = aggregate(frame, mode, include_stale)
-    if fmt == "csv":
-        out = stats.assign(
-            label=stats["row"].map(labels),
-            method=stats["row"].map(lambda r: r.method),
-            variant=stats["row"].map(lambda r: describe(json.loads(r.variant) or {})),
-            stale=stats["row"].map(lambda r: r.stale),
-        )
-        return out[["label", "method", "variant", "stale", "group", "metric", "mean", "std", "n", "config_id"]].to_csv(
-            index=False
-        )
+    """The table as text.
+
+    ``layout`` (``ratbench.layouts``) fixes the column groups, metrics, encoder and row order;
+    ``metrics`` and ``level`` (``word`` or ``piece``) override its columns, ``methods`` and
+    ``datasets`` narrow it. ``seeds`` is the expected seed count (default: the most in any cell);
+    cells with fewer seeds are marked ``[n=k]``. The best mean F1 of each column group is in
+    bold. ``with_paper`` adds the paper's rows (marked published) and, for each of our rows with
+    a published counterpart, the F1 difference and Welch's t-test p-value. Notes under the table
+    say what each row is.
+    """
+    chosen = get_layout(layout)
+    level = level or chosen.level
+    shown = tuple(metrics or chosen.metrics)
+    f1_column = chosen.column("F1", level)
+    columns = {metric: chosen.column(metric, level) for metric in shown}
+    if with_paper and chosen.published is None:
+        raise RatbenchError("--with-paper needs a paper layout: add --layout table1, table2 or table3")
+    stats, labels, hidden = aggregate(frame, mode, include_stale, list(dict.fromkeys([*columns.values(), f1_column])))
+    rows = [row for row in labels if methods is None or row.method in methods]
+    other_encoder = [row for row in rows if chosen.encoder is not None and _encoder(row) != chosen.encoder]
+    rows = _order([row for row in rows if row not in other_encoder], chosen)
+    groups = _choose_groups(chosen, list(dict.fromkeys(stats["group"])), datasets)
+    with_results = set(stats.loc[stats["group"].isin(groups), "row"])
+    rows = [row for row in rows if row in with_results]  # a row of another table's datasets is not this table's
+    if not rows:
+        raise RatbenchError(_no_rows_message(chosen, methods, other_encoder))
+    labels = _labels(rows)  # a label says how a row differs from the rows of this table only
     expected = seeds if seeds is not None else int(stats["n"].max())
-    groups = list(dict.fromkeys(stats["group"]))
-    lookup = {(r.row, r.group, r.metric): _fmt(r.mean, r.std, r.n, r.n_values, expected) for r in stats.itertuples()}
-    table_rows = [
-        [label] + [lookup.get((row, g, m), "") for g in groups for m in COLUMNS] for row, label in labels.items()
-    ]
-    notes = _notes(labels, mode, expected, hidden)
+    by_key = {(r.row, r.group, r.metric): r for r in stats.itertuples()}
+    if fmt == "csv":
+        return _csv(stats, labels, rows, groups, columns, chosen, with_paper)
+
+    table_rows = []
+    published_table = load_published()[1][chosen.published] if with_paper and chosen.published else None
+    if published_table is not None:
+        for paper_row in published_table.rows:
+            values = {
+                (group, metric): Cell(_published_text(paper_row.results[group].get(metric)))
+                if group in paper_row.results and metric in paper_row.results[group]
+                else Cell(MISSING)
+                for group in groups
+                for metric in shown
+            }
+            for group in groups:
+                f1 = paper_row.results.get(group, {}).get("F1")
+                values[group, "F1"] = Cell(values.get((group, "F1"), Cell(MISSING)).text, f1[0] if f1 else None)
+                values[group, DELTA] = Cell("")
+            table_rows.append(TableRow(f"{paper_row.label} [paper]", values, published=True))
+    for row in rows:
+        values = {}
+        for group in groups:
+            for metric in shown:
+                stat = by_key.get((row, group, columns[metric]))
+                values[group, metric] = (
+                    Cell(MISSING) if stat is None else Cell(_fmt(stat.mean, stat.std, stat.n, stat.n_values, expected))
+                )
+            f1 = by_key.get((row, group, f1_column))
+            if "F1" in shown and f1 is not None and f1.n_values:
+                values[group, "F1"].mean = f1.mean
+            if published_table is not None:
+                values[group, DELTA] = Cell(_delta(published_table, row, group, f1))
+        table_rows.append(TableRow(labels[row], values))
+    cell_columns = [*shown, DELTA] if published_table is not None else list(shown)
+    notes = _notes({row: labels[row] for row in rows}, mode, expected, hidden)
+    notes += _layout_notes(chosen, level, other_encoder, published_table is not None, "F1" in shown)
+    return _format(fmt, chosen, groups, cell_columns, table_rows, mode, notes)
+
+
+def _no_rows_message(layout: Layout, methods: Sequence[str] | None, other_encoder: list[Row]) -> str:
+    if methods is None or other_encoder:
+        return (
+            f"no rows for --layout {layout.name}: none of the finished cells is a {layout.encoder or 'any'}-encoder "
+            f"run on its datasets ({', '.join(layout.groups or [])}); use --layout generic to see them"
+        )
+    return f"no finished cells of --methods {','.join(methods or [])}; ratbench table without --methods shows all"
+
+
+def _delta(published_table: Any, row: Row, group: str, ours: Any) -> str:
+    """``+1.2 (p=0.34)``: our mean F1 minus the published one, and Welch's p with the paper's
+    seed count; ``-`` without a counterpart or a value."""
+    paper_row = counterpart(published_table, row.method, _method_changes(row))
+    paper = None if paper_row is None else paper_row.results.get(group, {}).get("F1")
+    if paper is None or ours is None or not ours.n_values:
+        return MISSING
+    n_paper = load_published()[0]
+    test = welch_from_stats(
+        ours.mean, ours.std, int(ours.n_values), paper[0], math.nan if paper[1] is None else paper[1], n_paper
+    )
+    return f"{test.difference:+.1f}" + ("" if test.p is None else f" (p={test.p:.2g})")
+
+
+def _layout_notes(layout: Layout, level: str, other_encoder: list[Row], with_paper: bool, bold: bool) -> list[str]:
+    notes = []
+    if layout.title:
+        notes.insert(0, f"{layout.title}.")
+    notes.append(
+        "S, P, R and F1 count word pieces (as CR and NIR do)."
+        if level == "piece"
+        else "S, P, R and F1 count document words (a word is selected when a piece of it is, with word pieces)."
+    )
+    if bold:
+        notes.append("Bold: the best mean F1 of each column group; -: no result.")
+    if other_encoder:
+        kind = "transformer" if layout.encoder == "word" else "word (GRU)"
+        notes.append(
+            f"{len(other_encoder)} row(s) run on the {kind} encoder belong to another table and are not shown."
+        )
+    if with_paper:
+        n_seeds, tables = load_published()
+        paper_level = tables[layout.published].metric_level if layout.published else level
+        notes.append(
+            f"[paper]: the paper's published rows (mean (std) over its {n_seeds} seeds; * = copied by the paper from "
+            f"another publication). {DELTA}: our mean F1 minus the published counterpart's, with Welch's t-test "
+            f"p-value against n={n_seeds}."
+        )
+        if paper_level != level:
+            notes.append(f"Caution: the paper's rows count {paper_level}s, these rows count {level}s (--level).")
+    return notes
+
+
+def _best(table_rows: list[TableRow], groups: list[str]) -> set[tuple[int, str]]:
+    """(row index, group) of the highest mean F1 of each group (ties: all of them)."""
+    best = set()
+    for group in groups:
+        means = {i: row.cells[group, "F1"].mean for i, row in enumerate(table_rows) if (group, "F1") in row.cells}
+        known = {i: m for i, m in means.items() if m is not None}
+        if known:
+            top = max(known.values())
+            best |= {(i, group) for i, m in known.items() if m == top}
+    return best
+
+
+def _format(
+    fmt: str,
+    layout: Layout,
+    groups: list[str],
+    cell_columns: list[str],
+    table_rows: list[TableRow],
+    mode: str,
+    notes: list[str],
+) -> str:
+    best = _best(table_rows, groups)
+    escape = {"latex": _latex_escape, "html": html.escape}.get(fmt, lambda text: text)
+    bold = {"latex": r"\textbf{{{}}}", "html": "<b>{}</b>"}.get(fmt, "**{}**")
+    body = []
+    for index, row in enumerate(table_rows):
+        line = [escape(row.label)]
+        for group in groups:
+            for column in cell_columns:
+                text = escape(row.cells[group, column].text)
+                line.append(bold.format(text) if column == "F1" and (index, group) in best else text)
+        body.append(line)
+    titles = [GROUP_TITLES.get(g, g) if layout.groups else g for g in groups]
     if fmt == "latex":
-        return _latex(groups, table_rows, mode, notes)
-    headers = ["Method"] + [f"{g} {m}" if m == "S" else m for g in groups for m in COLUMNS]
-    text = tabulate(table_rows, headers=headers, tablefmt="github", disable_numparse=True)
+        return _latex(titles, cell_columns, body, mode, notes)
+    headers = ["Method"] + [f"{t} {c}" if i == 0 else c for t in titles for i, c in enumerate(cell_columns)]
+    if fmt == "html":
+        table = tabulate(body, headers=[html.escape(h) for h in headers], tablefmt="unsafehtml", disable_numparse=True)
+        return table + "\n" + "".join(f"<p>{html.escape(note)}</p>\n" for note in notes)
+    text = tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
     return text + "\n\n" + "\n".join(textwrap.fill(note, 100, break_on_hyphens=False) for note in notes) + "\n"
+
+
+def _csv(
+    stats: pd.DataFrame,
+    labels: dict[Row, str],
+    rows: list[Row],
+    groups: list[str],
+    columns: dict[str, str],
+    layout: Layout,
+    with_paper: bool,
+) -> str:
+    """Long format: one line per (row, group, metric), ours and (``with_paper``) the paper's."""
+    by_column = {column: metric for metric, column in columns.items()}
+    ours = stats[stats["row"].isin(rows) & stats["group"].isin(groups) & stats["metric"].isin(by_column)]
+    out = ours.assign(
+        label=ours["row"].map(labels),
+        method=ours["row"].map(lambda r: r.method),
+        variant=ours["row"].map(lambda r: describe(json.loads(r.variant) or {})),
+        stale=ours["row"].map(lambda r: r.stale),
+        metric=ours["metric"].map(by_column),
+        source="ratbench",
+    )
+    keep = ["label", "method", "variant", "stale", "group", "metric", "mean", "std", "n", "config_id", "source"]
+    frames = [out[keep]]
+    if with_paper and layout.published:
+        n_seeds, tables = load_published()
+        published = [
+            {
+                "label": f"{row.label} [paper]",
+                "method": row.method,
+                "group": group,
+                "metric": metric,
+                "mean": value[0],
+                "std": value[1],
+                "n": n_seeds,
+                "source": row.source,
+            }
+            for row in tables[layout.published].rows
+            for group, values in row.results.items()
+            if group in groups
+            for metric, value in values.items()
+            if metric in columns and value is not None
+        ]
+        frames.append(pd.DataFrame(published, columns=keep))
+    return pd.concat(frames, ignore_index=True).to_csv(index=False)
 
 
 def _notes(labels: dict[Row, str], mode: str, expected: int, hidden: int) -> list[str]:
@@ -226,11 +496,16 @@ def _notes(labels: dict[Row, str], mode: str, expected: int, hidden: int) -> lis
     return notes
 
 
-def _latex(groups: list[str], rows: list[list[str]], mode: str, notes: list[str]) -> str:
-    spec = "l" + "|ccccc" * len(groups)
-    head = " & ".join(["Method"] + [rf"\multicolumn{{5}}{{c}}{{{g}}}" for g in groups])
-    sub = " & ".join([""] + list(COLUMNS) * len(groups))
-    body = "\n".join(" & ".join(cell.replace("_", r"\_") for cell in row) + r" \\" for row in rows)
+def _latex_escape(text: str) -> str:
+    return text.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
+
+
+def _latex(titles: list[str], cell_columns: list[str], rows: list[list[str]], mode: str, notes: list[str]) -> str:
+    width = len(cell_columns)
+    spec = "l" + ("|" + "c" * width) * len(titles)
+    head = " & ".join(["Method"] + [rf"\multicolumn{{{width}}}{{c}}{{{t}}}" for t in titles])
+    sub = " & ".join([""] + [_latex_escape(c).replace("Δ", r"$\Delta$") for c in cell_columns] * len(titles))
+    body = "\n".join(" & ".join(cell.replace("Δ", r"$\Delta$") for cell in row) + r" \\" for row in rows)
     comments = "".join(f"% {note}\n" for note in notes)
     return (
         f"% ratbench table, mode: {mode}; mean (std) over seeds\n{comments}"

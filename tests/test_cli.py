@@ -52,7 +52,7 @@ def test_run_twice_executes_nothing_the_second_time_and_table_renders(toy_datase
     assert code == 0 and r"\multicolumn{5}{c}{toy.main}" in out and "[n=2]" in out and "mode: clean" in out
     code, out, _ = _run("table", "--results-dir", str(tmp_path), "--format", "csv")
     header, *body = out.strip().splitlines()
-    assert header == "label,method,variant,stale,group,metric,mean,std,n,config_id"
+    assert header == "label,method,variant,stale,group,metric,mean,std,n,config_id,source"
     assert len(body) == 2 * 5
 
 

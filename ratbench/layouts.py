@@ -1,0 +1,127 @@
+"""Table layouts: which column groups, metrics, rows and row order a table shows.
+
+``generic`` shows whatever a results folder holds (every dataset.subset found, the paper's five
+columns). ``table1``, ``table2`` and ``table3`` are the VER paper's tables: their datasets in the
+paper's column order (a dataset with no result is a column of ``-``, never dropped), their
+metrics, their encoder (rows run on another encoder belong to another table) and their row
+order. Tables 2 and 3 count P, R, F1 and S over word pieces by default, as CR and NIR, whose
+rows the paper copies, do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ratbench.errors import RatbenchError, did_you_mean
+from ratbench.types import METRIC_COLUMNS
+
+LEVELED = ("S", "P", "R", "F1", "macro_P", "macro_R", "macro_F1")
+"""Metrics stored twice, over document words (``F1``) and over word pieces (``piece_F1``)."""
+
+EXTRA_METRICS = (
+    "macro_P",
+    "macro_R",
+    "macro_F1",
+    "iou_F1",
+    "sentence_P",
+    "sentence_R",
+    "sentence_F1",
+    "AUPRC",
+    "comprehensiveness",
+    "sufficiency",
+    "acc_full_text",
+    "acc_gold_rationale",
+)
+"""Metrics a table can show besides its own (``--metrics``)."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What one table shows.
+
+    Attributes:
+        name: the ``--layout`` name.
+        title: the table's caption ("" for generic).
+        groups: its ``dataset.subset`` columns in order; None: every one found.
+        metrics: the metric columns of each group.
+        method_order: rows of these methods first, in this order; other methods follow.
+        encoder: the encoder family its rows ran on (``word`` or ``hf``); None: any.
+        level: ``word`` or ``piece``: what S, P, R and F1 count.
+        published: the key of the paper's table in ``ratbench.published`` (None: no paper rows).
+    """
+
+    name: str
+    title: str
+    groups: tuple[str, ...] | None
+    metrics: tuple[str, ...]
+    method_order: tuple[str, ...]
+    encoder: str | None
+    level: str
+    published: str | None
+
+    def column(self, metric: str, level: str | None = None) -> str:
+        """The results column of ``metric`` at ``level`` (default: the layout's)."""
+        return f"piece_{metric}" if (level or self.level) == "piece" and metric in LEVELED else metric
+
+
+TABLE1_DATASETS = (
+    "beer.appearance",
+    "beer.aroma",
+    "beer.palate",
+    "hotel.location",
+    "hotel.service",
+    "hotel.cleanliness",
+)
+
+LAYOUTS: dict[str, Layout] = {
+    "generic": Layout("generic", "", None, METRIC_COLUMNS, (), None, "word", None),
+    "table1": Layout(
+        "table1",
+        "Table 1: results on standard benchmarks (BiGRU encoder)",
+        TABLE1_DATASETS,
+        METRIC_COLUMNS,
+        ("lime", "attention", "rnp", "inter_rat", "nir_rnp", "dmr", "a2i", "ver"),
+        "word",
+        "word",
+        "table1",
+    ),
+    "table2": Layout(
+        "table2",
+        "Table 2: Beer-Appearance with a transformer encoder",
+        ("beer.appearance",),
+        ("S", "P", "R", "F1"),
+        ("rnp", "nir", "ver"),
+        "hf",
+        "piece",
+        "table2",
+    ),
+    "table3": Layout(
+        "table3",
+        "Table 3: MultiRC and FEVER with a transformer encoder",
+        ("eraser.multirc", "eraser.fever"),
+        METRIC_COLUMNS,
+        ("nir", "rnp", "ver"),
+        "hf",
+        "piece",
+        "table3",
+    ),
+}
+
+
+def get_layout(name: str) -> Layout:
+    """The layout called ``name``, or a one-line error listing them."""
+    if name not in LAYOUTS:
+        raise RatbenchError(f"unknown layout {name!r}{did_you_mean(name, LAYOUTS)}; available: {', '.join(LAYOUTS)}")
+    return LAYOUTS[name]
+
+
+def parse_metrics(text: str) -> tuple[str, ...]:
+    """``--metrics S,F1,iou_F1`` as a tuple, checked against the metrics there are."""
+    known = (*METRIC_COLUMNS, *EXTRA_METRICS)
+    names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    if not names:
+        raise RatbenchError("--metrics is empty: give metric names, e.g. S,Acc,F1,iou_F1")
+    for name in names:
+        if name not in known:
+            raise RatbenchError(f"unknown metric {name!r}{did_you_mean(name, known)}; available: {', '.join(known)}")
+    return names

@@ -1,0 +1,174 @@
+"""The paper's table layouts (`ratbench table --layout table1|table2|table3`, `--with-paper`),
+checked against golden files on results folders written here (no training).
+
+Set RATBENCH_UPDATE_GOLDEN=1 to rewrite the golden files after an intended change (and read
+the diff before committing it).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ratbench import cells
+from ratbench.cli import main
+from ratbench.registry import DATASETS, METHODS
+from ratbench.variants import make_variant
+from ratbench.versions import EVAL_VERSION, pipeline
+
+GOLDEN = Path(__file__).parent / "golden" / "tables"
+TABLE1_METHODS = ["ver", "rnp", "lime", "attention", "a2i", "dmr", "nir_rnp", "inter_rat"]  # not the paper's order
+TABLE1_GROUPS = ["beer.appearance", "beer.aroma", "beer.palate", "hotel.location", "hotel.service"]  # no cleanliness
+
+
+def write_cell(
+    root: Path,
+    method: str,
+    target: str,
+    seed: int,
+    f1: float,
+    method_changes: dict | None = None,
+    data_changes: dict | None = None,
+) -> None:
+    """A finished cell of ``method`` on ``target`` (dataset.subset): ``spec.json`` with its
+    variant and the installed versions, and a ``metrics.json`` whose P = R = F1 = ``f1``
+    (pieces: ``f1 - 1``)."""
+    dataset, _, subset = target.partition(".")
+    method_cls = METHODS.get(method)
+    variant = make_variant("paper", method_changes or {}, data_changes or {}, None)
+    spec = cells.CellSpec(
+        method=method,
+        method_version=method_cls.version,
+        method_config={**(method_changes or {}), "marker": repr(sorted((data_changes or {}).items()))},
+        dataset=dataset,
+        dataset_version=DATASETS.get(dataset).version,
+        subset=subset,
+        dataset_config={},
+        dataset_fingerprint={},
+        eval_version=EVAL_VERSION,
+        limit=None,
+        seed=seed,
+        pipeline=pipeline("fp32"),
+        variant=variant,
+    )
+    folder = cells.cell_dir(root, spec)
+    folder.mkdir(parents=True)
+    cells.atomic_write_json(folder / cells.SPEC_FILE, spec.to_json())
+    post_hoc = method_cls.kind == "post_hoc"
+    mode = {"S": 15.0 + seed / 10, "Acc": None if post_hoc else 80.0 + seed, "P": f1, "R": f1, "F1": f1}
+    mode |= {f"piece_{key}": mode[key] - 1 for key in ("S", "P", "R", "F1")}
+    metrics = {
+        "status": "ok",
+        "kind": method_cls.kind,
+        **{key: getattr(spec, key) for key in ("cell_id", "config_id", "method", "dataset", "subset", "seed")},
+        "modes": {"reference": mode, "clean": mode},
+        "finished_at": "2026-12-01T00:00:00+0000",
+    }
+    cells.atomic_write_json(folder / cells.METRICS_FILE, metrics)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("results")
+    for m, method in enumerate(TABLE1_METHODS):
+        for g, group in enumerate(TABLE1_GROUPS):
+            seeds = (1, 2) if (method, group) == ("dmr", "beer.aroma") else (1, 2, 3)  # one short cell: [n=2]
+            for seed in seeds:
+                write_cell(root, method, group, seed, 40.0 + 3 * m + g + seed)
+    bert = {"data.encoder": "hf:bert-base-uncased", "data.max_len": 120}
+    for seed in (1, 2, 3):
+        write_cell(root, "rnp", "beer.appearance", seed, 30.0 + seed, data_changes=bert)
+        write_cell(root, "ver", "beer.appearance", seed, 45.0 + seed, data_changes=bert)
+        for target, base in (("eraser.multirc", 20.0), ("eraser.fever", 38.0)):
+            eraser = {**bert, "data.max_len": 512}
+            write_cell(root, "nir", target, seed, base + seed, data_changes=eraser)
+            write_cell(root, "nir", target, seed, base - 3 + seed, {"noise_p": 0.0}, eraser)
+            write_cell(root, "ver", target, seed, base + 2 + seed, data_changes=eraser)
+    return root
+
+
+def _table(results: Path, *args: str) -> str:
+    result = CliRunner().invoke(main, ["table", "--results-dir", str(results), *args])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def _check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("RATBENCH_UPDATE_GOLDEN"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    assert text == path.read_text(encoding="utf-8"), f"{name} changed; see the module docstring"
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("table1.md", ["--layout", "table1"]),
+        ("table1_paper.md", ["--layout", "table1", "--with-paper"]),
+        ("table1_paper.tex", ["--layout", "table1", "--with-paper", "--format", "latex"]),
+        ("table2_paper.md", ["--layout", "table2", "--with-paper"]),
+        ("table3.md", ["--layout", "table3"]),
+        ("table3_paper.md", ["--layout", "table3", "--with-paper"]),
+        ("table3_paper.tex", ["--layout", "table3", "--with-paper", "--format", "latex"]),
+    ],
+)
+def test_layouts_match_their_golden_files(results: Path, name: str, args: list[str]) -> None:
+    _check_golden(name, _table(results, *args))
+
+
+def _rows(text: str) -> dict[str, list[str]]:
+    lines = [line for line in text.splitlines() if line.startswith("|")][2:]
+    return {cells[0]: cells[1:] for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines)}
+
+
+def test_table1_in_the_papers_order_with_missing_columns_bold_and_short_cells(results: Path) -> None:
+    text = _table(results, "--layout", "table1")
+    rows = _rows(text)
+    assert list(rows) == ["lime", "attention", "rnp", "inter_rat", "nir_rnp", "dmr", "a2i", "ver"]
+    header = next(line for line in text.splitlines() if line.startswith("|"))
+    assert "Beer-Appearance S" in header and "Hotel-Cleanliness S" in header  # a column group with no result
+    assert rows["rnp"][25:] == ["-"] * 5  # Hotel-Cleanliness
+    assert rows["lime"][1] == "N/A"  # post-hoc Acc
+    assert rows["inter_rat"][4] == "**63.0 (1.0)**" and rows["ver"][4] == "42.0 (1.0)"  # 3 points per method
+    assert "[n=2]" in rows["dmr"][5]
+    assert "bert" not in text and "nir" not in rows  # transformer rows belong to Tables 2 and 3
+
+
+def test_with_paper_deltas_and_p_values_are_welch_tests_against_the_published_rows(results: Path) -> None:
+    rows = _rows(_table(results, "--layout", "table3", "--with-paper", "--datasets", "eraser.fever"))
+    assert list(rows) == ["A2R* [paper]", "NIR* [paper]", "VER [paper]", "nir", "nir (noise_p=0.0)", "ver"]
+    # nir on FEVER: piece F1 = 38 + seed - 1 -> 39.0 (1.0) over 3 seeds, published NIR* 39.5 (2.5)
+    assert rows["nir"][4] == "39.0 (1.0)" and rows["nir"][5] == "-0.5 (p=0.71)"
+    assert rows["nir (noise_p=0.0)"][5].startswith("-0.7")  # 36.0 against A2R*'s 36.7
+    assert rows["NIR* [paper]"][5] == ""  # published rows have no delta
+
+
+def test_filters_metrics_levels_and_formats(results: Path) -> None:
+    rows = _rows(_table(results, "--layout", "table1", "--methods", "rnp,ver", "--datasets", "hotel", "--metrics=F1"))
+    assert list(rows) == ["rnp", "ver"] and len(rows["rnp"]) == 3  # location, service, cleanliness
+    word = _rows(_table(results, "--layout", "table3", "--level", "word", "--metrics", "F1"))
+    piece = _rows(_table(results, "--layout", "table3", "--metrics", "F1"))
+    assert word["ver"][0] == "**24.0 (1.0)**" and piece["ver"][0] == "**23.0 (1.0)**"
+    html = _table(results, "--layout", "table2", "--with-paper", "--format", "html")
+    assert "<table>" in html and "<b>46.0 (1.0)</b>" not in html and "<b>47.2 (7.9)</b>" in html
+    csv = _table(results, "--layout", "table2", "--with-paper", "--format", "csv")
+    assert "CR* [paper],,,,beer.appearance,F1,39.0,1.5,5,,CR (Zhang et al., 2023)" in csv.replace('"', "")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--with-paper"], "--with-paper needs a paper layout"),
+        (["--layout", "table2", "--datasets", "hotel"], "--datasets hotel: none of them is a column"),
+        (["--metrics", "f1"], "unknown metric 'f1' (did you mean 'F1'?)"),
+        (["--layout", "table2", "--methods", "lime"], "no rows for --layout table2: none of the finished cells"),
+        (["--methods", "cr"], "no finished cells of --methods cr"),
+    ],
+)
+def test_bad_table_requests_are_one_line_errors(results: Path, args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, ["table", "--results-dir", str(results), *args])
+    assert result.exit_code == 2 and message in result.stderr and result.stderr.count("\n") == 1
