@@ -276,7 +276,7 @@ class Eraser(DatasetAdapter):
         self.num_classes = len(self.labels)  # type: ignore[misc]
         self.label_names = self.labels  # type: ignore[misc]
         self._groups = split_groups(self.config)  # type: ignore[arg-type]
-        self._docs: dict[str, tuple[str, ...]] = {}
+        self._docs: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {}
 
     def folder(self) -> Path:
         """``<root>/eraser/<subset>`` or ``<root>/<subset>``."""
@@ -362,11 +362,14 @@ class Eraser(DatasetAdapter):
             raise _Bad(f"query must be a string or null, got {type(query).__name__}")
 
         tokens: list[str] = []
+        sentences: list[int] = []  # the sentence of each token, numbered across the documents
         offsets: dict[str, tuple[int, int]] = {}  # docid -> (offset, length)
         for docid in dict.fromkeys(docids):
-            doc = self._document(docid, path, line_no)
+            doc, doc_sentences = self._document(docid, path, line_no)
             offsets[docid] = (len(tokens), len(doc))
+            first = sentences[-1] + 1 if sentences else 0
             tokens.extend(doc)
+            sentences.extend(first + sentence for sentence in doc_sentences)
         if not tokens:
             raise _Bad(f"document(s) {', '.join(offsets)} have no tokens")
 
@@ -393,10 +396,12 @@ class Eraser(DatasetAdapter):
         rationale = tuple(int(g) for g in gold) if annotated else None
         # Export needs the document id; concatenated documents (never seen in the real subsets)
         # keep the first one, whose offsets are unchanged.
-        return Example(ann_id, tuple(tokens), self.labels.index(label_str), rationale, query_tokens, docids[0])
+        return Example(
+            ann_id, tuple(tokens), self.labels.index(label_str), rationale, query_tokens, docids[0], tuple(sentences)
+        )
 
-    def _document(self, docid: str, path: Path, line_no: int) -> tuple[str, ...]:
-        """The tokens of ``docs/<docid>`` (cached)."""
+    def _document(self, docid: str, path: Path, line_no: int) -> tuple[tuple[str, ...], tuple[int, ...]]:
+        """The tokens of ``docs/<docid>`` and the sentence (non-blank line) of each (cached)."""
         if docid in self._docs:
             return self._docs[docid]
         if any(c in docid for c in "/\\") or docid in (".", ".."):
@@ -412,15 +417,14 @@ class Eraser(DatasetAdapter):
         except UnicodeDecodeError as exc:
             raise DataFormatError(f"{doc_path}: not UTF-8 text ({exc})") from exc
         lowercase = self.config.lowercase  # type: ignore[attr-defined]
-        tokens = tuple(
-            tok.lower() if lowercase else tok
-            for line in text.splitlines()
-            if line.strip()
-            for tok in line.strip().split(" ")
-            if tok
-        )
-        self._docs[docid] = tokens
-        return tokens
+        lines = [
+            [tok.lower() if lowercase else tok for tok in line.strip().split(" ") if tok] for line in text.splitlines()
+        ]
+        lines = [line for line in lines if line]
+        tokens = tuple(tok for line in lines for tok in line)
+        sentences = tuple(number for number, line in enumerate(lines) for _ in line)
+        self._docs[docid] = (tokens, sentences)
+        return self._docs[docid]
 
 
 # --------------------------------------------------------------------------------------------

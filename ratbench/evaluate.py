@@ -13,13 +13,14 @@ Post-hoc methods return scores; every mode binarizes them with the same top-k ru
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from ratbench.eraser_metrics import EraserCounts
 from ratbench.method import Method
 from ratbench.types import Batch, EvalMode, RationaleOutput
 
@@ -194,12 +195,20 @@ def words_of(values: np.ndarray, word_index: np.ndarray, document: np.ndarray, r
     return np.maximum.reduceat(picked, starts) if rule == "any" else picked[starts]
 
 
+@torch.no_grad()
+def class_probabilities(method: Method, batch: Batch, rationale: torch.Tensor) -> np.ndarray | None:
+    """Softmax of the method's predictor on ``rationale`` (the context stays visible), or None."""
+    logits = method.predict(batch, rationale)
+    return None if logits is None else torch.softmax(logits.float(), -1).cpu().numpy()
+
+
 def score_rationales(
     method: Method,
     outputs: list[tuple[Batch, RationaleOutput]],
     mode: EvalMode,
     sparsity: float | None,
     word_rule: str = "any",
+    sentences: Mapping[str, np.ndarray] | None = None,
 ) -> EvalResult:
     """Rationale metrics of the outputs of ``rationalize_split`` in ``mode``.
 
@@ -207,13 +216,22 @@ def score_rationales(
     ``any`` of its pieces is, or when its ``first`` piece is); the ``piece_*`` figures count its
     positions (word pieces; the same numbers with the word encoder). The query and special
     tokens never count; in reference mode a selection on padding counts as a predicted token,
-    as in the reference code. ``sparsity`` is the target used to binarize post-hoc scores.
-    Records are per document word.
+    as in the reference code. ``sparsity`` is the target used to binarize post-hoc scores and
+    the share of sentences kept for the sentence-level figures. ERASER's IOU F1, AUPRC (methods
+    with token scores), sentence P/R/F1 (examples with ``sentences``: example id -> sentence of
+    each document word) and comprehensiveness/sufficiency (methods with a predictor) are added
+    as ``ratbench.eraser_metrics`` defines them. Records are per document word.
     """
-    counts, piece_counts = RationaleCounts(), RationaleCounts()
+    counts, piece_counts, eraser = RationaleCounts(), RationaleCounts(), EraserCounts()
+    sentences = sentences or {}
     records: list[dict[str, Any]] = []
     for batch, out in outputs:
         pred = binarize(out, batch, mode, sparsity, repr(method.name))
+        document_pred = pred * batch.selectable
+        full_probs = class_probabilities(method, batch, batch.mask)
+        if full_probs is not None:
+            without_probs = class_probabilities(method, batch, batch.mask * (1 - document_pred))
+            only_probs = class_probabilities(method, batch, document_pred)
         logits = out.logits
         pred_np, gold_np, document_np, mask_np, word_index_np = (
             t.detach().cpu().numpy() for t in (pred, batch.gold, batch.selectable, batch.mask, batch.word_index)
@@ -249,10 +267,24 @@ def score_rationales(
                     "probs": None if probs is None else [round(float(p), 6) for p in probs[row]],
                 }
             )
+            word_scores = None
             if scores is not None:
                 word_scores = words_of(scores[row], word_index_np[row], document_np[row], "any")
                 records[-1]["token_scores"] = [round(float(v), 6) for v in word_scores]
-    metrics = counts.metrics()
+                eraser.add_scores(word_scores, word_gold)
+            eraser.add_spans(word_pred, word_gold)
+            if example_id in sentences and n_words:
+                rate = sparsity if sparsity is not None else float(word_pred.mean())
+                ranked = word_scores if word_scores is not None else word_pred
+                eraser.add_sentences(word_pred, ranked, word_gold, sentences[example_id][:n_words], rate)
+            if full_probs is not None:
+                predicted_class = int(full_probs[row].argmax())
+                eraser.add_faithfulness(
+                    float(full_probs[row, predicted_class]),
+                    float(without_probs[row, predicted_class]),
+                    float(only_probs[row, predicted_class]),
+                )
+    metrics = counts.metrics() | eraser.metrics()
     metrics |= {
         f"piece_{key}": value for key, value in piece_counts.metrics().items() if key not in ("Acc", "n_examples")
     }

@@ -26,6 +26,8 @@ EXTRA_METRICS = (
     "sentence_P",
     "sentence_R",
     "sentence_F1",
+    "nir_sentence_F1",
+    "iou_micro_F1",
     "AUPRC",
     "comprehensiveness",
     "sufficiency",

@@ -72,6 +72,7 @@ class PreparedData:
     stats: dict[str, Any]
     docids: dict[str, str]  # test example id -> document id, where they differ
     label_names: list[str]
+    sentences: dict[str, np.ndarray]  # test example id -> sentence of each document word, where known
 
 
 def prepare_data(spec: cells.CellSpec, data_dir: Path | None = None) -> PreparedData:
@@ -100,7 +101,10 @@ def prepare_data(spec: cells.CellSpec, data_dir: Path | None = None) -> Prepared
     pad_to = config.max_len if config.padding == "max_len" else None
     docids = {ex.id: ex.docid for ex in raw["test"] if ex.docid is not None}
     label_names = list(adapter.label_names) or [str(i) for i in range(adapter.num_classes)]
-    return PreparedData(splits, info, pad_to, config.bucket_batches, config.word_rule, stats, docids, label_names)
+    sentences = {ex.id: np.asarray(ex.sentences) for ex in raw["test"] if ex.sentences is not None}
+    return PreparedData(
+        splits, info, pad_to, config.bucket_batches, config.word_rule, stats, docids, label_names, sentences
+    )
 
 
 @contextlib.contextmanager
@@ -245,7 +249,7 @@ def _train_and_evaluate(
         with autocast(device, precision):
             if key not in explained:
                 explained[key] = rationalize_split(method, split("test"), mode)
-            evaluation = score_rationales(method, explained[key], mode, target, data.word_rule)
+            evaluation = score_rationales(method, explained[key], mode, target, data.word_rule, data.sentences)
         results[mode] = {"best_epoch": best[mode]["epoch"], "dev_acc": best[mode]["dev_acc"], **evaluation.metrics}
         records.extend(
             {"mode": mode, "docid": data.docids.get(record["id"], record["id"]), **record}

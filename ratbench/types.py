@@ -30,6 +30,8 @@ class Example:
             rationale.
         docid: the document the tokens come from (ERASER); None means the example is its own
             document (its ``id`` serves as document id).
+        sentences: the sentence number of each token (0, 0, 1, ...; ERASER documents, one
+            sentence per line), for sentence-level metrics; None without sentence boundaries.
     """
 
     id: str
@@ -38,13 +40,15 @@ class Example:
     rationale: tuple[int, ...] | None = None
     query: tuple[str, ...] | None = None
     docid: str | None = None
+    sentences: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        if self.rationale is not None and len(self.rationale) != len(self.tokens):
-            raise ValueError(
-                f"example {self.id!r}: rationale has {len(self.rationale)} values "
-                f"but there are {len(self.tokens)} tokens"
-            )
+        for name in ("rationale", "sentences"):
+            values = getattr(self, name)
+            if values is not None and len(values) != len(self.tokens):
+                raise ValueError(
+                    f"example {self.id!r}: {name} has {len(values)} values but there are {len(self.tokens)} tokens"
+                )
 
 
 @dataclass(frozen=True)
