@@ -494,6 +494,49 @@ def table(
 
 
 @main.command()
+@results_option
+@click.option(
+    "--mode",
+    type=click.Choice(["reference", "clean"]),
+    default="reference",
+    show_default=True,
+    help="Which evaluation protocol the tables and claims use.",
+)
+@click.option(
+    "--grid", "grid_name", metavar="NAME", help="The paper grid that was run (table1, ...): lists missing cells."
+)
+@click.option("--seeds", default="1-5", show_default=True, help="The seeds the grid was run with (with --grid).")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here (default: print it)."
+)
+@friendly_errors
+def report(results_dir: Path, mode: str, grid_name: str | None, seeds: str, out: Path | None) -> None:
+    """Write a Markdown reproduction report: what ran, the paper's tables beside its numbers,
+    and a verdict per claim of the paper that the cells cover.
+
+    \b
+    Examples:
+      ratbench report --results-dir results/demo
+      ratbench report --grid table1 --seeds 1-5 --out report.md
+    """
+    from ratbench import cells, grid, paper_grids
+    from ratbench.report import build_report
+    from ratbench.results import load_results
+
+    paper = paper_grids.get_grid(grid_name) if grid_name is not None else None
+    seed_list = grid.parse_seeds(seeds) if paper is not None else []
+    text = build_report(results_dir, load_results(results_dir, warn=_warn), mode, paper, seed_list)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        cells.atomic_write_text(out, text)
+    except OSError as exc:
+        raise RatbenchError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
+    click.echo(f"report written to {out}")
+
+
+@main.command()
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["eraser"]), default="eraser", show_default=True)
 @click.option("--mode", type=click.Choice(["reference", "clean"]), default="reference", show_default=True)

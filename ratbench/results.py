@@ -58,5 +58,6 @@ def load_results(results_dir: Path, warn: Callable[[str], None] | None = None) -
             row["seconds_per_epoch"] = data.get("seconds_per_epoch")
             row["finished_at"] = data.get("finished_at")
             row["cell_id"] = data.get("cell_id")
+            row["versions"] = json.dumps(data.get("versions"), sort_keys=True) if data.get("versions") else None
             rows.append({**row, **from_spec})
     return pd.DataFrame(rows, columns=None if rows else [*KEY_COLUMNS, *SPEC_COLUMNS])

@@ -31,7 +31,7 @@ from ratbench.evaluate import accuracy, iter_batches, predictor_accuracy, ration
 from ratbench.method import Method
 from ratbench.registry import DATASETS, METHODS
 from ratbench.types import EVAL_MODES, SPLITS, DataInfo, EncodedExample, Example
-from ratbench.versions import LIMIT_SHUFFLE_SEED
+from ratbench.versions import LIMIT_SHUFFLE_SEED, source_revision
 
 
 def seed_everything(seed: int) -> None:
@@ -277,7 +277,12 @@ def _train_and_evaluate(
         "setup_seconds": setup_seconds,
         "wall_seconds": time.time() - started,
         "device": str(torch_device),
-        "versions": {"ratbench": ratbench.__version__, "torch": torch.__version__, "python": platform.python_version()},
+        "versions": {
+            "ratbench": ratbench.__version__,
+            "git": source_revision(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     cells.atomic_write_json(out / cells.METRICS_FILE, metrics)

@@ -113,15 +113,10 @@ def mark_stale(cells: pd.DataFrame) -> pd.Series:
     return stale
 
 
-def aggregate(
-    frame: pd.DataFrame, mode: str, include_stale: bool = False, columns: Sequence[str] = COLUMNS
-) -> tuple[pd.DataFrame, dict[Row, str], int]:
-    """Mean, sample std (ddof=1) and seed count per (row, dataset.subset, metric) for the
-    results ``columns`` (a column no cell has is all missing: ``N/A``).
-
-    Returns the statistics (column ``row`` holds a ``Row``), the label of each row, and the
-    number of stale cells left out (0 with ``include_stale``).
-    """
+def table_cells(frame: pd.DataFrame, mode: str, include_stale: bool = False) -> tuple[pd.DataFrame, int]:
+    """The cells of ``mode`` that a table shows, one line each with its ``row`` (a ``Row``) and
+    ``group`` (dataset.subset), and the number of stale cells left out (0 with
+    ``include_stale``)."""
     if frame.empty:
         raise RatbenchError("no finished cells found; run `ratbench run ...` first or pass --results-dir")
     frame = frame[frame["mode"] == mode].copy()
@@ -140,8 +135,19 @@ def aggregate(
         raise RatbenchError(f"all {hidden} finished cells are stale; pass --include-stale to show them")
     frame["variant"] = frame["variant"].fillna("null")
     frame["row"] = [Row(m, v, s) for m, v, s in zip(frame["method"], frame["variant"], frame["stale"], strict=True)]
-    frame = _split_mixed_stale_rows(frame)
+    return _split_mixed_stale_rows(frame), hidden
 
+
+def aggregate(
+    frame: pd.DataFrame, mode: str, include_stale: bool = False, columns: Sequence[str] = COLUMNS
+) -> tuple[pd.DataFrame, dict[Row, str], int]:
+    """Mean, sample std (ddof=1) and seed count per (row, dataset.subset, metric) for the
+    results ``columns`` (a column no cell has is all missing: ``N/A``).
+
+    Returns the statistics (column ``row`` holds a ``Row``), the label of each row, and the
+    number of stale cells left out (0 with ``include_stale``).
+    """
+    frame, hidden = table_cells(frame, mode, include_stale)
     for column in columns:
         if column not in frame:
             frame[column] = None
@@ -154,7 +160,7 @@ def aggregate(
     )
     configs = frame.groupby(["row", "group"], sort=False)["config_id"].agg(lambda ids: ",".join(sorted(set(ids))))
     stats = stats.merge(configs.reset_index(), on=["row", "group"], how="left")
-    return stats, _labels(list(dict.fromkeys(frame["row"]))), hidden
+    return stats, labels_for(list(dict.fromkeys(frame["row"]))), hidden
 
 
 def _split_mixed_stale_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -168,7 +174,7 @@ def _split_mixed_stale_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(row=rows)
 
 
-def _labels(rows: list[Row]) -> dict[Row, str]:
+def labels_for(rows: list[Row]) -> dict[Row, str]:
     """Row labels: the method and how its variant differs from the method's other rows, plus
     the stale reason."""
     labels: dict[Row, str] = {}
@@ -228,7 +234,7 @@ def _published_text(value: tuple[float, float | None] | None) -> str:
     return f"{mean:.1f} ({'n/a' if std is None else f'{std:.1f}'})"
 
 
-def _encoder(row: Row) -> str:
+def row_encoder(row: Row) -> str:
     """The encoder family (``word`` or ``hf``) of a row's variant."""
     data = (json.loads(row.variant) or {}).get("data") or {}
     return str(data.get("data.encoder", "word")).partition(":")[0]
@@ -293,14 +299,14 @@ def render(
         raise RatbenchError("--with-paper needs a paper layout: add --layout table1, table2 or table3")
     stats, labels, hidden = aggregate(frame, mode, include_stale, list(dict.fromkeys([*columns.values(), f1_column])))
     rows = [row for row in labels if methods is None or row.method in methods]
-    other_encoder = [row for row in rows if chosen.encoder is not None and _encoder(row) != chosen.encoder]
+    other_encoder = [row for row in rows if chosen.encoder is not None and row_encoder(row) != chosen.encoder]
     rows = _order([row for row in rows if row not in other_encoder], chosen)
     groups = _choose_groups(chosen, list(dict.fromkeys(stats["group"])), datasets)
     with_results = set(stats.loc[stats["group"].isin(groups), "row"])
     rows = [row for row in rows if row in with_results]  # a row of another table's datasets is not this table's
     if not rows:
         raise RatbenchError(_no_rows_message(chosen, methods, other_encoder))
-    labels = _labels(rows)  # a label says how a row differs from the rows of this table only
+    labels = labels_for(rows)  # a label says how a row differs from the rows of this table only
     expected = seeds if seeds is not None else int(stats["n"].max())
     by_key = {(r.row, r.group, r.metric): r for r in stats.itertuples()}
     if fmt == "csv":

@@ -9,6 +9,9 @@ config are listed in ``pipeline()`` by value, so changing one changes every cell
 
 from __future__ import annotations
 
+import functools
+import subprocess
+from pathlib import Path
 from typing import Any
 
 EVAL_VERSION = "1"
@@ -19,3 +22,22 @@ LIMIT_SHUFFLE_SEED = 0  # --limit keeps the same examples whatever the run seed
 def pipeline(precision: str = "fp32") -> dict[str, Any]:
     """The pipeline part of a cell's identity (``precision``: ``fp32``, or ``bf16`` autocast)."""
     return {"version": PIPELINE_VERSION, "limit_shuffle_seed": LIMIT_SHUFFLE_SEED, "precision": precision}
+
+
+@functools.cache
+def source_revision() -> str | None:
+    """The git revision of the ratbench checkout this code runs from (``abc123def456``, with
+    ``+dirty`` when tracked files differ from it), or None outside a git checkout."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10, check=False)
+
+    try:
+        head = git("rev-parse", "--short=12", "HEAD")
+        if head.returncode != 0 or not (root / ".git").exists():
+            return None
+        dirty = git("diff", "--quiet", "HEAD", "--").returncode != 0
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty else "")

@@ -173,3 +173,56 @@ def fake_metrics(spec: object = None, f1: float = 50.0, **fields: object) -> dic
         ids = {key: getattr(spec, key) for key in ids}
     mode = {"S": 10.0, "Acc": 80.0, "P": f1, "R": f1, "F1": f1}
     return {"status": "ok", "kind": "select_predict", **ids, "modes": {"reference": mode, "clean": mode}, **fields}
+
+
+def write_cell(
+    root: Path,
+    method: str,
+    target: str,
+    seed: int,
+    f1: float,
+    method_changes: dict | None = None,
+    data_changes: dict | None = None,
+) -> None:
+    """A finished cell of ``method`` on ``target`` (dataset.subset), as a run writes it but
+    without training: ``spec.json`` with its variant and the installed versions, and a
+    ``metrics.json`` whose P = R = F1 = ``f1`` (pieces: ``f1 - 1``), Acc = 80 + seed (None for a
+    post-hoc method) and acc_gold_rationale = ``f1``."""
+    from ratbench import cells
+    from ratbench.registry import DATASETS, METHODS
+    from ratbench.variants import make_variant
+    from ratbench.versions import EVAL_VERSION, pipeline
+
+    dataset, _, subset = target.partition(".")
+    method_cls = METHODS.get(method)
+    variant = make_variant("paper", method_changes or {}, data_changes or {}, None)
+    spec = cells.CellSpec(
+        method=method,
+        method_version=method_cls.version,
+        method_config={**(method_changes or {}), "marker": repr(sorted((data_changes or {}).items()))},
+        dataset=dataset,
+        dataset_version=DATASETS.get(dataset).version,
+        subset=subset,
+        dataset_config={},
+        dataset_fingerprint={},
+        eval_version=EVAL_VERSION,
+        limit=None,
+        seed=seed,
+        pipeline=pipeline("fp32"),
+        variant=variant,
+    )
+    folder = cells.cell_dir(root, spec)
+    folder.mkdir(parents=True)
+    cells.atomic_write_json(folder / cells.SPEC_FILE, spec.to_json())
+    post_hoc = method_cls.kind == "post_hoc"
+    mode = {"S": 15.0 + seed / 10, "Acc": None if post_hoc else 80.0 + seed, "P": f1, "R": f1, "F1": f1}
+    mode |= {f"piece_{key}": mode[key] - 1 for key in ("S", "P", "R", "F1")} | {"acc_gold_rationale": f1}
+    metrics = {
+        "status": "ok",
+        "kind": method_cls.kind,
+        **{key: getattr(spec, key) for key in ("cell_id", "config_id", "method", "dataset", "subset", "seed")},
+        "modes": {"reference": mode, "clean": mode},
+        "finished_at": "2026-12-01T00:00:00+0000",
+        "versions": {"ratbench": "0.test", "git": "abc123", "torch": "2.test", "python": "3.test"},
+    }
+    cells.atomic_write_json(folder / cells.METRICS_FILE, metrics)
