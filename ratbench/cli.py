@@ -60,6 +60,13 @@ tracking_uri_option = click.option(
     default=None,
     help="mlflow tracking URI [env MLFLOW_TRACKING_URI; default sqlite:///<results-dir>/mlflow.db].",
 )
+mode_option = click.option(
+    "--mode",
+    type=click.Choice(["reference", "clean"]),
+    default="reference",
+    show_default=True,
+    help="The evaluation protocol: reference (the reference code's) or clean (deterministic, no padding).",
+)
 lenient_option = click.option(
     "--lenient", is_flag=True, help="Skip malformed data lines and report their count (= --set data.lenient=true)."
 )
@@ -413,13 +420,7 @@ def sync_mlflow(results_dir: Path, tracking_uri: str | None) -> None:
 
 @main.command()
 @results_option
-@click.option(
-    "--mode",
-    type=click.Choice(["reference", "clean"]),
-    default="reference",
-    show_default=True,
-    help="Which evaluation protocol to show.",
-)
+@mode_option
 @click.option(
     "--layout",
     type=click.Choice(["generic", "table1", "table2", "table3"]),
@@ -495,13 +496,7 @@ def table(
 
 @main.command()
 @results_option
-@click.option(
-    "--mode",
-    type=click.Choice(["reference", "clean"]),
-    default="reference",
-    show_default=True,
-    help="Which evaluation protocol the tables and claims use.",
-)
+@mode_option
 @click.option(
     "--grid", "grid_name", metavar="NAME", help="The paper grid that was run (table1, ...): lists missing cells."
 )
@@ -539,7 +534,7 @@ def report(results_dir: Path, mode: str, grid_name: str | None, seeds: str, out:
 @main.command()
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["eraser"]), default="eraser", show_default=True)
-@click.option("--mode", type=click.Choice(["reference", "clean"]), default="reference", show_default=True)
+@mode_option
 @friendly_errors
 def export(path: Path, fmt: str, mode: str) -> None:
     """Export the predictions of PATH (a results folder or one cell) for external scorers."""
