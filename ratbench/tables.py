@@ -25,7 +25,7 @@ from tabulate import tabulate
 
 from ratbench.errors import RatbenchError
 from ratbench.layouts import Layout, get_layout
-from ratbench.published import counterpart, load_published
+from ratbench.published import PublishedTable, counterpart, load_published
 from ratbench.stats import welch_from_stats
 from ratbench.types import METRIC_COLUMNS
 from ratbench.variants import describe, row_labels
@@ -213,11 +213,10 @@ class Cell:
 
 @dataclass
 class TableRow:
-    """One shown row: its label, its cells by (group, column) and whether it is published."""
+    """One shown row: its label and its cells by (group, column)."""
 
     label: str
     cells: dict[tuple[str, str], Cell]
-    published: bool = False
 
 
 def _fmt(mean: float, std: float, n: int, n_values: int, expected: int) -> str:
@@ -307,27 +306,14 @@ def render(
     if not rows:
         raise RatbenchError(_no_rows_message(chosen, methods, other_encoder))
     labels = labels_for(rows)  # a label says how a row differs from the rows of this table only
-    expected = seeds if seeds is not None else int(stats["n"].max())
+    shown_stats = stats[stats["row"].isin(rows) & stats["group"].isin(groups)]
+    expected = seeds if seeds is not None else int(shown_stats["n"].max())
     by_key = {(r.row, r.group, r.metric): r for r in stats.itertuples()}
     if fmt == "csv":
         return _csv(stats, labels, rows, groups, columns, chosen, with_paper)
 
-    table_rows = []
     published_table = load_published()[1][chosen.published] if with_paper and chosen.published else None
-    if published_table is not None:
-        for paper_row in published_table.rows:
-            values = {
-                (group, metric): Cell(_published_text(paper_row.results[group].get(metric)))
-                if group in paper_row.results and metric in paper_row.results[group]
-                else Cell(MISSING)
-                for group in groups
-                for metric in shown
-            }
-            for group in groups:
-                f1 = paper_row.results.get(group, {}).get("F1")
-                values[group, "F1"] = Cell(values.get((group, "F1"), Cell(MISSING)).text, f1[0] if f1 else None)
-                values[group, DELTA] = Cell("")
-            table_rows.append(TableRow(f"{paper_row.label} [paper]", values, published=True))
+    table_rows = _published_rows(published_table, groups, shown) if published_table is not None else []
     for row in rows:
         values = {}
         for group in groups:
@@ -348,6 +334,23 @@ def render(
     return _format(fmt, chosen, groups, cell_columns, table_rows, mode, notes)
 
 
+def _published_rows(table: PublishedTable, groups: list[str], shown: Sequence[str]) -> list[TableRow]:
+    """The paper's rows of ``table`` over ``groups`` (``-`` where it printed nothing)."""
+    rows = []
+    for paper_row in table.rows:
+        values = {}
+        for group in groups:
+            printed = paper_row.results.get(group, {})
+            for metric in shown:
+                values[group, metric] = Cell(_published_text(printed[metric]) if metric in printed else MISSING)
+            f1 = printed.get("F1")
+            if "F1" in shown and f1 is not None:
+                values[group, "F1"].mean = f1[0]
+            values[group, DELTA] = Cell("")
+        rows.append(TableRow(f"{paper_row.label} [paper]", values))
+    return rows
+
+
 def _no_rows_message(layout: Layout, methods: Sequence[str] | None, other_encoder: list[Row]) -> str:
     if methods is None or other_encoder:
         return (
@@ -357,7 +360,7 @@ def _no_rows_message(layout: Layout, methods: Sequence[str] | None, other_encode
     return f"no finished cells of --methods {','.join(methods or [])}; ratbench table without --methods shows all"
 
 
-def _delta(published_table: Any, row: Row, group: str, ours: Any) -> str:
+def _delta(published_table: PublishedTable, row: Row, group: str, ours: Any) -> str:
     """``+1.2 (p=0.34)``: our mean F1 minus the published one, and Welch's p with the paper's
     seed count; ``-`` without a counterpart or a value."""
     paper_row = counterpart(published_table, row.method, _method_changes(row))
