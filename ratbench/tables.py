@@ -492,7 +492,8 @@ def _csv(
 
 
 def _notes(labels: dict[Row, str], mode: str, expected: int, hidden: int) -> list[str]:
-    notes = [f"Mode: {mode}. Values: mean (std) over seeds; [n=k]: fewer seeds than {expected}."]
+    short = f"; [n=k]: fewer seeds than {expected}" if expected > 1 else ""
+    notes = [f"Mode: {mode}. Values: mean (std) over seeds{short}."]
     runs: dict[str, list[str]] = {}  # what rows were run with -> those rows
     for row, label in labels.items():
         runs.setdefault(describe(json.loads(row.variant) or {}), []).append(label)
