@@ -37,6 +37,14 @@ def _epoch_bar(total: int, label: str, enabled: bool = True) -> Any:
     return tqdm(total=total, desc=label, unit="epoch", leave=False, disable=None if enabled else True, file=sys.stderr)
 
 
+def _epoch_line(prefix: str, record: dict[str, Any], epochs: int) -> str:
+    """``<cell> epoch 3/8: loss 0.512, dev_acc_reference 56.2, ... (118 s)`` for a log file."""
+    shown = [f"{key} {value:.3g}" for key, value in record.items() if key.startswith(("loss", "dev_acc"))]
+    seconds = record.get("train_seconds")
+    clock = f" ({seconds:.0f} s)" if isinstance(seconds, int | float) else ""
+    return f"{prefix} epoch {record.get('epoch')}/{epochs}: {', '.join(shown)}{clock}"
+
+
 class CellProgress:
     """A bar over the cells to run, with done / skipped / failed counts (terminal only)."""
 
@@ -116,9 +124,16 @@ def run_grid(
         if kept is not None:
             echo(f"{prefix}: its {cells.METRICS_FILE} was corrupt, kept as {kept.name}; running the cell again")
         tic = time.time()
+        epochs = int(spec.method_config.get("epochs", 0))
         try:
-            with _epoch_bar(int(spec.method_config.get("epochs", 0)), prefix, epoch_bars) as bar:
-                metrics = run_cell(spec, results_dir, device=device, data_dir=data_dir, on_epoch=lambda _: bar.update())
+            with _epoch_bar(epochs, prefix, epoch_bars) as bar:
+                # Without a terminal (a log file) the bar is off: one plain line per epoch instead.
+                def on_epoch(record: dict[str, Any], bar: Any = bar, label: str = prefix, total: int = epochs) -> None:
+                    bar.update()
+                    if bar.disable and epoch_bars:
+                        echo(_epoch_line(label, record, total))
+
+                metrics = run_cell(spec, results_dir, device=device, data_dir=data_dir, on_epoch=on_epoch)
         except Exception as exc:  # one failing cell must not stop the grid
             (folder / cells.ERROR_FILE).write_text(traceback.format_exc(), encoding="utf-8")
             reason = str(exc) if isinstance(exc, RatbenchError) else f"{type(exc).__name__}: {exc}"
