@@ -1,5 +1,6 @@
 # Two entry points for a fresh machine with only Python 3.11:
-#   make demo   set everything up, run a small RNP-vs-VER grid on the synthetic benchmark, print the table
+#   make demo   set everything up, run a small RNP-vs-VER grid on the synthetic benchmark, print the
+#               table and write the reproduction report (results/demo/report.md)
 #   make test   set everything up and run the test suite (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
@@ -22,6 +23,7 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/ratbench run --methods rnp,ver --datasets synthetic.appearance --seeds 1-3 --preset demo --workers 2 --results-dir $(DEMO_RESULTS)
 	$(BIN)/ratbench table --results-dir $(DEMO_RESULTS)
+	$(BIN)/ratbench report --results-dir $(DEMO_RESULTS) --out $(DEMO_RESULTS)/report.md
 
 test: setup
 	$(BIN)/ruff check .
