@@ -225,6 +225,16 @@ def _claims_table(verdicts: list[Verdict]) -> str:
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
+def _listing(title: str, items: list[str], limit: int = 200) -> list[str]:
+    """A count line, then up to ``limit`` items as a Markdown list."""
+    lines = [title, ""]
+    if items:
+        lines += [f"- {item}" for item in items[:limit]]
+        lines += [f"- ... and {len(items) - limit} more"] if len(items) > limit else []
+        lines.append("")
+    return lines
+
+
 def build_report(
     results_dir: Path,
     frame: pd.DataFrame,
@@ -261,12 +271,10 @@ def build_report(
     ]
     if hidden:
         lines += [f"{hidden} stale cell(s) are left out (older versions or superseded configurations).", ""]
-    lines += [f"Failed cells: {len(failed)}.", ""] + [f"- `{cell}`: {reason}" for cell, reason in failed]
+    lines += _listing(f"Failed cells: {len(failed)}.", [f"`{cell}`: {reason}" for cell, reason in failed])
     if grid is not None:
-        lines += ["", f"Missing cells of the grid: {len(missing)}.", ""] + [f"- {cell}" for cell in missing[:200]]
-        if len(missing) > 200:
-            lines.append(f"- ... and {len(missing) - 200} more")
-    lines += ["", "## Tables", "", *_tables(frame, mode, cell_frame), "## Claims of the paper", ""]
+        lines += _listing(f"Missing cells of the grid: {len(missing)}.", missing)
+    lines += ["## Tables", "", *_tables(frame, mode, cell_frame), "## Claims of the paper", ""]
     if verdicts:
         lines += [
             f"Verdict: holds = mean difference > 0 with p < {SIGNIFICANCE} (paired t-test over the shared seeds).",
