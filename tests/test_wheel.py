@@ -49,7 +49,15 @@ def test_wheel_in_fresh_venv_lists_plugins(tmp_path: Path) -> None:
         """
         import importlib.util, json
         from ratbench.registry import DATASETS, METHODS
+        from ratbench.paper_grids import load_grids
+        from ratbench.published import load_published
+        from importlib import resources
+        import tomllib
+        claims = resources.files("ratbench").joinpath("resources", "paper_claims.toml").read_text()
         print(json.dumps({
+            "grids": sorted(load_grids()),
+            "published": sorted(load_published()[1]),
+            "claims": len(tomllib.loads(claims)["claims"]),
             "methods": METHODS.names(),
             "datasets": DATASETS.names(),
             "origin": METHODS.check("rnp").origin,
@@ -63,6 +71,7 @@ def test_wheel_in_fresh_venv_lists_plugins(tmp_path: Path) -> None:
     assert listed["methods"] == METHODS.names() and "ver" in listed["methods"]
     assert listed["datasets"] == DATASETS.names() and "synthetic" in listed["datasets"]
     assert listed["origin"] == "builtin:methods/rnp.py"
+    assert listed["grids"] == listed["published"] == ["table1", "table2", "table3"] and listed["claims"] == 4
     assert listed["top_level"] == []
     assert (
         listed["plugin_file"].startswith(str(venv))
