@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import sys
 from collections.abc import Callable
@@ -106,6 +107,14 @@ def main() -> None:
     metavar="SCOPE.KEY=VALUE",
     help="Override a config value; SCOPE is a method, a dataset or 'data' (all datasets). Repeatable.",
 )
+@click.option(
+    "--sweep",
+    "sweeps",
+    multiple=True,
+    metavar="SCOPE.KEY=V1,V2,...",
+    help="Run every value of a config key, each a row of its own (e.g. ver.perturb_rate=0,0.3,0.5); "
+    "several --sweep make a product.",
+)
 @click.option("--epochs", type=click.IntRange(min=1), help="Override the number of epochs of every method.")
 @click.option("--limit", type=click.IntRange(min=1), help="Use at most N examples per split (smoke runs).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
@@ -177,6 +186,7 @@ def run(
     seeds: str,
     preset: str | None,
     sets: tuple[str, ...],
+    sweeps: tuple[str, ...],
     epochs: int | None,
     limit: int | None,
     device: str,
@@ -212,14 +222,15 @@ def run(
     extra_sets = ["data.lenient=true"] if lenient else []
     requests = _run_requests(grid_name, methods, datasets, preset, [*sets, *extra_sets], data_dir)
     seed_list = grid.parse_seeds(seeds, max_cells)
+    points = grid.parse_sweeps(sweeps, sets)
     specs = []
-    for run_methods, run_datasets, run_preset, run_sets in requests:
+    for (run_methods, run_datasets, run_preset, run_sets), point in itertools.product(requests, points):
         specs += grid.expand(
             run_methods,
             run_datasets,
             seed_list,
             preset=run_preset,
-            sets=grid.parse_sets(run_sets),
+            sets=grid.parse_sets([*run_sets, *point]),
             epochs=epochs,
             limit=limit,
             data_dir=data_dir,
@@ -227,6 +238,10 @@ def run(
             precision=precision,
             on_missing=missing.append if dry_run else None,
         )
+    unique: dict[str, Any] = {}  # a sweep of one method's key repeats the grid's other methods
+    for spec in specs:
+        unique.setdefault(spec.cell_id, spec)
+    specs = list(unique.values())
     gpu_ids = _gpu_ids(device, grid.parse_names(gpus, "--gpus") if gpus else None)
     if dry_run:
         by_status = grid_status(specs, results_dir, stale_after)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -78,6 +79,26 @@ def parse_sets(items: Sequence[str]) -> dict[str, dict[str, str]]:
         scope, key, value = match.groups()
         parsed.setdefault(scope, {})[key] = value
     return parsed
+
+
+def parse_sweeps(items: Sequence[str], sets: Sequence[str] = ()) -> list[list[str]]:
+    """``--sweep scope.key=v1,v2,...`` items as the ``--set`` items of each point of their
+    product (one empty point without sweeps), in the order given. A key may be swept once and
+    not also be set with ``--set``."""
+    axes: list[list[str]] = []
+    swept: set[str] = set()
+    fixed = {item.partition("=")[0].strip() for item in sets}
+    for item in items:
+        match = re.fullmatch(r"([\w-]+\.\w+)=(.+)", item.strip())
+        values = [value.strip() for value in match.group(2).split(",")] if match else []
+        if not match or not all(values):
+            raise RatbenchError(f"malformed --sweep {item!r}: use SCOPE.KEY=V1,V2,... (e.g. ver.perturb_rate=0,0.5)")
+        key = match.group(1)
+        if key in swept or key in fixed:
+            raise RatbenchError(f"--sweep {key}: the key is swept twice or also given with --set; give it once")
+        swept.add(key)
+        axes.append([f"{key}={value}" for value in dict.fromkeys(values)])
+    return [list(point) for point in itertools.product(*axes)]
 
 
 def dataset_targets(names: Sequence[str]) -> list[tuple[str, str]]:
@@ -215,7 +236,7 @@ def expand(
     for scope in sets:
         if scope not in methods and scope not in dataset_names and scope != DATA_SCOPE:
             raise RatbenchError(
-                f"--set {scope}.…: {scope!r} is not a method or dataset of this grid; "
+                f"--set/--sweep {scope}.…: {scope!r} is not a method or dataset of this grid; "
                 f"use one of {', '.join([*methods, *sorted(dataset_names), DATA_SCOPE])}"
             )
     if limit is not None and limit < 1:

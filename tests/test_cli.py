@@ -69,7 +69,7 @@ def test_run_twice_executes_nothing_the_second_time_and_table_renders(toy_datase
         (["--set", "rnp.epochs=2.5"], "error: rnp.epochs expects an integer, got '2.5'"),
         (["--set", "lr=1"], "error: malformed --set 'lr=1': use METHOD.KEY=VALUE"),
         (["--set", "rnp.epochs=0"], "error: rnp.epochs must be >= 1, got 0"),
-        (["--set", "ver.lr=1"], "error: --set ver.…: 'ver' is not a method or dataset of this grid"),
+        (["--set", "ver.lr=1"], "error: --set/--sweep ver.…: 'ver' is not a method or dataset of this grid"),
         (["--preset", "fast"], "error: method rnp has no preset 'fast'; available: demo, paper"),
         (
             ["--set", "data.embeddings=glove:/nonexistent/glove.6B.100d.txt"],
