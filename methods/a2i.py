@@ -14,7 +14,8 @@ from torch import nn
 from ratbench.registry import register_method
 from ratbench.types import Batch, DataInfo
 
-from ._blocks import EpochMeans, document_part, hard_sample, make_selector, param_groups, visible
+from ._blocks import EpochMeans, document_part, gumbel_sample, hard_sample, make_selector, param_groups, visible
+from ._vicinal import PerturbOptions, predictor_and_selection_masks
 from .rnp import RNP, RNPModel
 
 LN2 = math.log(2.0)
@@ -48,7 +49,10 @@ class A2I(RNP):
     The test-time rationale comes from the main selector only (RNP's evaluation). Binary labels.
     Defaults are the paper's RNP-tuned settings (the VER paper applied them to A2I); the
     reference argparse defaults differ (alpha 0.1, lambda_s 12, lambda_c 10, batch 256).
-    Deviations: none besides the shared frozen embedding.
+    Deviations: none besides the shared frozen embedding. Extension (off by default):
+    ``perturb_rate > 0`` trains the predictor of step 1 on VER's vicinal perturbation of the
+    selector's mask (``methods/_vicinal.py``); the regularizers, the attacker and evaluation
+    see the unperturbed masks.
     """
 
     description = "A2I: RNP with an attacker selector and a hinge that instructs the predictor"
@@ -57,7 +61,7 @@ class A2I(RNP):
     state_attributes = ("_epochs_done",)
 
     @dataclasses.dataclass(frozen=True)
-    class Config(RNP.Config):
+    class Config(RNP.Config, PerturbOptions):
         adv_lambda: float = 1.0
         """Weight of the attack term in the selector/predictor loss."""
         pred_lr_rate: float = 1.0
@@ -123,8 +127,10 @@ class A2I(RNP):
             # Step 1: selector and predictor; the attacker is frozen.
             model.attacker.requires_grad_(False)
             embedded = model.embed(batch.ids, batch.mask)
-            z = document_part(hard_sample(model.selector(embedded), cfg.tau), batch)
-            logits = model.predictor(embedded, visible(z, batch), batch.mask)
+            soft, index = gumbel_sample(model.selector(embedded), cfg.tau)
+            z_predictor, z = predictor_and_selection_masks(soft, index, batch.selectable, cfg.perturb_rate)
+            z_predictor, z = document_part(z_predictor, batch), document_part(z, batch)
+            logits = model.predictor(embedded, visible(z_predictor, batch), batch.mask)
             cls = F.cross_entropy(logits, batch.labels)
             loss = cfg.cls_lambda * cls + self._regularizers(z, batch.selectable, True, True)
             z_attack = document_part(hard_sample(model.attacker(embedded), cfg.tau), batch)

@@ -28,6 +28,7 @@ from ._blocks import (
     straight_through,
     visible,
 )
+from ._vicinal import PerturbOptions, predictor_and_selection_masks
 from .rnp import DEMO_PRESET, PAPER_PRESET, RNP, RNPModel
 
 
@@ -110,6 +111,9 @@ class DMR(RNP):
             moments.
         sampling ("gumbel"): "deterministic" is the reference's straight-through of the argmax
             of the selector's softmax, without Gumbel noise (training and evaluation).
+    Extension (off by default): ``perturb_rate > 0`` feeds VER's vicinal perturbation of the mask
+    to the student predictor in training (its rationale features); the regularizers see the
+    unperturbed mask.
     Not reproduced (see METHODS.md 10): the reference's two label-conditioned generators that
     alternate per batch and are chosen by the gold label at test, its trainable embeddings and
     its separate generator loss ``-p_student(path class)``; published DMR figures come from that
@@ -125,7 +129,7 @@ class DMR(RNP):
     }
 
     @dataclasses.dataclass(frozen=True)
-    class Config(RNP.Config):
+    class Config(RNP.Config, PerturbOptions):
         om_lambda: float = 0.1
         """Weight of the distillation term (output matching)."""
         fm_lambda: float = 0.01
@@ -170,8 +174,9 @@ class DMR(RNP):
         for batch in batches:
             embedded = model.embed(batch.ids, batch.mask)
             soft, index = self._sample(model.selector(embedded))
-            z = document_part(straight_through(index, soft)[..., 1], batch)
-            rationale_features = model.predictor.features(embedded, visible(z, batch), batch.mask)
+            z_predictor, z = predictor_and_selection_masks(soft, index, batch.selectable, cfg.perturb_rate)
+            z_predictor, z = document_part(z_predictor, batch), document_part(z, batch)
+            rationale_features = model.predictor.features(embedded, visible(z_predictor, batch), batch.mask)
             full_features = model.predictor.features(embedded, batch.mask, batch.mask)
             logits = model.predictor.classify(rationale_features)
             with torch.no_grad():

@@ -26,6 +26,7 @@ from ._blocks import (
     trainable_groups,
     visible,
 )
+from ._vicinal import PerturbOptions
 from .rnp import DEMO_TRAINING_PRESET, PAPER_TRAINING_PRESET, RNP
 
 EPS = 1e-12
@@ -328,7 +329,9 @@ class NIRRNP(RNP):
 
     Not in METHODS.md, which specifies the reference's A2R architecture (``nir``); this is the
     variant the VER paper's Table 1 reports. Defaults and presets are RNP's (the paper applied
-    RNP's tuned settings to NIR). Deviations from RNP: the noise only.
+    RNP's tuned settings to NIR). Deviations from RNP: the noise only. Extension (off by
+    default): ``perturb_rate > 0`` adds VER's vicinal perturbation to the predictor's training
+    mask (the noise then goes into the perturbed mask's tokens).
     """
 
     description = "NIR as the VER paper ran it: RNP whose predictor sees tf-idf noise in the selected tokens"
@@ -336,7 +339,7 @@ class NIRRNP(RNP):
     version = "1"
 
     @dataclasses.dataclass(frozen=True)
-    class Config(RNP.Config):
+    class Config(RNP.Config, PerturbOptions):
         noise_p: float = 0.1
         """Noise proportion: mean replacement probability of a selected token."""
 

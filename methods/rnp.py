@@ -26,9 +26,9 @@ from ._blocks import (
     make_selector,
     param_groups,
     sparsity_loss,
-    straight_through,
     visible,
 )
+from ._vicinal import predictor_and_selection_masks
 
 # The paper's BERT settings (data.encoder=hf:...; "we follow the settings of CR / NIR"):
 # Table 2, Beer-Appearance at S about 10 %: CR (onepounchman/Causal-Retionalization@60b6814,
@@ -147,10 +147,11 @@ class RNP(Method):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(mask fed to the predictor, mask the regularizers see), both ``[B, T]``.
 
-        RNP uses the straight-through sample for both; VER perturbs the first one.
+        RNP uses the straight-through sample for both. A subclass whose config has
+        ``PerturbOptions`` gets VER's perturbation of the first one when its ``perturb_rate``
+        is above 0; VER always perturbs.
         """
-        z = straight_through(index, soft)[..., 1]
-        return z, z
+        return predictor_and_selection_masks(soft, index, mask, getattr(self.config, "perturb_rate", 0.0))
 
     def regularizers(self, z: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Unweighted batch-level sparsity and continuity terms of ``z`` (padding as the

@@ -8,42 +8,10 @@ import torch
 
 from ratbench.registry import register_method
 
-from ._blocks import straight_through
+from ._vicinal import PerturbOptions, perturb_index, vicinal_masks
 from .rnp import RNP
 
-
-def perturb_index(
-    index: torch.Tensor,
-    mask: torch.Tensor,
-    rate: float,
-    u_selected: torch.Tensor,
-    u_unselected: torch.Tensor,
-) -> torch.Tensor:
-    """Flip a hard 0/1 rationale ``index`` ``[B, T]`` as the VER reference does.
-
-    * 1 -> 0: every selected real token with ``u_selected < rate`` (Bernoulli(rate) each).
-    * 0 -> 1: one batch-level count ``k = max(floor(#(1->0 flips) / B), 1)``, clamped per row
-      to the number of unselected real tokens of that row (the reference's multinomial
-      misbehaves when a row has fewer; clamping is our documented fix); each row flips the
-      ``k_b`` unselected real tokens with the largest ``u_unselected`` (a uniform draw
-      without replacement). If some row has no unselected real token, no row gets 0 -> 1
-      flips (reference behaviour).
-    * padding is never flipped.
-
-    ``u_selected`` and ``u_unselected`` are uniform ``[B, T]`` draws passed in so the
-    function is deterministic given them. Runs without host synchronisation.
-    """
-    real = mask > 0
-    selected = (index == 1) & real
-    off = (u_selected < rate) & selected
-    unselected = (index == 0) & real
-    per_row_free = unselected.sum(dim=1)
-    k = torch.div(off.sum(), index.shape[0], rounding_mode="floor").clamp(min=1)
-    k_row = torch.minimum(k.expand_as(per_row_free), per_row_free)
-    keys = torch.where(unselected, u_unselected, torch.full_like(u_unselected, -1.0))
-    rank = keys.argsort(dim=1, descending=True).argsort(dim=1)
-    on = unselected & (rank < k_row.unsqueeze(1)) & (per_row_free.min() > 0)
-    return torch.where(off | on, 1 - index, index)
+__all__ = ["VER", "perturb_index"]
 
 
 @register_method("ver")
@@ -69,17 +37,13 @@ class VER(RNP):
     version = "1"
 
     @dataclasses.dataclass(frozen=True)
-    class Config(RNP.Config):
+    class Config(RNP.Config, PerturbOptions):
         perturb_rate: float = 0.3
-        """p: probability of flipping each selected real token off (0 gives RNP)."""
+        """p: probability of flipping each selected real token off. At 0 the reference still
+        flips one unselected token on per row, so VER at 0 is not RNP (RNP has no perturbation)."""
 
     def training_masks(
         self, soft: torch.Tensor, index: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(perturbed straight-through mask for the predictor, unperturbed one for the regularizers)."""
-        u_selected = torch.rand(index.shape, device=index.device)
-        u_unselected = torch.rand(index.shape, device=index.device)
-        perturbed = perturb_index(index, mask, self.config.perturb_rate, u_selected, u_unselected)
-        z = straight_through(index, soft)[..., 1]
-        z_perturbed = straight_through(perturbed, soft)[..., 1]
-        return z_perturbed, z
+        return vicinal_masks(soft, index, mask, self.config.perturb_rate)
