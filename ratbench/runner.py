@@ -25,6 +25,7 @@ import ratbench
 from ratbench import cells
 from ratbench.batching import eval_batches, train_batches
 from ratbench.data import DatasetAdapter
+from ratbench.diagnostics import PROBE_EXAMPLES, EpochDiagnostics
 from ratbench.encoders import make_encoder
 from ratbench.errors import RatbenchError
 from ratbench.evaluate import accuracy, iter_batches, predictor_accuracy, rationalize_split, safe_div, score_rationales
@@ -176,7 +177,9 @@ def _train_and_evaluate(
 ) -> dict[str, Any]:
     """Seed, train and evaluate, writing every file of the cell into ``out`` (metrics.json last).
 
-    Per epoch: train, then dev accuracy in both evaluation modes. For each mode the epoch with
+    Per epoch: train, then dev accuracy in both evaluation modes, then (select-then-predict
+    methods) the diagnostics of ``ratbench.diagnostics`` on a probe of the test split, which
+    change no result. For each mode the epoch with
     the best dev accuracy (strict ``>``: the earliest epoch wins ties) is kept, and at the end
     the kept state (``Method.state_dict``) is evaluated on the annotated test split in that
     mode. A post-hoc method is selected on its classifier's full-text dev accuracy and its
@@ -198,6 +201,11 @@ def _train_and_evaluate(
 
     def split(name: str) -> Any:
         return iter_batches(eval_batches(data.splits[name], eval_size, data.pad_to), torch_device)
+
+    def probe() -> Any:
+        return iter_batches(eval_batches(data.splits["test"][:PROBE_EXAMPLES], eval_size, data.pad_to), torch_device)
+
+    diagnostics = None if post_hoc else EpochDiagnostics(probe, torch_device)
 
     best: dict[str, dict[str, Any]] = {mode: {"dev_acc": -1.0, "epoch": None, "state": None} for mode in EVAL_MODES}
     train_seconds = 0.0
@@ -234,6 +242,9 @@ def _train_and_evaluate(
                 if dev_acc > best[mode]["dev_acc"]:
                     snapshot = snapshot or copy.deepcopy(method.state_dict())
                     best[mode] = {"dev_acc": dev_acc, "epoch": epoch, "state": snapshot}
+            if diagnostics is not None:
+                with autocast(device, precision):
+                    record.update(diagnostics.measure(method))
             epochs_log.write(cells.dumps(record) + "\n")
             epochs_log.flush()
             if on_epoch is not None:
