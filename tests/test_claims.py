@@ -131,7 +131,13 @@ def _in_progress(results: Path) -> bool:
 
 
 def _finished(results: Path) -> dict[str, int]:
-    return {str(p.parent): p.stat().st_mtime_ns for p in results.glob(f"runs/**/{cells.METRICS_FILE}")}
+    """Finished cells (folder -> mtime of metrics.json), counting a finished attempt that a kill
+    kept from being committed as its cell's (the next reader commits it, mtime kept)."""
+    found = {}
+    for path in results.glob(f"runs/**/{cells.METRICS_FILE}"):
+        in_attempt = path.parent.name.startswith(cells.ATTEMPT_PREFIX)
+        found[str(path.parent.parent if in_attempt else path.parent)] = path.stat().st_mtime_ns
+    return found
 
 
 @pytest.mark.slow
