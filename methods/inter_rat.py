@@ -15,7 +15,8 @@ from ratbench.method import Method, MethodConfig, Presets
 from ratbench.registry import register_method
 from ratbench.types import Batch, DataInfo, EvalMode, RationaleOutput
 
-from ._blocks import BiGRU, EpochMeans, FrozenEmbedding, eval_selection, hard_sample, visible
+from ._blocks import BiGRU, EpochMeans, FrozenEmbedding, eval_selection, gumbel_sample, visible
+from ._vicinal import PerturbOptions, predictor_and_selection_masks
 from .rnp import DEMO_TRAINING_PRESET
 
 REFERENCE_BEER_PRIORS = (0.05, 0.95)  # hard-coded in the reference for its unbalanced beer data
@@ -111,6 +112,8 @@ class InterRAT(Method):
         priors ("data"): class priors pi from the training labels; "reference" uses the
             hard-coded (0.05, 0.95) on beer (written for the unbalanced correlated beer files)
             and uniform priors elsewhere.
+    Extension (off by default): ``perturb_rate > 0`` trains the predictor on VER's vicinal
+    perturbation of the mask; the regularizers see the unperturbed one.
     Protocol: the harness selects the best dev-accuracy epoch (the reference logs every epoch
     and keeps the last) and evaluates with the evaluation batch size, not 1 (the results do not
     depend on it).
@@ -122,7 +125,7 @@ class InterRAT(Method):
     encoders = ("word",)  # a GRU model in its reference; no transformer form yet
 
     @dataclasses.dataclass(frozen=True)
-    class Config(MethodConfig):
+    class Config(MethodConfig, PerturbOptions):
         epochs: int = 20
         batch_size: int = 256
         lr: float = 1e-3
@@ -168,8 +171,10 @@ class InterRAT(Method):
         means = EpochMeans()
         for batch in batches:
             embedded = model.embed(batch.ids, batch.mask)
-            z = hard_sample(model.selector_logits(embedded, batch.mask), cfg.tau) * batch.selectable
-            logits = model.predictor_logits(embedded, visible(z, batch), batch.mask)
+            soft, index = gumbel_sample(model.selector_logits(embedded, batch.mask), cfg.tau)
+            z_predictor, z = predictor_and_selection_masks(soft, index, batch.selectable, cfg.perturb_rate)
+            z_predictor, z = z_predictor * batch.selectable, z * batch.selectable
+            logits = model.predictor_logits(embedded, visible(z_predictor, batch), batch.mask)
             cls = F.cross_entropy(logits, batch.labels)
             sparsity, continuity = per_example_regularizers(z, batch.selectable, cfg.sparsity)
             loss = cls + cfg.sparsity_lambda * sparsity + cfg.continuity_lambda * continuity

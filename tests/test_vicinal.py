@@ -11,6 +11,7 @@ from conftest import tiny_batches, tiny_method
 from ratbench._plugins.methods import _vicinal
 from ratbench._plugins.methods import a2i as a2i_module
 from ratbench._plugins.methods import dmr as dmr_module
+from ratbench._plugins.methods import inter_rat as inter_rat_module
 from ratbench._plugins.methods import rnp as rnp_module
 from ratbench._plugins.methods._blocks import gumbel_sample
 from ratbench.types import EncodedExample
@@ -91,10 +92,11 @@ def test_a2i_feeds_the_perturbed_mask_to_its_predictor_only(monkeypatch: pytest.
     assert any(not torch.equal(z_predictor, z) for z_predictor, z in spy.masks)
 
 
-@pytest.mark.parametrize("name", ["dmr", "nir_rnp"])
+@pytest.mark.parametrize("name", ["dmr", "nir_rnp", "inter_rat"])
 def test_other_methods_opt_in_with_their_config(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     spy = _Spy()  # nir_rnp inherits RNP's training_masks, which calls it from rnp's module
-    monkeypatch.setattr(dmr_module if name == "dmr" else rnp_module, "predictor_and_selection_masks", spy)
+    module = {"dmr": dmr_module, "nir_rnp": rnp_module, "inter_rat": inter_rat_module}[name]
+    monkeypatch.setattr(module, "predictor_and_selection_masks", spy)
     extra = {"teacher_epochs": 1} if name == "dmr" else {}
     method = tiny_method(name, perturb_rate=0.3, train=tuple(_examples()), **extra)
     stats = method.train_epoch(_batches())
