@@ -547,6 +547,36 @@ def report(results_dir: Path, mode: str, grid_name: str | None, seeds: str, out:
 
 
 @main.command()
+@click.option(
+    "--figure",
+    type=click.Choice(["curves", "sweep", "gold", "sparsity"]),
+    required=True,
+    help="curves: a per-epoch quantity; sweep: F1/Acc against a swept key; gold: predictor on human "
+    "rationales; sparsity: F1 against achieved S.",
+)
+@results_option
+@mode_option
+@click.option("--metric", default="", help="curves: the epochs.jsonl field to draw [default: diag_annotation_F1].")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="FILE.png or FILE.pdf.")
+@friendly_errors
+def plot(figure: str, results_dir: Path, mode: str, metric: str, out: Path) -> None:
+    """Draw one of the paper's figures from a results folder (needs the plot extra).
+
+    \b
+    Examples:
+      ratbench plot --figure curves --results-dir results/demo --out curves.png
+      ratbench plot --figure sweep --metric F1 --out sweep.pdf
+    """
+    from ratbench.plots import plot as draw
+    from ratbench.results import load_results
+
+    if out.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise RatbenchError(f"--out {out}: use a .png, .pdf or .svg file name")
+    draw(results_dir, load_results(results_dir, warn=_warn), figure, out, mode, metric)
+    click.echo(f"{figure} figure written to {out}")
+
+
+@main.command()
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["eraser"]), default="eraser", show_default=True)
 @mode_option
