@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from tabulate import tabulate
@@ -27,7 +26,7 @@ from ratbench.errors import RatbenchError
 from ratbench.layouts import LAYOUTS
 from ratbench.paper_grids import PaperGrid
 from ratbench.stats import paired
-from ratbench.tables import Row, labels_for, render, row_encoder, table_cells
+from ratbench.tables import Row, labels_for, method_changes, render, row_encoder, table_cells
 
 CLAIMS_FILE = "paper_claims.toml"
 SIGNIFICANCE = 0.05
@@ -155,7 +154,7 @@ def missing_cells(cell_frame: pd.DataFrame, grid: PaperGrid, seeds: Sequence[int
         for method in run.methods:
             own = {k.partition(".")[2]: v for k, v in run.sets.items() if k.partition(".")[0] == method}
             mine = cell_frame[cell_frame["method"] == method]
-            changes = [_method_changes(row) for row in mine["row"]]
+            changes = [method_changes(row) for row in mine["row"]]
             has_settings = [all(str(c.get(key)) == str(value) for key, value in own.items()) for c in changes]
             matches = mine[pd.Series(has_settings, index=mine.index, dtype=bool)]
             present = set(zip(matches["group"], matches["seed"], strict=True))
@@ -167,10 +166,6 @@ def missing_cells(cell_frame: pd.DataFrame, grid: PaperGrid, seeds: Sequence[int
                 if (group, seed) not in present
             ]
     return missing
-
-
-def _method_changes(row: Row) -> dict[str, Any]:
-    return (json.loads(row.variant) or {}).get("method") or {}
 
 
 def _versions(frame: pd.DataFrame) -> list[str]:

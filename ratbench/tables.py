@@ -239,7 +239,8 @@ def row_encoder(row: Row) -> str:
     return str(data.get("data.encoder", "word")).partition(":")[0]
 
 
-def _method_changes(row: Row) -> dict[str, Any]:
+def method_changes(row: Row) -> dict[str, Any]:
+    """The method settings in which a row's variant differs from its preset."""
     return (json.loads(row.variant) or {}).get("method") or {}
 
 
@@ -363,7 +364,7 @@ def _no_rows_message(layout: Layout, methods: Sequence[str] | None, other_encode
 def _delta(published_table: PublishedTable, row: Row, group: str, ours: Any) -> str:
     """``+1.2 (p=0.34)``: our mean F1 minus the published one, and Welch's p with the paper's
     seed count; ``-`` without a counterpart or a value."""
-    paper_row = counterpart(published_table, row.method, _method_changes(row))
+    paper_row = counterpart(published_table, row.method, method_changes(row))
     paper = None if paper_row is None else paper_row.results.get(group, {}).get("F1")
     if paper is None or ours is None or not ours.n_values:
         return MISSING
