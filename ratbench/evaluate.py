@@ -224,12 +224,15 @@ def score_rationales(
     """
     counts, piece_counts, eraser = RationaleCounts(), RationaleCounts(), EraserCounts()
     sentences = sentences or {}
+    full_text_correct, has_predictor = 0, False  # full-text accuracy from the pass comprehensiveness needs
     records: list[dict[str, Any]] = []
     for batch, out in outputs:
         pred = binarize(out, batch, mode, sparsity, repr(method.name))
         document_pred = pred * batch.selectable
         full_probs = class_probabilities(method, batch, batch.mask)
+        has_predictor = full_probs is not None
         if full_probs is not None:
+            full_text_correct += int((full_probs.argmax(-1) == batch.labels.cpu().numpy()).sum())
             without_probs = class_probabilities(method, batch, batch.mask * (1 - document_pred))
             only_probs = class_probabilities(method, batch, document_pred)
         logits = out.logits
@@ -288,9 +291,8 @@ def score_rationales(
     metrics |= {
         f"piece_{key}": value for key, value in piece_counts.metrics().items() if key not in ("Acc", "n_examples")
     }
-    kept = [batch for batch, _ in outputs]
-    metrics["acc_full_text"] = predictor_accuracy(method, kept, "full")
-    metrics["acc_gold_rationale"] = predictor_accuracy(method, kept, "gold")
+    metrics["acc_full_text"] = 100 * safe_div(full_text_correct, counts.examples) if has_predictor else None
+    metrics["acc_gold_rationale"] = predictor_accuracy(method, [batch for batch, _ in outputs], "gold")
     return EvalResult(metrics, records)
 
 
