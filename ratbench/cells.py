@@ -287,9 +287,12 @@ def is_done(results_dir: Path, spec: CellSpec) -> bool:
     folder = cell_dir(results_dir, spec)
     settle(folder)
     try:
-        return read_metrics(folder) is not None
+        done = read_metrics(folder) is not None
     except CorruptResult:
         return False
+    if done:  # a run killed between finishing the cell and releasing it left its claim
+        clear_stale_claim(folder)
+    return done
 
 
 # -- claims ---------------------------------------------------------------------------------
@@ -420,6 +423,14 @@ def release_claim(folder: Path) -> None:
     claim = read_claim(folder)
     if claim is not None and claim.get("pid") == os.getpid() and claim.get("host") == socket.gethostname():
         (folder / CLAIM_FILE).unlink(missing_ok=True)
+
+
+def clear_stale_claim(folder: Path, stale_after: float = DEFAULT_STALE_AFTER) -> None:
+    """Remove a stale claim (e.g. left by a run killed between finishing a cell and releasing
+    it). It is taken over first, under the takeover lock, so a live claim is never removed."""
+    claim = read_claim(folder)
+    if claim is not None and claim_is_stale(claim, stale_after) and try_claim(folder, stale_after):
+        release_claim(folder)
 
 
 def status(results_dir: Path, spec: CellSpec, stale_after: float = DEFAULT_STALE_AFTER) -> Status:

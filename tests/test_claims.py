@@ -121,6 +121,20 @@ def test_status_and_dry_run(tmp_path: Path) -> None:
     }
 
 
+def test_a_done_cell_drops_the_stale_claim_of_a_run_killed_before_releasing_it(tmp_path: Path) -> None:
+    """A kill between committing a cell and releasing its claim leaves both; the next look at
+    the cell keeps the result and removes the dead claim, but never a live one."""
+    spec = grid.expand(["rnp"], ["synthetic.appearance"], [1], preset="demo")[0]
+    folder = cells.cell_dir(tmp_path, spec)
+    cells.atomic_write_json(folder / cells.METRICS_FILE, fake_metrics(spec))
+    _write_claim(folder, host=socket.gethostname(), pid=_dead_pid(), started=time.time())
+    assert cells.is_done(tmp_path, spec)
+    assert not (folder / cells.CLAIM_FILE).exists()
+    _write_claim(folder, host=socket.gethostname(), pid=os.getpid(), started=time.time())  # e.g. a --force rerun
+    assert cells.is_done(tmp_path, spec)
+    assert (folder / cells.CLAIM_FILE).exists()
+
+
 def _ratbench(results: Path, seeds: str) -> list[str]:
     return [sys.executable, "-m", "ratbench", "run", "--methods", "rnp", "--seeds", seeds, *TINY,
             "--results-dir", str(results)]  # fmt: skip
