@@ -130,7 +130,15 @@ def main() -> None:
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="CPU worker processes running cells at once (torch threads are split between them).",
+    help="CPU worker processes running cells at once, each cell with --cpu-threads torch threads.",
+)
+@click.option(
+    "--cpu-threads",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="torch CPU threads per cell; part of the cell id, since the numbers depend on it "
+    "(use --workers to fill the cores).",
 )
 @click.option("--gpus", help="GPUs to use, e.g. 0,1,3 (implies --device cuda; default: all visible with cuda).")
 @click.option(
@@ -192,6 +200,7 @@ def run(
     device: str,
     precision: str,
     workers: int,
+    cpu_threads: int,
     gpus: str | None,
     cells_per_gpu: int,
     executor: str,
@@ -236,6 +245,7 @@ def run(
             data_dir=data_dir,
             max_cells=max_cells,
             precision=precision,
+            cpu_threads=cpu_threads,
             on_missing=missing.append if dry_run else None,
         )
     unique: dict[str, Any] = {}  # a sweep of one method's key repeats the grid's other methods
@@ -268,8 +278,11 @@ def run(
     _check_writable(results_dir)
     todo = [spec for spec in specs if force or not cells.is_done(results_dir, spec)]
     check_embedding_files({spec.dataset_config["embeddings"] for spec in todo})  # a bad file: one error, not N
-    if executor == "local" and not gpu_ids and workers > (os.cpu_count() or 1):
-        _warn(f"--workers {workers} is more than the {os.cpu_count()} CPU cores here; each worker gets one thread")
+    if executor == "local" and not gpu_ids and workers * cpu_threads > (os.cpu_count() or 1):
+        _warn(
+            f"--workers {workers} x --cpu-threads {cpu_threads} is more than the {os.cpu_count()} CPU cores here; "
+            "the cells will compete for them (same numbers, more time)"
+        )
     slots = plan_slots(workers, gpu_ids, cells_per_gpu, max_slots=max(1, len(todo)))
     progress = CellProgress(len(todo))
     tracker = _tracker(results_dir, track, tracking_uri)
@@ -284,7 +297,9 @@ def run(
         if executor == "ray":
             from ratbench.executors import run_ray
 
-            summary = run_ray(specs, results_dir, ray_address, 1, gpus_per_cell, echo=progress.echo, **options)
+            summary = run_ray(
+                specs, results_dir, ray_address, cpu_threads, gpus_per_cell, echo=progress.echo, **options
+            )
         elif len(slots) > 1:
             summary = run_parallel(specs, results_dir, slots, echo=progress.echo, **options)
         else:  # one slot: run in this process (on its GPU, if it has one)
@@ -590,6 +605,72 @@ def export(path: Path, fmt: str, mode: str) -> None:
         click.echo(target)
     if failed:
         sys.exit(EXIT_FAILED_CELLS)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@mode_option
+@click.option("--methods", help="Only the cells of these methods, e.g. rnp,ver.")
+@click.option("--dataset", help="The dataset (or dataset.subset) to show when the cells are of several.")
+@click.option("--limit", type=click.IntRange(min=1), default=5, show_default=True, help="Examples to show.")
+@click.option("--only-wrong", is_flag=True, help="Only examples that some shown cell predicts wrongly.")
+@click.option("--example", "example_ids", multiple=True, help="Show this test example id (repeatable).")
+@click.option(
+    "--html",
+    "html_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write one self-contained page with every chosen example and a cell picker per pane, instead.",
+)
+@click.option(
+    "--color",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    show_default=True,
+    help="Terminal colours (never: [selected and gold] {selected, not gold} _gold, missed_).",
+)
+@data_dir_option
+@friendly_errors
+def show(
+    paths: tuple[Path, ...],
+    mode: str,
+    methods: str | None,
+    dataset: str | None,
+    limit: int,
+    only_wrong: bool,
+    example_ids: tuple[str, ...],
+    html_out: Path | None,
+    color: str,
+    data_dir: Path | None,
+) -> None:
+    """Show test examples of finished cells with their rationale against the human one.
+
+    PATHS are cell folders or results folders (every finished cell below, of one dataset).
+    The words are read again from the dataset, so --data-dir must hold the cells' data.
+
+    \b
+    Examples:
+      ratbench show results/demo --methods rnp,ver --only-wrong
+      ratbench show results/demo --methods rnp,ver --html demo.html
+    """
+    from ratbench import cells, grid, viewer
+
+    names = grid.parse_names(methods, "--methods") if methods else None
+    shown = viewer.load_cells(paths, mode, names, dataset, warn=_warn)
+    documents = viewer.load_documents(shown[0].spec, data_dir)
+    chosen = viewer.choose_examples(shown, documents, example_ids, only_wrong, None if html_out else limit)
+    if not chosen:
+        raise RatbenchError("no example to show" + (" (no cell predicts any wrongly)" if only_wrong else ""))
+    if html_out is not None:
+        spec = shown[0].spec
+        title = f"ratbench show: {spec.dataset}.{spec.subset}, {mode} mode, {len(shown)} cells"
+        try:
+            cells.atomic_write_text(html_out, viewer.render_html(shown, documents, chosen, title))
+        except OSError as exc:
+            raise RatbenchError(f"cannot write {html_out}: {exc.strerror or exc}") from None
+        click.echo(f"{len(chosen)} examples of {len(shown)} cells written to {html_out}")
+        return
+    colour = color == "always" or (color == "auto" and sys.stdout.isatty())
+    click.echo(viewer.render_terminal(shown, documents, chosen, colour), color=colour)
 
 
 @main.group()

@@ -26,27 +26,25 @@ from ratbench.scheduler import GridSummary
 
 @dataclass(frozen=True)
 class Slot:
-    """One worker: an index, the GPU it may see (None on CPU) and its torch thread count."""
+    """One worker: an index and the GPU it may see (None on CPU). Its torch thread count is
+    each cell's own (``--cpu-threads``, part of the cell id), set by the runner."""
 
     index: int
     gpu: str | None
-    threads: int
 
 
 def plan_slots(
     workers: int, gpus: Sequence[str] | None, cells_per_gpu: int, max_slots: int | None = None
 ) -> list[Slot]:
     """GPU slots (each GPU ``cells_per_gpu`` times) when ``gpus`` is given, else CPU workers
-    sharing the cores evenly; never more than ``max_slots`` (the cells to run: an idle worker
+    (``workers`` of them); never more than ``max_slots`` (the cells to run: an idle worker
     costs a process and its memory)."""
     if gpus:
         gpu_of_slot = [g for _ in range(cells_per_gpu) for g in gpus]  # spread over the GPUs first
         gpu_of_slot = sorted(gpu_of_slot[:max_slots], key=list(gpus).index)
-        threads = max(1, (os.cpu_count() or 1) // len(gpu_of_slot))
-        return [Slot(i, gpu, threads) for i, gpu in enumerate(gpu_of_slot)]
+        return [Slot(i, gpu) for i, gpu in enumerate(gpu_of_slot)]
     count = min(workers, max_slots) if max_slots is not None else workers
-    threads = max(1, (os.cpu_count() or 1) // count)
-    return [Slot(i, None, threads) for i in range(count)]
+    return [Slot(i, None) for i in range(count)]
 
 
 def _worker(
@@ -69,13 +67,8 @@ def _work(
     options: dict[str, Any],
     events: multiprocessing.Queue,
 ) -> None:
-    # Before torch is imported in this process: pin the GPU and the thread count.
-    if slot.gpu is not None:
+    if slot.gpu is not None:  # before torch is imported in this process
         os.environ["CUDA_VISIBLE_DEVICES"] = slot.gpu
-    os.environ["OMP_NUM_THREADS"] = str(slot.threads)
-    import torch
-
-    torch.set_num_threads(slot.threads)
     from ratbench.scheduler import run_grid
 
     device = "cuda" if slot.gpu is not None else "cpu"
@@ -199,13 +192,11 @@ def _stop(workers: Sequence[Any], events: multiprocessing.Queue, settle: float =
     events.join_thread()
 
 
-def _ray_cell(spec: cells.CellSpec, results_dir: str, device: str, threads: int, options: dict[str, Any]) -> Any:
+def _ray_cell(spec: cells.CellSpec, results_dir: str, device: str, options: dict[str, Any]) -> Any:
     """One cell as a Ray task: the same claim-run-release path as a local scheduler."""
-    import torch
 
     from ratbench.scheduler import run_grid
 
-    torch.set_num_threads(threads)
     lines: list[str] = []
     outcomes: list[tuple[str, str]] = []
     summary = run_grid(
@@ -253,7 +244,7 @@ def run_ray(
             merged.skipped.append(spec.cell_id)
         else:
             todo.append(spec)
-    pending = [task.remote(spec, str(Path(results_dir).resolve()), device, cpus_per_cell, options) for spec in todo]
+    pending = [task.remote(spec, str(Path(results_dir).resolve()), device, options) for spec in todo]
     reported = 0
     while pending:
         try:

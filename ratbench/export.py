@@ -56,12 +56,15 @@ def eraser_lines(cell: Path, mode: str) -> Iterator[dict[str, Any]]:
 
 
 def finished_cells(path: Path, warn: Callable[[str], None] | None = None) -> list[Path]:
-    """``path`` itself if it is a finished cell folder, else every finished cell below it; a
+    """``path`` itself if it is a finished cell folder, else every finished cell below it (below
+    ``path/runs`` for a results folder: the mlflow store's artifact copies are no cells); a
     corrupt ``metrics.json`` below ``path`` is skipped and reported to ``warn``."""
     path = Path(path)
     if (path / cells.METRICS_FILE).is_file():
         cells.read_metrics(path)  # a corrupt result raises CorruptResult: a one-line error
         return [path]
+    if (path / "runs").is_dir():
+        path = path / "runs"
 
     def on_corrupt(exc: cells.CorruptResult) -> None:
         if warn is not None:

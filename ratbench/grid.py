@@ -212,6 +212,7 @@ def expand(
     data_dir: Path | None = None,
     max_cells: int = DEFAULT_MAX_CELLS,
     precision: str = "fp32",
+    cpu_threads: int = 1,
     on_missing: Callable[[MissingDataError], None] | None = None,
 ) -> list[CellSpec]:
     """All cells of the grid, in method, dataset, subset, seed order.
@@ -289,7 +290,7 @@ def expand(
                         eval_version=EVAL_VERSION,
                         limit=limit,
                         seed=seed,
-                        pipeline=pipeline(precision),
+                        pipeline=pipeline(precision, cpu_threads),
                         variant=variant,
                     )
                 )

@@ -35,8 +35,11 @@ from ratbench.types import EVAL_MODES, SPLITS, DataInfo, EncodedExample, Example
 from ratbench.versions import LIMIT_SHUFFLE_SEED, source_revision
 
 
-def seed_everything(seed: int) -> None:
-    """The single seeding point of a cell: python, numpy and torch (CPU and CUDA)."""
+def seed_everything(seed: int, cpu_threads: int | None = None) -> None:
+    """The single seeding point of a cell: python, numpy and torch (CPU and CUDA), and torch's
+    CPU thread count (part of the cell id: the numbers depend on it)."""
+    if cpu_threads is not None:
+        torch.set_num_threads(cpu_threads)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -54,7 +57,8 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _limit(examples: list[Example], limit: int | None) -> list[Example]:
+def limit_examples(examples: list[Example], limit: int | None) -> list[Example]:
+    """At most ``limit`` of ``examples``: the same random subset, in order, for every seed."""
     if limit is None or len(examples) <= limit:
         return examples
     keep = np.sort(np.random.default_rng(LIMIT_SHUFFLE_SEED).permutation(len(examples))[:limit])
@@ -81,7 +85,7 @@ def prepare_data(spec: cells.CellSpec, data_dir: Path | None = None) -> Prepared
     adapter_cls: type[DatasetAdapter] = DATASETS.get(spec.dataset)
     config = adapter_cls.Config.resolve(spec.dataset_config, owner=spec.dataset)
     adapter = adapter_cls(spec.subset, config, data_dir)
-    raw = {split: _limit(list(adapter.read(split)), spec.limit) for split in SPLITS}
+    raw = {split: limit_examples(list(adapter.read(split)), spec.limit) for split in SPLITS}
     for split, examples in raw.items():
         if not examples:
             raise RatbenchError(f"dataset {spec.dataset}.{spec.subset} has no {split} examples")
@@ -188,7 +192,7 @@ def _train_and_evaluate(
     cells.atomic_write_json(out / cells.SPEC_FILE, spec.to_json())
     started = time.time()
 
-    seed_everything(spec.seed)
+    seed_everything(spec.seed, spec.pipeline.get("cpu_threads"))  # cells from before cpu_threads: as they ran
     torch_device = resolve_device(device)
     data = prepare_data(spec, data_dir)
     method_cls: type[Method] = METHODS.get(spec.method)

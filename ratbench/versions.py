@@ -19,9 +19,17 @@ PIPELINE_VERSION = "2"  # 2: attempts, non-finite checks, whole-state restore, p
 LIMIT_SHUFFLE_SEED = 0  # --limit keeps the same examples whatever the run seed
 
 
-def pipeline(precision: str = "fp32") -> dict[str, Any]:
-    """The pipeline part of a cell's identity (``precision``: ``fp32``, or ``bf16`` autocast)."""
-    return {"version": PIPELINE_VERSION, "limit_shuffle_seed": LIMIT_SHUFFLE_SEED, "precision": precision}
+def pipeline(precision: str = "fp32", cpu_threads: int = 1) -> dict[str, Any]:
+    """The pipeline part of a cell's identity: ``precision`` (``fp32``, or ``bf16`` autocast)
+    and ``cpu_threads``, torch's intra-op thread count, which changes the order of float
+    reductions and so, after a few epochs, the numbers (measured: 3 demo epochs of RNP give
+    Acc 55.0 with one thread and 54.2 with two)."""
+    return {
+        "version": PIPELINE_VERSION,
+        "limit_shuffle_seed": LIMIT_SHUFFLE_SEED,
+        "precision": precision,
+        "cpu_threads": cpu_threads,
+    }
 
 
 @functools.cache

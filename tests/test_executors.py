@@ -13,12 +13,11 @@ from ratbench.executors import Slot, plan_slots, run_parallel
 
 
 def test_plan_slots_for_gpus_and_cpu_workers() -> None:
-    """Each GPU appears cells-per-GPU times; CPU workers split the cores between them."""
+    """Each GPU appears cells-per-GPU times; --workers N gives N CPU slots."""
     slots = plan_slots(1, ["0", "3"], 2)
     assert [s.gpu for s in slots] == ["0", "0", "3", "3"] and [s.index for s in slots] == [0, 1, 2, 3]
     cpu = plan_slots(2, None, 1)
     assert [s.gpu for s in cpu] == [None, None]
-    assert all(s.threads == max(1, (os.cpu_count() or 1) // 2) for s in cpu)
 
 
 def test_slots_are_capped_at_the_cells_to_run() -> None:
@@ -40,7 +39,7 @@ def test_two_workers_run_every_cell_once_in_two_processes(tmp_path: Path) -> Non
     )
     lines: list[str] = []
     outcomes: list[str] = []
-    slots = [Slot(0, None, 1), Slot(1, None, 1)]
+    slots = [Slot(0, None), Slot(1, None)]
     summary = run_parallel(specs, tmp_path, slots, echo=lines.append, on_cell=lambda o, c: outcomes.append((o, c)))
     assert sorted(outcomes) == sorted(("done", s.cell_id) for s in specs)  # what the cell bar counts
     assert summary.ok and sorted(summary.finished) == sorted(s.cell_id for s in specs)
@@ -65,7 +64,7 @@ def test_a_failing_cell_in_a_worker_is_recorded_and_the_others_finish(tmp_path: 
         sets={"synthetic": {"n_train": "40", "n_dev": "16", "n_test": "16"}, "rnp": {"hidden_dim": "16"}},
     )
     bad = dataclasses.replace(good[0], seed=3, method_config={**good[0].method_config, "batch_size": 0})
-    summary = run_parallel([*good, bad], tmp_path, [Slot(0, None, 1), Slot(1, None, 1)], echo=lambda _: None)
+    summary = run_parallel([*good, bad], tmp_path, [Slot(0, None), Slot(1, None)], echo=lambda _: None)
     assert [cell for cell, _ in summary.failed] == [bad.cell_id]
     assert sorted(summary.finished) == sorted(s.cell_id for s in good)
     assert "Traceback" in (cells.cell_dir(tmp_path, bad) / cells.ERROR_FILE).read_text()

@@ -278,3 +278,31 @@ def test_the_best_epochs_whole_state_is_restored_counters_included(toy_dataset: 
     for mode in ("reference", "clean"):
         assert metrics["modes"][mode]["best_epoch"] == 2
         assert metrics["modes"][mode]["S"] == pytest.approx(100 * 2 * 10 / metrics["data"]["n_test_tokens"])
+
+
+def test_each_cell_runs_with_its_own_cpu_thread_count(
+    toy_dataset: type, scripted: type, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The thread count changes float sums and so the numbers (3 demo epochs of RNP: Acc 55.0 on
+    one thread, 54.2 on two), so it is part of the cell id and set by the runner, whatever the
+    process had: ``--workers 1`` and ``--workers 2`` give the same cells and the same numbers."""
+    seen: list[int] = []
+    train_epoch = Scripted.train_epoch
+
+    def recording(self: Scripted, batches: Iterable[Batch]) -> dict[str, float]:
+        seen.append(torch.get_num_threads())
+        return train_epoch(self, batches)
+
+    monkeypatch.setattr(Scripted, "train_epoch", recording)
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            [spec] = grid.expand(["scripted"], ["toy"], [1], sets={"toy": {"n": "10"}}, cpu_threads=threads)
+            torch.set_num_threads(3 - threads)  # the process starts with the other count
+            assert run_grid([spec], tmp_path, echo=lambda _: None).ok
+            assert spec.pipeline["cpu_threads"] == threads
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1] * 4 + [2] * 4
+    one, two = (grid.expand(["scripted"], ["toy"], [1], cpu_threads=n)[0] for n in (1, 2))
+    assert one.cell_id != two.cell_id

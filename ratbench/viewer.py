@@ -1,0 +1,459 @@
+"""``ratbench show``: the test examples of finished cells with their rationales against the gold.
+
+Each selected word is a true positive (selected and in the human rationale), a false positive
+(selected, not gold), or, for a gold word left out, a miss. The words themselves are not in a
+cell's ``rationales.jsonl.gz`` (it holds masks): they are read again from the cell's dataset,
+with the cell's recorded data config and ``--limit``, so ``--data-dir`` must point at the data
+the cell was run on (a synthetic dataset regenerates its examples from the config).
+
+Two outputs: terminal text (ANSI colours, or bracket marks without a terminal) and one
+self-contained HTML page (inline CSS, script and data; nothing fetched) with a picker per pane,
+so that two methods' rationales of one review sit side by side.
+"""
+
+from __future__ import annotations
+
+import gzip
+import html
+import json
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ratbench import cells
+from ratbench.errors import RatbenchError
+from ratbench.evaluate import f1_score, safe_div
+from ratbench.export import finished_cells
+from ratbench.variants import row_labels
+
+KINDS = ("tp", "fp", "fn", "")
+"""A word's mark: selected and gold, selected only, gold only, neither."""
+
+
+@dataclass
+class ShownCell:
+    """One finished cell as the viewer shows it: its label in words and its test records."""
+
+    label: str
+    path: Path
+    spec: cells.CellSpec
+    label_names: list[str]
+    records: dict[str, dict[str, Any]]
+    """Test example id -> record of ``rationales.jsonl.gz`` in the shown mode."""
+
+
+@dataclass(frozen=True)
+class Document:
+    """A test example's words and label, shared by every cell of the dataset."""
+
+    id: str
+    words: tuple[str, ...]
+    label: int
+    query: tuple[str, ...] | None = None
+
+
+def marks(mask: Sequence[int], gold: Sequence[int], length: int) -> list[str]:
+    """The mark (one of ``KINDS``) of each of the first ``length`` words."""
+    out = []
+    for position in range(length):
+        selected = position < len(mask) and bool(mask[position])
+        in_gold = position < len(gold) and bool(gold[position])
+        out.append("tp" if selected and in_gold else "fp" if selected else "fn" if in_gold else "")
+    return out
+
+
+def example_scores(record: dict[str, Any]) -> dict[str, float]:
+    """Precision, recall and F1 (%) of one example's selection against its gold words."""
+    length = record["length"]
+    mask, gold = record["mask"][:length], record["gold"][:length]
+    hits = sum(m and g for m, g in zip(mask, gold, strict=False))
+    precision, recall = safe_div(hits, sum(mask)), safe_div(hits, sum(gold))
+    return {"P": 100 * precision, "R": 100 * recall, "F1": 100 * f1_score(precision, recall)}
+
+
+def is_wrong(record: dict[str, Any]) -> bool:
+    """Whether the cell's prediction for the example differs from its label."""
+    return record.get("pred") is not None and record["pred"] != record["label"]
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+def _read_records(path: Path, mode: str) -> dict[str, dict[str, Any]]:
+    records = {}
+    try:
+        with gzip.open(path / cells.RATIONALES_FILE, "rt", encoding="utf-8") as handle:
+            for line in handle:
+                record = json.loads(line)
+                if record["mode"] == mode:
+                    records[record["id"]] = record
+    except (OSError, EOFError, ValueError, KeyError) as exc:
+        raise RatbenchError(
+            f"{path / cells.RATIONALES_FILE} cannot be read ({type(exc).__name__}: {exc}); "
+            "rerun the cell with `ratbench run --force`"
+        ) from None
+    return records
+
+
+def load_cells(
+    paths: Iterable[Path],
+    mode: str,
+    methods: Sequence[str] | None = None,
+    dataset: str | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> list[ShownCell]:
+    """The finished cells under ``paths`` (cell folders or results folders) of one dataset,
+    labelled ``method (variant words) seedN`` and ordered by method, label and seed."""
+    found: dict[Path, cells.CellSpec] = {}
+    for path in paths:
+        for folder in finished_cells(Path(path), warn):
+            spec = cells.CellSpec.from_json(json.loads((folder / cells.SPEC_FILE).read_text(encoding="utf-8")))
+            if methods and spec.method not in methods:
+                continue
+            found[folder.resolve()] = spec
+    if not found:
+        wanted = f" of method {', '.join(methods)}" if methods else ""
+        raise RatbenchError(f"no finished cell{wanted} in {', '.join(str(p) for p in paths)}")
+    datasets = sorted({f"{spec.dataset}.{spec.subset}" for spec in found.values()})
+    if dataset is not None:
+        found = {
+            path: spec for path, spec in found.items() if dataset in (spec.dataset, f"{spec.dataset}.{spec.subset}")
+        }
+        if not found:
+            raise RatbenchError(f"--dataset {dataset}: no such cell here; the cells are of {', '.join(datasets)}")
+        datasets = sorted({f"{spec.dataset}.{spec.subset}" for spec in found.values()})
+    if len(datasets) > 1:
+        raise RatbenchError(
+            f"the cells are of {len(datasets)} datasets ({', '.join(datasets)}); pick one with --dataset"
+        )
+
+    by_method: dict[str, list[tuple[Path, cells.CellSpec]]] = {}
+    for path, spec in sorted(found.items(), key=lambda item: (item[1].method, item[1].seed, str(item[0]))):
+        by_method.setdefault(spec.method, []).append((path, spec))
+    shown = []
+    for method, members in by_method.items():
+        labels = row_labels(method, [spec.variant or {} for _, spec in members])
+        for (path, spec), label in zip(members, labels, strict=True):
+            metrics = json.loads((path / cells.METRICS_FILE).read_text(encoding="utf-8"))
+            names = metrics.get("label_names") or []
+            shown.append(ShownCell(f"{label} seed{spec.seed}", path, spec, names, _read_records(path, mode)))
+    shown.sort(key=lambda cell: (cell.spec.method, cell.label.rsplit(" seed", 1)[0], cell.spec.seed))
+    return shown
+
+
+def load_documents(spec: cells.CellSpec, data_dir: Path | None = None) -> dict[str, Document]:
+    """The test split of ``spec``'s dataset (its recorded config and limit), by example id."""
+    from ratbench.registry import DATASETS
+    from ratbench.runner import limit_examples
+
+    adapter_cls = DATASETS.get(spec.dataset)
+    config = adapter_cls.Config.resolve(spec.dataset_config, owner=spec.dataset)
+    adapter = adapter_cls(spec.subset, config, data_dir)
+    examples = limit_examples(list(adapter.read("test")), spec.limit)
+    words = _piece_decoder(adapter, config)
+    return {ex.id: Document(ex.id, words(ex.tokens), ex.label, ex.query) for ex in examples}
+
+
+def _piece_decoder(adapter: Any, config: Any) -> Callable[[Sequence[str]], tuple[str, ...]]:
+    """Word-piece ids (``movies_wordpiece``) as pieces, with the cell's tokenizer when it can be
+    loaded from local files; other datasets' tokens are words already."""
+    if not (adapter.tokens_are_piece_ids and config.encoder.startswith("hf:")):
+        return tuple
+    try:
+        from ratbench.encoders import HFEncoder
+
+        tokenizer = HFEncoder(config, tokens_are_piece_ids=True).tokenizer
+    except Exception:  # no tokenizer here: the ids themselves are still a faithful view
+        return tuple
+    return lambda ids: tuple(tokenizer.convert_ids_to_tokens([int(i) for i in ids]))
+
+
+# -- terminal --------------------------------------------------------------------------------
+
+ANSI = {"tp": "\033[30;42m", "fp": "\033[30;41m", "fn": "\033[4;33m"}
+PLAIN = {"tp": ("[", "]"), "fp": ("{", "}"), "fn": ("_", "_")}
+LEGEND_WORDS = {"tp": "selected and gold", "fp": "selected, not gold", "fn": "gold, missed"}
+LEGEND_COLOUR = (
+    f"{ANSI['tp']}selected and gold\033[0m  {ANSI['fp']}selected, not gold\033[0m  {ANSI['fn']}gold, missed\033[0m"
+)
+LEGEND_PLAIN = "[selected and gold]  {selected, not gold}  _gold, missed_"
+
+
+def _label_name(names: Sequence[str], index: int | None) -> str:
+    if index is None:
+        return "-"
+    return names[index] if index < len(names) else str(index)
+
+
+def _word(word: str, kind: str, colour: bool) -> str:
+    if not kind:
+        return word
+    if colour:
+        return f"{ANSI[kind]}{word}\033[0m"
+    opening, closing = PLAIN[kind]
+    return f"{opening}{word}{closing}"
+
+
+def _wrap(words: Sequence[tuple[str, int]], width: int, indent: str) -> list[str]:
+    """Lines of the (text, visible width) items, wrapped at ``width`` visible characters."""
+    lines, line, used = [], [], len(indent)
+    for text, visible in words:
+        if line and used + 1 + visible > width:
+            lines.append(indent + " ".join(line))
+            line, used = [], len(indent)
+        line.append(text)
+        used += visible + (1 if len(line) > 1 else 0)
+    if line:
+        lines.append(indent + " ".join(line))
+    return lines
+
+
+def choose_examples(
+    shown: Sequence[ShownCell],
+    documents: dict[str, Document],
+    example_ids: Sequence[str] = (),
+    only_wrong: bool = False,
+    limit: int | None = None,
+) -> list[str]:
+    """Ids of the examples to show, in the test split's order: the asked-for ids (an unknown id
+    is an error), or the examples every cell has, only those some cell predicts wrongly with
+    ``only_wrong``; at most ``limit``."""
+    common = [i for i in documents if all(i in cell.records for cell in shown)]
+    if example_ids:
+        unknown = [i for i in example_ids if i not in documents]
+        if unknown:
+            raise RatbenchError(
+                f"--example {unknown[0]}: no test example with that id; some ids: {', '.join(common[:5])}"
+            )
+        chosen = list(dict.fromkeys(example_ids))
+    else:
+        chosen = common
+    if only_wrong:
+        chosen = [i for i in chosen if any(i in cell.records and is_wrong(cell.records[i]) for cell in shown)]
+    return chosen[:limit] if limit is not None else chosen
+
+
+def render_terminal(
+    shown: Sequence[ShownCell],
+    documents: dict[str, Document],
+    ids: Sequence[str],
+    colour: bool,
+    width: int | None = None,
+) -> str:
+    """The chosen examples, each with every cell's prediction, example scores and marked words."""
+    width = width or shutil.get_terminal_size((100, 24)).columns
+    out = ["  ".join(_word(words, kind, colour) for kind, words in LEGEND_WORDS.items()), ""]
+    for example_id in ids:
+        document = documents[example_id]
+        names = shown[0].label_names
+        out.append(f"== {example_id}  label: {_label_name(names, document.label)}")
+        if document.query:
+            out.append(f"   query: {' '.join(document.query)}")
+        for cell in shown:
+            record = cell.records.get(example_id)
+            if record is None:
+                out.append(f"-- {cell.label}: not in this cell's test split")
+                continue
+            scores = example_scores(record)
+            verdict = "" if record.get("pred") is None else ("  wrong" if is_wrong(record) else "  right")
+            out.append(
+                f"-- {cell.label}: predicted {_label_name(cell.label_names, record.get('pred'))}{verdict}  "
+                f"P {scores['P']:.1f}  R {scores['R']:.1f}  F1 {scores['F1']:.1f}"
+            )
+            length = record["length"]
+            kinds = marks(record["mask"], record["gold"], length)
+            items = []
+            for word, kind in zip(document.words[:length], kinds, strict=False):
+                visible = len(word) + (2 if kind and not colour else 0)
+                items.append((_word(word, kind, colour), visible))
+            padding = sum(record["mask"][length:])
+            if padding:
+                items.append((f"(+{padding} selected padding positions)", 40))
+            out.extend(_wrap(items, width, "   "))
+        out.append("")
+    return "\n".join(out)
+
+
+# -- HTML ------------------------------------------------------------------------------------
+
+_STYLE = """
+body { font: 15px/1.5 system-ui, sans-serif; margin: 0; color: #1d1d1f; background: #fafafa; }
+header { padding: 12px 20px; background: #fff; border-bottom: 1px solid #ddd; position: sticky; top: 0; }
+h1 { font-size: 18px; margin: 0 0 6px; }
+nav { display: flex; gap: 10px; align-items: center; flex-wrap: wrap; margin-top: 6px; }
+#panes { display: flex; gap: 16px; padding: 16px 20px; align-items: flex-start; }
+.pane { flex: 1 1 0; min-width: 0; background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 12px; }
+.meta { color: #444; font-size: 14px; margin: 8px 0; }
+.wrong { color: #b00020; font-weight: 600; }
+.right { color: #1b5e20; font-weight: 600; }
+.text { line-height: 1.9; }
+.query { color: #555; font-style: italic; margin-bottom: 8px; }
+.tok { padding: 1px 2px; border-radius: 3px; }
+.tok.tp { background: #8fd694; }
+.tok.fp { background: #f4a3a3; }
+.tok.fn { text-decoration: underline 2px #d18b00; background: #fff3d6; }
+.pad { color: #888; font-size: 13px; }
+"""
+
+_SCRIPT = """
+const DATA = JSON.parse(document.getElementById("ratbench-data").textContent);
+const examples = DATA.examples;
+const exampleSelect = document.getElementById("example");
+const onlyWrong = document.getElementById("only-wrong");
+const panes = Array.from(document.querySelectorAll(".pane"));
+
+function labelName(names, index) {
+  if (index === null || index === undefined) return "-";
+  return index < names.length ? names[index] : String(index);
+}
+
+function isWrong(record) { return record.pred !== null && record.pred !== record.label; }
+
+function visible() {
+  const picked = panes.map(p => Number(p.querySelector("select").value));
+  return examples.filter(ex => !onlyWrong.checked ||
+    picked.some(c => DATA.cells[c].records[ex.id] && isWrong(DATA.cells[c].records[ex.id])));
+}
+
+function fillExamples() {
+  const keep = exampleSelect.value;
+  exampleSelect.textContent = "";
+  for (const ex of visible()) {
+    const option = document.createElement("option");
+    option.value = ex.id;
+    option.textContent = ex.id + " (" + labelName(DATA.label_names, ex.label) + ")";
+    exampleSelect.appendChild(option);
+  }
+  if (Array.from(exampleSelect.options).some(o => o.value === keep)) exampleSelect.value = keep;
+  render();
+}
+
+function renderPane(pane, ex) {
+  const cell = DATA.cells[Number(pane.querySelector("select").value)];
+  const meta = pane.querySelector(".meta");
+  const text = pane.querySelector(".text");
+  meta.textContent = "";
+  text.textContent = "";
+  pane.dataset.cell = cell.label;
+  if (!ex) { meta.textContent = "no example to show"; return; }
+  const record = cell.records[ex.id];
+  if (!record) { meta.textContent = "not in this cell's test split"; return; }
+  const verdict = document.createElement("span");
+  if (record.pred !== null) {
+    verdict.className = isWrong(record) ? "wrong" : "right";
+    verdict.textContent = isWrong(record) ? " wrong" : " right";
+  }
+  meta.append("label " + labelName(cell.label_names, record.label) +
+    " \u00b7 predicted " + labelName(cell.label_names, record.pred), verdict,
+    " \\u00b7 P " + record.P.toFixed(1) + " R " + record.R.toFixed(1) + " F1 " + record.F1.toFixed(1) +
+    " \\u00b7 " + record.sel.length + " selected, " + ex.gold.length + " gold words");
+  if (ex.query) {
+    const query = document.createElement("div");
+    query.className = "query";
+    query.textContent = "query: " + ex.query.join(" ");
+    text.appendChild(query);
+  }
+  const selected = new Set(record.sel);
+  const gold = new Set(ex.gold);
+  ex.words.slice(0, record.length).forEach((word, i) => {
+    const kind = selected.has(i) ? (gold.has(i) ? "tp" : "fp") : (gold.has(i) ? "fn" : "");
+    const span = document.createElement("span");
+    span.textContent = word;
+    span.className = kind ? "tok " + kind : "tok";
+    text.append(span, " ");
+  });
+  if (record.padding) {
+    const pad = document.createElement("span");
+    pad.className = "pad";
+    pad.textContent = "(+" + record.padding + " selected padding positions)";
+    text.appendChild(pad);
+  }
+}
+
+function render() {
+  const ex = examples.find(e => e.id === exampleSelect.value);
+  panes.forEach(pane => renderPane(pane, ex));
+}
+
+function step(delta) {
+  const n = exampleSelect.options.length;
+  if (n) { exampleSelect.selectedIndex = (exampleSelect.selectedIndex + delta + n) % n; render(); }
+}
+
+panes.forEach(pane => pane.querySelector("select").addEventListener("change", fillExamples));
+exampleSelect.addEventListener("change", render);
+onlyWrong.addEventListener("change", fillExamples);
+document.getElementById("prev").addEventListener("click", () => step(-1));
+document.getElementById("next").addEventListener("click", () => step(1));
+fillExamples();
+"""
+
+
+def _page_data(shown: Sequence[ShownCell], documents: dict[str, Document], ids: Sequence[str]) -> dict[str, Any]:
+    examples = []
+    for example_id in ids:
+        document = documents[example_id]
+        record = next(cell.records[example_id] for cell in shown if example_id in cell.records)
+        length = max(cell.records[example_id]["length"] for cell in shown if example_id in cell.records)
+        examples.append(
+            {
+                "id": example_id,
+                "label": document.label,
+                "words": list(document.words[:length]),
+                "gold": [i for i, g in enumerate(record["gold"]) if g],
+                "query": list(document.query) if document.query else None,
+            }
+        )
+    cells_data = []
+    for cell in shown:
+        records = {}
+        for example_id in ids:
+            record = cell.records.get(example_id)
+            if record is None:
+                continue
+            length = record["length"]
+            records[example_id] = {
+                "label": record["label"],
+                "pred": record.get("pred"),
+                "length": length,
+                "sel": [i for i, m in enumerate(record["mask"][:length]) if m],
+                "padding": sum(record["mask"][length:]),
+                **{key: round(value, 1) for key, value in example_scores(record).items()},
+            }
+        cells_data.append({"label": cell.label, "label_names": cell.label_names, "records": records})
+    return {"label_names": shown[0].label_names, "examples": examples, "cells": cells_data}
+
+
+def render_html(
+    shown: Sequence[ShownCell], documents: dict[str, Document], ids: Sequence[str], title: str, panes: int = 2
+) -> str:
+    """One self-contained page: an example picker, ``panes`` side-by-side panes (one per cell
+    when fewer cells), each with a cell picker; the first cells are shown first."""
+    count = max(1, min(panes, len(shown)))
+    options = "".join(f'<option value="{i}">{html.escape(cell.label)}</option>' for i, cell in enumerate(shown))
+    pane_html = "".join(
+        f'<section class="pane" id="pane-{p}"><select class="method" aria-label="cell of pane {p + 1}">'
+        + options.replace(f'<option value="{p}">', f'<option value="{p}" selected>', 1)
+        + '</select><div class="meta"></div><div class="text"></div></section>'
+        for p in range(count)
+    )
+    # "</" inside the JSON would end the script element early.
+    data = json.dumps(_page_data(shown, documents, ids), ensure_ascii=False).replace("</", "<\\/")
+    legend = (
+        '<span class="tok tp">selected and gold</span> <span class="tok fp">selected, not gold</span> '
+        '<span class="tok fn">gold, missed</span>'
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{_STYLE}</style></head>
+<body><header><h1>{html.escape(title)}</h1><div class="legend">{legend}</div>
+<nav><label>example <select id="example"></select></label>
+<button id="prev" type="button">previous</button><button id="next" type="button">next</button>
+<label><input type="checkbox" id="only-wrong"> only examples a shown cell predicts wrongly</label></nav></header>
+<main id="panes">{pane_html}</main>
+<script id="ratbench-data" type="application/json">{data}</script>
+<script>{_SCRIPT}</script>
+</body></html>
+"""
