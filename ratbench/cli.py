@@ -366,7 +366,7 @@ def _run_requests(
 
 
 SETTING_KEYS = ("sparsity", "perturb_rate", "noise_p", "lr", "batch_size", "epochs")
-DATA_SETTING_KEYS = ("encoder", "embeddings", "max_len")
+DATA_SETTING_KEYS = ("encoder", "embeddings", "max_len", "padding")
 
 
 def _settings_lines(specs: list[Any]) -> list[str]:
@@ -481,6 +481,12 @@ def sync_mlflow(results_dir: Path, tracking_uri: str | None) -> None:
     is_flag=True,
     help="Also show stale cells (older versions, superseded configurations) as rows of their own.",
 )
+@click.option(
+    "--compare",
+    help="BETTER,WORSE (e.g. ver,rnp): under the table, the mean difference of --compare-metric and a "
+    "paired t-test over seeds, per dataset.",
+)
+@click.option("--compare-metric", default="F1", show_default=True, help="The metric --compare tests.")
 @friendly_errors
 def table(
     results_dir: Path,
@@ -494,6 +500,8 @@ def table(
     with_paper: bool,
     expected_seeds: int | None,
     include_stale: bool,
+    compare: str | None,
+    compare_metric: str,
 ) -> None:
     """Render the results as a table: a row per method and variant, mean (std) over seeds.
 
@@ -501,6 +509,7 @@ def table(
     Examples:
       ratbench table --layout table1 --with-paper
       ratbench table --layout table3 --metrics S,Acc,F1,iou_F1 --format latex
+      ratbench table --compare ver,rnp
     """
     from ratbench.grid import parse_names
     from ratbench.layouts import parse_metrics
@@ -522,6 +531,15 @@ def table(
         with_paper=with_paper,
     )
     click.echo(text, nl=False)
+    if compare is not None:
+        from ratbench.report import compare_lines
+
+        pair = parse_names(compare, "--compare")
+        if len(pair) != 2:
+            raise RatbenchError(f"--compare {compare}: give two methods, BETTER,WORSE (e.g. ver,rnp)")
+        click.echo("")
+        for line in compare_lines(frame, mode, pair[0], pair[1], compare_metric):
+            click.echo(line)
 
 
 @main.command()

@@ -134,6 +134,24 @@ def _compare(cells_here: pd.DataFrame, claim: Claim, better: Row, worse: Row) ->
     return len(seeds), test.difference, test.p
 
 
+def compare_lines(frame: pd.DataFrame, mode: str, better: str, worse: str, metric: str = "F1") -> list[str]:
+    """One line per dataset and pair of rows: is ``better``'s ``metric`` higher than
+    ``worse``'s? The mean difference over the seeds both rows share and a paired t-test."""
+    cell_frame, _ = table_cells(frame, mode)
+    labels = labels_for(list(dict.fromkeys(cell_frame["row"])))
+    claim = Claim("compare", f"{better} beats {worse}", better, worse, metric, (), "--compare")
+    lines = []
+    for v in check_claims(cell_frame, labels, [claim]):
+        p = "untested" if v.p is None else f"p = {v.p:.3g}"
+        lines.append(
+            f"{v.better} vs {v.worse}, {metric} ({mode} mode) on {v.dataset}: mean difference {v.difference:+.1f} "
+            f"over {v.seeds} seed{'s' if v.seeds != 1 else ''} paired by seed, paired t-test {p}: {v.verdict}"
+        )
+    if not lines:
+        raise RatbenchError(f"--compare {better},{worse}: no dataset has finished cells of both methods")
+    return lines
+
+
 def failed_cells(results_dir: Path) -> list[tuple[str, str]]:
     """``(cell id, first line of error.txt)`` of every cell that failed and has no result."""
     failed = []

@@ -90,3 +90,21 @@ def test_cli_report_to_a_file_and_on_synthetic_cells(results: Path, tmp_path: Pa
     assert bad.exit_code == 2 and "unknown grid 'table9'" in bad.stderr
     empty = CliRunner().invoke(main, ["report", "--results-dir", str(tmp_path / "none")])
     assert empty.exit_code == 2 and "no finished cells" in empty.stderr
+
+
+def test_table_compare_prints_a_paired_test_per_dataset(results: Path) -> None:
+    """`ratbench table --compare ver,rnp`: one line per dataset under the table; bad pairs are one line."""
+    result = CliRunner().invoke(main, ["table", "--results-dir", str(results), "--compare", "ver,rnp"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[-1] == (
+        "ver vs rnp, F1 (reference mode) on beer.aroma: mean difference +3.0 over 3 seeds paired by seed, "
+        "paired t-test p = 0.0351: holds"
+    )
+    assert lines[-2].startswith("ver vs rnp, F1 (reference mode) on beer.appearance: mean difference +3.0")
+    flipped = CliRunner().invoke(main, ["table", "--results-dir", str(results), "--compare", "rnp,ver"])
+    assert flipped.stdout.splitlines()[-1].endswith("mean difference -3.0 over 3 seeds paired by seed, "
+                                                    "paired t-test p = 0.0351: does not hold")  # fmt: skip
+    for pair, message in (("ver", "give two methods"), ("ver,nir", "no dataset has finished cells of both")):
+        bad = CliRunner().invoke(main, ["table", "--results-dir", str(results), "--compare", pair])
+        assert bad.exit_code == 2 and message in bad.stderr
