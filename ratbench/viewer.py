@@ -28,9 +28,6 @@ from ratbench.evaluate import f1_score, safe_div
 from ratbench.export import finished_cells
 from ratbench.variants import row_labels
 
-KINDS = ("tp", "fp", "fn", "")
-"""A word's mark: selected and gold, selected only, gold only, neither."""
-
 
 @dataclass
 class ShownCell:
@@ -55,7 +52,8 @@ class Document:
 
 
 def marks(mask: Sequence[int], gold: Sequence[int], length: int) -> list[str]:
-    """The mark (one of ``KINDS``) of each of the first ``length`` words."""
+    """The mark of each of the first ``length`` words: ``tp`` (selected and gold), ``fp``
+    (selected only), ``fn`` (gold only) or ``""`` (neither)."""
     out = []
     for position in range(length):
         selected = position < len(mask) and bool(mask[position])
