@@ -424,18 +424,28 @@ def _page_data(shown: Sequence[ShownCell], documents: dict[str, Document], ids: 
     return {"label_names": shown[0].label_names, "examples": examples, "cells": cells_data}
 
 
+def first_cells(shown: Sequence[ShownCell], panes: int) -> list[int]:
+    """The cells the panes show first: one per method while there are methods (RNP beside VER,
+    not RNP's seed 1 beside its seed 2), then the next cells in order."""
+    chosen: list[int] = []
+    for index, cell in enumerate(shown):
+        if cell.spec.method not in {shown[i].spec.method for i in chosen}:
+            chosen.append(index)
+    chosen += [i for i in range(len(shown)) if i not in chosen]
+    return chosen[: max(1, min(panes, len(shown)))]
+
+
 def render_html(
     shown: Sequence[ShownCell], documents: dict[str, Document], ids: Sequence[str], title: str, panes: int = 2
 ) -> str:
-    """One self-contained page: an example picker, ``panes`` side-by-side panes (one per cell
-    when fewer cells), each with a cell picker; the first cells are shown first."""
-    count = max(1, min(panes, len(shown)))
+    """One self-contained page: an example picker and ``panes`` side-by-side panes (fewer when
+    there are fewer cells), each with a cell picker, first showing ``first_cells``."""
     options = "".join(f'<option value="{i}">{html.escape(cell.label)}</option>' for i, cell in enumerate(shown))
     pane_html = "".join(
         f'<section class="pane" id="pane-{p}"><select class="method" aria-label="cell of pane {p + 1}">'
-        + options.replace(f'<option value="{p}">', f'<option value="{p}" selected>', 1)
+        + options.replace(f'<option value="{first}">', f'<option value="{first}" selected>', 1)
         + '</select><div class="meta"></div><div class="text"></div></section>'
-        for p in range(count)
+        for p, first in enumerate(first_cells(shown, panes))
     )
     # "</" inside the JSON would end the script element early.
     data = json.dumps(_page_data(shown, documents, ids), ensure_ascii=False).replace("</", "<\\/")

@@ -155,3 +155,16 @@ def test_the_page_renders_rnp_and_ver_side_by_side_in_chromium(demo: Path, tmp_p
     pixels = image.imread(shot)
     assert pixels.shape[0] == 1000 and pixels.shape[1] == 1400
     assert pixels[..., :3].std() > 0.05, "the screenshot is blank"
+
+
+def test_the_panes_first_show_different_methods() -> None:
+    """Two panes over rnp seeds 1-2 and ver seeds 1-2 start with rnp seed1 beside ver seed1."""
+    from types import SimpleNamespace
+
+    from ratbench.viewer import first_cells
+
+    shown = [SimpleNamespace(spec=SimpleNamespace(method=m)) for m in ("rnp", "rnp", "ver", "ver")]
+    assert first_cells(shown, 2) == [0, 2]
+    assert first_cells(shown, 3) == [0, 2, 1]
+    assert first_cells(shown[:2], 2) == [0, 1]
+    assert first_cells(shown[:1], 2) == [0]
