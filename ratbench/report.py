@@ -81,6 +81,14 @@ def _verdict(difference: float, p: float | None, seeds: int) -> str:
     return "holds" if p < SIGNIFICANCE else "holds, not significant"
 
 
+def comparable(better: Row, worse: Row) -> bool:
+    """Whether two rows may be compared: the same preset, data settings (encoder, padding,
+    ...) and ``--limit``. Their method settings may differ (each method has its own), but a VER
+    row on padded batches is never tested against an RNP row on bucketed ones."""
+    first, second = ((json.loads(row.variant) or {}) for row in (better, worse))
+    return all(first.get(key) == second.get(key) for key in ("preset", "data", "limit"))
+
+
 def check_claims(cell_frame: pd.DataFrame, labels: dict[Row, str], claims: Sequence[Claim]) -> list[Verdict]:
     """The verdicts of ``claims`` on the table cells ``cell_frame`` (``tables.table_cells``):
     on the paper's datasets where the cells have them, else on every dataset they have."""
@@ -95,7 +103,7 @@ def check_claims(cell_frame: pd.DataFrame, labels: dict[Row, str], claims: Seque
                 for worse in rows:
                     if worse.method == claim.better or claim.worse not in ("*", worse.method):
                         continue
-                    if row_encoder(better) != row_encoder(worse):
+                    if not comparable(better, worse):
                         continue
                     compared = _compare(here, claim, better, worse)
                     if compared is not None:

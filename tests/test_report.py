@@ -108,3 +108,19 @@ def test_table_compare_prints_a_paired_test_per_dataset(results: Path) -> None:
     for pair, message in (("ver", "give two methods"), ("ver,nir", "no dataset has finished cells of both")):
         bad = CliRunner().invoke(main, ["table", "--results-dir", str(results), "--compare", pair])
         assert bad.exit_code == 2 and message in bad.stderr
+
+
+def test_rows_of_different_data_settings_are_never_compared(tmp_path: Path) -> None:
+    """VER on padded batches is tested against RNP on padded batches only, not on bucketed ones."""
+    padded = {"data.padding": "max_len"}
+    for seed in (1, 2, 3):
+        write_cell(tmp_path, "rnp", "beer.appearance", seed, 60.0 + seed)
+        write_cell(tmp_path, "rnp", "beer.appearance", seed, 50.0 + seed, data_changes=padded)
+        write_cell(tmp_path, "ver", "beer.appearance", seed, 55.0 + 2 * seed, data_changes=padded)
+    result = CliRunner().invoke(main, ["table", "--results-dir", str(tmp_path), "--compare", "ver,rnp"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line.startswith("ver ")]
+    assert lines == [
+        "ver vs rnp (data.padding=max_len), F1 (reference mode) on beer.appearance: mean difference +7.0 over "
+        "3 seeds paired by seed, paired t-test p = 0.00673: holds"
+    ]  # differences 6, 7, 8: t = 7 / (1 / sqrt 3), df 2
