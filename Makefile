@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(BIN)/ratbench run --methods rnp,ver --datasets synthetic.appearance --seeds 1-3 --preset demo --workers 2 --results-dir $(DEMO_RESULTS)
+	$(BIN)/ratbench run --methods rnp,ver --datasets synthetic.appearance --seeds 1-5 --preset demo --set synthetic.n_train=4000 --workers 2 --results-dir $(DEMO_RESULTS)
 	$(BIN)/ratbench table --results-dir $(DEMO_RESULTS) --compare ver,rnp
 	$(BIN)/ratbench report --results-dir $(DEMO_RESULTS) --out $(DEMO_RESULTS)/report.md
 
