@@ -630,6 +630,7 @@ def export(path: Path, fmt: str, mode: str) -> None:
 @mode_option
 @click.option("--methods", help="Only the cells of these methods, e.g. rnp,ver.")
 @click.option("--dataset", help="The dataset (or dataset.subset) to show when the cells are of several.")
+@click.option("--seeds", help="Only the cells of these seeds, e.g. 1 or 1-3.")
 @click.option("--limit", type=click.IntRange(min=1), default=5, show_default=True, help="Examples to show.")
 @click.option("--only-wrong", is_flag=True, help="Only examples that some shown cell predicts wrongly.")
 @click.option("--example", "example_ids", multiple=True, help="Show this test example id (repeatable).")
@@ -653,6 +654,7 @@ def show(
     mode: str,
     methods: str | None,
     dataset: str | None,
+    seeds: str | None,
     limit: int,
     only_wrong: bool,
     example_ids: tuple[str, ...],
@@ -673,7 +675,8 @@ def show(
     from ratbench import cells, grid, viewer
 
     names = grid.parse_names(methods, "--methods") if methods else None
-    shown = viewer.load_cells(paths, mode, names, dataset, warn=_warn)
+    seed_list = grid.parse_seeds(seeds) if seeds else None
+    shown = viewer.load_cells(paths, mode, names, dataset, warn=_warn, seeds=seed_list)
     documents = viewer.load_documents(shown[0].spec, data_dir)
     chosen = viewer.choose_examples(shown, documents, example_ids, only_wrong, None if html_out else limit)
     if not chosen:

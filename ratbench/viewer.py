@@ -101,6 +101,7 @@ def load_cells(
     methods: Sequence[str] | None = None,
     dataset: str | None = None,
     warn: Callable[[str], None] | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> list[ShownCell]:
     """The finished cells under ``paths`` (cell folders or results folders) of one dataset,
     labelled ``method (variant words) seedN`` and ordered by method, label and seed."""
@@ -108,11 +109,13 @@ def load_cells(
     for path in paths:
         for folder in finished_cells(Path(path), warn):
             spec = cells.CellSpec.from_json(json.loads((folder / cells.SPEC_FILE).read_text(encoding="utf-8")))
-            if methods and spec.method not in methods:
+            if (methods and spec.method not in methods) or (seeds and spec.seed not in seeds):
                 continue
             found[folder.resolve()] = spec
     if not found:
-        wanted = f" of method {', '.join(methods)}" if methods else ""
+        wanted = (f" of method {', '.join(methods)}" if methods else "") + (
+            f" of seed {', '.join(map(str, seeds))}" if seeds else ""
+        )
         raise RatbenchError(f"no finished cell{wanted} in {', '.join(str(p) for p in paths)}")
     datasets = sorted({f"{spec.dataset}.{spec.subset}" for spec in found.values()})
     if dataset is not None:

@@ -92,6 +92,10 @@ def test_only_wrong_example_and_filters(demo: Path) -> None:
     assert code == 2 and err.startswith("error: --example nope: no test example with that id")
     code, _, err = _show(str(demo), "--methods", "lime")
     assert code == 2 and err.startswith("error: no finished cell of method lime")
+    code, _, err = _show(str(demo), "--seeds", "2-3")
+    assert code == 2 and err.startswith("error: no finished cell of seed 2, 3")
+    code, out, _ = _show(str(demo), "--seeds", "1", "--limit", "1", "--color", "never")
+    assert code == 0 and re.findall(r"^-- ([^:]+):", out, flags=re.MULTILINE) == ["rnp seed1", "ver seed1"]
 
 
 def test_cells_of_several_datasets_need_dataset(demo: Path, tmp_path: Path) -> None:
