@@ -37,9 +37,12 @@ def mean_std(values: pd.Series) -> str:
     return f"{values.mean():.1f} ({values.std(ddof=1):.1f})" if len(values) > 1 else f"{values.mean():.1f}"
 
 
-def epoch_curves(results: Path, frame: pd.DataFrame, field: str) -> dict[tuple[str, str], dict[int, list[float]]]:
-    """``(method, value) -> epoch -> [field of each seed]`` read from the cells' epochs.jsonl."""
-    curves: dict[tuple[str, str], dict[int, list[float]]] = {}
+Curves = dict[tuple[str, str], dict[int, list[tuple[int, float]]]]
+
+
+def epoch_curves(results: Path, frame: pd.DataFrame, field: str) -> Curves:
+    """``(method, value) -> epoch -> [(seed, field)]`` read from the cells' epochs.jsonl."""
+    curves: Curves = {}
     for _, cell in frame.drop_duplicates("cell_id").iterrows():
         path = results / "runs" / cell["cell_id"] / cells.EPOCHS_FILE
         for line in path.read_text(encoding="utf-8").splitlines():

@@ -31,14 +31,20 @@ from ratbench.variants import row_labels
 
 @dataclass
 class ShownCell:
-    """One finished cell as the viewer shows it: its label in words and its test records."""
+    """One finished cell as the viewer shows it: its row in words and its test records."""
 
-    label: str
+    row: str
+    """The cell's table row label (``ver (perturb_rate=0.5)``)."""
     path: Path
     spec: cells.CellSpec
     label_names: list[str]
     records: dict[str, dict[str, Any]]
     """Test example id -> record of ``rationales.jsonl.gz`` in the shown mode."""
+
+    @property
+    def label(self) -> str:
+        """The row and the seed: ``ver (perturb_rate=0.5) seed2``."""
+        return f"{self.row} seed{self.spec.seed}"
 
 
 @dataclass(frozen=True)
@@ -117,14 +123,18 @@ def load_cells(
             f" of seed {', '.join(map(str, seeds))}" if seeds else ""
         )
         raise RatbenchError(f"no finished cell{wanted} in {', '.join(str(p) for p in paths)}")
-    datasets = sorted({f"{spec.dataset}.{spec.subset}" for spec in found.values()})
+
+    def groups() -> list[str]:
+        return sorted({f"{spec.dataset}.{spec.subset}" for spec in found.values()})
+
     if dataset is not None:
+        every = groups()
         found = {
             path: spec for path, spec in found.items() if dataset in (spec.dataset, f"{spec.dataset}.{spec.subset}")
         }
         if not found:
-            raise RatbenchError(f"--dataset {dataset}: no such cell here; the cells are of {', '.join(datasets)}")
-        datasets = sorted({f"{spec.dataset}.{spec.subset}" for spec in found.values()})
+            raise RatbenchError(f"--dataset {dataset}: no such cell here; the cells are of {', '.join(every)}")
+    datasets = groups()
     if len(datasets) > 1:
         raise RatbenchError(
             f"the cells are of {len(datasets)} datasets ({', '.join(datasets)}); pick one with --dataset"
@@ -139,8 +149,8 @@ def load_cells(
         for (path, spec), label in zip(members, labels, strict=True):
             metrics = json.loads((path / cells.METRICS_FILE).read_text(encoding="utf-8"))
             names = metrics.get("label_names") or []
-            shown.append(ShownCell(f"{label} seed{spec.seed}", path, spec, names, _read_records(path, mode)))
-    shown.sort(key=lambda cell: (cell.spec.method, cell.label.rsplit(" seed", 1)[0], cell.spec.seed))
+            shown.append(ShownCell(label, path, spec, names, _read_records(path, mode)))
+    shown.sort(key=lambda cell: (cell.spec.method, cell.row, cell.spec.seed))
     return shown
 
 
@@ -176,10 +186,6 @@ def _piece_decoder(adapter: Any, config: Any) -> Callable[[Sequence[str]], tuple
 ANSI = {"tp": "\033[30;42m", "fp": "\033[30;41m", "fn": "\033[4;33m"}
 PLAIN = {"tp": ("[", "]"), "fp": ("{", "}"), "fn": ("_", "_")}
 LEGEND_WORDS = {"tp": "selected and gold", "fp": "selected, not gold", "fn": "gold, missed"}
-LEGEND_COLOUR = (
-    f"{ANSI['tp']}selected and gold\033[0m  {ANSI['fp']}selected, not gold\033[0m  {ANSI['fn']}gold, missed\033[0m"
-)
-LEGEND_PLAIN = "[selected and gold]  {selected, not gold}  _gold, missed_"
 
 
 def _label_name(names: Sequence[str], index: int | None) -> str:
@@ -396,8 +402,8 @@ def _page_data(shown: Sequence[ShownCell], documents: dict[str, Document], ids: 
     examples = []
     for example_id in ids:
         document = documents[example_id]
-        record = next(cell.records[example_id] for cell in shown if example_id in cell.records)
-        length = max(cell.records[example_id]["length"] for cell in shown if example_id in cell.records)
+        present = [cell.records[example_id] for cell in shown if example_id in cell.records]
+        record, length = present[0], max(r["length"] for r in present)
         examples.append(
             {
                 "id": example_id,
