@@ -42,13 +42,16 @@ class A2I(RNP):
       1. selector + predictor (attacker frozen): ``0.9 CE(P(e z), y) + lambda_s Omega_s(z) +
          lambda_c Omega_c(z) - adv_lambda * 0.9 * mean_b min(CE_b(P(e z_a), 1 - y), ln 2)``
          (the hinge pushes the predictor only while the attacker fools it); with
-         ``use_hinge=False`` the attack term is ``+0.9 CE(P(e z_a), [0.5, 0.5])``.
+         ``use_hinge=False`` the attack term is ``+adv_lambda * 0.9 CE(P(e z_a), [0.5, 0.5])``.
       2. attacker (selector and predictor frozen; gradients flow through the frozen predictor
          into the attacker's straight-through mask): ``0.9 CE(P(e z_a), 1 - y)`` plus its own
          sparsity / continuity terms (``adv_sparse``, ``adv_continue``).
     The test-time rationale comes from the main selector only (RNP's evaluation). Binary labels.
-    Defaults are the paper's RNP-tuned settings (the VER paper applied them to A2I); the
-    reference argparse defaults differ (alpha 0.1, lambda_s 12, lambda_c 10, batch 256).
+    Defaults are the VER paper's RNP-tuned settings, which it applied to A2I (300 epochs, batch
+    128, alpha 0.125, lambda_s 11, lambda_c 12); the reference's argparse defaults differ
+    (10 epochs, batch 256, alpha 0.1, lambda_s 12, lambda_c 10). Proven step by step against the
+    reference (both steps of a batch, the hinge cap, the freezing) by
+    ``tests/test_parity_jugechengzi.py``.
     Deviations: none besides the shared frozen embedding. Extension (off by default):
     ``perturb_rate > 0`` trains the predictor of step 1 on VER's vicinal perturbation of the
     selector's mask (``methods/_vicinal.py``); the regularizers, the attacker and evaluation
@@ -57,7 +60,7 @@ class A2I(RNP):
 
     description = "A2I: RNP with an attacker selector and a hinge that instructs the predictor"
     kind = "select_predict"
-    version = "1"
+    version = "2"  # 2: adv_lambda weighs the no-hinge term too, as in the reference
     state_attributes = ("_epochs_done",)
 
     @dataclasses.dataclass(frozen=True)
@@ -107,13 +110,13 @@ class A2I(RNP):
     def attack_term(self, attack_logits: torch.Tensor, flipped: torch.Tensor) -> torch.Tensor:
         """The predictor's loss on the attacker's rationale: ``-adv_lambda * 0.9 * mean_b
         min(CE_b(., 1 - y), ln 2)`` (zero gradient once the predictor is no longer fooled), or
-        ``0.9 CE(., [0.5, 0.5])`` without the hinge."""
+        ``+adv_lambda * 0.9 CE(., [0.5, 0.5])`` without the hinge (``train_util.py:579``)."""
         cfg = self.config
         if cfg.use_hinge:
             fooled = F.cross_entropy(attack_logits, flipped, reduction="none").clamp(max=LN2).mean()
             return -cfg.adv_lambda * cfg.cls_lambda * fooled
         uniform = torch.full_like(attack_logits, 1.0 / attack_logits.shape[-1])
-        return cfg.cls_lambda * F.cross_entropy(attack_logits, uniform)
+        return cfg.adv_lambda * cfg.cls_lambda * F.cross_entropy(attack_logits, uniform)
 
     def train_epoch(self, batches: Iterable[Batch]) -> dict[str, float]:
         """One pass of the two-step A2I update per batch."""
@@ -128,7 +131,9 @@ class A2I(RNP):
             model.attacker.requires_grad_(False)
             embedded = model.embed(batch.ids, batch.mask)
             soft, index = gumbel_sample(model.selector(embedded), cfg.tau)
-            z_predictor, z = predictor_and_selection_masks(soft, index, batch.selectable, cfg.perturb_rate)
+            z_predictor, z = predictor_and_selection_masks(
+                soft, index, batch.selectable, cfg.perturb_rate, cfg.short_rows
+            )
             z_predictor, z = document_part(z_predictor, batch), document_part(z, batch)
             logits = model.predictor(embedded, visible(z_predictor, batch), batch.mask)
             cls = F.cross_entropy(logits, batch.labels)

@@ -148,10 +148,12 @@ class RNP(Method):
         """(mask fed to the predictor, mask the regularizers see), both ``[B, T]``.
 
         RNP uses the straight-through sample for both. A subclass whose config has
-        ``PerturbOptions`` gets VER's perturbation of the first one when its ``perturb_rate``
-        is above 0; VER always perturbs.
+        ``PerturbOptions`` (VER) gets VER's perturbation of the first one when its
+        ``perturb_rate`` is above 0.
         """
-        return predictor_and_selection_masks(soft, index, mask, getattr(self.config, "perturb_rate", 0.0))
+        cfg = self.config
+        rate, short_rows = getattr(cfg, "perturb_rate", 0.0), getattr(cfg, "short_rows", "reference")
+        return predictor_and_selection_masks(soft, index, mask, rate, short_rows)
 
     def regularizers(self, z: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Unweighted batch-level sparsity and continuity terms of ``z`` (padding as the

@@ -4,46 +4,41 @@ from __future__ import annotations
 
 import dataclasses
 
-import torch
-
 from ratbench.registry import register_method
 
-from ._vicinal import PerturbOptions, perturb_index, vicinal_masks
+from ._vicinal import PerturbOptions, perturb_index, perturb_index_reference
 from .rnp import RNP
 
-__all__ = ["VER", "perturb_index"]
+__all__ = ["VER", "perturb_index", "perturb_index_reference"]
 
 
 @register_method("ver")
 class VER(RNP):
     """VER (vicinal evaluation rationalization, the VER paper in ../shared/docs/paper.txt);
-    port of jugechengzi/Rationalization-VER@bc1c435 (``perturbation.py``, ``--perturb_rate``).
+    port of jugechengzi/Rationalization-VER@bc1c435 (``perturbation.py``, ``--perturb_rate``),
+    proven step by step against it by ``tests/test_parity_jugechengzi.py``.
 
     Everything is RNP except the predictor's training input: after the hard Gumbel sample, a
-    random vicinal perturbation of the mask (see ``perturb_index``) is fed to the predictor,
-    with the same soft probabilities in the straight-through estimator, so the selector still
-    receives gradients through the perturbed mask. The sparsity and continuity regularizers
-    see the unperturbed mask. Training only: evaluation is RNP's.
+    random vicinal perturbation of the mask (``_vicinal.perturb_index_reference``) is fed to
+    the predictor, with the same soft probabilities in the straight-through estimator, so the
+    selector still receives gradients through the perturbed mask. The sparsity and continuity
+    regularizers see the unperturbed mask. Training only: evaluation is RNP's. At
+    ``perturb_rate=0`` nothing is perturbed and VER is RNP, as in the reference
+    (``model.py:462-464``).
 
-    Deviations from the reference, each with the reference available:
-        per-row clamp of the 0 -> 1 count (always on): the reference asks torch.multinomial
-        for more draws than a short row has, which crashes (old torch) or silently flips
-        padding (torch 2.13); the clamp only matters in that case.
+    Deviations from the reference, each behind a flag whose default is the reference:
+        short_rows ("reference"): ``clamp`` flips at most a row's own unselected real tokens
+        where the reference's ``torch.multinomial`` returns zero-weight positions (torch 2.13
+        on CPU: padding or selected tokens; older torch raises).
         mask_padding_in_loss (False): as in RNP.
     """
 
     description = "VER: RNP whose predictor is trained on random vicinal perturbations of the mask"
     kind = "select_predict"
-    version = "1"
+    version = "2"  # 2: the reference's sampler (torch.multinomial) and no perturbation at rate 0
 
     @dataclasses.dataclass(frozen=True)
     class Config(RNP.Config, PerturbOptions):
         perturb_rate: float = 0.3
-        """p: probability of flipping each selected real token off. At 0 the reference still
-        flips one unselected token on per row, so VER at 0 is not RNP (RNP has no perturbation)."""
-
-    def training_masks(
-        self, soft: torch.Tensor, index: torch.Tensor, mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(perturbed straight-through mask for the predictor, unperturbed one for the regularizers)."""
-        return vicinal_masks(soft, index, mask, self.config.perturb_rate)
+        """p: probability of flipping each selected real token off (as many unselected ones are
+        flipped on); 0 turns the perturbation off (VER is then RNP, as in the reference)."""

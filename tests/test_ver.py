@@ -7,9 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from parity_tape import DrawTape
 
 from ratbench._plugins.methods import rnp as rnp_module
-from ratbench._plugins.methods.ver import VER, perturb_index
+from ratbench._plugins.methods.ver import VER, perturb_index, perturb_index_reference
 from ratbench.types import Batch, DataInfo
 
 VOCAB = 30
@@ -150,6 +151,75 @@ def test_perturb_index_off_rate_is_bernoulli_rate():
     assert flips / selected == pytest.approx(0.3, abs=0.01)
 
 
+# -- perturb_index_reference: the reference's sampler ---------------------------------------
+
+
+def oracle_reference(index, mask, rate, u_sel, drawn) -> list[list[int]]:
+    """Plain-python restatement of the reference's ``perturb_gumbel`` on its draws: the uniform
+    draw ``u_sel`` and the rows of indices ``drawn`` that its ``torch.multinomial`` returned
+    (None when it was not called)."""
+    out = [list(row) for row in index]
+    flips = [
+        [int(mask[b][t] > 0 and index[b][t] == 1 and u_sel[b][t] < rate) for t in range(len(index[b]))]
+        for b in range(len(index))
+    ]
+    if drawn is not None:
+        for b, row in enumerate(drawn):
+            for t in row:
+                flips[b][t] = 1
+    for b in range(len(index)):
+        for t in range(len(index[b])):
+            out[b][t] = abs(index[b][t] - flips[b][t])
+    return out
+
+
+def run_recorded(index, mask, rate):
+    tape = DrawTape()
+    with tape.record():
+        got = perturb_index_reference(index, mask, rate)
+    draws = dict(tape.draws)
+    return got, draws["rand"].reshape(index.shape).tolist(), draws.get("multinomial")
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.3, 1.0])
+def test_perturb_index_reference_matches_the_reference_rule(rate):
+    """On many random batches: the 1 -> 0 flips are the draws below the rate, the 0 -> 1 flips
+    are the multinomial's positions, k = max(floor(mean flips off), 1) of them per row, and no
+    0 -> 1 flips at all when a row has no unselected real token."""
+    gen = torch.Generator().manual_seed(int(rate * 100) + 7)
+    torch.manual_seed(3)
+    called = 0
+    for trial in range(40):
+        b, t = int(torch.randint(1, 6, (1,), generator=gen)), int(torch.randint(2, 25, (1,), generator=gen))
+        index, mask, _, _ = random_case(gen, b, t, [0.2, 0.5, 0.9][trial % 3], min_len=2)
+        got, u_sel, drawn = run_recorded(index, mask, rate)
+        free = ((index == 0) & (mask > 0)).sum(dim=1)
+        if free.min() == 0:
+            assert drawn is None
+        else:
+            called += 1
+            off = int((((index == 1) & (mask > 0)) & (torch.tensor(u_sel) < rate)).sum())
+            assert drawn.shape == (b, max(off // b, 1))
+        want = oracle_reference(index.tolist(), mask.tolist(), rate, u_sel, None if drawn is None else drawn.tolist())
+        assert got.tolist() == want
+    assert called > 5
+
+
+def test_perturb_index_reference_short_row_takes_zero_weight_positions():
+    """A row with fewer unselected real tokens than k: torch.multinomial (2.13, CPU) returns
+    zero-weight positions too, and they flip (here: padding or selected tokens), as in the
+    reference; the clamped sampler flips only the row's own unselected tokens."""
+    index = torch.zeros(3, 12, dtype=torch.long)
+    index[:, :6] = 1
+    index[2, :11] = 1  # one unselected real token in row 2
+    mask = torch.ones(3, 12)
+    torch.manual_seed(0)
+    got, u_sel, drawn = run_recorded(index, mask, 1.0)  # every selected token flips off: k = 23 // 3 = 7
+    assert drawn.shape == (3, 7)
+    assert got.tolist() == oracle_reference(index.tolist(), mask.tolist(), 1.0, u_sel, drawn.tolist())
+    assert set(drawn[2].tolist()) != {11}  # more than the one free token: zero-weight ones too
+
+
 # -- the VER method --------------------------------------------------------------------------
 
 
@@ -192,7 +262,7 @@ def test_training_masks_perturb_predictor_input_only():
     mask = torch.ones(4, 12)
     mask[1, 8:] = 0
     torch.manual_seed(123)
-    expected = perturb_index(index, mask, 0.5, torch.rand(4, 12), torch.rand(4, 12))
+    expected = perturb_index_reference(index, mask, 0.5)
     torch.manual_seed(123)
     z_pred, z_reg = method.training_masks(soft, index, mask)
 
@@ -210,16 +280,28 @@ def test_training_masks_perturb_predictor_input_only():
     assert (soft_grad[..., 0] == 0).all()
 
 
-def test_training_masks_with_rate_zero_still_swaps_in_one_token():
-    """perturb_rate 0 is not RNP in VER's reference: k = max(0, 1) still flips one token per row on."""
+def test_training_masks_with_rate_zero_are_rnps():
+    """perturb_rate 0: the reference does not perturb (model.py:462-464): VER is RNP, no draws."""
     method = make_ver(perturb_rate=0.0)
     soft = torch.softmax(torch.randn(3, 9, 2, generator=torch.Generator().manual_seed(2)), -1)
     index = torch.zeros(3, 9, dtype=torch.long)
     index[:, 0] = 1
+    state = torch.get_rng_state()
     z_pred, z_reg = method.training_masks(soft, index, torch.ones(3, 9))
-    assert torch.equal(z_reg, index.float())
-    assert (z_pred - z_reg).sum(dim=1).tolist() == pytest.approx([1.0, 1.0, 1.0])
-    assert (z_pred[:, 0] == 1).all()
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(z_reg, index.float()) and torch.equal(z_pred, z_reg)
+
+
+def test_short_rows_clamp_uses_the_clamped_sampler():
+    """short_rows=clamp: two uniform draws and ``perturb_index`` (no multinomial)."""
+    method = make_ver(perturb_rate=0.5, short_rows="clamp")
+    soft = torch.softmax(torch.randn(4, 12, 2, generator=torch.Generator().manual_seed(4)), -1)
+    index, mask = soft.argmax(-1), torch.ones(4, 12)
+    torch.manual_seed(9)
+    expected = perturb_index(index, mask, 0.5, torch.rand(4, 12), torch.rand(4, 12))
+    torch.manual_seed(9)
+    z_pred, _ = method.training_masks(soft, index, mask)
+    assert torch.equal(z_pred.detach(), expected.float())
 
 
 def test_train_epoch_wires_perturbed_mask_to_predictor_and_clean_mask_to_regularizers(monkeypatch):
@@ -316,8 +398,10 @@ def test_rationalize_is_not_perturbed(rate):
 
 
 def test_ver_config_defaults_match_readme_run():
-    """VER is RNP's config plus perturb_rate 0.3 (the README run), all else as in RNP."""
+    """VER is RNP's config plus perturb_rate 0.3 (the README run) and the reference's short-row
+    sampler, all else as in RNP."""
     ver_fields = {f.name: f.default for f in dataclasses.fields(VER.Config)}
     rnp_fields = {f.name: f.default for f in dataclasses.fields(rnp_module.RNP.Config)}
     assert ver_fields.pop("perturb_rate") == 0.3
+    assert ver_fields.pop("short_rows") == "reference"
     assert ver_fields == rnp_fields

@@ -61,8 +61,8 @@ class _Spy:
     def __init__(self) -> None:
         self.masks: list[tuple[torch.Tensor, torch.Tensor]] = []
 
-    def __call__(self, soft, index, selectable, rate):
-        z_predictor, z = _vicinal.predictor_and_selection_masks(soft, index, selectable, rate)
+    def __call__(self, soft, index, selectable, rate, *rest):
+        z_predictor, z = _vicinal.predictor_and_selection_masks(soft, index, selectable, rate, *rest)
         self.masks.append((z_predictor.detach().clone(), z.detach().clone()))
         return z_predictor, z
 
