@@ -5,7 +5,8 @@ On a fixed probe (the first ``PROBE_EXAMPLES`` examples of the annotated test sp
 evaluator's batches), after every epoch:
 
 * ``diag_gold_acc``, ``diag_gold_ce_mean``, ``diag_gold_ce_median``: the predictor's accuracy
-  and cross-entropy on the human rationales (Fig. 3, Fig. 10);
+  and cross-entropy on the human rationales (Fig. 3, Fig. 10), read as the reference reads
+  them (``evaluate.gold_text``: the gold positions are the text);
 * ``diag_selected_acc``, ``diag_selected_ce_mean``, ``diag_selected_ce_median``: the same on the
   rationales the method selects (reference mode: a Gumbel sample);
 * ``diag_selection_change``: the share (percent) of the previous epoch's selected positions
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ratbench.evaluate import binarize, f1_score, safe_div
+from ratbench.evaluate import binarize, f1_score, gold_text, safe_div
 from ratbench.method import Method
 from ratbench.types import Batch
 
@@ -53,7 +54,8 @@ class EpochDiagnostics:
         with torch.random.fork_rng(devices=self.fork_devices), torch.no_grad():
             for batch in self.probe():
                 out = method.rationalize(batch, "reference")
-                gold_logits = method.predict(batch, batch.gold + batch.context)
+                gold_batch = gold_text(batch)
+                gold_logits = method.predict(gold_batch, gold_batch.mask)
                 if out.logits is None or gold_logits is None:
                     return {}
                 selection = binarize(out, batch, "reference", None) * batch.selectable

@@ -13,6 +13,7 @@ Post-hoc methods return scores; every mode binarizes them with the same top-k ru
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -159,13 +160,23 @@ def accuracy(method: Method, batches: Iterable[Batch], mode: EvalMode) -> float 
     return 100 * safe_div(correct, total)
 
 
+def gold_text(batch: Batch) -> Batch:
+    """``batch`` with its human rationale as the text, as the reference's
+    ``validate_rationales`` feeds the predictor (it passes the gold as the mask): the gold
+    positions and the context are the only real positions, so the predictor pools (and a
+    transformer attends) over them only."""
+    return dataclasses.replace(batch, mask=batch.gold + batch.context, selectable=batch.gold)
+
+
 def predictor_accuracy(method: Method, batches: Iterable[Batch], which: str) -> float | None:
     """Accuracy (percent) of the method's predictor on the full text (``which="full"``) or on
-    the gold rationale (``"gold"``); None if the method has no predictor."""
+    the gold rationale (``"gold"``: ``gold_text``, the context stays visible); None if the
+    method has no predictor."""
     correct = total = 0
     for batch in batches:
-        rationale = batch.mask if which == "full" else batch.gold + batch.context  # the query stays visible
-        logits = method.predict(batch, rationale)
+        if which == "gold":
+            batch = gold_text(batch)
+        logits = method.predict(batch, batch.mask)
         if logits is None:
             return None
         correct += int((logits.argmax(-1) == batch.labels).sum())

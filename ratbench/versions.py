@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-EVAL_VERSION = "1"
+EVAL_VERSION = "2"  # 2: acc_gold_rationale pools the predictor over the gold positions (reference)
 PIPELINE_VERSION = "2"  # 2: attempts, non-finite checks, whole-state restore, post-hoc explained once
 LIMIT_SHUFFLE_SEED = 0  # --limit keeps the same examples whatever the run seed
 
