@@ -68,13 +68,14 @@ class Beer(DatasetAdapter):
       in [0, 1]. Label: ``score <= neg_threshold`` -> 0, ``score >= pos_threshold`` -> 1, in
       between -> the line is dropped (same rule on the annotation set).
     * tokens: ``text.strip().split(" ")``, each token stripped again, no lowercasing; empty tokens
-      from double spaces are kept (they become OOV tokens later, as in the reference).
+      from double spaces are kept (they become OOV tokens later, as in the reference);
+      ``split=whitespace`` splits on any whitespace instead (Inter_RAT's reference).
     * train and dev examples keep all their tokens; the harness truncates them to ``max_len``
       before the vocabulary lookup. Annotation examples are truncated to ``max_len`` here, so that
       ``rationale`` (one 0/1 per kept token) lines up with ``tokens``: spans are end-exclusive,
       a span with ``start >= max_len`` is dropped and ``end`` is clipped to ``max_len``, exactly
       as the reference builds its gold vector. Annotation examples whose span list for the
-      aspect is empty are skipped.
+      aspect is empty are skipped (``skip_unannotated=false`` keeps them, as Inter_RAT does).
     * balancing: the majority class is down-sampled to the minority size with
       ``random.Random(balance_seed).sample`` (the same draw as the reference's ``random.seed``
       + ``random.sample``, without touching the global generator), giving positives then
@@ -112,6 +113,13 @@ class Beer(DatasetAdapter):
         the run seed."""
         balance_dev: bool | None = None
         """Balance ``dev`` too; None = as the reference: only for the ``correlated`` variant."""
+        split: Literal["space", "whitespace"] = "space"
+        """How a review's text is cut into tokens: on single spaces (the jugechengzi code:
+        ``text.strip().split(" ")``, a double space gives an empty token) or on any run of
+        whitespace (Inter_RAT's reference: ``line.split()``)."""
+        skip_unannotated: bool = True
+        """Leave out annotated reviews without a span for the aspect (the jugechengzi code); False
+        keeps them with an all-zero rationale (Inter_RAT's reference)."""
 
         def __post_init__(self) -> None:
             super().__post_init__()
@@ -211,7 +219,12 @@ class Beer(DatasetAdapter):
             label = self._label(scores[aspect], config)
             if label is None:
                 continue
-            tokens = tuple(t.strip() for t in fields[1].strip().split(" "))
+            text = fields[1]
+            tokens = (
+                tuple(text.split())
+                if config.split == "whitespace"
+                else tuple(t.strip() for t in text.strip().split(" "))
+            )
             yield Example(f"{split}-{line_no}", tokens, label)
 
     def _read_annotations(self, path: Path, config: Beer.Config) -> Iterator[Example]:
@@ -233,7 +246,7 @@ class Beer(DatasetAdapter):
                 self.bad_line(path, line_no, problem)
                 continue
             spans = item[key]
-            if not spans:  # no rationale for this aspect: skipped, as in the reference
+            if not spans and config.skip_unannotated:  # no rationale for this aspect (jugechengzi code)
                 continue
             label = self._label(float(item["y"][aspect]), config)
             if label is None:

@@ -11,12 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ratbench.method import Provenance
 from ratbench.registry import register_method
 from ratbench.types import Batch, DataInfo
 
 from ._blocks import EpochMeans, document_part, gumbel_sample, hard_sample, make_selector, param_groups, visible
 from ._vicinal import PerturbOptions, predictor_and_selection_masks
-from .rnp import RNP, RNPModel
+from .rnp import JUGECHENGZI_STREAM_NOTES, PADDED_LAYOUT, RNP, RNPModel
 
 LN2 = math.log(2.0)
 
@@ -62,6 +63,22 @@ class A2I(RNP):
     kind = "select_predict"
     version = "2"  # 2: adv_lambda weighs the no-hinge term too, as in the reference
     state_attributes = ("_epochs_done",)
+    provenance = Provenance(
+        reference="jugechengzi/Rationalization-A2I @ dfb578f (separate_two_head_adv.py; model.py RNP_0908, "
+        "Adv_generator; train_util.py; validate_util.py)",
+        proven_by="tests/test_parity_jugechengzi.py (cases a2i_hinge, a2i_no_hinge): both steps of each batch "
+        "(the attacker frozen, then the selector and predictor frozen), the hinge cap, loss terms, gradients and "
+        "weights after each step, and the evaluation, on the padded layout",
+        deviations=(
+            "one frozen embedding shared by the selector, predictor and attacker (the reference gives the attacker "
+            "its own frozen copy of the same vectors): the same numbers",
+            "epochs etc.: the VER paper's RNP settings (300 epochs, batch 128, alpha 0.125, lambda 11/12), not the "
+            "reference's argparse defaults (10 epochs, batch 256, alpha 0.1, lambda 12/10)",
+            "data.padding (max_len): as rnp",
+            *JUGECHENGZI_STREAM_NOTES,
+        ),
+        layout=PADDED_LAYOUT,
+    )
 
     @dataclasses.dataclass(frozen=True)
     class Config(RNP.Config, PerturbOptions):
@@ -97,15 +114,18 @@ class A2I(RNP):
         attacker = param_groups(model.attacker, cfg.lr * cfg.adv_lr_rate, cfg.encoder_lr)
         return [torch.optim.Adam(groups), torch.optim.Adam(attacker)]
 
-    def _regularizers(self, z: torch.Tensor, mask: torch.Tensor, sparse: bool, cont: bool) -> torch.Tensor:
+    def _regularized(
+        self, loss: torch.Tensor, z: torch.Tensor, mask: torch.Tensor, sparse: bool, cont: bool
+    ) -> torch.Tensor:
+        """``loss`` plus the weighted sparsity and continuity terms of ``z``, added left to right
+        as the reference sums them (the same float rounding)."""
         cfg = self.config
         sparsity, continuity = self.regularizers(z, mask)
-        total = torch.zeros((), device=z.device)
         if sparse:
-            total = total + cfg.sparsity_lambda * sparsity
+            loss = loss + cfg.sparsity_lambda * sparsity
         if cont:
-            total = total + cfg.continuity_lambda * continuity
-        return total
+            loss = loss + cfg.continuity_lambda * continuity
+        return loss
 
     def attack_term(self, attack_logits: torch.Tensor, flipped: torch.Tensor) -> torch.Tensor:
         """The predictor's loss on the attacker's rationale: ``-adv_lambda * 0.9 * mean_b
@@ -135,10 +155,11 @@ class A2I(RNP):
                 soft, index, batch.selectable, cfg.perturb_rate, cfg.short_rows
             )
             z_predictor, z = document_part(z_predictor, batch), document_part(z, batch)
+            # Both rationales are sampled before either prediction, in the reference's draw order.
+            z_attack = document_part(hard_sample(model.attacker(embedded), cfg.tau), batch)
             logits = model.predictor(embedded, visible(z_predictor, batch), batch.mask)
             cls = F.cross_entropy(logits, batch.labels)
-            loss = cfg.cls_lambda * cls + self._regularizers(z, batch.selectable, True, True)
-            z_attack = document_part(hard_sample(model.attacker(embedded), cfg.tau), batch)
+            loss = self._regularized(cfg.cls_lambda * cls, z, batch.selectable, True, True)
             attack_logits = model.predictor(embedded, visible(z_attack, batch), batch.mask)
             attack_term = self.attack_term(attack_logits, flipped)
             if attack_on:
@@ -154,8 +175,8 @@ class A2I(RNP):
             z_attack = document_part(hard_sample(model.attacker(embedded.detach()), cfg.tau), batch)
             fooling_logits = model.predictor(embedded.detach(), visible(z_attack, batch), batch.mask)
             attack_cls = F.cross_entropy(fooling_logits, flipped)
-            attack_loss = cfg.cls_lambda * attack_cls + self._regularizers(
-                z_attack, batch.selectable, cfg.adv_sparse, cfg.adv_continue
+            attack_loss = self._regularized(
+                cfg.cls_lambda * attack_cls, z_attack, batch.selectable, cfg.adv_sparse, cfg.adv_continue
             )
             attack_opt.zero_grad(set_to_none=True)
             attack_loss.backward()

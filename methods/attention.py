@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
-from ratbench.method import Method, MethodConfig, Presets
+from ratbench.method import Method, MethodConfig, Presets, Provenance
 from ratbench.registry import register_method
 from ratbench.types import Batch, DataInfo, EvalMode, RationaleOutput
 
@@ -52,11 +52,20 @@ class Attention(Method):
 
     No reference repository: the recommended setting is Adam 1e-4 with RNP's batch sizes.
     Options: ``scorer="linear"`` reproduces FR's attention module (no tanh).
+
+    Layout: with no reference pipeline of its own, the ``paper`` preset pads every batch to
+    ``data.max_len`` like the jugechengzi code base of the RNP-family rows it is compared with
+    in Table 1, so that its GRU reads the same inputs (a GRU without packing reads the padding).
     """
 
     description = "post-hoc baseline: top-k tokens by the attention of a full-text GRU classifier"
     kind = "post_hoc"
     version = "1"
+    provenance = Provenance(
+        reference="",
+        proven_by="no reference code to compare with; the evaluator's top-k rule is tested in tests/test_evaluate.py",
+        layout="every batch padded to data.max_len, as the RNP-family rows of Table 1 (no reference pipeline)",
+    )
 
     @dataclasses.dataclass(frozen=True)
     class Config(MethodConfig, TransformerOptions):

@@ -12,7 +12,7 @@ from torch import nn
 
 from ratbench.errors import RatbenchError
 from ratbench.evaluate import top_k_mask
-from ratbench.method import Method, MethodConfig, Presets
+from ratbench.method import Method, MethodConfig, Presets, Provenance
 from ratbench.registry import register_method
 from ratbench.types import Batch, DataInfo, EvalMode, RationaleOutput
 
@@ -130,11 +130,26 @@ class LIME(Method):
     predicted on the full text [LimeTextExplainer explains class 1]; ``positive_only=False``
     ranks by signed weight [not applicable]; True keeps only positions with a positive weight.
     Same sampling, kernel and surrogate as the ``lime`` package (tested against it).
+
+    Layout: the black box has no reference pipeline, so the ``paper`` preset pads every batch to
+    ``data.max_len`` as the VER/A2I code base its ``Classifier`` comes from.
     """
 
     description = "post-hoc baseline: top-k tokens by position-level LIME weights of a full-text GRU classifier"
     kind = "post_hoc"
     version = "1"
+    provenance = Provenance(
+        reference="marcotcr/lime (lime_text.py, lime_base.py): the explainer; the black box is the VER/A2I "
+        "Classifier (no reference pipeline)",
+        proven_by="tests/test_lime.py: the position-level weights equal the lime package's LimeTextExplainer "
+        "on the same samples (kernel, distances, ridge surrogate)",
+        deviations=(
+            "explain (predicted): LimeTextExplainer explains class 1 by default; explain=positive does that",
+            "features: one per position of the data layer (no bag of words, no regex re-split; LIME's defaults "
+            "would break token-level evaluation)",
+        ),
+        layout="every batch padded to data.max_len, as the VER/A2I code base of its Classifier",
+    )
 
     @dataclasses.dataclass(frozen=True)
     class Config(MethodConfig, TransformerOptions):

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ratbench.method import Method, MethodConfig, Presets
+from ratbench.method import Method, MethodConfig, Presets, Provenance
 from ratbench.registry import register_method
 from ratbench.types import Batch, DataInfo, EvalMode, RationaleOutput
 
@@ -61,6 +61,16 @@ DEMO_TRAINING_PRESET = {
 # in a 10-epoch budget their gradients on the selector are 100-200 times the classification
 # gradient, and the selector stays a random selection (benchmarks/README.md). 0.5 / 0.5 lets
 # the selector learn within the demo budget.
+PADDED_LAYOUT = (
+    "every batch padded to data.max_len (256), as the jugechengzi reference code: its sparsity and "
+    "continuity terms and reference-mode S count the selections on padding, and its GRUs read the padding"
+)
+# Not flags: differences of the random stream, which change no objective.
+JUGECHENGZI_STREAM_NOTES = (
+    "random stream (no flag): the reference shuffles batches with torch's generator and, after every epoch, "
+    "computes a gradient-norm diagnostic over the training set (train_util.py get_grad) that draws Gumbel and "
+    "dropout noise; ratbench shuffles with NumPy and draws no such noise, so one seed gives other draws in both",
+)
 DEMO_PRESET = {
     **DEMO_TRAINING_PRESET,
     "*": {**DEMO_TRAINING_PRESET["*"], "sparsity_lambda": 0.5, "continuity_lambda": 0.5},
@@ -88,6 +98,11 @@ class RNP(Method):
     max-pool -> dropout -> Linear. Loss ``0.9 CE + lambda_s |sum z / sum mask - alpha| +
     lambda_c mean |z_t - z_{t-1}|`` with batch-level regularizers; one Adam with two parameter
     groups (selector, predictor) at the same learning rate.
+
+    Proven step by step (weights, every random draw, losses, gradients, weights after each
+    Adam step, evaluation counts) against the reference by ``tests/test_parity_jugechengzi.py``.
+    The ``paper`` preset runs the reference layout: every batch padded to ``data.max_len``
+    (256); ``data.padding=bucket`` (the ``demo`` layout) is faster and a different loss.
 
     Deviations from the reference, each behind a flag whose default is the reference:
         mask_padding_in_loss (False): True excludes padding from both regularizers.
@@ -123,6 +138,19 @@ class RNP(Method):
         """Deviation: exclude padding from the regularizers (reference: False)."""
 
     presets: ClassVar[Presets] = {"paper": PAPER_PRESET, "demo": DEMO_PRESET}
+    provenance = Provenance(
+        reference="jugechengzi/Rationalization-VER @ bc1c435 (perturbation.py with --perturb_rate 0; model.py "
+        "Perturb_model, train_util.py train_sp_norm, validate_util.py validate_share, metric.py)",
+        proven_by="tests/test_parity_jugechengzi.py (case rnp): logits, masks, loss terms, gradients and weights "
+        "after 3 Adam steps, dev accuracy and the annotation counts, on the padded layout",
+        deviations=(
+            "mask_padding_in_loss (false): true leaves padding out of the sparsity and continuity terms",
+            "data.padding (max_len): bucket, the demo layout, pads length-sorted batches to their longest: faster, "
+            "and a different loss at the paper's regularizer weights",
+            *JUGECHENGZI_STREAM_NOTES,
+        ),
+        layout=PADDED_LAYOUT,
+    )
 
     def __init__(self, config: Config, info: DataInfo, device: torch.device) -> None:
         super().__init__(config, info, device)

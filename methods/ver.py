@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
+from ratbench.method import Provenance
 from ratbench.registry import register_method
 
 from ._vicinal import PerturbOptions, perturb_index, perturb_index_reference
-from .rnp import RNP
+from .rnp import JUGECHENGZI_STREAM_NOTES, PADDED_LAYOUT, RNP
 
 __all__ = ["VER", "perturb_index", "perturb_index_reference"]
 
@@ -36,6 +37,21 @@ class VER(RNP):
     description = "VER: RNP whose predictor is trained on random vicinal perturbations of the mask"
     kind = "select_predict"
     version = "2"  # 2: the reference's sampler (torch.multinomial) and no perturbation at rate 0
+    provenance = Provenance(
+        reference="jugechengzi/Rationalization-VER @ bc1c435 (perturbation.py; model.py Perturb_model.perturb_gumbel, "
+        "perturb_forward; train_util.py train_sp_norm; validate_util.py)",
+        proven_by="tests/test_parity_jugechengzi.py (cases ver_p0, ver_p03, ver_short_row): logits, the perturbed "
+        "and unperturbed masks, loss terms, gradients and weights after 3 Adam steps, and the evaluation, "
+        "on the padded layout",
+        deviations=(
+            "short_rows (reference): clamp flips at most a row's own unselected real tokens where the reference's "
+            "torch.multinomial returns zero-weight positions (padding or selected tokens in torch 2.13)",
+            "mask_padding_in_loss (false): as rnp",
+            "data.padding (max_len): as rnp",
+            *JUGECHENGZI_STREAM_NOTES,
+        ),
+        layout=PADDED_LAYOUT,
+    )
 
     @dataclasses.dataclass(frozen=True)
     class Config(RNP.Config, PerturbOptions):

@@ -1,4 +1,6 @@
-"""Length-bucketed batching: each batch is padded only to its own longest example."""
+"""Batches in the three layouts of ``DataConfig.padding``: padded to ``max_len`` (the
+jugechengzi reference), to each batch's longest example in shuffled order (Inter_RAT's
+reference), or length-bucketed (fast)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ def collate(examples: Sequence[EncodedExample], pad_to: int | None = None) -> Ba
     mask = np.zeros((len(examples), width), dtype=np.float32)
     selectable = np.zeros((len(examples), width), dtype=np.float32)
     word_index = np.full((len(examples), width), -1, dtype=np.int64)
+    lengths = np.asarray([len(ex.ids) if ex.length is None else ex.length for ex in examples], dtype=np.int64)
     has_gold = all(ex.gold is not None for ex in examples)
     gold = np.zeros((len(examples), width), dtype=np.float32) if has_gold else None
     for row, ex in enumerate(examples):
@@ -39,6 +42,7 @@ def collate(examples: Sequence[EncodedExample], pad_to: int | None = None) -> Ba
         selectable=torch.from_numpy(selectable),
         word_index=torch.from_numpy(word_index),
         has_context=bool((mask != selectable).any()),
+        lengths=torch.from_numpy(lengths),
     )
 
 
@@ -48,16 +52,19 @@ def train_batches(
     rng: np.random.Generator,
     pad_to: int | None = None,
     pool_batches: int = DataConfig.bucket_batches,
+    bucket: bool = True,
 ) -> Iterator[Batch]:
     """Shuffled batches for one training epoch.
 
-    The examples are shuffled with ``rng``, cut into pools of ``pool_batches`` batches
-    (``DataConfig.bucket_batches``), each pool sorted by length and cut into batches, and the
-    batch order is shuffled again, so a batch holds examples of similar length. With ``pad_to``
-    every batch has that width (the reference layout) and no bucketing is done.
+    The examples are shuffled with ``rng``. With ``pad_to``, consecutive batches of that order
+    are padded to ``pad_to`` (the reference layout); else, with ``bucket``, the order is cut
+    into pools of ``pool_batches`` batches (``DataConfig.bucket_batches``), each pool sorted by
+    length and cut into batches, and the batch order is shuffled again, so a batch holds
+    examples of similar length; without ``bucket``, consecutive batches of the shuffled order
+    are padded to their own longest example.
     """
     order = rng.permutation(len(examples))
-    if pad_to is None:
+    if pad_to is None and bucket:
         pool = batch_size * pool_batches
         lengths = np.fromiter((len(ex.ids) for ex in examples), dtype=np.int64, count=len(examples))
         chunks = []
@@ -73,9 +80,12 @@ def train_batches(
         yield collate([examples[i] for i in indices], pad_to)
 
 
-def eval_batches(examples: Sequence[EncodedExample], batch_size: int, pad_to: int | None = None) -> Iterator[Batch]:
-    """Deterministic batches for evaluation: sorted by length unless ``pad_to`` is given."""
-    if pad_to is None:
+def eval_batches(
+    examples: Sequence[EncodedExample], batch_size: int, pad_to: int | None = None, bucket: bool = True
+) -> Iterator[Batch]:
+    """Deterministic batches for evaluation: sorted by length when ``bucket`` and no ``pad_to``
+    is given, else in the split's order (as the reference's unshuffled loaders)."""
+    if pad_to is None and bucket:
         order = sorted(range(len(examples)), key=lambda i: (len(examples[i].ids), i))
     else:
         order = list(range(len(examples)))

@@ -49,10 +49,17 @@ class DataConfig(Config):
     embedding_norm: float = 5.0
     """Expected norm of the ``random`` vectors: that of GloVe 6B (50d: 4.5, 100d: about 5-6), so
     that encoders see inputs of the magnitude they get with the reference embeddings."""
-    padding: Literal["bucket", "max_len"] = "bucket"
-    """``bucket``: length-bucketed batches padded to their own longest example (fast).
-    ``max_len``: every batch padded to ``max_len`` as in the reference code, where padding
-    enters the sparsity/continuity regularizers and reference-mode sparsity."""
+    padding: Literal["max_len", "longest", "bucket"] = "max_len"
+    """The batch layout, which is part of the objective for the methods whose regularizers count
+    padding and whose GRUs read it: ``max_len`` (every batch padded to ``max_len``, as the
+    jugechengzi reference code pads to 256; padding then enters the sparsity and continuity
+    terms and reference-mode sparsity), ``longest`` (each batch padded to its own longest
+    example, in the shuffled order: Inter_RAT's reference), or ``bucket`` (examples sorted by
+    length within pools of ``bucket_batches`` batches, each batch padded to its longest: fast,
+    the ``demo`` layout, a different loss at the paper's regularizer weights). A method's
+    ``paper`` preset sets its reference's layout (``Method.data_presets``)."""
+    lowercase: bool = False
+    """Look words up in lower case (Inter_RAT's reference); the tokens themselves are kept."""
     bucket_batches: int = 50
     """``bucket`` only: training examples are sorted by length within pools of this many batches
     (enough to bucket, few enough to keep batches mixed)."""

@@ -23,6 +23,7 @@ question) comes first and is context: visible to every model, never selectable, 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from abc import ABC, abstractmethod
@@ -77,12 +78,20 @@ class WordEncoder(TextEncoder):
         super().__init__(config)
         self.vocab: Vocab | None = None
 
+    def _lookup_form(self, example: Example) -> Example:
+        """``example`` with its words as they are looked up: lower-cased with ``data.lowercase``."""
+        if not self.config.lowercase:
+            return example
+        lower = tuple(token.lower() for token in example.tokens)
+        query = None if example.query is None else tuple(token.lower() for token in example.query)
+        return dataclasses.replace(example, tokens=lower, query=query)
+
     def fit(self, splits: Mapping[str, Sequence[Example]]) -> None:
         """The vocabulary of ``config.embeddings`` (from the training words for ``random``), plus
         the separator row when any example has a query."""
         from ratbench.text import build_vocab
 
-        vocab = build_vocab(self.config, splits["train"])
+        vocab = build_vocab(self.config, [self._lookup_form(ex) for ex in splits["train"]])
         if any(ex.query for examples in splits.values() for ex in examples):
             vocab = vocab.with_separator(self.config.embedding_seed, self.config.embedding_norm)
         self.vocab = vocab
@@ -99,6 +108,7 @@ class WordEncoder(TextEncoder):
         from ratbench.text import encode
 
         assert self.vocab is not None, "fit() first"
+        example = self._lookup_form(example)
         if not example.query or self.vocab.separator is None:
             return encode(example, self.vocab, self.config.max_len)
         kept = query_budget(len(example.query), self.config.max_len, self.config.max_query_len, specials=1)
@@ -109,7 +119,8 @@ class WordEncoder(TextEncoder):
         selectable = np.concatenate([np.zeros(context, dtype=bool), np.ones(len(document.ids), dtype=bool)])
         word_index = np.concatenate([np.full(context, -1, dtype=np.int64), np.arange(len(document.ids))])
         gold = None if document.gold is None else np.concatenate([np.zeros(context, np.float32), document.gold])
-        return EncodedExample(example.id, ids, example.label, gold, selectable, word_index)
+        length = context + len(example.tokens)
+        return EncodedExample(example.id, ids, example.label, gold, selectable, word_index, length)
 
 
 def _minilm_path() -> str:

@@ -143,14 +143,25 @@ def preset_layers(
 
 
 def data_config_layers(
-    dataset: str, subset: str, preset: str = "paper", sets: Mapping[str, Mapping[str, str]] | None = None
+    dataset: str,
+    subset: str,
+    preset: str = "paper",
+    sets: Mapping[str, Mapping[str, str]] | None = None,
+    method: str | None = None,
 ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
-    """The override layers of ``dataset.subset``'s config: the preset's, then the user's
-    (``--set data.*`` < ``--set <dataset>.*``)."""
+    """The override layers of ``dataset.subset``'s config: the preset's (the dataset's own, then,
+    for a cell of ``method``, the data settings of that method's reference pipeline,
+    ``Method.data_presets``), then the user's (``--set data.*`` < ``--set <dataset>.*``)."""
     sets = sets or {}
     adapter_cls = DATASETS.get(dataset)
     layers = preset_layers(adapter_cls.presets, preset, ("*", subset), f"dataset {dataset}", required=False)
-    return layers, [sets.get(DATA_SCOPE, {}), sets.get(dataset, {})]
+    user = [sets.get(DATA_SCOPE, {}), sets.get(dataset, {})]
+    if method is not None:
+        table = METHODS.get(method).data_presets.get(preset, {})
+        if table:
+            encoder = adapter_cls.Config.resolve(*layers, *user, owner=dataset).encoder.partition(":")[0]
+            layers += [table[scope] for scope in preset_scopes(dataset, subset, encoder) if scope in table]
+    return layers, user
 
 
 def preset_scopes(dataset: str, subset: str, encoder: str = "word") -> tuple[str, ...]:
@@ -173,13 +184,14 @@ def build_adapter(
     sets: Mapping[str, Mapping[str, str]] | None = None,
     data_dir: Path | None = None,
     on_missing: Callable[[MissingDataError], None] | None = None,
+    method: str | None = None,
 ) -> DatasetAdapter:
-    """The adapter of ``dataset.subset`` with its resolved config (defaults < preset <
-    ``--set data.*`` < ``--set <dataset>.*``); checks the embeddings choice and the model, not
-    the data files. A missing embedding file or model goes to ``on_missing`` when given (a dry
-    run lists them all), else it is raised."""
+    """The adapter of ``dataset.subset`` with its resolved config (defaults < preset, with the
+    data settings of ``method``'s reference pipeline < ``--set data.*`` < ``--set <dataset>.*``);
+    checks the embeddings choice and the model, not the data files. A missing embedding file or
+    model goes to ``on_missing`` when given (a dry run lists them all), else it is raised."""
     adapter_cls = DATASETS.get(dataset)
-    preset_part, user_part = data_config_layers(dataset, subset, preset, sets)
+    preset_part, user_part = data_config_layers(dataset, subset, preset, sets, method)
     config = adapter_cls.Config.resolve(*preset_part, *user_part, owner=dataset)
     for check, value in ((check_embeddings, config.embeddings), (check_encoder, config)):
         try:
@@ -191,10 +203,11 @@ def build_adapter(
     return adapter_cls(subset, config, data_dir)
 
 
-def data_changes(adapter: DatasetAdapter, preset: str) -> dict[str, Any]:
-    """What the adapter's config changes with respect to its preset alone, as variant items:
-    ``data.<key>`` for the fields every dataset shares, ``<dataset>.<key>`` for its own."""
-    preset_part, _ = data_config_layers(adapter.name, adapter.subset, preset)
+def data_changes(adapter: DatasetAdapter, preset: str, method: str | None = None) -> dict[str, Any]:
+    """What the adapter's config changes with respect to its preset alone (with ``method``'s
+    reference data settings), as variant items: ``data.<key>`` for the fields every dataset
+    shares, ``<dataset>.<key>`` for its own."""
+    preset_part, _ = data_config_layers(adapter.name, adapter.subset, preset, None, method)
     baseline = type(adapter.config).resolve(*preset_part, owner=adapter.name).to_dict()
     shared = {f.name for f in dataclasses.fields(DataConfig)}
     changed = differences(adapter.config.to_dict(), baseline)
@@ -243,14 +256,22 @@ def expand(
     if limit is not None and limit < 1:
         raise RatbenchError(f"--limit must be at least 1, got {limit}")
 
-    adapters = {}
-    for dataset, subset in targets:
-        adapter = build_adapter(dataset, subset, preset, sets, data_dir, on_missing)
-        for problem in adapter.missing_files():
+    # Each method reads the data through its reference pipeline (``Method.data_presets``), so
+    # an adapter is built per method; a missing file is reported once.
+    adapters, reported = {}, set()
+
+    def report(problem: MissingDataError) -> None:
+        if str(problem) not in reported:
+            reported.add(str(problem))
             if on_missing is None:
                 raise problem
             on_missing(problem)
-        adapters[dataset, subset] = adapter
+
+    for method, (dataset, subset) in itertools.product(methods, targets):
+        adapter = build_adapter(dataset, subset, preset, sets, data_dir, report, method)
+        for problem in adapter.missing_files():
+            report(problem)
+        adapters[method, dataset, subset] = adapter
 
     specs = []
     for method in methods:
@@ -261,7 +282,7 @@ def expand(
                 "tokens the evaluator keeps from its scores)"
             )
         for dataset, subset in targets:
-            adapter = adapters[dataset, subset]
+            adapter = adapters[method, dataset, subset]
             encoder = adapter.config.encoder.partition(":")[0]
             if encoder not in method_cls.encoders:
                 raise RatbenchError(
@@ -274,7 +295,7 @@ def expand(
             config = method_cls.Config.resolve(*layers, sets.get(method, {}), extra, owner=method)
             baseline = method_cls.Config.resolve(*layers, owner=method)
             variant = make_variant(
-                preset, differences(config.to_dict(), baseline.to_dict()), data_changes(adapter, preset), limit
+                preset, differences(config.to_dict(), baseline.to_dict()), data_changes(adapter, preset, method), limit
             )
             for seed in seeds:
                 specs.append(

@@ -26,6 +26,27 @@ Presets = dict[str, dict[str, dict[str, Any]]]
 
 
 @dataclasses.dataclass(frozen=True)
+class Provenance:
+    """How faithful a method is to its authors' code, for ``ratbench info`` and the README.
+
+    Attributes:
+        reference: the reference implementation, ``owner/repository @ commit (files)``; empty
+            when the method has none.
+        proven_by: the tests that replay a parity fixture recorded from the reference through
+            this code, and what they show (``tests/test_parity_x.py: bit-exact, ...``); or what
+            is compared instead, and why no fixture exists.
+        deviations: each remaining difference, ``"flag (reference value): what differs"``; the
+            ``paper`` preset uses the reference value of every flag.
+        layout: the batch layout of the ``paper`` preset and why (``Method.data_presets``).
+    """
+
+    reference: str
+    proven_by: str
+    deviations: tuple[str, ...] = ()
+    layout: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class MethodConfig(Config):
     """Fields the runner reads from every method config."""
 
@@ -33,12 +54,16 @@ class MethodConfig(Config):
     """Training epochs; the epoch with the best dev accuracy is evaluated on the test split."""
     batch_size: int = 128
     """Training batch size (evaluation uses the same size, as the reference does)."""
+    test_batch_size: int | None = None
+    """Batch size of the test (annotated) split; None: ``batch_size``. With a GRU that reads the
+    padding, the batch layout changes the selections (Inter_RAT's reference tests at 1)."""
 
     # Ranges of the fields that methods share by name; a field a method lacks is not checked.
     bounds: ClassVar[dict[str, str]] = {
         "epochs": "[1, inf)",
         "batch_size": "[1, inf)",
         "eval_batch_size": "[1, inf)",
+        "test_batch_size": "[1, inf)",
         "hidden_dim": "[1, inf)",
         "lr": "(0, inf)",
         "*_lr_rate": "(0, inf)",
@@ -67,6 +92,7 @@ class Method(ABC):
         presets: ``{preset: {scope: overrides}}``, scope ``"*"``, a dataset name or
             ``dataset.subset`` (more specific scopes win). ``paper`` is the class defaults plus
             its overrides; ``demo`` is a small setting for CPUs.
+        data_presets: the same for the cell's data config (the reference's batch layout).
 
     Subclasses keep their networks in ``self.model`` (one ``nn.Module``) and their optimizers
     in ``self.optimizers``; the default ``state_dict`` covers both, plus the plain attributes
@@ -83,7 +109,15 @@ class Method(ABC):
     description: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     presets: ClassVar[Presets] = {}
+    data_presets: ClassVar[Presets] = {"demo": {"*": {"padding": "bucket"}}}
+    """The data settings of each preset (``{preset: {scope: {data key: value}}}``, scopes as in
+    ``presets``): under ``paper``, the method's reference pipeline (batch layout, maximum
+    length, tokenization); they come after the dataset's preset and before ``--set``. The
+    default: ``DataConfig``'s reference layout (every batch padded to ``max_len``, as the
+    jugechengzi code base pads to 256) under ``paper``, length-bucketed batches under ``demo``."""
     state_attributes: ClassVar[tuple[str, ...]] = ()
+    provenance: ClassVar[Provenance | None] = None
+    """Reference code, parity proof and remaining deviations (``ratbench info NAME``)."""
     encoders: ClassVar[tuple[str, ...]] = ("word", "hf")
     """The text encoders the method runs on (``DataInfo.encoder``); a grid that asks for another
     is refused before any cell starts."""

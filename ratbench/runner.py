@@ -71,7 +71,8 @@ class PreparedData:
 
     splits: dict[str, list[EncodedExample]]
     info: DataInfo
-    pad_to: int | None
+    pad_to: int | None  # the padding=max_len layout
+    bucket: bool  # the padding=bucket layout
     pool_batches: int
     word_rule: str
     stats: dict[str, Any]
@@ -107,8 +108,16 @@ def prepare_data(spec: cells.CellSpec, data_dir: Path | None = None) -> Prepared
     docids = {ex.id: ex.docid for ex in raw["test"] if ex.docid is not None}
     label_names = list(adapter.label_names) or [str(i) for i in range(adapter.num_classes)]
     sentences = {ex.id: np.asarray(ex.sentences) for ex in raw["test"] if ex.sentences is not None}
+    layout = {"pad_to": pad_to, "bucket": config.padding == "bucket", "pool_batches": config.bucket_batches}
     return PreparedData(
-        splits, info, pad_to, config.bucket_batches, config.word_rule, stats, docids, label_names, sentences
+        splits,
+        info,
+        **layout,
+        word_rule=config.word_rule,
+        stats=stats,
+        docids=docids,
+        label_names=label_names,
+        sentences=sentences,
     )
 
 
@@ -200,14 +209,15 @@ def _train_and_evaluate(
     method = method_cls(config, data.info, torch_device)
     post_hoc = method_cls.kind == "post_hoc"
     batch_rng = np.random.default_rng(spec.seed)
-    eval_size = config.batch_size
+    eval_size = {"dev": config.batch_size, "test": config.test_batch_size or config.batch_size}
     precision = spec.pipeline.get("precision", "fp32")
 
-    def split(name: str) -> Any:
-        return iter_batches(eval_batches(data.splits[name], eval_size, data.pad_to), torch_device)
+    def split(name: str, limit: int | None = None) -> Any:
+        examples = data.splits[name][:limit]
+        return iter_batches(eval_batches(examples, eval_size[name], data.pad_to, data.bucket), torch_device)
 
     def probe() -> Any:
-        return iter_batches(eval_batches(data.splits["test"][:PROBE_EXAMPLES], eval_size, data.pad_to), torch_device)
+        return split("test", PROBE_EXAMPLES)
 
     diagnostics = None if post_hoc else EpochDiagnostics(probe, torch_device)
 
@@ -217,7 +227,9 @@ def _train_and_evaluate(
     with open(out / cells.EPOCHS_FILE, "w", encoding="utf-8") as epochs_log:
         for epoch in range(1, config.epochs + 1):
             tic = time.perf_counter()
-            batches = train_batches(data.splits["train"], config.batch_size, batch_rng, data.pad_to, data.pool_batches)
+            batches = train_batches(
+                data.splits["train"], config.batch_size, batch_rng, data.pad_to, data.pool_batches, data.bucket
+            )
             record: dict[str, Any] = {"epoch": epoch}
             with autocast(device, precision):
                 record.update(method.train_epoch(iter_batches(batches, torch_device)))

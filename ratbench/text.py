@@ -175,10 +175,11 @@ def _cached_glove_text(path: Path, size: int, mtime_ns: int) -> Vocab:
 
 
 def encode(example: Example, vocab: Vocab, max_len: int) -> EncodedExample:
-    """Truncate to ``max_len`` tokens, then look up ids (OOV -> 0, still a real token)."""
+    """Truncate to ``max_len`` tokens, then look up ids (OOV -> 0, still a real token); the
+    length before truncation is kept (``EncodedExample.length``)."""
     tokens = example.tokens[:max_len]
     ids = np.fromiter((vocab.lookup(t) for t in tokens), dtype=np.int64, count=len(tokens))
     gold = None
     if example.rationale is not None:
         gold = np.asarray(example.rationale[:max_len], dtype=np.float32)
-    return EncodedExample(example.id, ids, example.label, gold)
+    return EncodedExample(example.id, ids, example.label, gold, length=len(example.tokens))

@@ -69,6 +69,8 @@ class EncodedExample:
     gold: np.ndarray | None
     selectable: np.ndarray | None = None
     word_index: np.ndarray | None = None
+    length: int | None = None
+    """The number of positions before truncation (None: ``len(ids)``, nothing was cut)."""
 
 
 @dataclass
@@ -89,6 +91,8 @@ class Batch:
         has_context: whether any row has context positions (a query, separators, special
             tokens), known when the batch is built, so that methods skip the context arithmetic
             (and any device sync) on batches that have none.
+        lengths: int64 ``[B]``, each example's number of positions before truncation
+            (default: ``mask.sum(1)``); Inter_RAT's reference normalises its regularizers by it.
     """
 
     ids: torch.Tensor
@@ -99,12 +103,15 @@ class Batch:
     selectable: torch.Tensor | None = None
     word_index: torch.Tensor | None = None
     has_context: bool = False
+    lengths: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         import torch
 
         if self.selectable is None:
             self.selectable = self.mask
+        if self.lengths is None:
+            self.lengths = self.mask.sum(dim=1).long()
         if self.word_index is None:
             positions = torch.arange(self.mask.shape[1], device=self.mask.device).expand_as(self.mask)
             self.word_index = torch.where(self.mask > 0, positions, -1)
@@ -125,6 +132,7 @@ class Batch:
             selectable=self.selectable.to(device),
             word_index=self.word_index.to(device),
             has_context=self.has_context,
+            lengths=self.lengths.to(device),
         )
 
 

@@ -8,8 +8,13 @@ them through the same entry points, in the same order, into ratbench's real code
 * ``Tensor.exponential_`` (Gumbel noise: ``F.gumbel_softmax`` and ``methods._blocks.gumbel_sample``);
 * ``torch.rand`` (VER's perturbation), ``torch.randn``;
 * ``torch.multinomial`` (VER's 0 -> 1 flips; the drawn indices are recorded);
+* ``torch.bernoulli`` (NIR's replacement decisions; the 0/1 outcomes, stored as bool);
 * ``torch.nn.functional.dropout`` (``nn.Dropout`` calls it): replaced by the same arithmetic
-  with an explicit keep-mask, ``x * keep / (1 - p)``, on both sides, so the mask is the draw.
+  with an explicit keep-mask, ``x * keep / (1 - p)``, on both sides, so the mask is the draw
+  (stored as bool).
+
+A reference that draws outside torch (NIR's numpy generator) appends its draws with ``add``;
+the replaying test translates them into the draws ratbench makes before it replays.
 
 A replayed draw must have the kind and the number of elements of the recorded one (it takes
 the requested shape); anything else means the two codes draw differently, and the replay stops
@@ -75,6 +80,10 @@ class DrawTape:
         self.position += 1
         return value.reshape(shape).to(dtype).clone()
 
+    def add(self, kind: str, value: torch.Tensor) -> None:
+        """Append a draw made outside the patched entry points (a reference's numpy generator)."""
+        self.draws.append((kind, value.detach().clone()))
+
     def finish(self) -> None:
         """Raise unless every recorded draw was replayed."""
         if self.replaying and self.position != len(self.draws):
@@ -90,6 +99,7 @@ class DrawTape:
             "randn": torch.randn,
             "multinomial": torch.multinomial,
             "dropout": F.dropout,
+            "bernoulli": torch.bernoulli,
         }
 
         def exponential_(self: torch.Tensor, lambd: float = 1.0, *, generator: Any = None) -> torch.Tensor:
@@ -135,19 +145,35 @@ class DrawTape:
         def dropout(input: torch.Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> torch.Tensor:
             if not training or p == 0:
                 return input
+            # The keep-mask is drawn and stored as bool (a quarter of float32 in a fixture) and
+            # used in the input's dtype, so the arithmetic is the same whichever side drew it.
             keep = tape._draw(
                 "dropout",
-                lambda: torch.empty_like(input, dtype=torch.float32).bernoulli_(1 - p),
+                lambda: torch.empty_like(input, dtype=torch.float32).bernoulli_(1 - p).bool(),
                 tuple(input.shape),
-                input.dtype,
+                torch.bool,
             )
-            return input * keep / (1 - p)
+            return input * keep.to(input.dtype) / (1 - p)
+
+        def bernoulli(input: torch.Tensor, *args: Any, generator: Any = None, out: Any = None) -> torch.Tensor:
+            outcome = tape._draw(
+                "bernoulli",
+                lambda: originals["bernoulli"](input, *args).bool(),
+                tuple(input.shape),
+                torch.bool,
+            )
+            value = outcome.to(input.dtype)
+            if out is not None:
+                out.resize_(value.shape).copy_(value)
+                return out
+            return value
 
         torch.Tensor.exponential_ = exponential_  # type: ignore[method-assign]
         torch.rand = uniform("rand")  # type: ignore[assignment]
         torch.randn = uniform("randn")  # type: ignore[assignment]
         torch.multinomial = multinomial  # type: ignore[assignment]
         F.dropout = dropout  # type: ignore[assignment]
+        torch.bernoulli = bernoulli  # type: ignore[assignment]
         try:
             yield self
         finally:
@@ -156,6 +182,7 @@ class DrawTape:
             torch.randn = originals["randn"]  # type: ignore[assignment]
             torch.multinomial = originals["multinomial"]  # type: ignore[assignment]
             F.dropout = originals["dropout"]  # type: ignore[assignment]
+            torch.bernoulli = originals["bernoulli"]  # type: ignore[assignment]
 
     @contextlib.contextmanager
     def record(self) -> Iterator[DrawTape]:

@@ -94,8 +94,8 @@ def test_reference_variant_uses_the_gold_label_at_test() -> None:
     for cls in (0, 1):
         own = torch.full_like(batch.labels, cls)
         rows = batch.labels == cls
-        expected = method._select(method.model.embed(batch.ids, batch.mask), batch.mask, cls, own)
-        assert torch.equal(out.mask[rows], expected[rows])
+        expected = method._select(batch.ids, batch.mask, cls, own)
+        assert torch.equal(out.mask[rows], (expected >= 0.5).float()[rows])
     batch.labels = 1 - batch.labels
     assert not torch.equal(out.logits, method.rationalize(batch, "reference").logits)
 
@@ -109,5 +109,26 @@ def test_reference_variant_alternates_generators_and_separates_updates() -> None
     method.train_epoch(batches[:1])  # path 1
     state = method.model.state_dict()
     changed = {k.split(".")[0] + "." + k.split(".")[1] for k in state if not torch.equal(state[k], snapshot[k])}
-    assert "generators.1" in changed and "generators.0" not in changed
-    assert not any(k.startswith("teacher.") and not torch.equal(state[k], snapshot[k]) for k in state)
+    assert {"generators.1", "generator_embeds.1"} <= changed
+    assert not {"generators.0", "generator_embeds.0"} & changed
+    assert not any(k.startswith("teacher") and not torch.equal(state[k], snapshot[k]) for k in state)
+
+
+def test_reference_variant_flags_restore_the_adapted_setting() -> None:
+    """dmr_ref with trainable_embeddings=False, embedding_init=pretrained, init=torch: one frozen
+    table holding the vectors as given, shared by every module and left out of the optimizers;
+    training runs and leaves it unchanged."""
+    method = tiny_method(
+        "dmr_ref", teacher_epochs=1, trainable_embeddings=False, embedding_init="pretrained", init="torch"
+    )
+    model = method.model
+    tables = {id(m) for m in (*model.generator_embeds, model.student_embed, model.teacher_embed)}
+    assert len(tables) == 1
+    weight = model.student_embed.embedding.weight
+    assert not weight.requires_grad and torch.equal(weight, torch.as_tensor(method.info.embeddings))
+    assert all(p is not weight for o in method.optimizers for g in o.param_groups for p in g["params"])
+    assert any(b.any() for n, b in model.generators.named_parameters() if "bias" in n)  # torch's init
+    before = weight.clone()
+    terms = method.train_epoch(tiny_batches(tiny_examples(8)))
+    assert all(torch.isfinite(torch.tensor(v)) for v in terms.values())
+    assert torch.equal(before, weight)

@@ -37,9 +37,12 @@ def test_table1_dry_run_lists_240_cells_with_the_paper_settings_and_the_missing_
     assert set(settings) == {(m, t) for m in methods for t in targets}
     glove = f"embeddings=glove:{tmp_path / 'd'}/glove.6B.100d.txt"
     assert all(glove in line and "encoder=word" in line for line in settings.values())
-    # The layout decision of benchmarks/README.md ("Bucketed or padded batches"): bucketing
-    # changed no F1 beyond seed noise and halves the time, so the paper grid keeps it.
-    assert all(line.endswith("max_len=256, padding=bucket") for line in settings.values())
+    # `paper` is each method's reference pipeline: the jugechengzi code base (and LIME and
+    # attention, which Table 1 runs beside it) pads every batch to 256; Inter_RAT's reference
+    # pads each batch to its longest text, cut at 300 tokens.
+    for (method, _), line in settings.items():
+        layout = "max_len=300, padding=longest" if method == "inter_rat" else "max_len=256, padding=max_len"
+        assert line.endswith(layout), (method, line)
     for target in targets:
         assert "sparsity=0.15," in settings["lime", target] and "sparsity=0.15," in settings["attention", target]
         assert "sparsity=0.125," in settings["rnp", target] and "perturb_rate=0.3" in settings["ver", target]
@@ -112,12 +115,36 @@ def test_every_grid_names_real_methods_datasets_and_scopes() -> None:
 
 
 @pytest.mark.parametrize("dataset", DATASETS.names())
-def test_the_paper_preset_keeps_bucketed_batches_on_every_dataset(dataset: str) -> None:
-    """`--preset paper` follows the layout decision (benchmarks/README.md): bucketed batches;
-    the reference's padding to max_len stays one `--set data.padding=max_len` away."""
+def test_the_paper_preset_is_the_reference_layout_and_demo_stays_bucketed(dataset: str) -> None:
+    """`--preset paper` is each method's reference pipeline (RNP family: every batch padded to
+    max_len; Inter_RAT: each batch to its longest, max 300, lower-cased lookups, test batches of
+    1); `--preset demo` keeps the fast length-bucketed batches for every method."""
     from ratbench.grid import data_config_layers
 
     adapter_cls = DATASETS.get(dataset)
     for subset in adapter_cls.subsets:
-        preset_part, _ = data_config_layers(dataset, subset, "paper")
-        assert adapter_cls.Config.resolve(*preset_part, owner=dataset).padding == "bucket"
+        for method in METHODS.names():
+            paper = adapter_cls.Config.resolve(*data_config_layers(dataset, subset, "paper", None, method)[0])
+            demo = adapter_cls.Config.resolve(*data_config_layers(dataset, subset, "demo", None, method)[0])
+            assert demo.padding == "bucket", (method, dataset)
+            if method == "inter_rat":
+                assert (paper.padding, paper.max_len, paper.lowercase) == ("longest", 300, True)
+            else:
+                assert paper.padding == "max_len", (method, dataset)
+    assert METHODS.get("inter_rat").Config.resolve(*_paper_layers("inter_rat")).test_batch_size == 1
+
+
+def _paper_layers(method: str) -> list:
+    from ratbench.grid import preset_layers, preset_scopes
+
+    return preset_layers(METHODS.get(method).presets, "paper", preset_scopes("beer", "appearance"), method)
+
+
+def test_a_bucketed_paper_row_says_so_in_its_label(tmp_path: Path) -> None:
+    """Bucketing under `paper` is an opt-in for speed: the row's variant names it."""
+    from ratbench import grid
+
+    [plain] = grid.expand(["rnp"], ["synthetic.aroma"], [1], "paper")
+    [bucketed] = grid.expand(["rnp"], ["synthetic.aroma"], [1], "paper", sets={"data": {"padding": "bucket"}})
+    assert plain.variant["data"] == {} and bucketed.variant["data"] == {"data.padding": "bucket"}
+    assert plain.config_id != bucketed.config_id

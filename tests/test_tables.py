@@ -11,6 +11,7 @@ import pytest
 from conftest import fake_metrics
 
 from ratbench import cells
+from ratbench.registry import METHODS
 from ratbench.results import load_results
 from ratbench.tables import render
 from ratbench.variants import make_variant, variant_key
@@ -46,7 +47,7 @@ def _cell(
         "R": f1,
         "F1": f1,
         "variant": _variant() if variant is None else variant,
-        "method_version": versions.get("method_version", "1"),
+        "method_version": versions.get("method_version", METHODS.get(method).version),
         "dataset_version": "1",
         "eval_version": versions.get("eval_version", EVAL_VERSION),
         "pipeline_version": PIPELINE_VERSION,
@@ -93,7 +94,7 @@ def _write_cell(root: Path, method: str, subset: str, config_id: str, seed: int,
     cells.atomic_write_json(folder / cells.METRICS_FILE, {**fake_metrics(f1=f1), **ids, "seed": seed})
     spec = {
         "method": method,
-        "method_version": "1",
+        "method_version": METHODS.get(method).version,
         "method_config": {"perturb_rate": variant["method"].get("perturb_rate", 0.3), "subset": subset},
         "dataset": "synthetic",
         "dataset_version": "1",

@@ -78,9 +78,11 @@ def test_a2i_feeds_the_perturbed_mask_to_its_predictor_only(monkeypatch: pytest.
         "forward",
         lambda e, z, m: predictor_inputs.append(z.detach().clone()) or forward(e, z, m),
     )
-    regularize = method._regularizers
+    regularize = method._regularized
     monkeypatch.setattr(
-        method, "_regularizers", lambda z, *rest: regularized.append(z.detach().clone()) or regularize(z, *rest)
+        method,
+        "_regularized",
+        lambda loss, z, *rest: regularized.append(z.detach().clone()) or regularize(loss, z, *rest),
     )
     method.train_epoch(_batches())
     assert len(spy.masks) == 2  # two batches
