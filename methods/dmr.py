@@ -199,7 +199,9 @@ class DMR(RNP):
         for batch in batches:
             embedded = model.embed(batch.ids, batch.mask)
             soft, index = self._sample(model.selector(embedded))
-            z_predictor, z = predictor_and_selection_masks(soft, index, batch.selectable, cfg.perturb_rate)
+            z_predictor, z = predictor_and_selection_masks(
+                soft, index, batch.selectable, cfg.perturb_rate, cfg.short_rows
+            )
             z_predictor, z = document_part(z_predictor, batch), document_part(z, batch)
             rationale_features = model.predictor.features(embedded, visible(z_predictor, batch), batch.mask)
             full_features = model.predictor.features(embedded, batch.mask, batch.mask)

@@ -263,7 +263,9 @@ class InterRAT(Method):
         for batch in batches:
             embedded = model.embed(batch.ids, batch.mask)
             soft, index = gumbel_sample(model.selector_logits(embedded, batch.mask), cfg.tau)
-            z_predictor, z = predictor_and_selection_masks(soft, index, batch.selectable, cfg.perturb_rate)
+            z_predictor, z = predictor_and_selection_masks(
+                soft, index, batch.selectable, cfg.perturb_rate, cfg.short_rows
+            )
             z_predictor, z = z_predictor * batch.selectable, z * batch.selectable
             logits = model.predictor_logits(embedded, visible(z_predictor, batch), batch.mask)
             cls = F.cross_entropy(logits, batch.labels)

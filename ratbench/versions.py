@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 EVAL_VERSION = "2"  # 2: acc_gold_rationale pools the predictor over the gold positions (reference)
-PIPELINE_VERSION = "2"  # 2: attempts, non-finite checks, whole-state restore, post-hoc explained once
+PIPELINE_VERSION = "3"  # 3: a repeated GloVe word takes its last line (2: attempts, non-finite checks, ...)
 LIMIT_SHUFFLE_SEED = 0  # --limit keeps the same examples whatever the run seed
 
 

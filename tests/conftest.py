@@ -227,3 +227,12 @@ def write_cell(
         "versions": {"ratbench": "0.test", "git": "abc123", "torch": "2.test", "python": "3.test"},
     }
     cells.atomic_write_json(folder / cells.METRICS_FILE, metrics)
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Torch on one thread for the test (the parity fixtures are recorded so)."""
+    from parity_tape import one_thread
+
+    with one_thread():
+        yield

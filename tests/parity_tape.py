@@ -26,7 +26,7 @@ Recording scripts (``benchmarks/parity/``) import this module too; it holds no r
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -197,3 +197,30 @@ class DrawTape:
         self.replaying = True
         with self._patched():
             yield self
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Torch on one thread, as every fixture is recorded (a reduction split over threads rounds
+    differently), restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def fingerprint(tensors: Iterable[torch.Tensor | None]) -> torch.Tensor:
+    """Per tensor: sum, sum of |x|, sum of x^2 (float64) and 8 entries at fixed flat positions,
+    ``[N, 11]`` float64, a row of NaN for a missing one (a gradient the loss does not reach): a
+    compact, exact summary of large gradients and weights for a fixture."""
+    rows = []
+    for value in tensors:
+        if value is None:
+            rows.append(torch.full((11,), torch.nan, dtype=torch.float64))
+            continue
+        flat = value.detach().double().flatten()
+        picks = flat[(torch.arange(8) * 7919) % flat.numel()]
+        rows.append(torch.cat([torch.stack([flat.sum(), flat.abs().sum(), (flat * flat).sum()]), picks]))
+    return torch.stack(rows)

@@ -1,10 +1,12 @@
 """NIR specifics (METHODS.md 12): tf-idf noise tables and probabilities, noise only on selected
 tokens and only in training, compaction, no gradient through the selection, JS and the
-reference formulas behind ``ref_quirks``."""
+reference formulas behind ``ref_quirks``; on a transformer, the reference's top-k rule and
+rationale layouts (the step-level proof is ``test_parity_nir.py``)."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +15,9 @@ import torch.nn.functional as F
 from conftest import tiny_batches, tiny_examples, tiny_method
 
 from ratbench._plugins.methods import nir
-from ratbench.types import EncodedExample
+from ratbench.batching import collate
+from ratbench.registry import METHODS
+from ratbench.types import Batch, DataInfo, EncodedExample
 
 
 def _doc(i: int, ids: list[int]) -> EncodedExample:
@@ -84,8 +88,9 @@ def test_rationale_predictor_reads_the_compacted_selection() -> None:
         [batch] = tiny_batches(tiny_examples(4), size=4)
         selected = torch.zeros_like(batch.mask)
         selected[:, :2] = 1
-        logits = method._rationale_logits(batch.ids, batch.mask, selected)
-        alone = method._rationale_logits(batch.ids[:, :2], torch.ones(4, 2), torch.ones(4, 2))
+        logits, _ = method._rationale_logits(batch, selected)
+        front = Batch(batch.ids[:, :2], torch.ones(4, 2), batch.labels, None, batch.example_ids)
+        alone, _ = method._rationale_logits(front, torch.ones(4, 2))
         assert torch.allclose(logits, alone) == compact
 
 
@@ -94,8 +99,8 @@ def test_no_gradient_reaches_the_soft_model_through_the_selection() -> None:
     method = tiny_method("nir", train=tuple(tiny_examples(8)))
     [batch, *_] = tiny_batches(tiny_examples(8))
     soft_logits, weights = method.model.soft(method.model.embed(batch.ids, batch.mask), batch.mask)
-    selected = method._select(weights, batch.mask)
-    hard_logits = method._rationale_logits(batch.ids, batch.mask, selected)
+    selected = method._select(weights, batch)
+    hard_logits, _ = method._rationale_logits(batch, selected)
     soft_loss, hard_loss, _, _ = method._losses(soft_logits, hard_logits, batch.labels)
     hard_loss.backward(retain_graph=True)
     assert all(p.grad is None for p in method.model.soft.parameters())
@@ -116,6 +121,7 @@ def test_js_is_the_true_divergence_and_ref_quirks_the_reference_formulas() -> No
 
     logits = torch.tensor([[2.0, -1.0], [0.0, 1.0]])
     labels = torch.tensor([0, 1])
+    assert tiny_method("nir").ref_quirks is False  # the GRU adaptation's default (on hf: True)
     for quirks in (False, True):
         method = tiny_method("nir", ref_quirks=quirks, proximity=0.0)
         _, hard_loss, _, _ = method._losses(logits, logits, labels)
@@ -152,3 +158,89 @@ def test_nir_rnp_is_rnp_when_noise_is_off_and_noises_only_selected_tokens() -> N
     embedded = noisy.model.embed(batch.ids, batch.mask)
     changed = (noisy.predictor_input(batch, embedded, z) != embedded).any(dim=-1)
     assert changed.any() and not (changed & (z == 0)).any()
+
+
+def test_replacement_probability_per_group_and_the_reference_zero_rule() -> None:
+    """groups: max, margins and |g| per group (tf and |d| still over the document); a flat group
+    gets noise_p (flat="noise_p") or 0 (flat="zero", the reference's normalize)."""
+    ids = torch.tensor([[1, 2, 3, 3, 4, 4]])
+    groups = torch.tensor([[0, 0, 0, 1, 1, 1]])
+    idf = torch.tensor([0.0, 1.0, 2.0, 0.5, 1.5])
+    got = nir.replacement_probability(ids, torch.ones(1, 6), idf, 0.5, groups, flat="zero")[0].tolist()
+    expected = []
+    r = [ids[0].tolist().count(w) / 6 * idf[w].item() for w in ids[0].tolist()]
+    for members in ([0, 1, 2], [3, 4, 5]):
+        margin = [max(r[j] for j in members) - r[i] for i in members]
+        expected += [min(m / sum(margin) * len(members) * 0.5, 1.0) for m in margin]
+    assert got == pytest.approx(expected, rel=1e-6)
+    flat = torch.tensor([[1, 1, 1]])
+    for rule, value in (("noise_p", 0.5), ("zero", 0.0)):
+        assert nir.replacement_probability(flat, torch.ones(1, 3), idf, 0.5, flat=rule)[0].tolist() == [value] * 3
+
+
+CLS, SEP = 2, 3
+
+
+def _a2r(tiny_hf_model: Path, **config: object) -> nir.NIR:
+    """``nir`` on the tiny BERT of ``conftest`` (noise off unless asked: the layouts alone)."""
+    train = (EncodedExample("t", np.asarray([CLS, 5, 6, SEP, 10, 11, 12, SEP]), 0, None),)
+    info = DataInfo(2, None, "t", "t", train, encoder="hf", model_path=str(tiny_hf_model), pad_id=0)
+    cls = METHODS.get("nir")
+    return cls(cls.Config.resolve({"noise_p": 0.0, **config}), info, torch.device("cpu"))
+
+
+def _query_batch(*documents: list[int]) -> Batch:
+    """``[CLS] 5 6 [SEP] document [SEP]`` rows, as the hf encoder lays them out, padded."""
+    rows = []
+    for i, document in enumerate(documents):
+        ids = np.asarray([CLS, 5, 6, SEP, *document, SEP])
+        selectable = np.zeros(len(ids), dtype=bool)
+        selectable[4 : 4 + len(document)] = True
+        rows.append(
+            EncodedExample(str(i), ids, 0, None, selectable, np.where(selectable, np.cumsum(selectable) - 1, -1))
+        )
+    return collate(rows)
+
+
+def test_a2r_top_k_counts_every_piece_and_competes_with_the_final_sep_and_padding(tiny_hf_model: Path) -> None:
+    """k = max(1, round(sparsity * non-pad pieces)) ([CLS], query, separators counted), capped at
+    the model's positions - 1; the top-k runs from the document's first piece to the row's end,
+    and only document pieces are returned."""
+    method = _a2r(tiny_hf_model, sparsity=0.2)
+    batch = _query_batch([10, 11, 12, 13, 14, 15], [10, 11])  # 11 and 7 pieces: k = 2 and 1
+    weights = torch.zeros(2, 11)
+    weights[0, [1, 5, 7, 10]] = torch.tensor([9.0, 1.0, 3.0, 2.0])  # a query piece never competes
+    weights[1, [5, 7, 9]] = torch.tensor([1.0, 2.0, 3.0])  # padding (9) outranks the document
+    assert method._select_a2r(weights, batch).nonzero().tolist() == [[0, 7]]  # the final [SEP] took a slot
+    assert method._select_a2r(weights, batch).shape == batch.mask.shape
+    masked = _a2r(tiny_hf_model, sparsity=0.2, mask_padding=True)._select_a2r(weights, batch)
+    assert masked[1].nonzero().flatten().tolist() == [5]  # without padding, piece 5 wins row 1
+    weights[0, 10] = 0.0  # the final [SEP] out of the way: k = 2 document pieces, or 1 once n is capped
+    assert method._select_a2r(weights, batch)[0].nonzero().flatten().tolist() == [5, 7]
+    method.max_positions = 8  # n is capped at 7: k = round(1.4) = 1
+    assert method._select_a2r(weights, batch)[0].nonzero().flatten().tolist() == [7]
+
+
+def test_a2r_rationale_layouts(tiny_hf_model: Path) -> None:
+    """Noiseless (evaluation): [CLS] q [SEP] [SEP] selected [SEP]; with noise: [CLS] q [SEP] +
+    the piece before each selected one (the first document piece: the last) + [SEP], a row
+    without a selected piece keeps its first; ref_quirks=False: the selected pieces, one [SEP]."""
+    batch = _query_batch([10, 11, 12, 13], [10, 11, 12, 13], [10, 11])
+    selected = torch.zeros_like(batch.mask)
+    selected[0, [4, 6]] = 1
+    selected[1, [5, 7]] = 1
+    layouts = {}
+    for quirks in (True, False):
+        method = _a2r(tiny_hf_model, ref_quirks=quirks)
+        for noisy in (False, True):
+            ids, mask, _ = method._a2r_input(batch, selected, noisy)
+            layouts[quirks, noisy] = [row[: int(n)] for row, n in zip(ids.tolist(), mask.sum(1).tolist(), strict=True)]
+    head = [CLS, 5, 6, SEP]
+    assert layouts[True, False] == [[*head, SEP, 10, 12, SEP], [*head, SEP, 11, 13, SEP], [*head, SEP, SEP]]
+    assert layouts[True, True] == [[*head, 13, 11, SEP], [*head, 10, 12, SEP], [*head, 10, SEP]]
+    assert layouts[False, False] == [[*head, 10, 12, SEP], [*head, 11, 13, SEP], [*head, SEP]]
+    assert layouts[False, True] == [[*head, 10, 12, SEP], [*head, 11, 13, SEP], [*head, 10, SEP]]
+    # predict (the evaluator's full text, remainder, ...) never doubles the [SEP]: the full text is the input
+    method = _a2r(tiny_hf_model)
+    ids, mask, _ = method._a2r_input(batch, batch.selectable, noisy=False, repeat_sep=False)
+    assert torch.equal(ids, batch.ids) and torch.equal(mask, batch.mask)

@@ -18,7 +18,6 @@ before padding, an annotation example with no span and a span cut by the truncat
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,16 +91,6 @@ def close(actual: torch.Tensor, expected: torch.Tensor, what: str) -> None:
 @pytest.fixture(scope="module")
 def fixture() -> dict[str, Any]:
     return torch.load(FIXTURE, weights_only=True)
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """Torch on one thread, as the fixture was recorded (reductions split over threads may round
-    differently), restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def build_method(fx: dict[str, Any], **changes: Any) -> Any:
@@ -298,7 +287,7 @@ def test_fixture_covers_the_edge_cases(fixture: dict[str, Any]) -> None:
 
 
 def test_inter_rat_replays_the_reference_run(
-    fixture: dict[str, Any], monkeypatch: pytest.MonkeyPatch, one_thread: None
+    fixture: dict[str, Any], monkeypatch: pytest.MonkeyPatch, one_torch_thread: None
 ) -> None:
     method = build_method(fixture)
     recorder = attach(method, monkeypatch)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,14 +45,7 @@ PREDICTOR_PARTS = {"cls.": "encoder.gru.", "cls_fc.": "head."}
 # the predictor the straight-through sample ``onehot - soft.detach() + soft``, whose 1s can be
 # 1 +- 1 ulp, where ratbench feeds the exact 0/1 argmax (in training both use the same values).
 EVAL_LOGITS_ATOL = 1e-5
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # -- fixture loading -----------------------------------------------------------------------------

@@ -1,0 +1,64 @@
+"""What ratbench says about its own faithfulness is true and the same everywhere: every built-in
+method records its reference, the tests that prove it exist, `ratbench info` prints it, and the
+README's faithfulness table names the same reference and tests."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ratbench.cli import main
+from ratbench.data import DataConfig
+from ratbench.registry import METHODS
+
+REPO = Path(__file__).resolve().parents[1]
+BUILT_IN = ["rnp", "ver", "a2i", "inter_rat", "nir", "nir_rnp", "dmr", "dmr_ref", "attention", "lime"]
+
+
+def _readme_rows() -> dict[str, str]:
+    section = REPO.joinpath("README.md").read_text(encoding="utf-8").split("## How faithful is each method")[1]
+    section = section.split("\n## ")[0]
+    return {match[0]: match[1] for match in re.findall(r"^\| `(\w+)` \|(.*)$", section, flags=re.MULTILINE)}
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_every_built_in_method_records_its_provenance(name: str) -> None:
+    provenance = METHODS.get(name).provenance
+    assert provenance is not None, f"{name} has no provenance"
+    assert provenance.proven_by and provenance.layout
+    for test_file in re.findall(r"tests/test_\w+\.py", provenance.proven_by):
+        assert (REPO / test_file).is_file(), f"{name}: {test_file} does not exist"
+    for deviation in provenance.deviations:
+        flag = re.fullmatch(r"([\w.]+) \((.+?)\)", deviation.split(":")[0])
+        if flag is None or flag.group(2) == "no flag":  # a note on something that is not a setting
+            continue
+        key = flag.group(1)
+        fields = DataConfig.field_types() if key.startswith("data.") else METHODS.get(name).Config.field_types()
+        assert key.removeprefix("data.") in fields, f"{name}: deviation flag {key} is no config key"
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_the_readme_table_names_the_same_reference_and_tests(name: str) -> None:
+    rows = _readme_rows()
+    assert name in rows, f"README's faithfulness table has no row for {name}"
+    provenance = METHODS.get(name).provenance
+    if not provenance.reference or provenance.reference.startswith("none"):
+        assert "none" in rows[name].lower()
+    else:
+        assert provenance.reference.split(" (")[0] in rows[name]  # repository @ commit
+    for test_file in re.findall(r"tests/test_\w+\.py", provenance.proven_by):
+        assert test_file in rows[name], (name, test_file)
+
+
+def test_ratbench_info_prints_reference_proof_and_flags() -> None:
+    result = CliRunner().invoke(main, ["info", "ver"])
+    assert result.exit_code == 0, result.output
+    assert "jugechengzi/Rationalization-VER @ bc1c435" in result.output
+    assert "tests/test_parity_jugechengzi.py" in result.output
+    assert "short_rows (reference)" in result.output
+    assert "padded to data.max_len" in result.output
+    unknown = CliRunner().invoke(main, ["info", "vre"])
+    assert unknown.exit_code == 2 and "ver" in unknown.output
