@@ -54,6 +54,10 @@ class MethodConfig(Config):
     """Training epochs; the epoch with the best dev accuracy is evaluated on the test split."""
     batch_size: int = 128
     """Training batch size (evaluation uses the same size, as the reference does)."""
+    select_epoch: Literal["best_dev", "last"] = "best_dev"
+    """Which epoch is evaluated on the test split: the one with the best dev accuracy (strict
+    ``>``, the earliest on ties; the jugechengzi protocol) or the last one (references that
+    keep their final model: Inter_RAT, DMR)."""
     test_batch_size: int | None = None
     """Batch size of the test (annotated) split; None: ``batch_size``. With a GRU that reads the
     padding, the batch layout changes the selections (Inter_RAT's reference tests at 1)."""

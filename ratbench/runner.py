@@ -195,8 +195,9 @@ def _train_and_evaluate(
     change no result. For each mode the epoch with
     the best dev accuracy (strict ``>``: the earliest epoch wins ties) is kept, and at the end
     the kept state (``Method.state_dict``) is evaluated on the annotated test split in that
-    mode. A post-hoc method is selected on its classifier's full-text dev accuracy and its
-    test explanations are computed once and scored in both modes.
+    mode (``select_epoch="last"``: the last epoch, as references without model selection). A
+    post-hoc method is selected on its classifier's full-text dev accuracy and its test
+    explanations are computed once and scored in both modes.
     """
     cells.atomic_write_json(out / cells.SPEC_FILE, spec.to_json())
     started = time.time()
@@ -222,6 +223,7 @@ def _train_and_evaluate(
     diagnostics = None if post_hoc else EpochDiagnostics(probe, torch_device)
 
     best: dict[str, dict[str, Any]] = {mode: {"dev_acc": -1.0, "epoch": None, "state": None} for mode in EVAL_MODES}
+    keep_last = config.select_epoch == "last"
     train_seconds = 0.0
     setup_seconds = time.time() - started  # claim-to-first-epoch overhead: data, vocabulary, model
     with open(out / cells.EPOCHS_FILE, "w", encoding="utf-8") as epochs_log:
@@ -255,7 +257,9 @@ def _train_and_evaluate(
                 if dev_acc is None:
                     raise RatbenchError(f"method {spec.method!r} gives neither predictions nor a predictor")
                 record[f"dev_acc_{mode}"] = dev_acc
-                if dev_acc > best[mode]["dev_acc"]:
+                if keep_last:  # the final state is evaluated: no copies needed
+                    best[mode] = {"dev_acc": dev_acc, "epoch": epoch, "state": None}
+                elif dev_acc > best[mode]["dev_acc"]:
                     snapshot = snapshot or copy.deepcopy(method.state_dict())
                     best[mode] = {"dev_acc": dev_acc, "epoch": epoch, "state": snapshot}
             if diagnostics is not None:
@@ -271,7 +275,8 @@ def _train_and_evaluate(
     target = getattr(config, "sparsity", None)
     explained: dict[Any, Any] = {}  # test outputs per (epoch, mode); per epoch only for post-hoc methods
     for mode in EVAL_MODES:
-        method.load_state_dict(best[mode]["state"])
+        if best[mode]["state"] is not None:
+            method.load_state_dict(best[mode]["state"])
         key = best[mode]["epoch"] if post_hoc else (best[mode]["epoch"], mode)
         with autocast(device, precision):
             if key not in explained:

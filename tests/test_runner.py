@@ -97,6 +97,18 @@ def test_best_dev_epoch_is_strictly_greater_earliest_and_its_state_is_tested(
     assert [e["dev_acc_reference"] for e in epochs] == list(SCRIPTED_DEV_ACC)
 
 
+def test_select_epoch_last_evaluates_the_final_state(toy_dataset: type, scripted: type, tmp_path: Path) -> None:
+    """``select_epoch=last`` (Inter_RAT's and DMR's references keep their final model): the last
+    epoch is evaluated whatever its dev accuracy, with its own state."""
+    [spec] = grid.expand(["scripted"], ["toy"], [1], sets={"toy": {"n": "10"}, "scripted": {"select_epoch": "last"}})
+    assert run_grid([spec], tmp_path, echo=lambda _: None).ok
+    metrics = json.loads((cells.cell_dir(tmp_path, spec) / cells.METRICS_FILE).read_text())
+    for mode in ("reference", "clean"):
+        result = metrics["modes"][mode]
+        assert result["best_epoch"] == 4 and result["dev_acc"] == SCRIPTED_DEV_ACC[3]
+        assert result["S"] == pytest.approx(100 * 4 * 10 / metrics["data"]["n_test_tokens"])
+
+
 def test_cell_folder_and_recomputable_rationales(toy_dataset: type, tmp_path: Path) -> None:
     """spec.json, epochs.jsonl, rationales.jsonl.gz and metrics.json; metrics recompute from rationales."""
     [spec] = _grid(["rnp"], [1], n="40")
