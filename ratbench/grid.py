@@ -148,10 +148,12 @@ def data_config_layers(
     preset: str = "paper",
     sets: Mapping[str, Mapping[str, str]] | None = None,
     method: str | None = None,
+    encoder: str | None = None,
 ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
     """The override layers of ``dataset.subset``'s config: the preset's (the dataset's own, then,
     for a cell of ``method``, the data settings of that method's reference pipeline,
-    ``Method.data_presets``), then the user's (``--set data.*`` < ``--set <dataset>.*``)."""
+    ``Method.data_presets``, scoped by the cell's ``encoder``: by default the one the other
+    layers give), then the user's (``--set data.*`` < ``--set <dataset>.*``)."""
     sets = sets or {}
     adapter_cls = DATASETS.get(dataset)
     layers = preset_layers(adapter_cls.presets, preset, ("*", subset), f"dataset {dataset}", required=False)
@@ -159,8 +161,9 @@ def data_config_layers(
     if method is not None:
         table = METHODS.get(method).data_presets.get(preset, {})
         if table:
-            encoder = adapter_cls.Config.resolve(*layers, *user, owner=dataset).encoder.partition(":")[0]
-            layers += [table[scope] for scope in preset_scopes(dataset, subset, encoder) if scope in table]
+            encoder = encoder or adapter_cls.Config.resolve(*layers, *user, owner=dataset).encoder
+            scopes = preset_scopes(dataset, subset, encoder.partition(":")[0])
+            layers += [table[scope] for scope in scopes if scope in table]
     return layers, user
 
 
@@ -207,7 +210,7 @@ def data_changes(adapter: DatasetAdapter, preset: str, method: str | None = None
     """What the adapter's config changes with respect to its preset alone (with ``method``'s
     reference data settings), as variant items: ``data.<key>`` for the fields every dataset
     shares, ``<dataset>.<key>`` for its own."""
-    preset_part, _ = data_config_layers(adapter.name, adapter.subset, preset, None, method)
+    preset_part, _ = data_config_layers(adapter.name, adapter.subset, preset, None, method, adapter.config.encoder)
     baseline = type(adapter.config).resolve(*preset_part, owner=adapter.name).to_dict()
     shared = {f.name for f in dataclasses.fields(DataConfig)}
     changed = differences(adapter.config.to_dict(), baseline)

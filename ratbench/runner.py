@@ -108,11 +108,12 @@ def prepare_data(spec: cells.CellSpec, data_dir: Path | None = None) -> Prepared
     docids = {ex.id: ex.docid for ex in raw["test"] if ex.docid is not None}
     label_names = list(adapter.label_names) or [str(i) for i in range(adapter.num_classes)]
     sentences = {ex.id: np.asarray(ex.sentences) for ex in raw["test"] if ex.sentences is not None}
-    layout = {"pad_to": pad_to, "bucket": config.padding == "bucket", "pool_batches": config.bucket_batches}
     return PreparedData(
         splits,
         info,
-        **layout,
+        pad_to=pad_to,
+        bucket=config.padding == "bucket",
+        pool_batches=config.bucket_batches,
         word_rule=config.word_rule,
         stats=stats,
         docids=docids,

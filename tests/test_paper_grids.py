@@ -148,3 +148,15 @@ def test_a_bucketed_paper_row_says_so_in_its_label(tmp_path: Path) -> None:
     [bucketed] = grid.expand(["rnp"], ["synthetic.aroma"], [1], "paper", sets={"data": {"padding": "bucket"}})
     assert plain.variant["data"] == {} and bucketed.variant["data"] == {"data.padding": "bucket"}
     assert plain.config_id != bucketed.config_id
+
+
+def test_a_transformer_scoped_data_preset_is_the_plain_row() -> None:
+    """NIR's reference layout on a transformer (`hf/*` data preset: per-batch longest padding) is
+    its `paper` row, not a variant of it; on the word encoder it keeps the padded layout."""
+    from ratbench import grid
+
+    [hf] = grid.expand(["nir"], ["synthetic.aroma"], [1], "paper", sets={"data": {"encoder": "hf:minilm"}})
+    [word] = grid.expand(["nir"], ["synthetic.aroma"], [1], "paper")
+    assert (hf.dataset_config["padding"], hf.dataset_config["max_query_len"]) == ("longest", 510)
+    assert hf.variant["data"] == {"data.encoder": "hf:minilm"}
+    assert word.dataset_config["padding"] == "max_len" and word.variant["data"] == {}
