@@ -138,7 +138,12 @@ def main() -> None:
     default=1,
     show_default=True,
     help="torch CPU threads per cell; part of the cell id, since the numbers depend on it "
-    "(use --workers to fill the cores).",
+    "(use --workers to fill the cores). At most the CPU cores available here, unless --force-threads.",
+)
+@click.option(
+    "--force-threads",
+    is_flag=True,
+    help="Allow --cpu-threads above the CPU cores available here (e.g. to recreate another machine's cell ids).",
 )
 @click.option("--gpus", help="GPUs to use, e.g. 0,1,3 (implies --device cuda; default: all visible with cuda).")
 @click.option(
@@ -201,6 +206,7 @@ def run(
     precision: str,
     workers: int,
     cpu_threads: int,
+    force_threads: bool,
     gpus: str | None,
     cells_per_gpu: int,
     executor: str,
@@ -231,7 +237,13 @@ def run(
     extra_sets = ["data.lenient=true"] if lenient else []
     requests = _run_requests(grid_name, methods, datasets, preset, [*sets, *extra_sets], data_dir)
     seed_list = grid.parse_seeds(seeds, max_cells)
-    points = grid.parse_sweeps(sweeps, sets)
+    axes = grid.parse_sweep_axes(sweeps, [*sets, *extra_sets])
+    # every check that needs no data comes before the sweep's product is built
+    grid.check_grid_size([(m, d) for m, d, _, _ in requests], len(seed_list), axes, max_cells)
+    for run_methods, run_datasets, _, run_sets in requests:
+        grid.check_sweep_overrides(axes, run_sets, run_methods, run_datasets, epochs, [*sets, *extra_sets])
+    _check_cpu_threads(cpu_threads, force_threads, executor, ray_address)
+    points = grid.sweep_points(axes)
     specs = []
     for (run_methods, run_datasets, run_preset, run_sets), point in itertools.product(requests, points):
         specs += grid.expand(
@@ -248,6 +260,7 @@ def run(
             cpu_threads=cpu_threads,
             on_missing=missing.append if dry_run else None,
         )
+    grid.check_sweep_encoders(axes, specs)
     unique: dict[str, Any] = {}  # a sweep of one method's key repeats the grid's other methods
     for spec in specs:
         unique.setdefault(spec.cell_id, spec)
@@ -330,6 +343,25 @@ def run(
         for cell_id, reason in summary.failed:
             click.echo(f"  failed: {cell_id}: {reason}", err=True)
         sys.exit(EXIT_FAILED_CELLS)
+
+
+def available_cpus() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS and Windows have no affinity mask
+        return os.cpu_count() or 1
+
+
+def _check_cpu_threads(cpu_threads: int, force: bool, executor: str, ray_address: str | None) -> None:
+    """``--cpu-threads`` above the cores here oversubscribes every cell (1,000 threads on 2 cores
+    do not finish an epoch), so it is refused unless forced; cells of a Ray cluster run elsewhere."""
+    cores = available_cpus()
+    if cpu_threads > cores and not force and not (executor == "ray" and ray_address):
+        raise RatbenchError(
+            f"--cpu-threads {cpu_threads} is more than the {cores} CPU cores available here; use "
+            f"--cpu-threads {cores} or less (--workers fills more cores), or --force-threads to allow it"
+        )
 
 
 def _run_requests(
@@ -472,9 +504,8 @@ def sync_mlflow(results_dir: Path, tracking_uri: str | None) -> None:
 @click.option("--with-paper", is_flag=True, help="Add the paper's published rows, F1 differences and p-values.")
 @click.option(
     "--seeds",
-    "expected_seeds",
-    type=click.IntRange(min=1),
-    help="Expected seeds per cell; fewer are marked [n=k] (default: the most found).",
+    help="Only the cells of these seeds, e.g. 1-5 or 1,3 (as in run); rows with fewer are marked [n=k] "
+    "[default: every seed; [n=k] below the most found].",
 )
 @click.option(
     "--include-stale",
@@ -498,7 +529,7 @@ def table(
     method_filter: str | None,
     dataset_filter: str | None,
     with_paper: bool,
-    expected_seeds: int | None,
+    seeds: str | None,
     include_stale: bool,
     compare: str | None,
     compare_metric: str,
@@ -511,17 +542,26 @@ def table(
       ratbench table --layout table3 --metrics S,Acc,F1,iou_F1 --format latex
       ratbench table --compare ver,rnp
     """
-    from ratbench.grid import parse_names
+    from ratbench.grid import parse_names, parse_seeds
     from ratbench.layouts import parse_metrics
     from ratbench.results import load_results
-    from ratbench.tables import render
+    from ratbench.tables import prose, render
 
+    seed_list = parse_seeds(seeds) if seeds is not None else None
     frame = load_results(results_dir, warn=_warn)
+    verdicts: list[str] = []
+    if compare is not None:  # before the table: a bad --compare prints nothing but its one line
+        from ratbench.report import compare_lines
+
+        pair = parse_names(compare, "--compare")
+        if len(pair) != 2:
+            raise RatbenchError(f"--compare {compare}: give two methods, BETTER,WORSE (e.g. ver,rnp)")
+        verdicts = compare_lines(frame, mode, pair[0], pair[1], compare_metric, seed_list)
     text = render(
         frame,
         mode=mode,
         fmt=fmt,
-        seeds=expected_seeds,
+        seeds=seed_list,
         include_stale=include_stale,
         layout=layout,
         metrics=parse_metrics(metrics) if metrics is not None else None,
@@ -531,15 +571,10 @@ def table(
         with_paper=with_paper,
     )
     click.echo(text, nl=False)
-    if compare is not None:
-        from ratbench.report import compare_lines
-
-        pair = parse_names(compare, "--compare")
-        if len(pair) != 2:
-            raise RatbenchError(f"--compare {compare}: give two methods, BETTER,WORSE (e.g. ver,rnp)")
-        click.echo("")
-        for line in compare_lines(frame, mode, pair[0], pair[1], compare_metric):
-            click.echo(line)
+    if verdicts and fmt == "csv":
+        click.echo(prose(verdicts, fmt), err=True, nl=False)  # CSV has no place for prose: stdout stays CSV
+    elif verdicts:
+        click.echo("\n" + prose(verdicts, fmt), nl=False)
 
 
 @main.command()
@@ -548,12 +583,16 @@ def table(
 @click.option(
     "--grid", "grid_name", metavar="NAME", help="The paper grid that was run (table1, ...): lists missing cells."
 )
-@click.option("--seeds", default="1-5", show_default=True, help="The seeds the grid was run with (with --grid).")
+@click.option(
+    "--seeds",
+    help="Only the cells of these seeds, e.g. 1-5 or 1,3 (as in run); with --grid, the seeds it was run with "
+    "[default: every seed; 1-5 for the grid].",
+)
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here (default: print it)."
 )
 @friendly_errors
-def report(results_dir: Path, mode: str, grid_name: str | None, seeds: str, out: Path | None) -> None:
+def report(results_dir: Path, mode: str, grid_name: str | None, seeds: str | None, out: Path | None) -> None:
     """Write a Markdown reproduction report: what ran, the paper's tables beside its numbers,
     and a verdict per claim of the paper that the cells cover.
 
@@ -562,18 +601,24 @@ def report(results_dir: Path, mode: str, grid_name: str | None, seeds: str, out:
       ratbench report --results-dir results/demo
       ratbench report --grid table1 --seeds 1-5 --out report.md
     """
-    from ratbench import cells, grid, paper_grids
+    from ratbench import grid, paper_grids
+    from ratbench.outputs import output_target, write_output_text
     from ratbench.report import build_report
     from ratbench.results import load_results
 
     paper = paper_grids.get_grid(grid_name) if grid_name is not None else None
-    seed_list = grid.parse_seeds(seeds) if paper is not None else []
+    seed_list = grid.parse_seeds(seeds) if seeds is not None else None
+    if out is not None:
+        try:
+            output_target(out, "--out")  # a FIFO or folder there is refused before the report is built
+        except OSError as exc:
+            raise RatbenchError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
     text = build_report(results_dir, load_results(results_dir, warn=_warn), mode, paper, seed_list)
     if out is None:
         click.echo(text, nl=False)
         return
     try:
-        cells.atomic_write_text(out, text)
+        write_output_text(out, text, "--out")  # atomic, through a symlink, never over a FIFO or device
     except OSError as exc:
         raise RatbenchError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
     click.echo(f"report written to {out}")
@@ -589,8 +634,17 @@ def report(results_dir: Path, mode: str, grid_name: str | None, seeds: str, out:
 )
 @results_option
 @mode_option
-@click.option("--metric", default="", help="curves: the epochs.jsonl field to draw [default: diag_annotation_F1].")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="FILE.png or FILE.pdf.")
+@click.option(
+    "--metric",
+    default="",
+    help="curves only: the per-epoch number of epochs.jsonl to draw, e.g. loss [default: diag_annotation_F1].",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="FILE.png, FILE.pdf or FILE.svg (the suffix picks the format); replaced atomically.",
+)
 @friendly_errors
 def plot(figure: str, results_dir: Path, mode: str, metric: str, out: Path) -> None:
     """Draw one of the paper's figures from a results folder (needs the plot extra).
@@ -598,14 +652,15 @@ def plot(figure: str, results_dir: Path, mode: str, metric: str, out: Path) -> N
     \b
     Examples:
       ratbench plot --figure curves --results-dir results/demo --out curves.png
-      ratbench plot --figure sweep --metric F1 --out sweep.pdf
+      ratbench plot --figure curves --metric loss --out loss.svg
+      ratbench plot --figure sweep --out sweep.pdf
     """
+    from ratbench.plots import check_request
     from ratbench.plots import plot as draw
     from ratbench.results import load_results
 
-    if out.suffix.lower() not in (".png", ".pdf", ".svg"):
-        raise RatbenchError(f"--out {out}: use a .png, .pdf or .svg file name")
-    draw(results_dir, load_results(results_dir, warn=_warn), figure, out, mode, metric)
+    check_request(figure, out, metric)  # before reading the results
+    draw(results_dir, load_results(results_dir, warn=_warn), figure, out, mode, metric, warn=_warn)
     click.echo(f"{figure} figure written to {out}")
 
 
@@ -631,7 +686,11 @@ def export(path: Path, fmt: str, mode: str) -> None:
 @click.option("--methods", help="Only the cells of these methods, e.g. rnp,ver.")
 @click.option("--dataset", help="The dataset (or dataset.subset) to show when the cells are of several.")
 @click.option("--seeds", help="Only the cells of these seeds, e.g. 1 or 1-3.")
-@click.option("--limit", type=click.IntRange(min=1), default=5, show_default=True, help="Examples to show.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    help="Examples to show [default: 5 in the terminal, every one with --html].",
+)
 @click.option("--only-wrong", is_flag=True, help="Only examples that some shown cell predicts wrongly.")
 @click.option("--example", "example_ids", multiple=True, help="Show this test example id (repeatable).")
 @click.option(
@@ -655,7 +714,7 @@ def show(
     methods: str | None,
     dataset: str | None,
     seeds: str | None,
-    limit: int,
+    limit: int | None,
     only_wrong: bool,
     example_ids: tuple[str, ...],
     html_out: Path | None,
@@ -672,23 +731,28 @@ def show(
       ratbench show results/demo --methods rnp,ver --only-wrong
       ratbench show results/demo --methods rnp,ver --html demo.html
     """
-    from ratbench import cells, grid, viewer
+    from ratbench import grid, outputs, viewer
 
+    if html_out is not None:
+        outputs.output_target(html_out, "--html")  # a FIFO or device there: refused before any work
     names = grid.parse_names(methods, "--methods") if methods else None
     seed_list = grid.parse_seeds(seeds) if seeds else None
     shown = viewer.load_cells(paths, mode, names, dataset, warn=_warn, seeds=seed_list)
-    documents = viewer.load_documents(shown[0].spec, data_dir)
-    chosen = viewer.choose_examples(shown, documents, example_ids, only_wrong, None if html_out else limit)
+    documents = viewer.load_documents(shown, data_dir)
+    if limit is None and html_out is None:  # a terminal shows a few; the page, every example
+        limit = 5
+    chosen = viewer.choose_examples(shown, documents, example_ids, only_wrong, limit)
     if not chosen:
         raise RatbenchError("no example to show" + (" (no cell predicts any wrongly)" if only_wrong else ""))
     if html_out is not None:
         spec = shown[0].spec
-        title = f"ratbench show: {spec.dataset}.{spec.subset}, {mode} mode, {len(shown)} cells"
+        cells_shown = viewer.plural(len(shown), "cell")
+        title = f"ratbench show: {spec.dataset}.{spec.subset}, {mode} mode, {cells_shown}"
         try:
-            cells.atomic_write_text(html_out, viewer.render_html(shown, documents, chosen, title))
+            outputs.write_output_text(html_out, viewer.render_html(shown, documents, chosen, title), option="--html")
         except OSError as exc:
             raise RatbenchError(f"cannot write {html_out}: {exc.strerror or exc}") from None
-        click.echo(f"{len(chosen)} examples of {len(shown)} cells written to {html_out}")
+        click.echo(f"{viewer.plural(len(chosen), 'example')} of {cells_shown} written to {html_out}")
         return
     colour = color == "always" or (color == "auto" and sys.stdout.isatty())
     click.echo(viewer.render_terminal(shown, documents, chosen, colour), color=colour)

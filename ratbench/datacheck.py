@@ -1,22 +1,26 @@
 """``ratbench data check``: validate a dataset's files and describe what the harness will see.
 
 Per split: example and label counts after the adapter's filtering and balancing, average
-length, the share of examples truncated at ``max_len``, the OOV rate against the chosen
-embeddings, the gold rationale sparsity where there is gold, and an overlap audit between the
-splits (normalized text). A split whose files are missing is reported, not fatal, so a partial
-copy (e.g. only the annotated set) can still be checked.
+length, the share of examples whose document is truncated (at ``max_len``, less what the query
+and separators take, in the encoder's units: words, or pieces for ``hf``), the share whose query
+is cut (datasets with queries), the OOV rate against the chosen embeddings, the gold rationale
+sparsity where there is gold, and an overlap audit between the splits (normalized text). A split
+whose files are missing is reported, not fatal, so a partial copy (e.g. only the annotated set)
+can still be checked.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from tabulate import tabulate
 
-from ratbench.data import DatasetAdapter
+from ratbench.data import DataConfig, DatasetAdapter
+from ratbench.encoders import HFEncoder, layout
 from ratbench.errors import MissingDataError
 from ratbench.evaluate import safe_div
 from ratbench.text import build_vocab
@@ -36,7 +40,8 @@ class SplitStats:
     n: int = 0
     labels: dict[int, int] = field(default_factory=dict)
     avg_len: float = 0.0
-    truncated: float = 0.0  # share of examples longer than max_len
+    truncated: float = 0.0  # share of examples whose document is cut (max_len less the query's positions)
+    query_cut: float | None = None  # share of examples whose query is cut (None: no query in the split)
     oov: float | None = None  # share of kept tokens without a vector (None: no vocabulary)
     gold_sparsity: float | None = None  # gold tokens / kept tokens, in percent
     missing: str | None = None  # why the split could not be read
@@ -52,22 +57,54 @@ class DataReport:
     skipped: dict[str, int]
     extra: dict[str, Any]
     label_names: tuple[str, ...] = ()
+    notes: list[str] = field(default_factory=list)  # lines printed under the table
 
 
-def _split_stats(split: str, examples: list[Example], vocab_words: dict[str, int] | None, max_len: int) -> SplitStats:
-    kept = [ex.tokens[:max_len] for ex in examples]
+Measure = Callable[[Example], tuple[int, int, list[int] | None]]
+"""An example's query and document lengths in the encoder's units, and for pieces, the word of each."""
+
+
+def _measure(adapter: DatasetAdapter) -> Measure:
+    """How the cell's encoder counts: words (``word``), or word pieces of the model's tokenizer."""
+    if adapter.config.encoder == "word":
+        return lambda ex: (len(ex.query or ()), len(ex.tokens), None)
+    encoder = HFEncoder(adapter.config, adapter.tokens_are_piece_ids)
+
+    def pieces(ex: Example) -> tuple[int, int, list[int] | None]:
+        query = len(encoder.pieces(ex.query)[0]) if ex.query else 0
+        ids, words = encoder.pieces(ex.tokens)
+        return query, len(ids), words
+
+    return pieces
+
+
+def _split_stats(
+    split: str, examples: list[Example], vocab_words: dict[str, int] | None, config: DataConfig, measure: Measure
+) -> SplitStats:
+    kind = config.encoder.partition(":")[0]
+    kept, cut_documents, cut_queries = [], 0, 0
+    for ex in examples:
+        query, document, words = measure(ex)
+        query_kept, document_kept = layout(query, document, config.max_len, config.max_query_len, kind)
+        cut_documents += document_kept < document
+        cut_queries += query_kept < query
+        if words is not None:  # pieces: the words that keep at least one piece
+            document_kept = words[document_kept - 1] + 1 if document_kept else 0
+        kept.append(ex.tokens[:document_kept])
     n_kept = sum(len(tokens) for tokens in kept)
     stats = SplitStats(
         split=split,
         n=len(examples),
         labels=dict(sorted(Counter(ex.label for ex in examples).items())),
         avg_len=safe_div(sum(len(ex.tokens) for ex in examples), len(examples)),
-        truncated=100 * safe_div(sum(len(ex.tokens) > max_len for ex in examples), len(examples)),
+        truncated=100 * safe_div(cut_documents, len(examples)),
     )
+    if any(ex.query for ex in examples):
+        stats.query_cut = 100 * safe_div(cut_queries, len(examples))
     if vocab_words is not None:
         stats.oov = 100 * safe_div(sum(t not in vocab_words for tokens in kept for t in tokens), n_kept)
     if examples and all(ex.rationale is not None for ex in examples):
-        gold = sum(sum(ex.rationale[:max_len]) for ex in examples)  # type: ignore[index]
+        gold = sum(sum(ex.rationale[: len(tokens)]) for ex, tokens in zip(examples, kept, strict=True))  # type: ignore[index]
         stats.gold_sparsity = 100 * safe_div(gold, n_kept)
     return stats
 
@@ -87,11 +124,12 @@ def check(adapter: DatasetAdapter) -> DataReport:
         vocab = build_vocab(config, examples.get("train", []))
         vocab_words = vocab.word_to_id
     stats = []
+    measure = _measure(adapter)
     for split in SPLITS:
         if split in missing:
             stats.append(SplitStats(split, missing=missing[split]))
         else:
-            stats.append(_split_stats(split, examples[split], vocab_words, config.max_len))
+            stats.append(_split_stats(split, examples[split], vocab_words, config, measure))
     hashes = {split: [normalized_hash(ex.tokens) for ex in exs] for split, exs in examples.items()}
     overlap = {}
     for a, b in (("test", "train"), ("dev", "train"), ("test", "dev")):
@@ -100,15 +138,23 @@ def check(adapter: DatasetAdapter) -> DataReport:
             overlap[f"{a} texts also in {b}"] = sum(h in other for h in hashes[a])
     extra = adapter.overlap_report() if hasattr(adapter, "overlap_report") else {}
     name = f"{adapter.name}.{adapter.subset}"
-    return DataReport(name, stats, overlap, dict(adapter.skipped), extra, tuple(adapter.label_names))
+    report = DataReport(name, stats, overlap, dict(adapter.skipped), extra, tuple(adapter.label_names))
+    if any(s.query_cut is not None for s in stats):
+        budget = min(config.max_query_len, config.max_len // 2)
+        report.notes.append(
+            f"queries keep at most {budget} positions (max_query_len {config.max_query_len}, half of max_len "
+            f"{config.max_len}); truncated % counts documents cut to what the query and separators leave"
+        )
+    return report
 
 
 def render(report: DataReport, embeddings: str) -> str:
     """Human-readable report."""
     rows = []
+    queries = any(s.query_cut is not None for s in report.splits)  # the column only for datasets with queries
     for s in report.splits:
         if s.missing:
-            rows.append([s.split, "missing", "", "", "", "", ""])
+            rows.append([s.split, "missing", "", "", "", "", "", ""][: 8 if queries else 7])
             continue
         names = report.label_names
         labels = " / ".join(
@@ -116,9 +162,13 @@ def render(report: DataReport, embeddings: str) -> str:
         )
         gold = "" if s.gold_sparsity is None else f"{s.gold_sparsity:.1f}"
         oov = "n/a" if s.oov is None else f"{s.oov:.2f}"
-        rows.append([s.split, s.n, labels, f"{s.avg_len:.1f}", f"{s.truncated:.1f}", oov, gold])
+        query = [] if not queries else ["" if s.query_cut is None else f"{s.query_cut:.1f}"]
+        rows.append([s.split, s.n, labels, f"{s.avg_len:.1f}", f"{s.truncated:.1f}", *query, oov, gold])
     headers = ["split", "examples", "labels", "avg len", "truncated %", f"OOV % ({embeddings})", "gold S %"]
+    if queries:
+        headers.insert(5, "query cut %")
     lines = [report.name, tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)]
+    lines += report.notes
     lines += [f"missing {s.split}: {s.missing}" for s in report.splits if s.missing]
     lines += [f"overlap: {key}: {count}" for key, count in report.overlap.items()]
     lines += [f"audit: {key}: {value}" for key, value in report.extra.items()]

@@ -14,11 +14,12 @@ question) comes first and is context: visible to every model, never selectable, 
 * ``hf:PATH_OR_NAME``: a Hugging Face fast tokenizer applied to the adapter's words
   (``is_split_into_words``: the text is never split differently from the adapter). Layout
   ``[CLS] query [SEP] document [SEP]`` (NIR's), or ``[CLS] document [SEP]``; ``max_len`` counts
-  every piece, the query is capped at ``max_query_len`` pieces and the document cut at its
-  tail. Every piece of a gold word is gold. A dataset whose tokens are already word-piece ids
-  (``DatasetAdapter.tokens_are_piece_ids``: ``movies_wordpiece``) is used as it is, one piece
-  per token. Models load from local files only: a folder, a name in the local Hugging Face
-  cache, or an alias of ``MODEL_ALIASES``.
+  every piece, the query is capped at ``max_query_len`` pieces and at half of ``max_len``
+  (:func:`query_budget`), and the document cut at its tail. Every piece of a gold word is
+  gold. A dataset whose tokens are already word-piece ids (``DatasetAdapter.tokens_are_piece_ids``:
+  ``movies_wordpiece``) is used as it is, one piece per token. Models load from local files
+  only: a folder, a name in the local Hugging Face cache, or an alias of ``MODEL_ALIASES``;
+  :func:`check_model` refuses a folder that is no usable model before any cell.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -64,9 +66,43 @@ class TextEncoder(ABC):
 
 
 def query_budget(query_len: int, max_len: int, max_query_len: int, specials: int) -> int:
-    """How many query positions to keep: at most ``max_query_len``, and room for at least one
-    document position besides the ``specials`` (separators, [CLS])."""
-    return max(0, min(query_len, max_query_len, max_len - specials - 1))
+    """How many query positions to keep: at most ``max_query_len``, at most half of ``max_len``
+    (a long claim must not cut the document to a word: the document keeps the other half, less
+    the ``specials``), and room for at least one document position besides the ``specials``
+    (separators, [CLS]). With the default ``max_len`` 256 and ``max_query_len`` 128 the half
+    rule changes nothing."""
+    return max(0, min(query_len, max_query_len, max_len // 2, max_len - specials - 1))
+
+
+SPECIALS = {"word": (0, 1), "hf": (2, 3)}
+"""Positions that are neither query nor document, per encoder kind: ``(without a query, with
+one)``; word: ``query <sep> document``; hf: ``[CLS] document [SEP]`` or ``[CLS] query [SEP]
+document [SEP]``."""
+
+
+def layout(query_len: int, document_len: int, max_len: int, max_query_len: int, kind: str) -> tuple[int, int]:
+    """``(query positions kept, document positions kept)`` of an example whose query and document
+    have these lengths in the encoder's units (words, or pieces for ``hf``); a query length of 0
+    means no query. The encoders and ``ratbench data check`` share this rule."""
+    specials = SPECIALS[kind][1 if query_len else 0]
+    query = query_budget(query_len, max_len, max_query_len, specials) if query_len else 0
+    return query, max(0, min(document_len, max_len - query - specials))
+
+
+def check_room(config: DataConfig) -> None:
+    """Refuse a ``max_len`` that leaves no position for the document (before any cell: such a
+    cell trains on empty documents). The check assumes a query (ERASER's claims), the worst case,
+    since the config alone does not say whether the dataset has one."""
+    kind = config.encoder.partition(":")[0]
+    if kind not in SPECIALS:
+        return
+    minimum = next(n for n in range(1, 64) if layout(n, 1, n, config.max_query_len, kind)[1] >= 1)
+    if config.max_len < minimum:
+        what = "[CLS], [SEP] and a query's [SEP] take positions" if kind == "hf" else "a query's separator takes one"
+        raise RatbenchError(
+            f"data.max_len {config.max_len} leaves no position for the document with the {kind} encoder "
+            f"({what}); use --set data.max_len={minimum} or more"
+        )
 
 
 class WordEncoder(TextEncoder):
@@ -146,6 +182,12 @@ def resolve_model(name: str) -> Path:
     path = Path(name).expanduser()
     if path.is_dir():
         return path
+    if not looks_like_hub_name(name):  # a path: the hub cannot have it, so no download advice
+        what = "is not a folder" if path.exists() else "does not exist"
+        raise MissingDataError(
+            f"model folder {name!r} not found: {path.absolute()} {what}; pass the folder of a Hugging Face "
+            "model (config.json, weights, tokenizer files): --set data.encoder=hf:/path/to/model"
+        )
     try:
         from huggingface_hub import constants, snapshot_download
     except ImportError:
@@ -159,6 +201,13 @@ def resolve_model(name: str) -> Path:
             f"({constants.HF_HUB_CACHE}); download it once with `huggingface-cli download {name}`, or pass "
             "--set data.encoder=hf:/path/to/model"
         ) from None
+
+
+def looks_like_hub_name(name: str) -> bool:
+    """Whether ``name`` could be a Hugging Face hub id (``bert-base-uncased``, ``org/model``), so
+    that a download is worth suggesting; a path (leading ``/``, ``.``, ``~``, a backslash, more
+    than one ``/``) is not."""
+    return re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?", name) is not None
 
 
 class HFEncoder(TextEncoder):
@@ -225,8 +274,80 @@ class HFEncoder(TextEncoder):
         return EncodedExample(example.id, ids, example.label, gold, selectable, word_index)
 
 
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+"""A model folder has one of these (what ``AutoModel.from_pretrained`` loads in torch)."""
+_checked_models: dict[tuple[str, int, int], None] = {}  # folders that passed check_model (path, mtimes)
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (transformers' errors run over several)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(" :,")
+
+
+def check_model(encoder: str, path: Path) -> None:
+    """Refuse, in one line, a model folder that would train on garbage or fail inside a cell:
+    no loadable ``config.json``, no weights, a tokenizer that does not load or is not fast, or a
+    tokenizer whose vocabulary is not the model's (a folder without its tokenizer files makes
+    transformers build an empty 5-token tokenizer: every word would be [UNK]), or whose [CLS],
+    [SEP] and [PAD] ids are missing or are not the ids the model's embeddings expect."""
+    path = path.absolute()  # the messages name the folder wherever the run started
+    config_file = path / "config.json"
+    key = (str(path.resolve()), path.stat().st_mtime_ns, config_file.stat().st_mtime_ns if config_file.is_file() else 0)
+    if key in _checked_models:
+        return
+    fix = "pass a model folder saved with save_pretrained (--set data.encoder=hf:/path/to/model)"
+    if not config_file.is_file():
+        raise RatbenchError(f"{encoder}: {path} is not a Hugging Face model folder (no config.json); {fix}")
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        model_config = AutoConfig.from_pretrained(path, local_files_only=True)
+    except Exception as exc:  # transformers raises ValueError, OSError, JSONDecodeError, KeyError, ...
+        raise RatbenchError(f"{encoder}: {path}/config.json does not load ({_first_line(exc)}); {fix}") from None
+    if not any((path / name).is_file() for name in WEIGHT_FILES):
+        raise RatbenchError(f"{encoder}: {path} has no model weights (model.safetensors or pytorch_model.bin); {fix}")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except Exception as exc:
+        raise RatbenchError(
+            f"{encoder}: the tokenizer of {path} does not load ({_first_line(exc)}); the folder needs the "
+            "model's tokenizer files (tokenizer.json, or vocab.txt with tokenizer_config.json)"
+        ) from None
+    if not tokenizer.is_fast:
+        raise RatbenchError(f"{encoder}: ratbench needs a fast tokenizer (tokenizer.json) in {path} for word maps")
+    rows = getattr(model_config, "vocab_size", None)
+    size = len(tokenizer)
+    if isinstance(rows, int) and not rows // 2 <= size <= rows:
+        raise RatbenchError(
+            f"{encoder}: the tokenizer of {path} has {size:,} tokens but the model's embeddings have {rows:,} rows, "
+            "so they do not belong together; restore the model's own tokenizer files (tokenizer.json, vocab.txt, "
+            "tokenizer_config.json, special_tokens_map.json)"
+        )
+    specials = {"[CLS]": tokenizer.cls_token_id, "[SEP]": tokenizer.sep_token_id, "[PAD]": tokenizer.pad_token_id}
+    for name, token_id in specials.items():
+        if token_id is None or (isinstance(rows, int) and token_id >= rows):
+            raise RatbenchError(
+                f"{encoder}: the tokenizer of {path} has no usable {name} token (id {token_id}); ratbench's input "
+                "layout needs [CLS], [SEP] and [PAD] (a BERT-style model)"
+            )
+    expected_pad = getattr(model_config, "pad_token_id", None)
+    if isinstance(expected_pad, int) and expected_pad != tokenizer.pad_token_id:
+        raise RatbenchError(
+            f"{encoder}: the tokenizer of {path} pads with id {tokenizer.pad_token_id}, the model with id "
+            f"{expected_pad}; restore the model's own tokenizer files"
+        )
+    _checked_models[key] = None
+
+
 def check_encoder(config: DataConfig) -> None:
-    """Fail early (before any cell) on an unknown encoder or a model that is not there."""
+    """Fail early (before any cell) on an unknown encoder, a ``max_len`` with no room for the
+    document, or a model that is not there or not usable (:func:`check_model`)."""
+    check_room(config)
     if config.encoder == "word":
         return
     if not config.encoder.startswith("hf:") or config.encoder == "hf:":
@@ -234,6 +355,7 @@ def check_encoder(config: DataConfig) -> None:
     if importlib.util.find_spec("transformers") is None:
         raise RatbenchError(f"data.encoder={config.encoder} needs transformers: pip install 'ratbench[transformers]'")
     path = resolve_model(config.encoder.removeprefix("hf:"))
+    check_model(config.encoder, path)
     try:
         positions = json.loads((path / "config.json").read_text(encoding="utf-8")).get("max_position_embeddings")
     except (OSError, ValueError):

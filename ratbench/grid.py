@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -81,10 +82,10 @@ def parse_sets(items: Sequence[str]) -> dict[str, dict[str, str]]:
     return parsed
 
 
-def parse_sweeps(items: Sequence[str], sets: Sequence[str] = ()) -> list[list[str]]:
-    """``--sweep scope.key=v1,v2,...`` items as the ``--set`` items of each point of their
-    product (one empty point without sweeps), in the order given. A key may be swept once and
-    not also be set with ``--set``."""
+def parse_sweep_axes(items: Sequence[str], sets: Sequence[str] = ()) -> list[list[str]]:
+    """``--sweep scope.key=v1,v2,...`` items as axes: per item, the ``--set`` item of each value
+    (repeated values dropped), in the order given. A key may be swept once and not also be set
+    with ``--set``. The product is not built here: :func:`check_grid_size` first counts it."""
     axes: list[list[str]] = []
     swept: set[str] = set()
     fixed = {item.partition("=")[0].strip() for item in sets}
@@ -98,7 +99,121 @@ def parse_sweeps(items: Sequence[str], sets: Sequence[str] = ()) -> list[list[st
             raise RatbenchError(f"--sweep {key}: the key is swept twice or also given with --set; give it once")
         swept.add(key)
         axes.append([f"{key}={value}" for value in dict.fromkeys(values)])
+    return axes
+
+
+def sweep_points(axes: Sequence[Sequence[str]]) -> list[list[str]]:
+    """The ``--set`` items of each point of the axes' product (one empty point without axes)."""
     return [list(point) for point in itertools.product(*axes)]
+
+
+def parse_sweeps(items: Sequence[str], sets: Sequence[str] = ()) -> list[list[str]]:
+    """``--sweep scope.key=v1,v2,...`` items as the ``--set`` items of each point of their
+    product (one empty point without sweeps), in the order given. A key may be swept once and
+    not also be set with ``--set``."""
+    return sweep_points(parse_sweep_axes(items, sets))
+
+
+def _axis_key(axis: Sequence[str]) -> str:
+    """``scope.key`` of a sweep axis (its items are ``scope.key=value``)."""
+    return axis[0].partition("=")[0]
+
+
+def grid_size(
+    requests: Sequence[tuple[Sequence[str], Sequence[str]]], n_seeds: int, axes: Sequence[Sequence[str]]
+) -> int:
+    """The number of cells of ``(methods, datasets)`` requests over ``n_seeds`` seeds and the
+    sweep ``axes``, counted without building anything: a method's cells multiply by the axes of
+    every scope except the other methods' (a sweep of ``ver.*`` runs the grid's ``rnp`` once)."""
+    size = 0
+    for methods, datasets in requests:
+        for name in methods:  # an unknown method is reported before an unknown dataset, as in expand
+            METHODS.check(name)
+        targets = len(dataset_targets(datasets))
+        for method in methods:
+            others = set(methods) - {method}
+            points = math.prod(len(axis) for axis in axes if _axis_key(axis).partition(".")[0] not in others)
+            size += targets * n_seeds * points
+    return size
+
+
+def check_grid_size(
+    requests: Sequence[tuple[Sequence[str], Sequence[str]]],
+    n_seeds: int,
+    axes: Sequence[Sequence[str]],
+    max_cells: int = DEFAULT_MAX_CELLS,
+) -> None:
+    """Refuse a grid of more than ``max_cells`` cells, sweep points included, before any point,
+    adapter or spec is built (three 200-value sweeps are 8 million points)."""
+    size = grid_size(requests, n_seeds, axes)
+    if size > max_cells:
+        points = math.prod(len(axis) for axis in axes)
+        raise RatbenchError(
+            f"the grid has {size:,} cells (methods x dataset subsets x {n_seeds:,} seeds x {points:,} sweep points), "
+            f"more than the limit of {max_cells:,}; pass --max-cells N to allow it"
+        )
+
+
+def check_sweep_overrides(
+    axes: Sequence[Sequence[str]],
+    sets: Sequence[str],
+    methods: Sequence[str],
+    datasets: Sequence[str],
+    epochs: int | None,
+    user_sets: Sequence[str] = (),
+) -> None:
+    """Refuse a sweep that a more specific setting would collapse to one point: ``--epochs``
+    over a swept ``<method>.epochs``, or ``<dataset>.key`` (in ``sets``: the user's ``--set`` and a
+    paper grid's items) over a swept ``data.key``, since a dataset's own key wins over ``data.*``."""
+    dataset_names = {name.partition(".")[0] for name in datasets}
+    fixed = {}
+    for item in sets:
+        key, _, value = item.partition("=")
+        fixed[key.strip()] = (item.strip(), value.strip())
+    for axis in axes:
+        key = _axis_key(axis)
+        scope, _, name = key.partition(".")
+        if name == "epochs" and scope in methods and epochs is not None:
+            raise RatbenchError(
+                f"--sweep {key} is overridden by --epochs {epochs} (which sets every method's epochs), so every "
+                "point would run the same epochs; drop --epochs or the sweep"
+            )
+        if scope != DATA_SCOPE:
+            continue
+        for dataset in sorted(dataset_names):
+            if f"{dataset}.{name}" in fixed:
+                item, value = fixed[f"{dataset}.{name}"]
+                origin = "--set" if item in {s.strip() for s in user_sets} else "the grid's setting"
+                raise RatbenchError(
+                    f"--sweep {key} is overridden by {origin} {item} (a dataset's own key wins over data.*), so "
+                    f"every point would run at {value}; sweep {dataset}.{name} instead, or drop that setting"
+                )
+
+
+def transformer_only_fields(method: str) -> set[str]:
+    """The config fields of ``method`` that only a transformer encoder reads (those of its
+    ``TransformerOptions`` base; none for a method without one)."""
+    for base in METHODS.get(method).Config.__mro__:
+        if base.__name__ == "TransformerOptions" and dataclasses.is_dataclass(base):
+            return {f.name for f in dataclasses.fields(base)}
+    return set()
+
+
+def check_sweep_encoders(axes: Sequence[Sequence[str]], specs: Sequence[CellSpec]) -> None:
+    """Refuse a sweep of a transformer-only key (``rnp.pooling``) over cells on the word encoder,
+    which ignores it: every point would train the same model again, as rows that look different."""
+    for axis in axes:
+        key = _axis_key(axis)
+        method, _, name = key.partition(".")
+        if method not in METHODS.names() or name not in transformer_only_fields(method):
+            continue
+        for spec in specs:
+            if spec.method == method and spec.dataset_config.get("encoder") == "word":
+                raise RatbenchError(
+                    f"--sweep {key}: {name} is a transformer setting that the word encoder ignores, so every point "
+                    f"would train the same {method} on {spec.dataset}.{spec.subset}; sweep it with --set "
+                    "data.encoder=hf:..., or drop it"
+                )
 
 
 def dataset_targets(names: Sequence[str]) -> list[tuple[str, str]]:

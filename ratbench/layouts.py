@@ -118,8 +118,9 @@ def get_layout(name: str) -> Layout:
 
 
 def parse_metrics(text: str) -> tuple[str, ...]:
-    """``--metrics S,F1,iou_F1`` as a tuple, checked against the metrics there are."""
-    known = (*METRIC_COLUMNS, *EXTRA_METRICS)
+    """``--metrics S,F1,iou_F1`` as a tuple, checked against the metrics there are (the word
+    pieces' ``piece_F1`` and the like included: metrics.json holds them beside the words')."""
+    known = (*METRIC_COLUMNS, *EXTRA_METRICS, *(f"piece_{metric}" for metric in LEVELED))
     names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
     if not names:
         raise RatbenchError("--metrics is empty: give metric names, e.g. S,Acc,F1,iou_F1")

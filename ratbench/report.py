@@ -1,35 +1,45 @@
 """``ratbench report``: a Markdown reproduction report of a results folder.
 
 It says what ran (cells per method and dataset, the ratbench, torch and Python versions and the
-git revision the cells recorded, which cells failed and, given the grid, which are missing),
+git revision the cells recorded, which cells failed or are corrupt and, given the grid, which
+are missing: a grid's slot is filled only by a cell of the variant ``run --grid`` gives it),
 renders every paper table the cells fill beside the paper's published numbers (and a generic
 table of the cells no paper table shows), and checks the paper's claims
 (``resources/paper_claims.toml``) on the cells: for each claim, dataset and pair of rows, the
-mean difference over the seeds both rows share, a paired t-test, and whether the claim holds.
+mean difference over the seeds both rows share, a paired t-test, and whether the claim holds;
+pairs it cannot compare (other settings, no shared seed, an N/A metric) are listed with why.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from tabulate import tabulate
 
 from ratbench import cells
-from ratbench.errors import RatbenchError
+from ratbench.errors import RatbenchError, did_you_mean
 from ratbench.layouts import LAYOUTS
 from ratbench.paper_grids import PaperGrid
+from ratbench.results import KEY_COLUMNS, SPEC_COLUMNS
 from ratbench.stats import paired
-from ratbench.tables import Row, labels_for, method_changes, render, row_encoder, table_cells
+from ratbench.tables import Row, labels_for, render, row_encoder, seed_text, table_cells
+from ratbench.types import METRIC_COLUMNS
+from ratbench.variants import describe, items
 
 CLAIMS_FILE = "paper_claims.toml"
 SIGNIFICANCE = 0.05
+DEFAULT_GRID_SEEDS = (1, 2, 3, 4, 5)  # the paper's five seeds: what --grid expects without --seeds
+DATA_DIR_STANDIN = "/ratbench-grid-data-dir"  # the --data-dir a grid ran with, which a report does not know
+NOT_METRICS = {*KEY_COLUMNS, *SPEC_COLUMNS, "seconds_per_epoch", "finished_at", "cell_id", "versions", "n_examples"}
 
 
 @dataclass(frozen=True)
@@ -81,17 +91,40 @@ def _verdict(difference: float, p: float | None, seeds: int) -> str:
     return "holds" if p < SIGNIFICANCE else "holds, not significant"
 
 
+COMPARED_SETTINGS = ("preset", "data", "limit", "precision")
+
+
 def comparable(better: Row, worse: Row) -> bool:
     """Whether two rows may be compared: the same preset, data settings (encoder, padding,
-    ...) and ``--limit``. Their method settings may differ (each method has its own), but a VER
-    row on padded batches is never tested against an RNP row on bucketed ones."""
+    ...), ``--limit`` and ``--precision``. Their method settings may differ (each method has its
+    own), but a VER row on padded batches is never tested against an RNP row on bucketed ones."""
     first, second = ((json.loads(row.variant) or {}) for row in (better, worse))
-    return all(first.get(key) == second.get(key) for key in ("preset", "data", "limit"))
+    return all(first.get(key) == second.get(key) for key in COMPARED_SETTINGS)
 
 
-def check_claims(cell_frame: pd.DataFrame, labels: dict[Row, str], claims: Sequence[Claim]) -> list[Verdict]:
+def _settings_difference(better: Row, worse: Row, labels: Mapping[Row, str]) -> str:
+    """``ver: the preset's; rnp: data.max_len=40``: the compared settings in which two rows differ."""
+    words = [items({**(json.loads(row.variant) or {}), "method": {}}) for row in (better, worse)]
+    own = [[word for word in mine if word not in theirs] for mine, theirs in (words, words[::-1])]
+    preset = "the preset's"  # no setting of its own: the preset's values
+    return "; ".join(
+        f"{labels[row]}: {', '.join(differ) or preset}" for row, differ in zip((better, worse), own, strict=True)
+    )
+
+
+def check_claims(
+    cell_frame: pd.DataFrame, labels: dict[Row, str], claims: Sequence[Claim], problems: list[str] | None = None
+) -> list[Verdict]:
     """The verdicts of ``claims`` on the table cells ``cell_frame`` (``tables.table_cells``):
-    on the paper's datasets where the cells have them, else on every dataset they have."""
+    on the paper's datasets where the cells have them, else on every dataset they have.
+
+    Why a pair of rows on one dataset was not compared (other settings, no shared seed, no
+    value of the metric) is added to ``problems`` (once each)."""
+
+    def problem(text: str) -> None:
+        if problems is not None and text not in problems:
+            problems.append(text)
+
     verdicts = []
     groups = list(dict.fromkeys(cell_frame["group"]))
     for claim in claims:
@@ -104,64 +137,117 @@ def check_claims(cell_frame: pd.DataFrame, labels: dict[Row, str], claims: Seque
                     if worse.method == claim.better or claim.worse not in ("*", worse.method):
                         continue
                     if not comparable(better, worse):
-                        continue
-                    compared = _compare(here, claim, better, worse)
-                    if compared is not None:
-                        seeds, difference, p = compared
-                        verdict = _verdict(difference, p, seeds)
-                        verdicts.append(
-                            Verdict(
-                                claim,
-                                group,
-                                labels[better],
-                                labels[worse],
-                                seeds,
-                                difference,
-                                p,
-                                verdict,
-                                bool(covered),
-                            )
+                        problem(
+                            f"{labels[better]} and {labels[worse]} on {group} were run with different settings "
+                            f"({_settings_difference(better, worse, labels)})"
                         )
+                        continue
+                    compared = _compare(here, claim, better, worse, labels)
+                    if isinstance(compared, str):
+                        problem(compared)
+                        continue
+                    seeds, difference, p = compared
+                    verdict = _verdict(difference, p, seeds)
+                    verdicts.append(
+                        Verdict(
+                            claim, group, labels[better], labels[worse], seeds, difference, p, verdict, bool(covered)
+                        )
+                    )
     return verdicts
 
 
-def _compare(cells_here: pd.DataFrame, claim: Claim, better: Row, worse: Row) -> tuple[int, float, float | None] | None:
-    """(shared seeds, mean difference, paired p) of ``claim.metric``; None without shared seeds."""
+def _compare(
+    cells_here: pd.DataFrame, claim: Claim, better: Row, worse: Row, labels: Mapping[Row, str]
+) -> tuple[int, float, float | None] | str:
+    """(shared seeds, mean difference, paired p) of ``claim.metric``, or why there is none."""
+    group = cells_here["group"].iloc[0]
     if claim.metric not in cells_here:
-        return None
+        return f"no cell on {group} has {claim.metric}"
     values = {
         row: pd.to_numeric(
             cells_here[cells_here["row"] == row].set_index("seed")[claim.metric], errors="coerce"
         ).dropna()
         for row in (better, worse)
     }
+    for row in (better, worse):
+        if values[row].empty:
+            return f"{labels[row]} has no {claim.metric} on {group} (N/A)"
     seeds = sorted(set(values[better].index) & set(values[worse].index))
     if not seeds:
-        return None
+        return (
+            f"{labels[better]} and {labels[worse]} share no seed on {group} ({labels[better]}: "
+            f"{', '.join(map(str, sorted(values[better].index)))}; {labels[worse]}: "
+            f"{', '.join(map(str, sorted(values[worse].index)))}); run both with the same --seeds"
+        )
     test = paired([float(values[better][s]) for s in seeds], [float(values[worse][s]) for s in seeds])
     return len(seeds), test.difference, test.p
 
 
-def compare_lines(frame: pd.DataFrame, mode: str, better: str, worse: str, metric: str = "F1") -> list[str]:
+def metric_names(frame: pd.DataFrame) -> list[str]:
+    """The metrics the cells of ``frame`` hold: the paper's five first, then as found."""
+    found = [column for column in frame.columns if column not in NOT_METRICS]
+    return [*(m for m in METRIC_COLUMNS if m in found), *(m for m in found if m not in METRIC_COLUMNS)]
+
+
+def _problems_text(problems: list[str], limit: int = 3) -> str:
+    more = f"; and {len(problems) - limit} more" if len(problems) > limit else ""
+    return "; ".join(problems[:limit]) + more
+
+
+def compare_lines(
+    frame: pd.DataFrame,
+    mode: str,
+    better: str,
+    worse: str,
+    metric: str = "F1",
+    seeds: Sequence[int] | None = None,
+) -> list[str]:
     """One line per dataset and pair of rows: is ``better``'s ``metric`` higher than
-    ``worse``'s? The mean difference over the seeds both rows share and a paired t-test."""
-    cell_frame, _ = table_cells(frame, mode)
+    ``worse``'s? The mean difference over the seeds both rows share and a paired t-test; then a
+    ``not compared:`` line for each pair that could not be compared, and why. Nothing to
+    compare at all is an error that says why (``seeds``: only the cells of these seeds)."""
+    known = metric_names(frame)
+    if not frame.empty and metric not in known:
+        raise RatbenchError(
+            f"unknown --compare-metric {metric!r}{did_you_mean(metric, known)}; the cells have: {', '.join(known)}"
+        )
+    cell_frame, _ = table_cells(frame, mode, seeds=seeds)
+    pair = f"--compare {better},{worse}"
+    groups = {
+        name: list(dict.fromkeys(cell_frame.loc[cell_frame["method"] == name, "group"])) for name in (better, worse)
+    }
+    for name in (better, worse):
+        if not groups[name]:
+            found = ", ".join(sorted(set(cell_frame["method"])))
+            raise RatbenchError(f"{pair}: no finished cells of {name} (the cells are of {found})")
+    if not set(groups[better]) & set(groups[worse]):
+        raise RatbenchError(
+            f"{pair}: no dataset has finished cells of both methods ({better}: {', '.join(groups[better])}; "
+            f"{worse}: {', '.join(groups[worse])})"
+        )
     labels = labels_for(list(dict.fromkeys(cell_frame["row"])))
     claim = Claim("compare", f"{better} beats {worse}", better, worse, metric, (), "--compare")
+    problems: list[str] = []
     lines = []
-    for v in check_claims(cell_frame, labels, [claim]):
+    for v in check_claims(cell_frame, labels, [claim], problems):
         p = "untested" if v.p is None else f"p = {v.p:.3g}"
         lines.append(
             f"{v.better} vs {v.worse}, {metric} ({mode} mode) on {v.dataset}: mean difference {v.difference:+.1f} "
             f"over {v.seeds} seed{'s' if v.seeds != 1 else ''} paired by seed, paired t-test {p}: {v.verdict}"
         )
     if not lines:
-        raise RatbenchError(f"--compare {better},{worse}: no dataset has finished cells of both methods")
-    return lines
+        raise RatbenchError(f"{pair}: nothing to compare: {_problems_text(problems)}")
+    return lines + [f"not compared: {problem}" for problem in problems]
 
 
-def failed_cells(results_dir: Path) -> list[tuple[str, str]]:
-    """``(cell id, first line of error.txt)`` of every cell that failed and has no result."""
+def _seed_of(cell: str) -> int | None:
+    match = re.search(r"seed(\d+)$", cell)
+    return int(match.group(1)) if match else None
+
+
+def failed_cells(results_dir: Path, seeds: Sequence[int] | None = None) -> list[tuple[str, str]]:
+    """``(cell id, first line of error.txt)`` of every cell that failed and has no result (of
+    ``seeds`` only, when given)."""
     failed = []
     for error in sorted((results_dir / "runs").glob(f"*/*/*/seed*/{cells.ERROR_FILE}")):
         folder = error.parent
@@ -169,29 +255,119 @@ def failed_cells(results_dir: Path) -> list[tuple[str, str]]:
             continue
         lines = error.read_text(encoding="utf-8", errors="replace").strip().splitlines()
         failed.append((str(folder.relative_to(results_dir / "runs")), lines[0] if lines else "(no message)"))
-    return failed
+    return [(cell, reason) for cell, reason in failed if seeds is None or _seed_of(cell) in seeds]
 
 
-def missing_cells(cell_frame: pd.DataFrame, grid: PaperGrid, seeds: Sequence[int]) -> list[str]:
-    """The cells of ``grid`` x ``seeds`` with no finished cell, as ``method (settings) on
-    dataset.subset seed N``; a run's own settings (NIR without noise) must be in the variant."""
-    missing = []
-    for run in grid.runs:
-        for method in run.methods:
-            own = {k.partition(".")[2]: v for k, v in run.sets.items() if k.partition(".")[0] == method}
-            mine = cell_frame[cell_frame["method"] == method]
-            changes = [method_changes(row) for row in mine["row"]]
-            has_settings = [all(str(c.get(key)) == str(value) for key, value in own.items()) for c in changes]
-            matches = mine[pd.Series(has_settings, index=mine.index, dtype=bool)]
-            present = set(zip(matches["group"], matches["seed"], strict=True))
-            setting = f" ({', '.join(f'{k}={v}' for k, v in own.items())})" if own else ""
-            missing += [
-                f"{method}{setting} on {group} seed {seed}"
-                for group in grid.datasets
-                for seed in seeds
-                if (group, seed) not in present
-            ]
-    return missing
+def corrupt_cells(results_dir: Path, seeds: Sequence[int] | None = None) -> list[tuple[str, str]]:
+    """``(cell id, what is wrong)`` of every cell whose ``metrics.json`` is corrupt: the tables
+    leave it out, so the report must say it is there (of ``seeds`` only, when given)."""
+    root = results_dir / "runs"
+    corrupt = []
+    for path in sorted(root.glob(f"*/*/*/seed*/{cells.METRICS_FILE}")):
+        cell = str(path.parent.relative_to(root))
+        if seeds is not None and _seed_of(cell) not in seeds:
+            continue
+        try:
+            cells.read_metrics(path.parent)
+        except cells.CorruptResult as exc:
+            corrupt.append((cell, exc.reason))
+    return corrupt
+
+
+@dataclass(frozen=True)
+class GridSlot:
+    """A row of a grid on one dataset: the method, its label (with its run's own settings) and
+    the variant ``ratbench run --grid`` gives its cells."""
+
+    method: str
+    label: str
+    group: str
+    variant: Mapping[str, Any]
+
+
+def grid_slots(grid: PaperGrid) -> list[GridSlot]:
+    """Every (row, dataset.subset) of ``grid``, with its variant from the grid's own expansion
+    (as ``run --grid`` makes it; the data files need not be here). A value that holds the data
+    folder holds ``DATA_DIR_STANDIN`` instead."""
+    from ratbench.grid import expand, parse_sets
+    from ratbench.paper_grids import grid_requests
+
+    slots = []
+    standin = Path(DATA_DIR_STANDIN)
+    for run, (methods, datasets, sets) in zip(grid.runs, grid_requests(grid, standin), strict=True):
+        specs = expand(
+            methods,
+            datasets,
+            [0],
+            preset=grid.preset,
+            sets=parse_sets(sets),
+            data_dir=standin,
+            on_missing=lambda _: None,  # the data need not be here: only the variants are wanted
+        )
+        for spec in specs:
+            own = {k.partition(".")[2]: v for k, v in run.sets.items() if k.partition(".")[0] == spec.method}
+            label = f"{spec.method} ({', '.join(f'{k}={v}' for k, v in own.items())})" if own else spec.method
+            slots.append(GridSlot(spec.method, label, f"{spec.dataset}.{spec.subset}", spec.variant or {}))
+    return slots
+
+
+def _same_value(recorded: Any, expected: Any) -> bool:
+    """Equal, or, for a value that names a file in the grid's data folder, the same file name
+    in any folder (``glove:/data/glove.6B.100d.txt`` for ``glove:{data_dir}/glove.6B.100d.txt``)."""
+    if isinstance(expected, str) and DATA_DIR_STANDIN in expected and isinstance(recorded, str):
+        prefix, _, suffix = expected.partition(DATA_DIR_STANDIN)
+        return recorded.startswith(prefix) and Path(recorded[len(prefix) :]).name == Path(suffix).name
+    return recorded == expected
+
+
+def fills(variant: Mapping[str, Any], slot: GridSlot) -> bool:
+    """Whether a cell of ``variant`` fills ``slot``: the grid's preset, method and data settings
+    and no ``--limit``, whatever the ``--precision`` or ``--cpu-threads`` (run options)."""
+    expected = slot.variant
+    data, wanted = variant.get("data") or {}, expected.get("data") or {}
+    return (
+        variant.get("preset") == expected.get("preset")
+        and (variant.get("method") or {}) == (expected.get("method") or {})
+        and variant.get("limit") == expected.get("limit")
+        and set(data) == set(wanted)
+        and all(_same_value(data[key], wanted[key]) for key in wanted)
+    )
+
+
+def grid_coverage(cell_frame: pd.DataFrame, grid: PaperGrid, seeds: Sequence[int]) -> tuple[list[str], list[str]]:
+    """The cells of ``grid`` x ``seeds`` with no finished cell of the grid's variant, as
+    ``method (settings) on dataset.subset seed N``, and the finished cells of the grid's
+    methods, datasets and seeds that fill none of its slots (other settings: a demo smoke run)."""
+    slots = grid_slots(grid)
+    variants = {row: json.loads(row.variant) or {} for row in dict.fromkeys(cell_frame["row"])}
+    filled: set[tuple[int, int]] = set()  # (slot number, seed)
+    used: set[Any] = set()
+    for number, slot in enumerate(slots):
+        mine = cell_frame[(cell_frame["method"] == slot.method) & (cell_frame["group"] == slot.group)]
+        for index, row, seed in zip(mine.index, mine["row"], mine["seed"], strict=True):
+            if fills(variants[row], slot):
+                filled.add((number, int(seed)))
+                used.add(index)
+    missing = [
+        f"{slot.label} on {slot.group} seed {seed}"
+        for number, slot in enumerate(slots)
+        for seed in seeds
+        if (number, seed) not in filled
+    ]
+    methods, groups = {slot.method for slot in slots}, {slot.group for slot in slots}
+    others = cell_frame[
+        cell_frame["method"].isin(methods)
+        & cell_frame["group"].isin(groups)
+        & cell_frame["seed"].isin(seeds)
+        & ~cell_frame.index.isin(list(used))
+    ]
+    other = [
+        f"{method} on {group} seed {seed} ({describe(variants[row])})"
+        for method, group, seed, row in zip(
+            others["method"], others["group"], others["seed"], others["row"], strict=True
+        )
+    ]
+    return missing, other
 
 
 def _versions(frame: pd.DataFrame) -> list[str]:
@@ -206,7 +382,7 @@ def _versions(frame: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _tables(frame: pd.DataFrame, mode: str, cell_frame: pd.DataFrame) -> list[str]:
+def _tables(frame: pd.DataFrame, mode: str, cell_frame: pd.DataFrame, seeds: Sequence[int] | None) -> list[str]:
     """Each paper table the cells fill, with the paper's rows; a generic table of the rest."""
     parts, shown = [], set()
     for name, layout in LAYOUTS.items():
@@ -218,13 +394,13 @@ def _tables(frame: pd.DataFrame, mode: str, cell_frame: pd.DataFrame) -> list[st
         if fits.empty:
             continue
         shown |= set(fits.index)
-        parts += [f"### {layout.title}", "", render(frame, mode=mode, layout=name, with_paper=True)]
+        parts += [f"### {layout.title}", "", render(frame, mode=mode, layout=name, with_paper=True, seeds=seeds)]
     rest = cell_frame.drop(index=list(shown))
     if not rest.empty:
         groups = list(dict.fromkeys(rest["group"]))
         title = "Other cells" if shown else "All cells"
         parts += [f"### {title} (datasets or encoders of no paper table)", ""]
-        parts.append(render(frame, mode=mode, datasets=groups))
+        parts.append(render(frame, mode=mode, datasets=groups, seeds=seeds))
     return parts
 
 
@@ -256,30 +432,53 @@ def _listing(title: str, items: list[str], limit: int = 200) -> list[str]:
     return lines
 
 
+def _no_claim_reason(cell_frame: pd.DataFrame, claims: Sequence[Claim], problems: list[str]) -> str:
+    """Why no claim could be checked, in words."""
+    if problems:
+        return _problems_text(problems)
+    better = sorted({claim.better for claim in claims})
+    mine = cell_frame[cell_frame["method"].isin(better)]
+    if mine.empty:
+        return f"there are no finished cells of {', '.join(better)} (each claim compares it with a baseline)"
+    beside = cell_frame[~cell_frame["method"].isin(better) & cell_frame["group"].isin(set(mine["group"]))]
+    if beside.empty:
+        return f"no dataset has a baseline beside {', '.join(better)}"
+    return "no pair of rows the claims compare"
+
+
 def build_report(
     results_dir: Path,
     frame: pd.DataFrame,
     mode: str = "reference",
     grid: PaperGrid | None = None,
-    seeds: Sequence[int] = (),
+    seeds: Sequence[int] | None = None,
 ) -> str:
-    """The report as Markdown; ``grid`` and ``seeds`` (what was meant to run) add the missing cells."""
+    """The report as Markdown. ``seeds``: only the cells of these seeds (failed and corrupt ones
+    too); ``grid``, what was meant to run over ``seeds`` (default 1-5), adds the missing cells."""
     if frame.empty:
         raise RatbenchError(f"no finished cells in {results_dir}; run `ratbench run ...` first or pass --results-dir")
-    cell_frame, hidden = table_cells(frame, mode)
+    cell_frame, hidden = table_cells(frame, mode, seeds=seeds)
     labels = labels_for(list(dict.fromkeys(cell_frame["row"])))
     counts = cell_frame.groupby(["method", "group"]).size().unstack(fill_value=0)
-    failed = failed_cells(results_dir)
-    missing = missing_cells(cell_frame, grid, seeds) if grid is not None else []
-    verdicts = check_claims(cell_frame, labels, load_claims())
+    failed = failed_cells(results_dir, seeds)
+    corrupt = corrupt_cells(results_dir, seeds)
+    grid_seeds = list(seeds) if seeds is not None else list(DEFAULT_GRID_SEEDS)
+    missing, other = grid_coverage(cell_frame, grid, grid_seeds) if grid is not None else ([], [])
+    claims = load_claims()
+    problems: list[str] = []
+    verdicts = check_claims(cell_frame, labels, claims, problems)
     lines = [
         "# ratbench reproduction report",
         "",
         f"Results folder `{results_dir}`, {len(cell_frame)} finished cells ({mode} mode), "
         f"report written {time.strftime('%Y-%m-%d %H:%M:%S %z')}.",
-        f"Grid: {grid.name} ({grid.title}), seeds {', '.join(map(str, seeds))}."
+        f"Grid: {grid.name} ({grid.title}), seeds {', '.join(map(str, grid_seeds))}."
         if grid
         else "Grid: not given (--grid).",
+    ]
+    if seeds is not None:
+        lines.append(f"Seeds: {seed_text(seeds)} (--seeds); the cells of other seeds are left out.")
+    lines += [
         "",
         "## What ran",
         "",
@@ -293,9 +492,20 @@ def build_report(
     if hidden:
         lines += [f"{hidden} stale cell(s) are left out (older versions or superseded configurations).", ""]
     lines += _listing(f"Failed cells: {len(failed)}.", [f"`{cell}`: {reason}" for cell, reason in failed])
+    lines += _listing(
+        f"Corrupt cells: {len(corrupt)}."
+        + (" The tables leave them out; rerun them with `ratbench run`." if corrupt else ""),
+        [f"`{cell}`: {reason}" for cell, reason in corrupt],
+    )
     if grid is not None:
         lines += _listing(f"Missing cells of the grid: {len(missing)}.", missing)
-    lines += ["## Tables", "", *_tables(frame, mode, cell_frame), "## Claims of the paper", ""]
+        if other:
+            lines += _listing(
+                f"Cells of the grid's methods, datasets and seeds run with other settings, which fill none of its "
+                f"slots: {len(other)}.",
+                other,
+            )
+    lines += ["## Tables", "", *_tables(frame, mode, cell_frame, seeds), "## Claims of the paper", ""]
     if verdicts:
         lines += [
             f"Verdict: holds = mean difference > 0 with p < {SIGNIFICANCE} (paired t-test over the shared seeds).",
@@ -304,6 +514,8 @@ def build_report(
             "",
             "Sources: " + "; ".join(f"{c.statement}: {c.source}" for c in dict.fromkeys(v.claim for v in verdicts)),
         ]
+        if problems:
+            lines += ["", *_listing(f"Pairs of rows not compared: {len(problems)}.", problems)]
     else:
-        lines.append("No claim of the paper compares rows these cells have (it needs VER beside a baseline).")
+        lines.append(f"No claim of the paper could be checked: {_no_claim_reason(cell_frame, claims, problems)}.")
     return "\n".join(lines).rstrip() + "\n"

@@ -13,10 +13,23 @@ from ratbench import cells
 from ratbench.variants import variant_key
 
 KEY_COLUMNS = ["method", "dataset", "subset", "config_id", "seed", "mode", "kind"]
-SPEC_COLUMNS = ["variant", "method_version", "dataset_version", "eval_version", "pipeline_version", "identity"]
+SPEC_COLUMNS = [
+    "variant",
+    "method_version",
+    "dataset_version",
+    "eval_version",
+    "pipeline_version",
+    "identity",
+    "precision",
+    "cpu_threads",
+]
 """From ``spec.json``: ``variant`` (canonical JSON, None when the cell recorded none), the
-versions, and ``identity`` (canonical JSON of what ``config_id`` hashes) for explaining how
-two configurations differ."""
+versions, ``identity`` (canonical JSON of what ``config_id`` hashes) for explaining how two
+configurations differ, and the pipeline's ``precision`` and ``cpu_threads``.
+
+A precision other than fp32 is part of the variant (``precision=bf16``): bf16 autocast is a
+different computation, so its cells are a row of their own. ``cpu_threads`` is not: it changes
+the order of float reductions only, so cells that differ in it alone are seeds of one row."""
 
 
 def _spec_columns(folder: Path) -> dict[str, Any]:
@@ -25,13 +38,20 @@ def _spec_columns(folder: Path) -> dict[str, Any]:
         identity = cells.CellSpec.from_json(spec).identity()
     except (OSError, ValueError, TypeError):
         return dict.fromkeys(SPEC_COLUMNS)
+    pipeline = spec.get("pipeline") or {}
+    precision = pipeline.get("precision") or "fp32"
+    variant = spec.get("variant")
+    if variant is not None and precision != "fp32":
+        variant = {**variant, "precision": precision}
     return {
-        "variant": None if spec.get("variant") is None else variant_key(spec["variant"]),
+        "variant": None if variant is None else variant_key(variant),
         "method_version": spec.get("method_version"),
         "dataset_version": spec.get("dataset_version"),
         "eval_version": spec.get("eval_version"),
-        "pipeline_version": (spec.get("pipeline") or {}).get("version"),
+        "pipeline_version": pipeline.get("version"),
         "identity": json.dumps(identity, sort_keys=True),
+        "precision": precision,
+        "cpu_threads": pipeline.get("cpu_threads", 1),
     }
 
 

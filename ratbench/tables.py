@@ -7,7 +7,9 @@ columns; a method with several variants gets a row per variant, labelled by how 
 (``ver (perturb_rate=0.5)``). Stale cells are hidden unless asked for: cells of an older method,
 dataset, evaluator or pipeline version, cells that recorded no variant, and cells of a
 configuration superseded by a newer run of the same variant in the same column (a changed
-preset or data file).
+preset or data file). ``--cpu-threads`` changes float rounding only, so cells that differ in it
+alone are seeds of one row (a seed run with two thread counts keeps its newest run);
+``--precision bf16`` is another computation, part of the variant (``rnp (precision=bf16)``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from ratbench.versions import EVAL_VERSION, PIPELINE_VERSION
 
 TableFormat = Literal["github", "latex", "csv", "html"]
 COLUMNS = METRIC_COLUMNS
+SPEC_DEFAULTS = ("variant", "identity", "method_version", "dataset_version", "eval_version", "pipeline_version")
+CELL_COLUMNS = ["method", "dataset", "subset", "config_id", "seed", "mode", "kind", *SPEC_DEFAULTS]
+STATS_COLUMNS = ["row", "group", "metric", "mean", "std", "n", "n_values", "config_id", "cpu_threads"]
 
 
 @dataclass(frozen=True)
@@ -88,8 +93,24 @@ def _how_it_differs(old: str, new: str, limit: int = 3) -> str:
     return ", ".join(words) + (", ..." if len(changed) > limit else "")
 
 
+def _without_threads(identity: str | None, config_id: str) -> str:
+    """The configuration without ``pipeline.cpu_threads``: cells that differ in it alone are
+    seeds of one row, since a thread count changes the order of float reductions, not what is
+    computed (``--precision`` is part of the variant instead: bf16 is another computation)."""
+    if not identity:
+        return config_id
+    data = json.loads(identity)
+    if isinstance(data.get("pipeline"), dict):
+        data["pipeline"] = {key: value for key, value in data["pipeline"].items() if key != "cpu_threads"}
+    return json.dumps(data, sort_keys=True)
+
+
 def mark_stale(cells: pd.DataFrame) -> pd.Series:
-    """Why each cell (a row of ``cells``: one per cell) is stale, "" where it is not."""
+    """Why each cell (a row of ``cells``: one per cell) is stale, "" where it is not.
+
+    Of several configurations of one variant in one column, the newest is the row's; cells of a
+    configuration run with several thread counts all are (a seed run twice keeps its newest run).
+    """
     from ratbench.registry import DATASETS, METHODS
 
     versions: dict[tuple[str, str], str | None] = {}
@@ -98,29 +119,55 @@ def mark_stale(cells: pd.DataFrame) -> pd.Series:
             versions[kind, name] = _current_version(registry, name)
     stale = cells.apply(lambda cell: _version_reasons(cell, versions), axis=1).astype(str)
 
-    # Several configurations of one variant in one column: the newest one is the row's.
     live = cells[stale == ""]
+    live = live.assign(
+        config_key=[_without_threads(i, c) for i, c in zip(live["identity"], live["config_id"], strict=True)],
+        finished=live["finished_at"].fillna("").astype(str),
+    )
     for _, group in live.groupby(["method", "variant", "group"], sort=False):
-        configs = group.groupby("config_id")["finished_at"].max().sort_values(ascending=False)
-        if len(configs) < 2:
-            continue
+        configs = group.groupby("config_key")["finished"].max().sort_values(ascending=False)
         newest = configs.index[0]
-        newest_identity = group.loc[group["config_id"] == newest, "identity"].iloc[0]
-        for config_id in configs.index[1:]:
-            members = group.index[group["config_id"] == config_id]
-            identity = group.loc[members[0], "identity"]
+        newest_identity = group.loc[group["config_key"] == newest, "identity"].iloc[0] or "{}"
+        for config_key in configs.index[1:]:
+            members = group.index[group["config_key"] == config_key]
+            identity = group.loc[members[0], "identity"] or "{}"
             stale[members] = f"superseded by a newer configuration; it had {_how_it_differs(identity, newest_identity)}"
+        current = group[group["config_key"] == newest].sort_values("finished", ascending=False)
+        for index in current.index[current.duplicated("seed")]:
+            newer = current[current["seed"] == current.loc[index, "seed"]].iloc[0]
+            stale[index] = f"superseded by a newer run of seed {newer['seed']} with cpu_threads={newer['cpu_threads']}"
     return stale
 
 
-def table_cells(frame: pd.DataFrame, mode: str, include_stale: bool = False) -> tuple[pd.DataFrame, int]:
+def seed_text(seeds: Sequence[int]) -> str:
+    """``1-3,7``: seeds as ``--seeds`` takes them."""
+    parts: list[list[int]] = []
+    for seed in sorted(set(seeds)):
+        if parts and seed == parts[-1][1] + 1:
+            parts[-1][1] = seed
+        else:
+            parts.append([seed, seed])
+    return ",".join(str(low) if low == high else f"{low}-{high}" for low, high in parts)
+
+
+def table_cells(
+    frame: pd.DataFrame,
+    mode: str,
+    include_stale: bool = False,
+    seeds: Sequence[int] | None = None,
+    allow_empty: bool = False,
+) -> tuple[pd.DataFrame, int]:
     """The cells of ``mode`` that a table shows, one line each with its ``row`` (a ``Row``) and
     ``group`` (dataset.subset), and the number of stale cells left out (0 with
-    ``include_stale``)."""
+    ``include_stale``). ``seeds``: only the cells of these seeds (staleness is decided over
+    all of them first: a superseded configuration stays superseded). ``allow_empty``: no cells
+    to show is an empty frame, not an error."""
     if frame.empty:
+        if allow_empty:
+            return pd.DataFrame(columns=[*CELL_COLUMNS, "row", "group", "stale"]), 0
         raise RatbenchError("no finished cells found; run `ratbench run ...` first or pass --results-dir")
     frame = frame[frame["mode"] == mode].copy()
-    for column in ("variant", "identity", "method_version", "dataset_version", "eval_version", "pipeline_version"):
+    for column in (*SPEC_DEFAULTS, "precision", "cpu_threads"):
         if column not in frame:
             frame[column] = None
     frame["group"] = frame["dataset"] + "." + frame["subset"]
@@ -128,10 +175,19 @@ def table_cells(frame: pd.DataFrame, mode: str, include_stale: bool = False) -> 
     per_cell = frame.drop_duplicates("cell_key").set_index("cell_key")
     stale = mark_stale(per_cell)
     frame["stale"] = frame["cell_key"].map(stale)
+    if seeds is not None:
+        found = sorted(set(frame["seed"]))
+        frame = frame[frame["seed"].isin(seeds)].copy()
+        stale = stale[per_cell["seed"].isin(seeds)]
+        if frame.empty and not allow_empty:
+            raise RatbenchError(
+                f"--seeds {seed_text(seeds)}: no finished cell has these seeds "
+                f"(the cells have seeds {seed_text(found) or 'none'})"
+            )
     hidden = 0 if include_stale else int((stale != "").sum())
     if not include_stale:
         frame = frame[frame["stale"] == ""].copy()
-    if frame.empty:
+    if frame.empty and not allow_empty:
         raise RatbenchError(f"all {hidden} finished cells are stale; pass --include-stale to show them")
     frame["variant"] = frame["variant"].fillna("null")
     frame["row"] = [Row(m, v, s) for m, v, s in zip(frame["method"], frame["variant"], frame["stale"], strict=True)]
@@ -139,15 +195,24 @@ def table_cells(frame: pd.DataFrame, mode: str, include_stale: bool = False) -> 
 
 
 def aggregate(
-    frame: pd.DataFrame, mode: str, include_stale: bool = False, columns: Sequence[str] = COLUMNS
+    frame: pd.DataFrame,
+    mode: str,
+    include_stale: bool = False,
+    columns: Sequence[str] = COLUMNS,
+    seeds: Sequence[int] | None = None,
+    allow_empty: bool = False,
 ) -> tuple[pd.DataFrame, dict[Row, str], int]:
     """Mean, sample std (ddof=1) and seed count per (row, dataset.subset, metric) for the
-    results ``columns`` (a column no cell has is all missing: ``N/A``).
+    results ``columns`` (a column no cell has is all missing: ``N/A``), with the config ids and
+    CPU thread counts of each (row, dataset.subset).
 
     Returns the statistics (column ``row`` holds a ``Row``), the label of each row, and the
-    number of stale cells left out (0 with ``include_stale``).
+    number of stale cells left out (0 with ``include_stale``); ``seeds`` and ``allow_empty``
+    as in ``table_cells``.
     """
-    frame, hidden = table_cells(frame, mode, include_stale)
+    frame, hidden = table_cells(frame, mode, include_stale, seeds, allow_empty)
+    if frame.empty:
+        return pd.DataFrame(columns=STATS_COLUMNS), {}, hidden
     for column in columns:
         if column not in frame:
             frame[column] = None
@@ -158,18 +223,25 @@ def aggregate(
         .agg(mean="mean", std="std", n="size", n_values="count")
         .reset_index()
     )
-    configs = frame.groupby(["row", "group"], sort=False)["config_id"].agg(lambda ids: ",".join(sorted(set(ids))))
-    stats = stats.merge(configs.reset_index(), on=["row", "group"], how="left")
+    per_column = frame.groupby(["row", "group"], sort=False).agg(
+        config_id=("config_id", lambda ids: ",".join(sorted(set(ids)))),
+        cpu_threads=("cpu_threads", lambda counts: ",".join(str(c) for c in sorted({int(c) for c in counts.dropna()}))),
+    )
+    stats = stats.merge(per_column.reset_index(), on=["row", "group"], how="left")
     return stats, labels_for(list(dict.fromkeys(frame["row"]))), hidden
 
 
 def _split_mixed_stale_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """Stale rows that would hold several configurations in one column get one row each."""
+    """Stale rows that would hold several configurations in one column get one row each (one
+    configuration run with several thread counts is one)."""
     rows = frame["row"].copy()
+    keys = pd.Series(
+        [_without_threads(i, c) for i, c in zip(frame["identity"], frame["config_id"], strict=True)], index=frame.index
+    )
     for (row, _), group in frame.groupby(["row", "group"], sort=False):
-        configs = list(dict.fromkeys(group.sort_values("finished_at", ascending=False)["config_id"]))
-        for rank, config_id in enumerate(configs[1:], start=2):
-            for index in group.index[group["config_id"] == config_id]:
+        configs = list(dict.fromkeys(keys[group.sort_values("finished_at", ascending=False).index]))
+        for rank, config_key in enumerate(configs[1:], start=2):
+            for index in group.index[keys[group.index] == config_key]:
                 rows[index] = Row(row.method, row.variant, f"{row.stale} #{rank}")
     return frame.assign(row=rows)
 
@@ -271,7 +343,7 @@ def render(
     frame: pd.DataFrame,
     mode: str = "reference",
     fmt: TableFormat = "github",
-    seeds: int | None = None,
+    seeds: Sequence[int] | None = None,
     include_stale: bool = False,
     layout: str = "generic",
     metrics: Sequence[str] | None = None,
@@ -284,11 +356,13 @@ def render(
 
     ``layout`` (``ratbench.layouts``) fixes the column groups, metrics, encoder and row order;
     ``metrics`` and ``level`` (``word`` or ``piece``) override its columns, ``methods`` and
-    ``datasets`` narrow it. ``seeds`` is the expected seed count (default: the most in any cell);
-    cells with fewer seeds are marked ``[n=k]``. The best mean F1 of each column group is in
-    bold. ``with_paper`` adds the paper's rows (marked published) and, for each of our rows with
-    a published counterpart, the F1 difference and Welch's t-test p-value. Notes under the table
-    say what each row is.
+    ``datasets`` narrow it. ``seeds``: only the cells of these seeds, and rows with fewer are
+    marked ``[n=k]`` (default: every seed; ``[n=k]`` below the most in any cell). The best mean
+    F1 of each column group is in bold. ``with_paper`` adds the paper's rows (marked published)
+    and, for each of our rows with a published counterpart, the F1 difference and Welch's
+    t-test p-value; a row of the paper's grid that no cell fills is a row of ``-`` (so the
+    paper's table shows beside partial results, or none). Notes under the table say what each
+    row is.
     """
     chosen = get_layout(layout)
     level = level or chosen.level
@@ -297,24 +371,28 @@ def render(
     columns = {metric: chosen.column(metric, level) for metric in shown}
     if with_paper and chosen.published is None:
         raise RatbenchError("--with-paper needs a paper layout: add --layout table1, table2 or table3")
-    stats, labels, hidden = aggregate(frame, mode, include_stale, list(dict.fromkeys([*columns.values(), f1_column])))
+    stats, labels, hidden = aggregate(
+        frame, mode, include_stale, list(dict.fromkeys([*columns.values(), f1_column])), seeds, allow_empty=with_paper
+    )
     rows = [row for row in labels if methods is None or row.method in methods]
     other_encoder = [row for row in rows if chosen.encoder is not None and row_encoder(row) != chosen.encoder]
     rows = _order([row for row in rows if row not in other_encoder], chosen)
     groups = _choose_groups(chosen, list(dict.fromkeys(stats["group"])), datasets)
     with_results = set(stats.loc[stats["group"].isin(groups), "row"])
     rows = [row for row in rows if row in with_results]  # a row of another table's datasets is not this table's
-    if not rows:
+    unfilled = _unfilled_grid_rows(chosen, rows, methods) if with_paper else []
+    if not rows and not unfilled:
         raise RatbenchError(_no_rows_message(chosen, methods, other_encoder))
     labels = labels_for(rows)  # a label says how a row differs from the rows of this table only
     shown_stats = stats[stats["row"].isin(rows) & stats["group"].isin(groups)]
-    expected = seeds if seeds is not None else int(shown_stats["n"].max())
+    expected = len(seeds) if seeds is not None else int(shown_stats["n"].max()) if rows else 1
     by_key = {(r.row, r.group, r.metric): r for r in stats.itertuples()}
     if fmt == "csv":
         return _csv(stats, labels, rows, groups, columns, chosen, with_paper)
 
     published_table = load_published()[1][chosen.published] if with_paper and chosen.published else None
     table_rows = _published_rows(published_table, groups, shown) if published_table is not None else []
+    ours: list[tuple[str, TableRow]] = []
     for row in rows:
         values = {}
         for group in groups:
@@ -328,11 +406,63 @@ def render(
                 values[group, "F1"].mean = f1.mean
             if published_table is not None:
                 values[group, DELTA] = Cell(_delta(published_table, row, group, f1))
-        table_rows.append(TableRow(labels[row], values))
+        ours.append((row.method, TableRow(labels[row], values)))
     cell_columns = [*shown, DELTA] if published_table is not None else list(shown)
+    for method, label in unfilled:
+        ours.append((method, TableRow(label, {(g, c): Cell(MISSING) for g in groups for c in cell_columns})))
+    rank = {method: index for index, method in enumerate(chosen.method_order)}
+    ours.sort(key=lambda entry: rank.get(entry[0], len(rank)))  # stable: our rows before a method's empty row
+    table_rows += [table_row for _, table_row in ours]
     notes = _notes({row: labels[row] for row in rows}, mode, expected, hidden)
-    notes += _layout_notes(chosen, level, other_encoder, published_table is not None, "F1" in shown)
+    notes += _thread_notes({row: labels[row] for row in rows}, shown_stats)
+    notes += _layout_notes(chosen, level, rows, other_encoder, published_table is not None, "F1" in shown)
+    if unfilled:
+        notes.append(
+            f"{', '.join(label for _, label in unfilled)}: no finished cell on this table's datasets yet, so only - "
+            f"(`ratbench run --grid {chosen.name} --seeds 1-5` runs them)."
+        )
     return _format(fmt, chosen, groups, cell_columns, table_rows, mode, notes)
+
+
+def has_settings(row: Row, settings: dict[str, Any]) -> bool:
+    """Whether ``row``'s method settings include ``settings`` (NIR's ``noise_p=0.0``)."""
+    changes = method_changes(row)
+    return all(str(changes.get(key)) == str(value) for key, value in settings.items())
+
+
+def _unfilled_grid_rows(layout: Layout, rows: list[Row], methods: Sequence[str] | None) -> list[tuple[str, str]]:
+    """``(method, label)`` of each row of the layout's paper grid (``paper_grids.toml``) that no
+    row of ``rows`` fills: the method with its run's own settings (``nir (noise_p=0.0)``)."""
+    from ratbench.paper_grids import load_grids
+
+    grid = next((grid for grid in load_grids().values() if grid.layout == layout.name), None)
+    unfilled: dict[str, str] = {}
+    for run in grid.runs if grid is not None else ():
+        for method in run.methods:
+            own = {k.partition(".")[2]: v for k, v in run.sets.items() if k.partition(".")[0] == method}
+            if (methods is not None and method not in methods) or any(
+                row.method == method and has_settings(row, own) for row in rows
+            ):
+                continue
+            label = f"{method} ({', '.join(f'{k}={v}' for k, v in own.items())})" if own else method
+            unfilled[label] = method
+    return [(method, label) for label, method in unfilled.items()]
+
+
+def _thread_notes(labels: dict[Row, str], stats: pd.DataFrame) -> list[str]:
+    """A note for the rows whose seeds ran with several ``--cpu-threads`` (seeds of one row)."""
+    mixed = []
+    for row, label in labels.items():
+        texts = stats.loc[stats["row"] == row, "cpu_threads"].dropna()
+        counts = sorted({int(count) for text in texts for count in str(text).split(",") if count})
+        if len(counts) > 1:
+            mixed.append(f"{label} ({', '.join(map(str, counts[:-1]))} and {counts[-1]} threads)")
+    if not mixed:
+        return []
+    return [
+        f"Seeds run with different CPU threads (--cpu-threads changes float rounding only, so they are seeds of one "
+        f"row): {'; '.join(mixed)}."
+    ]
 
 
 def _published_rows(table: PublishedTable, groups: list[str], shown: Sequence[str]) -> list[TableRow]:
@@ -375,15 +505,45 @@ def _delta(published_table: PublishedTable, row: Row, group: str, ours: Any) -> 
     return f"{test.difference:+.1f}" + ("" if test.p is None else f" (p={test.p:.2g})")
 
 
-def _layout_notes(layout: Layout, level: str, other_encoder: list[Row], with_paper: bool, bold: bool) -> list[str]:
+def word_rule(row: Row) -> str:
+    """How a row's transformer cells count a word selected: ``any`` piece of it, or its ``first``."""
+    data = (json.loads(row.variant) or {}).get("data") or {}
+    return str(data.get("data.word_rule", "any"))
+
+
+def _level_note(layout: Layout, level: str, rows: list[Row]) -> str:
+    """What S, P, R and F1 count, true of the rows shown: word pieces are words on the word
+    encoder, and a word is selected by any of its pieces or (``data.word_rule=first``) its first."""
+    encoders = {row_encoder(row) for row in rows} or {layout.encoder or "hf"}
+    if level == "piece":
+        if "hf" not in encoders:
+            return (
+                "S, P, R and F1 count word pieces; these rows ran on the word encoder, whose pieces are its words "
+                "(the numbers of --level word)."
+            )
+        word_rows = "; on the rows run on the word encoder a piece is a word" if "word" in encoders else ""
+        return f"S, P, R and F1 count word pieces (as CR and NIR do){word_rows}."
+    rules = {word_rule(row) for row in rows if row_encoder(row) == "hf"}
+    if "first" not in rules:
+        return "S, P, R and F1 count document words (a word is selected when a piece of it is, with word pieces)."
+    if rules == {"first"}:
+        return (
+            "S, P, R and F1 count document words (with word pieces, a word is selected when its first piece is: "
+            "data.word_rule=first)."
+        )
+    return (
+        "S, P, R and F1 count document words (with word pieces, a word is selected when any of its pieces is; in "
+        "the rows with data.word_rule=first, when its first piece is)."
+    )
+
+
+def _layout_notes(
+    layout: Layout, level: str, rows: list[Row], other_encoder: list[Row], with_paper: bool, bold: bool
+) -> list[str]:
     notes = []
     if layout.title:
         notes.insert(0, f"{layout.title}.")
-    notes.append(
-        "S, P, R and F1 count word pieces (as CR and NIR do)."
-        if level == "piece"
-        else "S, P, R and F1 count document words (a word is selected when a piece of it is, with word pieces)."
-    )
+    notes.append(_level_note(layout, level, rows))
     if bold:
         notes.append("Bold: the best mean F1 of each column group; -: no result.")
     if other_encoder:
@@ -498,13 +658,25 @@ def _notes(labels: dict[Row, str], mode: str, expected: int, hidden: int) -> lis
     runs: dict[str, list[str]] = {}  # what rows were run with -> those rows
     for row, label in labels.items():
         runs.setdefault(describe(json.loads(row.variant) or {}), []).append(label)
-    notes.append("Run with: " + "; ".join(f"{', '.join(rows)}: {words}" for words, rows in runs.items()) + ".")
+    if runs:
+        notes.append("Run with: " + "; ".join(f"{', '.join(rows)}: {words}" for words, rows in runs.items()) + ".")
     if hidden:
         notes.append(
-            f"{hidden} stale cell(s) hidden (an older method, dataset, evaluator or pipeline version, or a "
-            "configuration superseded by a newer run of the same variant); --include-stale shows them."
+            f"{hidden} stale cell(s) hidden (an older method, dataset, evaluator or pipeline version, a "
+            "configuration superseded by a newer run of the same variant, or a seed rerun with other "
+            "--cpu-threads); --include-stale shows them."
         )
     return notes
+
+
+def prose(lines: Sequence[str], fmt: str) -> str:
+    """Lines of prose to print under a table in ``fmt``: LaTeX comments, HTML paragraphs, or
+    plain lines (never CSV, which has no place for prose: see ``ratbench table``)."""
+    if fmt == "latex":
+        return "".join(f"% {line}\n" for line in lines)
+    if fmt == "html":
+        return "".join(f"<p>{html.escape(line)}</p>\n" for line in lines)
+    return "".join(f"{line}\n" for line in lines)
 
 
 def _latex_escape(text: str) -> str:

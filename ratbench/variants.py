@@ -2,9 +2,11 @@
 
 A table row is one method plus one variant. The variant of a cell is the preset it was run
 with plus every value of its resolved configs that differs from what that preset alone gives
-(``--set`` and ``--epochs`` overrides), and ``--limit``. Values a preset sets per dataset (the
-paper's batch size 128 on beer, 256 on hotel) are not part of it, so one request over several
-datasets is one variant; an override that equals the preset's value is no difference either.
+(``--set`` and ``--epochs`` overrides), and ``--limit``; ``ratbench.results`` adds a
+``--precision`` other than fp32 when it loads a cell (bf16 is another computation). Values a
+preset sets per dataset (the paper's batch size 128 on beer, 256 on hotel) are not part of it,
+so one request over several datasets is one variant; an override that equals the preset's
+value is no difference either.
 Keys of the config fields every dataset shares are written ``data.<key>``, dataset-specific
 ones ``<dataset>.<key>``, method keys bare (the row already names the method).
 
@@ -50,12 +52,14 @@ def _text(value: Any) -> str:
 
 def items(variant: Mapping[str, Any]) -> list[str]:
     """The variant as ``key=value`` words: ``preset=demo``, ``perturb_rate=0.5``,
-    ``data.max_len=128``, ``limit=300``."""
+    ``data.max_len=128``, ``limit=300``, ``precision=bf16``."""
     words = [f"preset={variant.get('preset')}"]
     words += [f"{key}={_text(value)}" for key, value in (variant.get("method") or {}).items()]
     words += [f"{key}={_text(value)}" for key, value in (variant.get("data") or {}).items()]
     if variant.get("limit") is not None:
         words.append(f"limit={variant['limit']}")
+    if variant.get("precision") not in (None, "fp32"):
+        words.append(f"precision={variant['precision']}")
     return words
 
 

@@ -4,7 +4,9 @@ Each selected word is a true positive (selected and in the human rationale), a f
 (selected, not gold), or, for a gold word left out, a miss. The words themselves are not in a
 cell's ``rationales.jsonl.gz`` (it holds masks): they are read again from the cell's dataset,
 with the cell's recorded data config and ``--limit``, so ``--data-dir`` must point at the data
-the cell was run on (a synthetic dataset regenerates its examples from the config).
+the cell was run on (a synthetic dataset regenerates its examples from the config). The files
+read are checked against the content hashes in each cell's ``spec.json``: other documents would
+be painted with the cell's masks, which look plausible and are garbage.
 
 Two outputs: terminal text (ANSI colours, or bracket marks without a terminal) and one
 self-contained HTML page (inline CSS, script and data; nothing fetched) with a picker per pane,
@@ -77,6 +79,11 @@ def example_scores(record: dict[str, Any]) -> dict[str, float]:
     return {"P": 100 * precision, "R": 100 * recall, "F1": 100 * f1_score(precision, recall)}
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 cell``, ``2 cells``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def is_wrong(record: dict[str, Any]) -> bool:
     """Whether the cell's prediction for the example differs from its label."""
     return record.get("pred") is not None and record["pred"] != record["label"]
@@ -134,6 +141,12 @@ def load_cells(
         }
         if not found:
             raise RatbenchError(f"--dataset {dataset}: no such cell here; the cells are of {', '.join(every)}")
+        matched = groups()
+        if len(matched) > 1:  # a bare dataset name with cells of several subsets
+            raise RatbenchError(
+                f"--dataset {dataset} matches {len(matched)} datasets ({', '.join(matched)}); "
+                f"name one as dataset.subset, e.g. --dataset {matched[0]}"
+            )
     datasets = groups()
     if len(datasets) > 1:
         raise RatbenchError(
@@ -154,14 +167,50 @@ def load_cells(
     return shown
 
 
-def load_documents(spec: cells.CellSpec, data_dir: Path | None = None) -> dict[str, Document]:
-    """The test split of ``spec``'s dataset (its recorded config and limit), by example id."""
+SHOWN_ROLES = ("test", "docs")
+"""The roles (``DatasetAdapter.content_paths``) of the files a test example's words come from:
+the test split's file and ERASER's ``docs/`` folder. Train and dev files, and the embeddings,
+may have changed without changing the words shown."""
+
+
+def check_data(shown: Sequence[ShownCell], adapter: Any) -> None:
+    """Raise ``RatbenchError`` naming the first file (or folder) of ``SHOWN_ROLES`` whose content
+    differs from the sha256 a shown cell's ``spec.json`` records for it: the cell's masks would
+    be painted over other words. A file the cell did not record (or that is missing now, which
+    reading reports) is not compared."""
+    from ratbench import filehash
+
+    paths = adapter.content_paths()
+    for role in SHOWN_ROLES:
+        path = paths.get(role)
+        if path is None or not Path(path).exists():
+            continue
+        current = None
+        for cell in shown:
+            recorded = ((cell.spec.dataset_fingerprint or {}).get("files") or {}).get(role)
+            if not isinstance(recorded, dict) or "sha256" not in recorded:
+                continue
+            current = current or filehash.content_sha256(Path(path))
+            if recorded["sha256"] != current:
+                kind = "folder" if Path(path).is_dir() else "file"
+                raise RatbenchError(
+                    f"{path}: not the {kind} {cell.label} was run on (its content differs from the sha256 in "
+                    f"{cell.path / cells.SPEC_FILE}); point --data-dir at the data the cell was run on"
+                )
+    filehash.save()  # the hashes, for the next show of these files
+
+
+def load_documents(shown: Sequence[ShownCell], data_dir: Path | None = None) -> dict[str, Document]:
+    """The test split of the first shown cell's dataset (its recorded config and limit), by
+    example id, after ``check_data``: the files must be those every shown cell was run on."""
     from ratbench.registry import DATASETS
     from ratbench.runner import limit_examples
 
+    spec = shown[0].spec
     adapter_cls = DATASETS.get(spec.dataset)
     config = adapter_cls.Config.resolve(spec.dataset_config, owner=spec.dataset)
     adapter = adapter_cls(spec.subset, config, data_dir)
+    check_data(shown, adapter)
     examples = limit_examples(list(adapter.read("test")), spec.limit)
     words = _piece_decoder(adapter, config)
     return {ex.id: Document(ex.id, words(ex.tokens), ex.label, ex.query) for ex in examples}
@@ -433,6 +482,15 @@ def _page_data(shown: Sequence[ShownCell], documents: dict[str, Document], ids: 
     return {"label_names": shown[0].label_names, "examples": examples, "cells": cells_data}
 
 
+def embed_json(data: Any) -> str:
+    """``data`` as JSON that is plain text inside a ``<script>`` element: ``<``, ``>`` and ``&``
+    (which occur only in strings) become ``\\u003c``, ``\\u003e`` and ``\\u0026``, which JSON.parse
+    reads back. Escaping ``</`` alone is not enough: ``<!--<script>`` in a word puts the HTML
+    parser in the script's double-escaped state, which swallows the viewer's own script."""
+    text = json.dumps(data, ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def first_cells(shown: Sequence[ShownCell], panes: int) -> list[int]:
     """The cells the panes show first: one per method while there are methods (RNP beside VER,
     not RNP's seed 1 beside its seed 2), then the next cells in order."""
@@ -456,8 +514,7 @@ def render_html(
         + '</select><div class="meta"></div><div class="text"></div></section>'
         for p, first in enumerate(first_cells(shown, panes))
     )
-    # "</" inside the JSON would end the script element early.
-    data = json.dumps(_page_data(shown, documents, ids), ensure_ascii=False).replace("</", "<\\/")
+    data = embed_json(_page_data(shown, documents, ids))
     legend = (
         '<span class="tok tp">selected and gold</span> <span class="tok fp">selected, not gold</span> '
         '<span class="tok fn">gold, missed</span>'

@@ -48,7 +48,9 @@ def test_run_twice_executes_nothing_the_second_time_and_table_renders(toy_datase
     assert all(cell.count("(") == 1 for cell in rows["rnp"].split("|")[2:7])  # mean (std) with 2 seeds
     assert "Mode: reference" in out
 
-    code, out, _ = _run("table", "--results-dir", str(tmp_path), "--mode", "clean", "--format", "latex", "--seeds", "3")
+    code, out, _ = _run(
+        "table", "--results-dir", str(tmp_path), "--mode", "clean", "--format", "latex", "--seeds", "1-3"
+    )
     assert code == 0 and r"\multicolumn{5}{c}{toy.main}" in out and "[n=2]" in out and "mode: clean" in out
     code, out, _ = _run("table", "--results-dir", str(tmp_path), "--format", "csv")
     header, *body = out.strip().splitlines()

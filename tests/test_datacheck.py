@@ -94,3 +94,42 @@ def test_malformed_line_is_an_error_unless_lenient(small: type[Small]) -> None:
     lenient = CliRunner().invoke(main, [*args, "--lenient"])
     assert lenient.exit_code == 0
     assert "skipped malformed lines in /data/small/dev.txt: 1" in lenient.stdout
+
+
+class Queries(DatasetAdapter):
+    """Claims of 10 words on documents of 6 (ERASER's layout: ``query <sep> document``)."""
+
+    name = "queries"
+
+    subsets = ("main",)
+
+    @dataclasses.dataclass(frozen=True)
+    class Config(DataConfig):
+        max_len: int = 8
+
+    def read(self, split: str) -> Iterator[Example]:
+        gold = (1, 0, 0, 0, 0, 1) if split == "test" else None
+        for i in range(2):
+            yield Example(f"{split}{i}", tuple("abcdef"), i, gold, query=tuple("qrstuvwxyz"[: 10 - 8 * i]))
+
+
+def test_the_query_counts_in_truncation_and_its_own_cut_is_counted() -> None:
+    """max_len 8: a 10-word query keeps 4 (half), the separator 1, the document 3 of its 6 words;
+    a 2-word query is kept whole and its document keeps 5 (issue 18, D2)."""
+    report = datacheck.check(Queries("main", Queries.Config()))
+    test = report.splits[2]
+    assert test.truncated == 100.0 and test.query_cut == 50.0
+    assert test.gold_sparsity == pytest.approx(100 * 2 / 8)  # gold word 0 of each (word 5 is cut) of 3 + 5 kept
+    text = datacheck.render(report, "random")
+    assert "| query cut %   |" in text and "queries keep at most 4 positions (max_query_len 128" in text
+    plain = datacheck.render(datacheck.check(Small("main", Small.Config())), "random")
+    assert "query cut" not in plain  # a dataset without queries: the table as before
+
+
+def test_with_the_hf_encoder_truncation_counts_pieces(tiny_hf_model: Path) -> None:
+    """hf, max_len 8: [CLS] 4 query pieces [SEP] 1 document piece [SEP], or with the 2-word query
+    3 document pieces; each letter is one ([UNK]) piece."""
+    config = Queries.Config(encoder=f"hf:{tiny_hf_model}")
+    test = datacheck.check(Queries("main", config)).splits[2]
+    assert test.truncated == 100.0 and test.query_cut == 50.0
+    assert test.gold_sparsity == pytest.approx(100 * 2 / 4)

@@ -3,6 +3,8 @@ piece-to-word map, gold per piece, truncation, and word- vs piece-level scoring.
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ import torch
 
 from ratbench.batching import collate
 from ratbench.data import DataConfig
-from ratbench.encoders import HFEncoder, check_encoder
+from ratbench.encoders import HFEncoder, check_encoder, looks_like_hub_name
 from ratbench.errors import RatbenchError
 from ratbench.evaluate import score_rationales
 from ratbench.types import Example, RationaleOutput
@@ -57,10 +59,19 @@ def test_piece_ids_are_used_as_they_are(tiny_hf_model: Path) -> None:
 
 
 def test_a_missing_model_is_one_line_naming_where_it_was_looked_for(tmp_path: Path) -> None:
+    """A hub-like name gets the download advice; a path (``/``, ``.``, ``~``) does not (D28)."""
     with pytest.raises(RatbenchError) as info:
-        check_encoder(DataConfig(encoder=f"hf:{tmp_path}/nothing-here"))
+        check_encoder(DataConfig(encoder="hf:no-such-org/no-such-model"))
     message = str(info.value)
-    assert "\n" not in message and "not found" in message and "huggingface-cli download" in message
+    assert "\n" not in message and "not found" in message and "huggingface-cli download no-such-org/" in message
+    for path in (f"{tmp_path}/nothing-here", "./nothing-here", "~/nothing-here", "/nonexistent/model"):
+        with pytest.raises(RatbenchError) as info:
+            check_encoder(DataConfig(encoder=f"hf:{path}"))
+        message = str(info.value)
+        assert message.startswith(f"model folder {path!r} not found") and "huggingface-cli" not in message
+        assert "\n" not in message
+    assert looks_like_hub_name("bert-base-uncased") and looks_like_hub_name("sentence-transformers/all-MiniLM-L6-v2")
+    assert not looks_like_hub_name("a/b/c") and not looks_like_hub_name(".hidden")
     with pytest.raises(RatbenchError, match="unknown encoder 'bert'"):
         check_encoder(DataConfig(encoder="bert"))
 
@@ -94,3 +105,57 @@ def test_max_len_beyond_the_models_positions_is_refused(tiny_hf_model: Path) -> 
     check_encoder(DataConfig(encoder=f"hf:{tiny_hf_model}", max_len=512))
     with pytest.raises(RatbenchError, match=r"data.max_len 600 is longer than the 512 positions"):
         check_encoder(DataConfig(encoder=f"hf:{tiny_hf_model}", max_len=600))
+
+
+def test_a_long_query_takes_at_most_half_of_max_len(tiny_hf_model: Path) -> None:
+    """12 query pieces with max_len 10: the query keeps 5, [CLS] [SEP] [SEP] 3, the document 2
+    (it kept 1 before, D2)."""
+    words = ("the", "beer", "was", "superb", "and", "it", "had", "foam")
+    encoded = _encoder(tiny_hf_model, max_len=10).encode(Example("e", words, 1, query=("is", "it", "good") * 4))
+    assert len(encoded.ids) == 10 and (~encoded.selectable).sum() == 8 and encoded.selectable.sum() == 2
+
+
+def test_a_max_len_without_room_for_the_document_is_refused(tiny_hf_model: Path) -> None:
+    """[CLS], [SEP] and a query's [SEP]: the hf encoder needs max_len >= 4 (D17)."""
+    for max_len in (1, 3):
+        with pytest.raises(RatbenchError, match=f"data.max_len {max_len} leaves no position for the document"):
+            check_encoder(DataConfig(encoder=f"hf:{tiny_hf_model}", max_len=max_len))
+    check_encoder(DataConfig(encoder=f"hf:{tiny_hf_model}", max_len=4))
+
+
+def _copy(model: Path, folder: Path, *names: str) -> Path:
+    folder.mkdir()
+    for name in names:
+        shutil.copy(model / name, folder)
+    return folder
+
+
+def test_a_model_folder_without_its_tokenizer_is_refused(tiny_hf_model: Path, tmp_path: Path) -> None:
+    """transformers builds an empty 5-token tokenizer for a folder without tokenizer files: every
+    word would be [UNK]; the vocabulary must match the embeddings (D1)."""
+    folder = _copy(tiny_hf_model, tmp_path / "notok", "config.json", "model.safetensors")
+    with pytest.raises(RatbenchError) as info:
+        check_encoder(DataConfig(encoder=f"hf:{folder}"))
+    assert str(info.value).startswith(f"hf:{folder}: the tokenizer of {folder} has 5 tokens but the model's embeddings")
+    bigger = _copy(tiny_hf_model, tmp_path / "bigger", *(p.name for p in tiny_hf_model.iterdir()))
+    config = json.loads((bigger / "config.json").read_text())
+    (bigger / "config.json").write_text(json.dumps({**config, "vocab_size": 10}))  # fewer rows than tokens
+    with pytest.raises(RatbenchError, match="has 30 tokens but the model's embeddings have 10 rows"):
+        check_encoder(DataConfig(encoder=f"hf:{bigger}"))
+    (bigger / "config.json").write_text(json.dumps({**config, "pad_token_id": 3}))
+    with pytest.raises(RatbenchError, match="pads with id 0, the model with id 3"):
+        check_encoder(DataConfig(encoder=f"hf:{bigger}"))
+
+
+def test_a_folder_that_is_not_a_model_is_refused(tiny_hf_model: Path, tmp_path: Path) -> None:
+    """No config.json, a config.json transformers cannot read, no weights, no tokenizer (D18)."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(RatbenchError, match=r"is not a Hugging Face model folder \(no config.json\)"):
+        check_encoder(DataConfig(encoder=f"hf:{empty}"))
+    (empty / "config.json").write_text("{}")
+    with pytest.raises(RatbenchError, match=r"config.json does not load \(Unrecognized model"):
+        check_encoder(DataConfig(encoder=f"hf:{empty}"))
+    no_weights = _copy(tiny_hf_model, tmp_path / "no-weights", "config.json", "tokenizer.json")
+    with pytest.raises(RatbenchError, match="has no model weights"):
+        check_encoder(DataConfig(encoder=f"hf:{no_weights}"))

@@ -10,7 +10,8 @@ import torch
 from ratbench import grid
 from ratbench.batching import collate, eval_batches
 from ratbench.data import DataConfig
-from ratbench.encoders import WordEncoder
+from ratbench.encoders import WordEncoder, check_encoder, layout, query_budget
+from ratbench.errors import RatbenchError
 from ratbench.evaluate import RationaleCounts, score_rationales
 from ratbench.registry import METHODS
 from ratbench.runner import prepare_data, run_cell, seed_everything
@@ -46,6 +47,24 @@ def test_a_long_document_is_cut_at_its_tail_and_the_query_is_kept_capped() -> No
     assert capped.selectable.tolist() == [False, False] + [True] * 6
     long_query = _encoder(max_len=4).encode(Example("e", tokens, 0, query=tuple("abcdefgh")))
     assert long_query.selectable.sum() == 1  # the query never takes the last document position
+
+
+def test_a_query_longer_than_max_len_takes_at_most_half_of_it() -> None:
+    """A 400-word claim with max_len 16: the query keeps 8 words (half), the separator 1, and the
+    document the other 7 positions, not 1 (issue 18, D2)."""
+    tokens = tuple(f"w{i}" for i in range(40))
+    encoded = _encoder(max_len=16).encode(Example("e", tokens, 0, query=tuple(f"q{i}" for i in range(400))))
+    assert len(encoded.ids) == 16 and encoded.selectable.sum() == 7
+    assert encoded.word_index[encoded.selectable].tolist() == list(range(7))
+    assert query_budget(400, 256, 128, specials=1) == 128  # the defaults: the half rule changes nothing
+    assert layout(400, 40, 16, 128, "word") == (8, 7) and layout(0, 40, 16, 128, "word") == (0, 16)
+
+
+def test_a_max_len_without_room_for_the_document_is_refused_before_any_cell() -> None:
+    """The word encoder needs max_len >= 2 (the separator after a query, one document word) (D17)."""
+    with pytest.raises(RatbenchError, match=r"data.max_len 1 leaves no position for the document .*max_len=2 or more"):
+        check_encoder(DataConfig(max_len=1))
+    check_encoder(DataConfig(max_len=2))
 
 
 def test_a_dataset_without_queries_gets_no_separator_row() -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import gzip
+import html
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
@@ -16,7 +19,7 @@ from click.testing import CliRunner
 from ratbench import cells, grid
 from ratbench.cli import main
 from ratbench.scheduler import run_grid
-from ratbench.viewer import marks
+from ratbench.viewer import Document, ShownCell, marks, render_html
 
 TINY = {
     "synthetic": {
@@ -30,6 +33,54 @@ TINY = {
     "rnp": {"hidden_dim": "16"},
     "ver": {"hidden_dim": "16"},
 }
+
+
+ERASER_SETS = {"train_split": "val", "dev_split": "val", "test_split": "val", "dev_carve_out": "0.1"}
+ERASER_SETS["test_carve_out"] = "0.2"  # the README's carve-out recipe: 40 claims give 8 test examples
+HOSTILE = [
+    "<!--<script>",
+    "</script>",
+    "<script>alert(1)</script>",
+    "<script>document.title='pwned'</script>",
+    "</script><script>document.title='pwned'</script>",
+    "<img/src=x/onerror=document.title='pwned'>",
+    "&amp;",
+    "]]>",
+    "שלום",
+    "עולם",
+    "😀",
+    "東京",
+]
+"""Words a page must show as text: markup (the first opens the HTML parser's double-escaped
+script state, D7), a script that would mark the page if it ran, an entity, RTL text, emoji."""
+
+
+def odd_fever(root: Path, claims: int = 40, docs: int = 8) -> None:
+    """A FEVER-layout dataset under ``root/eraser/fever`` (``val.jsonl`` and ``docs/``) whose
+    documents start with the ``HOSTILE`` words and whose queries hold some of them."""
+    folder = root / "eraser" / "fever"
+    (folder / "docs").mkdir(parents=True)
+    rng = random.Random(0)
+    plain = ["the", "a", "of", "to", "and", "in", "is", "was", "film", "band", "born", "city", "river", "team"]
+    for d in range(docs):
+        first = [*HOSTILE[d:], *HOSTILE[:d]]
+        lines = [" ".join(first), *(" ".join(rng.choice(plain) for _ in range(9)) + " ." for _ in range(3))]
+        (folder / "docs" / f"d{d}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rows = []
+    for i in range(claims):
+        start = rng.randrange(0, 20)
+        evidence = {"docid": f"d{i % docs}", "start_token": start, "end_token": start + rng.randrange(1, 5)}
+        rows.append(
+            {
+                "annotation_id": f"c{i}",
+                "classification": ("SUPPORTS", "REFUTES")[i % 2],
+                "docids": [f"d{i % docs}"],
+                "evidences": [[{**evidence, "start_sentence": 0, "end_sentence": 1, "text": ""}]],
+                "query": f"does {HOSTILE[i % len(HOSTILE)]} hold ?",
+            }
+        )
+    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    (folder / "val.jsonl").write_text(text, encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -172,3 +223,94 @@ def test_the_panes_first_show_different_methods() -> None:
     assert first_cells(shown, 3) == [0, 2, 1]
     assert first_cells(shown[:2], 2) == [0, 1]
     assert first_cells(shown[:1], 2) == [0]
+
+
+def _data_block(page: str) -> str:
+    """The text of the page's JSON ``<script>`` element (up to the first ``</script>``)."""
+    match = re.search(r'<script id="ratbench-data" type="application/json">(.*?)</script>', page, re.S)
+    assert match is not None
+    return match.group(1)
+
+
+def test_the_page_data_holds_no_markup_characters() -> None:
+    """Words with ``<!--<script>``, ``</script>`` or ``&`` are embedded as ``\\u003c`` etc.: the
+    HTML parser sees no markup in the data block (D7), and JSON.parse gives the words back."""
+    words = tuple(HOSTILE)
+    record = {"id": "e1", "mode": "reference", "label": 1, "pred": 0, "length": len(words)}
+    record |= {"mask": [1, 0] * 6, "gold": [1, 1] + [0] * 10}
+    spec = SimpleNamespace(method="rnp", seed=1, dataset="eraser", subset="fever")
+    cell = ShownCell("rnp", Path("cell"), spec, ["no", "yes"], {"e1": record})
+    documents = {"e1": Document("e1", words, 1, ("is", "<!--<script>", "&amp;", "true"))}
+    page = render_html([cell], documents, ["e1"], "t")
+    block = _data_block(page)
+    assert not set("<>&") & set(block), block
+    data = json.loads(block)
+    assert data["examples"][0]["words"] == list(words) and data["examples"][0]["query"][1] == "<!--<script>"
+    assert page.count("<script") == 2 and page.rstrip().endswith("</script>\n</body></html>")
+
+
+@pytest.fixture(scope="module")
+def odd(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A results folder with an RNP cell on ``odd_fever`` data, and that data's root."""
+    root = tmp_path_factory.mktemp("show-odd")
+    odd_fever(root / "data")
+    sets = {"eraser": ERASER_SETS, "rnp": {"hidden_dim": "16"}}
+    specs = grid.expand(["rnp"], ["eraser.fever"], [1], preset="demo", epochs=1, sets=sets, data_dir=root / "data")
+    assert run_grid(specs, root / "results", data_dir=root / "data", echo=lambda _: None).ok
+    return root / "results", root / "data"
+
+
+# Appended to a copy of the page: picks every example in turn, as a user would, and dumps what
+# the pane then shows (its query and its words) into the DOM as JSON.
+_PROBE = """<script>
+const probe = [];
+const picker = document.getElementById("example");
+for (let i = 0; i < picker.options.length; i++) {
+  picker.selectedIndex = i;
+  picker.dispatchEvent(new Event("change"));
+  const text = document.querySelector("#pane-0 .text");
+  const query = text.querySelector(".query");
+  probe.push({id: picker.value, query: query ? query.textContent : null,
+              words: Array.from(text.querySelectorAll(".tok")).map(span => span.textContent)});
+}
+const out = document.createElement("pre");
+out.id = "probe";
+out.textContent = JSON.stringify(probe);
+document.body.appendChild(out);
+</script>"""
+
+
+def test_the_page_shows_markup_rtl_and_emoji_as_text_in_chromium(odd: tuple[Path, Path], tmp_path: Path) -> None:
+    """Data holding ``<!--<script>``, ``</script>``, ``<script>alert(1)</script>``, a script that
+    sets the title, ``&amp;``, RTL text and emoji: in headless Chromium the page renders every
+    example with exactly its words (and query), and no script from the data runs."""
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run installs Debian's chromium package")
+        pytest.skip("no chromium here (apt-get install chromium); CI installs it and runs this test")
+    results, data = odd
+    page = tmp_path / "odd.html"
+    code, _, err = _show(str(results), "--data-dir", str(data), "--html", str(page))
+    assert code == 0, err
+    embedded = json.loads(_data_block(page.read_text(encoding="utf-8")))
+    expected = {ex["id"]: ex for ex in embedded["examples"]}
+    assert len(expected) == 8 and all(HOSTILE[0] in ex["words"] for ex in expected.values())
+    probed = tmp_path / "probed.html"
+    probed.write_text(page.read_text(encoding="utf-8").replace("</body>", _PROBE + "</body>"), encoding="utf-8")
+
+    dom = _headless(browser, "--dump-dom", probed.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    title = re.search(r"<title>(.*?)</title>", dom.stdout, re.S)
+    assert title is not None and html.unescape(title.group(1)) == "ratbench show: eraser.fever, reference mode, 1 cell"
+    assert "pwned" not in dom.stdout.replace("document.title='pwned'", ""), "a script from the data ran"
+    assert len(re.findall(r"<option value=\"c\d+\">", dom.stdout)) == len(expected), "the picker misses examples"
+    shown = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)
+    assert shown is not None, "the viewer's script did not run"
+    rendered = json.loads(html.unescape(shown.group(1)))
+    assert [ex["id"] for ex in rendered] == list(expected)
+    record = embedded["cells"][0]["records"]
+    for ex in rendered:
+        assert ex["words"] == expected[ex["id"]]["words"][: record[ex["id"]]["length"]]
+        assert ex["query"] == "query: " + " ".join(expected[ex["id"]]["query"])
+    assert any("שלום" in ex["words"] and "😀" in ex["words"] and "&amp;" in ex["words"] for ex in rendered)

@@ -7,14 +7,17 @@ the diff before committing it).
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 from conftest import write_cell
 
 from ratbench.cli import main
+from ratbench.layouts import parse_metrics
 
 GOLDEN = Path(__file__).parent / "golden" / "tables"
 TABLE1_METHODS = ["ver", "rnp", "lime", "attention", "a2i", "dmr", "nir_rnp", "inter_rat"]  # not the paper's order
@@ -91,7 +94,8 @@ def test_table1_in_the_papers_order_with_missing_columns_bold_and_short_cells(re
 
 def test_with_paper_deltas_and_p_values_are_welch_tests_against_the_published_rows(results: Path) -> None:
     rows = _rows(_table(results, "--layout", "table3", "--with-paper", "--datasets", "eraser.fever"))
-    assert list(rows) == ["A2R* [paper]", "NIR* [paper]", "VER [paper]", "nir", "nir (noise_p=0.0)", "ver"]
+    assert list(rows) == ["A2R* [paper]", "NIR* [paper]", "VER [paper]", "nir", "nir (noise_p=0.0)", "rnp", "ver"]
+    assert set(rows["rnp"]) == {"-"}  # a row of the grid that no cell fills
     # nir on FEVER: piece F1 = 38 + seed - 1 -> 39.0 (1.0) over 3 seeds, published NIR* 39.5 (2.5)
     assert rows["nir"][4] == "39.0 (1.0)" and rows["nir"][5] == "-0.5 (p=0.71)"
     assert rows["nir (noise_p=0.0)"][5].startswith("-0.7")  # 36.0 against A2R*'s 36.7
@@ -123,3 +127,24 @@ def test_filters_metrics_levels_and_formats(results: Path) -> None:
 def test_bad_table_requests_are_one_line_errors(results: Path, args: list[str], message: str) -> None:
     result = CliRunner().invoke(main, ["table", "--results-dir", str(results), *args])
     assert result.exit_code == 2 and message in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_piece_metrics_are_metrics_a_table_shows(results: Path) -> None:
+    """D25: the piece_* figures of metrics.json are --metrics like any other."""
+    assert parse_metrics("piece_F1,F1") == ("piece_F1", "F1")
+    rows = _rows(_table(results, "--layout", "table2", "--level", "word", "--metrics", "piece_F1,F1"))
+    assert rows["ver"] == ["46.0 (1.0)", "**47.0 (1.0)**"]  # pieces: F1 - 1
+
+
+@pytest.mark.parametrize("fmt", ["github", "csv"])
+def test_with_paper_beside_no_results_shows_the_papers_rows_and_ours_as_dashes(tmp_path: Path, fmt: str) -> None:
+    """A paper table beside an empty (or absent) results folder: the paper's rows, and a row of
+    - for each row of its grid."""
+    text = _table(tmp_path / "none", "--layout", "table3", "--with-paper", "--format", fmt)
+    if fmt == "csv":
+        assert set(pd.read_csv(io.StringIO(text))["label"]) == {"A2R* [paper]", "NIR* [paper]", "VER [paper]"}
+        return
+    rows = _rows(text)
+    assert list(rows) == ["A2R* [paper]", "NIR* [paper]", "VER [paper]", "nir", "nir (noise_p=0.0)", "rnp", "ver"]
+    assert all(set(rows[label]) == {"-"} for label in ("nir", "nir (noise_p=0.0)", "rnp", "ver"))
+    assert "S, P, R and F1 count word pieces (as CR and NIR do)." in text

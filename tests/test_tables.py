@@ -11,6 +11,7 @@ import pytest
 from conftest import fake_metrics
 
 from ratbench import cells
+from ratbench.errors import RatbenchError
 from ratbench.registry import METHODS
 from ratbench.results import load_results
 from ratbench.tables import render
@@ -87,11 +88,22 @@ def test_two_values_of_a_flag_are_two_rows_labelled_by_the_difference() -> None:
     assert rows[0][5] == "50.0 (0.0)" and rows[1][5] == "60.0 (0.0) [n=2]"
 
 
-def _write_cell(root: Path, method: str, subset: str, config_id: str, seed: int, f1: float, variant: dict) -> None:
+def _write_cell(
+    root: Path,
+    method: str,
+    subset: str,
+    config_id: str,
+    seed: int,
+    f1: float,
+    variant: dict,
+    pipeline: dict | None = None,
+    finished_at: str = "2026-01-01T00:00:00+0000",
+) -> None:
     cell_id = f"{method}/synthetic.{subset}/{config_id}/seed{seed}"
     folder = root / "runs" / cell_id
     ids = {"cell_id": cell_id, "config_id": config_id, "method": method, "dataset": "synthetic", "subset": subset}
-    cells.atomic_write_json(folder / cells.METRICS_FILE, {**fake_metrics(f1=f1), **ids, "seed": seed})
+    metrics = {**fake_metrics(f1=f1), **ids, "seed": seed, "finished_at": finished_at}
+    cells.atomic_write_json(folder / cells.METRICS_FILE, metrics)
     spec = {
         "method": method,
         "method_version": METHODS.get(method).version,
@@ -104,7 +116,7 @@ def _write_cell(root: Path, method: str, subset: str, config_id: str, seed: int,
         "eval_version": EVAL_VERSION,
         "limit": None,
         "seed": seed,
-        "pipeline": {"version": PIPELINE_VERSION},
+        "pipeline": {"version": PIPELINE_VERSION, **(pipeline or {})},
         "variant": variant,
     }
     cells.atomic_write_json(folder / cells.SPEC_FILE, spec)
@@ -155,3 +167,58 @@ def test_cells_without_a_variant_are_stale() -> None:
     with pytest.raises(Exception, match="all 1 finished cells are stale"):
         render(frame)
     assert "rnp [stale: no variant recorded]" in render(frame, include_stale=True)
+
+
+def test_cpu_threads_cells_are_seeds_of_one_row_and_bf16_cells_a_row_of_their_own(tmp_path: Path) -> None:
+    """D5: cells that differ only in --cpu-threads (float rounding) are seeds of one row, never
+    "superseded"; a seed run with both keeps its newest run. --precision bf16 is another
+    computation: a row of its own, labelled ``precision=bf16``."""
+    plain = make_variant("demo", {}, {}, None)
+    one, two, bf16 = {"cpu_threads": 1}, {"cpu_threads": 2}, {"precision": "bf16"}
+    for seed in (1, 2):
+        _write_cell(tmp_path, "rnp", "aroma", "c-one", seed, 40.0 + seed, plain, one)
+    _write_cell(tmp_path, "rnp", "aroma", "c-two", 2, 52.0, plain, two, "2026-02-01T00:00:00+0000")  # seed 2 again
+    _write_cell(tmp_path, "rnp", "aroma", "c-two", 3, 43.0, plain, two, "2026-02-01T00:00:00+0000")
+    _write_cell(tmp_path, "rnp", "aroma", "c-bf16", 1, 60.0, plain, bf16, "2026-03-01T00:00:00+0000")
+    text = render(load_results(tmp_path))
+    rows = {row[0]: row for row in _rows(text)}
+    assert set(rows) == {"rnp", "rnp (precision=bf16)"}
+    assert rows["rnp"][5] == "45.3 (5.9)"  # seeds 1 (one thread), 2 and 3 (two threads): 41, 52, 43
+    assert rows["rnp (precision=bf16)"][5] == "60.0 [n=1]"
+    words = " ".join(text.split())
+    assert "1 stale cell(s) hidden" in words and "rnp (1 and 2 threads)" in words
+    stale = {row[0] for row in _rows(render(load_results(tmp_path), include_stale=True))}
+    assert "rnp [stale: superseded by a newer run of seed 2 with cpu_threads=2]" in stale
+
+
+def test_seeds_are_a_list_that_picks_cells_and_sets_the_expected_count() -> None:
+    """D24: table --seeds means what it means in run, show and report: these seeds."""
+    frame = pd.DataFrame(
+        [_cell("rnp", "aroma", "c-r", seed, 40.0 + seed) for seed in (1, 2, 3)]
+        + [_cell("ver", "aroma", "c-v", 1, 50.0)]
+    )
+    rows = {row[0]: row for row in _rows(render(frame, seeds=[1, 2]))}
+    assert rows["rnp"][5] == "41.5 (0.7)" and rows["ver"][5] == "50.0 [n=1]"
+    with pytest.raises(
+        RatbenchError, match=r"--seeds 7-9: no finished cell has these seeds \(the cells have seeds 1-3\)"
+    ):
+        render(frame, seeds=[7, 8, 9])
+
+
+def test_footnotes_say_what_the_shown_rows_count() -> None:
+    """D31, D32: word pieces of the word encoder are its words; ``word_rule=first`` rows select
+    a word by its first piece."""
+    word = pd.DataFrame([_cell("rnp", "aroma", "c-w", 1, 40.0)])
+    assert "whose pieces are its words" in " ".join(render(word, level="piece").split())
+    assert "as CR and NIR do" not in render(word, level="piece")
+    hf = {"data.encoder": "hf:minilm"}
+    first = variant_key(make_variant("demo", {}, {**hf, "data.word_rule": "first"}, None))
+    anyway = variant_key(make_variant("demo", {}, hf, None))
+    only_first = " ".join(render(pd.DataFrame([_cell("rnp", "aroma", "c-f", 1, 40.0, variant=first)])).split())
+    assert "selected when its first piece is" in only_first and "when a piece of it is" not in only_first
+    both = pd.DataFrame(
+        [_cell("rnp", "aroma", "c-f", 1, 40.0, variant=first), _cell("rnp", "aroma", "c-a", 1, 4.0, variant=anyway)]
+    )
+    assert "any of its pieces is; in the rows with data.word_rule=first, when its first piece is" in " ".join(
+        render(both).split()
+    )
