@@ -66,6 +66,7 @@ class LayoutResult:
     median_seconds: float
     examples_per_second: float
     batch_tokens: int  # sum over batches of batch_size x width (what the GRUs actually process)
+    peak_memory_mib: float | None = None  # CUDA: peak allocated memory over this layout's passes
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -77,6 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: leave as is)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, the batching and torch")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (CUDA: timings synchronised, peak memory)")
     return parser.parse_args(argv)
 
 
@@ -132,6 +134,8 @@ def timed_pass(
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
     method.train_epoch(iter_batches(train_batches(examples, BATCH_SIZE, rng, pad_to=pad_to), device))
+    if device.type == "cuda":  # kernels run asynchronously: wait for them before reading the clock
+        torch.cuda.synchronize(device)
     return time.perf_counter() - start
 
 
@@ -143,9 +147,14 @@ def benchmark_method(
     for layout, pad_to in LAYOUTS.items():
         progress(f"{name} {layout} warm-up: {timed_pass(method, examples, pad_to, seed, device):.1f} s")
     seconds: dict[str, list[float]] = {layout: [] for layout in LAYOUTS}
+    peak: dict[str, float | None] = dict.fromkeys(LAYOUTS)
     for repeat in range(repeats):
         for layout, pad_to in LAYOUTS.items():
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
             seconds[layout].append(timed_pass(method, examples, pad_to, seed + 1 + repeat, device))
+            if device.type == "cuda":
+                peak[layout] = max(peak[layout] or 0.0, torch.cuda.max_memory_allocated(device) / 2**20)
             progress(f"{name} {layout} pass {repeat + 1}/{repeats}: {seconds[layout][-1]:.1f} s")
     results = []
     for layout, pad_to in LAYOUTS.items():
@@ -159,6 +168,7 @@ def benchmark_method(
                 median_seconds=median,
                 examples_per_second=len(examples) / median,
                 batch_tokens=batch_tokens(examples, pad_to, seed),
+                peak_memory_mib=peak[layout],
             )
         )
     return results
@@ -195,6 +205,7 @@ def format_table(results: list[LayoutResult]) -> str:
         lines.append(
             f"{r.method:<7} {r.layout:<9} {r.examples_per_second:>11.1f} {r.median_seconds:>8.2f} "
             f"{r.batch_tokens:>10d} {speedup:>7.2f}x"
+            + ("" if r.peak_memory_mib is None else f"  peak {r.peak_memory_mib:.0f} MiB")
         )
     return "\n".join(lines)
 
@@ -205,13 +216,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    device = torch.device("cpu")
+    device = torch.device(args.device)
     rng = np.random.default_rng(args.seed)
     info = make_info(rng)
     examples = make_examples(args.examples, rng)
     lengths = np.array([len(ex.ids) for ex in examples])
     env = environment()
-    print(f"torch {env['torch']}, {env['threads']} threads, CPU: {env['cpu']}")
+    gpu = f", GPU: {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+    print(f"torch {env['torch']}, {env['threads']} threads, CPU: {env['cpu']}{gpu}")
     print(
         f"{len(examples)} examples, lengths mean {lengths.mean():.1f} median {np.median(lengths):.0f} "
         f"min {lengths.min()} max {lengths.max()} ({(lengths == MAX_LENGTH).mean():.1%} at {MAX_LENGTH}); "
