@@ -15,8 +15,9 @@ special tokens out of every rationale and in view of every predictor.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Literal
 
 import numpy as np
@@ -28,6 +29,26 @@ from ratbench.types import Batch, DataInfo
 
 POOL_FILL = -1e6  # value written at padding before the max-pool, as the reference does
 MASKED_SCORE = -1e9  # attention logit at padding before the softmax
+
+
+def pool_fill(dtype: torch.dtype) -> float:
+    """``POOL_FILL``, or the dtype's most negative value where -1e6 does not fit (float16 overflows
+    at -65504): the same number in fp32, a valid one in half precision."""
+    return max(POOL_FILL, torch.finfo(dtype).min)
+
+
+def in_fp32(fn: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch.Tensor:
+    """``fn(*inputs)`` in float32: under autocast, with autocast off and the floating inputs cast
+    to float32; outside autocast just ``fn(*inputs)`` (the fp32 numbers do not change).
+
+    For the GRUs (CUDA autocast runs cuDNN RNNs in float16 whatever the autocast dtype, and
+    trains them without a gradient scaler) and the select/score heads (bf16 logits tie often,
+    and ties move rationales toward the start of the text)."""
+    device_type = inputs[0].device.type
+    if not torch.is_autocast_enabled(device_type):
+        return fn(*inputs)
+    with torch.autocast(device_type, enabled=False):
+        return fn(*(x.float() if x.is_floating_point() else x for x in inputs))
 
 
 class FrozenEmbedding(nn.Module):
@@ -55,8 +76,8 @@ class BiGRU(nn.Module):
         self.gru = nn.GRU(input_dim, hidden_dim // 2, batch_first=True, bidirectional=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, T, D] -> [B, T, hidden_dim]``."""
-        return self.gru(x)[0]
+        """``[B, T, D] -> [B, T, hidden_dim]``, float32 (also under autocast: ``in_fp32``)."""
+        return in_fp32(lambda inputs: self.gru(inputs)[0], x)
 
     @property
     def output_dim(self) -> int:
@@ -70,7 +91,9 @@ class BiGRU(nn.Module):
         (the GRU runs over padding, as in the reference; ``mask`` is not needed)."""
         return self(x if keep is None else x * keep.unsqueeze(-1))
 
-    def pooled_over_keep_masks(self, texts: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    def pooled_over_keep_masks(
+        self, texts: list[tuple[torch.Tensor, torch.Tensor]], stepwise: bool | None = None
+    ) -> torch.Tensor:
         """Max-pooled states of unpadded texts under many 0/1 masks each: for every ``(x, keep)``
         of ``texts`` (``x`` ``[T_j, D]``, ``keep`` ``[S_j, T_j]``) the rows of
         ``forward(x * keep[..., None]).max(dim=1)``, stacked: ``[sum S_j, hidden_dim]``, the
@@ -82,8 +105,39 @@ class BiGRU(nn.Module):
         lengths share the steps: each direction reads its text from its own first position
         (the backward one from the text's end), and a row's steps beyond its length are left
         out of the max, which does not depend on the order of the positions. LIME classifies
-        thousands of masked copies of each text; this makes that several times faster.
+        thousands of masked copies of each text; this makes that several times faster on a CPU.
+
+        ``stepwise`` (default: on a CPU only) picks that loop; otherwise ``nn.GRU`` runs once over
+        all the masked copies, packed by length (on a GPU the loop's thousands of small kernels
+        are bound by launch latency; cuDNN runs the whole recurrence in one call). Both run in
+        float32, under autocast too, as ``forward`` does.
         """
+        if stepwise is None:
+            stepwise = texts[0][0].device.type == "cpu"
+        with torch.autocast(texts[0][0].device.type, enabled=False):
+            texts = [(x.float(), keep) for x, keep in texts]  # no copy in fp32
+            return self._pooled_stepwise(texts) if stepwise else self._pooled_packed(texts)
+
+    def _pooled_packed(self, texts: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """``pooled_over_keep_masks`` by ``nn.GRU`` over the masked copies, packed (each row runs
+        over its own text's length only, as an unpadded forward)."""
+        copies = [x * keep.to(x.dtype).unsqueeze(-1) for x, keep in texts]  # [S_j, n_j, D]
+        steps = max(x.shape[0] for x, _ in texts)
+        padded = copies[0].new_zeros(sum(len(c) for c in copies), steps, copies[0].shape[-1])
+        first = 0
+        for rows in copies:
+            padded[first : first + len(rows), : rows.shape[1]] = rows
+            first += len(rows)
+        # lengths on the CPU, from Python ints: packing needs them there (no device sync)
+        lengths = torch.tensor([x.shape[0] for x, keep in texts for _ in range(len(keep))])
+        packed = nn.utils.rnn.pack_padded_sequence(padded, lengths, batch_first=True, enforce_sorted=False)
+        states, _ = nn.utils.rnn.pad_packed_sequence(
+            self.gru(packed)[0], batch_first=True, padding_value=-torch.inf, total_length=steps
+        )
+        return states.max(dim=1).values
+
+    def _pooled_stepwise(self, texts: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """``pooled_over_keep_masks`` by the step loop over shared input projections."""
         gru, size = self.gru, self.gru.hidden_size
         device, dtype = texts[0][0].device, texts[0][0].dtype
         w_ih = torch.stack([gru.weight_ih_l0, gru.weight_ih_l0_reverse])  # [2, 3h, D]
@@ -136,8 +190,9 @@ class Selector(nn.Module):
         self.head = nn.Linear(width, 2)
 
     def forward(self, embedded: torch.Tensor) -> torch.Tensor:
-        """Logits ``[B, T, 2]``."""
-        return self.head(self.dropout(self.norm(self.encoder.states(embedded))))
+        """Logits ``[B, T, 2]``, float32 (the head runs in fp32 under autocast: ``in_fp32``)."""
+        states = self.encoder.states(embedded)
+        return in_fp32(lambda hidden: self.head(self.dropout(self.norm(hidden))), states)
 
 
 class Predictor(nn.Module):
@@ -168,7 +223,7 @@ class Predictor(nn.Module):
         hidden = self.encoder.states(embedded, mask, z)
         if self.pooling == "cls":
             return hidden[:, 0]
-        hidden = hidden.masked_fill(mask.unsqueeze(-1) == 0, POOL_FILL)
+        hidden = hidden.masked_fill(mask.unsqueeze(-1) == 0, pool_fill(hidden.dtype))
         return hidden.max(dim=1).values
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:
@@ -223,11 +278,15 @@ class AttentionClassifier(nn.Module):
         """Logits ``[B, C]`` and attention weights ``[B, T]`` (a softmax over the real tokens) of
         the text, or of the rationale ``keep``."""
         hidden = self.encoder.states(embedded, mask, keep)
-        projected = self.project(hidden)
-        logits = self.score(torch.tanh(projected) if self.scorer == "additive" else projected).squeeze(-1)
+        logits = in_fp32(self.scores, hidden)  # fp32: bf16 scores tie, and ties favour early tokens
         weights = F.softmax(logits.masked_fill(mask == 0, MASKED_SCORE), dim=-1) * mask
         context = (weights.unsqueeze(-1) * hidden).sum(dim=1)
         return self.head(self.dropout(context)), weights
+
+    def scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Attention logits ``[B, T]`` of the states ``[B, T, H]`` (before masking)."""
+        projected = self.project(hidden)
+        return self.score(torch.tanh(projected) if self.scorer == "additive" else projected).squeeze(-1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,6 +343,21 @@ def make_predictor(
     return Predictor(embed.dim, hidden_dim, num_classes, dropout, encoder, pooling)
 
 
+@contextlib.contextmanager
+def frozen(*modules: nn.Module) -> Iterator[None]:
+    """No gradient for the parameters of ``modules`` inside the block; afterwards each parameter
+    gets its own previous ``requires_grad`` back (frozen embeddings stay frozen)."""
+    params = [p for module in modules for p in module.parameters()]
+    before = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, before, strict=True):
+            p.requires_grad_(flag)
+
+
 def trainable_groups(module: nn.Module, lr: float, encoder_lr: float | None = None) -> list[dict]:
     """``param_groups`` of the trainable parameters only (frozen embeddings left out)."""
     groups = param_groups(module, lr, encoder_lr)
@@ -330,8 +404,10 @@ def gumbel_sample(logits: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch
     Same draw as ``F.gumbel_softmax``: ``y = softmax((logits + G) / tau)`` with
     ``G = -log(Exp(1))``; the hard sample is ``argmax(y)``.
     """
-    gumbels = -torch.empty_like(logits).exponential_().log()
-    soft = F.softmax((logits + gumbels) / tau, dim=-1)
+    logits = logits.float()  # noise drawn at fp32 resolution under autocast too (no-op in fp32)
+    with torch.autocast(logits.device.type, enabled=False):
+        gumbels = -torch.empty_like(logits).exponential_().log()
+        soft = F.softmax((logits + gumbels) / tau, dim=-1)
     return soft, soft.argmax(dim=-1)
 
 
@@ -350,6 +426,7 @@ def hard_sample(logits: torch.Tensor, tau: float) -> torch.Tensor:
 def eval_selection(logits: torch.Tensor, mode: str, tau: float) -> torch.Tensor:
     """0/1 selection ``[B, T]`` at evaluation: a fresh Gumbel sample in the ``reference`` mode
     (as the reference evaluates), the argmax in the ``clean`` mode. Padding is not removed here."""
+    logits = logits.float()  # a float32 mask under autocast too (no-op in fp32)
     if mode == "reference":
         return gumbel_sample(logits, tau)[1].to(logits.dtype)
     return (logits[..., 1] > logits[..., 0]).to(logits.dtype)

@@ -41,7 +41,9 @@ class TransformerEncoder(nn.Module):
         from transformers.utils import logging
 
         logging.disable_progress_bar()  # no "Loading weights" bar per model in a grid's output
-        self.transformer = AutoModel.from_pretrained(path, local_files_only=True)
+        # float32 whatever the checkpoint's stored dtype (transformers 5 defaults to dtype="auto",
+        # which would train a half-precision checkpoint in half precision); autocast lowers it
+        self.transformer = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32)
         self.pad_id = pad_id
         self.mask_mode = mask_mode
         if freeze_embeddings:

@@ -15,7 +15,16 @@ from ratbench.method import Provenance
 from ratbench.registry import register_method
 from ratbench.types import Batch, DataInfo
 
-from ._blocks import EpochMeans, document_part, gumbel_sample, hard_sample, make_selector, param_groups, visible
+from ._blocks import (
+    EpochMeans,
+    document_part,
+    frozen,
+    gumbel_sample,
+    hard_sample,
+    make_selector,
+    param_groups,
+    visible,
+)
 from ._vicinal import PerturbOptions, predictor_and_selection_masks
 from .rnp import JUGECHENGZI_STREAM_NOTES, PADDED_LAYOUT, RNP, RNPModel
 
@@ -147,42 +156,39 @@ class A2I(RNP):
         means = EpochMeans()
         for batch in batches:
             flipped = 1 - batch.labels
-            # Step 1: selector and predictor; the attacker is frozen.
-            model.attacker.requires_grad_(False)
-            embedded = model.embed(batch.ids, batch.mask)
-            soft, index = gumbel_sample(model.selector(embedded), cfg.tau)
-            z_predictor, z = predictor_and_selection_masks(
-                soft, index, batch.selectable, cfg.perturb_rate, cfg.short_rows
-            )
-            z_predictor, z = document_part(z_predictor, batch), document_part(z, batch)
-            # Both rationales are sampled before either prediction, in the reference's draw order.
-            z_attack = document_part(hard_sample(model.attacker(embedded), cfg.tau), batch)
-            logits = model.predictor(embedded, visible(z_predictor, batch), batch.mask)
-            cls = F.cross_entropy(logits, batch.labels)
-            loss = self._regularized(cfg.cls_lambda * cls, z, batch.selectable, True, True)
-            attack_logits = model.predictor(embedded, visible(z_attack, batch), batch.mask)
-            attack_term = self.attack_term(attack_logits, flipped)
-            if attack_on:
-                loss = loss + attack_term
-            main_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            main_opt.step()
-            model.attacker.requires_grad_(True)
+            # Step 1: selector and predictor; the attacker is frozen. `frozen` restores each
+            # parameter's own flag afterwards: frozen transformer embeddings stay frozen.
+            with frozen(model.attacker):
+                embedded = model.embed(batch.ids, batch.mask)
+                soft, index = gumbel_sample(model.selector(embedded), cfg.tau)
+                z_predictor, z = predictor_and_selection_masks(
+                    soft, index, batch.selectable, cfg.perturb_rate, cfg.short_rows
+                )
+                z_predictor, z = document_part(z_predictor, batch), document_part(z, batch)
+                # Both rationales are sampled before either prediction, in the reference's draw order.
+                z_attack = document_part(hard_sample(model.attacker(embedded), cfg.tau), batch)
+                logits = model.predictor(embedded, visible(z_predictor, batch), batch.mask)
+                cls = F.cross_entropy(logits, batch.labels)
+                loss = self._regularized(cfg.cls_lambda * cls, z, batch.selectable, True, True)
+                attack_logits = model.predictor(embedded, visible(z_attack, batch), batch.mask)
+                attack_term = self.attack_term(attack_logits, flipped)
+                if attack_on:
+                    loss = loss + attack_term
+                main_opt.zero_grad(set_to_none=True)
+                loss.backward()
+                main_opt.step()
 
             # Step 2: the attacker, through the frozen selector and predictor.
-            model.selector.requires_grad_(False)
-            model.predictor.requires_grad_(False)
-            z_attack = document_part(hard_sample(model.attacker(embedded.detach()), cfg.tau), batch)
-            fooling_logits = model.predictor(embedded.detach(), visible(z_attack, batch), batch.mask)
-            attack_cls = F.cross_entropy(fooling_logits, flipped)
-            attack_loss = self._regularized(
-                cfg.cls_lambda * attack_cls, z_attack, batch.selectable, cfg.adv_sparse, cfg.adv_continue
-            )
-            attack_opt.zero_grad(set_to_none=True)
-            attack_loss.backward()
-            attack_opt.step()
-            model.selector.requires_grad_(True)
-            model.predictor.requires_grad_(True)
+            with frozen(model.selector, model.predictor):
+                z_attack = document_part(hard_sample(model.attacker(embedded.detach()), cfg.tau), batch)
+                fooling_logits = model.predictor(embedded.detach(), visible(z_attack, batch), batch.mask)
+                attack_cls = F.cross_entropy(fooling_logits, flipped)
+                attack_loss = self._regularized(
+                    cfg.cls_lambda * attack_cls, z_attack, batch.selectable, cfg.adv_sparse, cfg.adv_continue
+                )
+                attack_opt.zero_grad(set_to_none=True)
+                attack_loss.backward()
+                attack_opt.step()
 
             means.add(
                 {

@@ -23,6 +23,7 @@ from ._blocks import (
     continuity_loss,
     document_part,
     gumbel_sample,
+    in_fp32,
     make_predictor,
     param_groups,
     sparsity_loss,
@@ -325,8 +326,8 @@ class ClassGenerator(nn.Module):
         self.head = nn.Linear(hidden_dim, 2)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Select/skip logits ``[B, T, 2]``."""
-        return self.head(self.encoder(inputs))
+        """Select/skip logits ``[B, T, 2]`` (float32 under autocast too: ``in_fp32``)."""
+        return in_fp32(self.head, self.encoder(inputs))
 
 
 class DMRRefModel(nn.Module):

@@ -15,7 +15,7 @@ from ratbench.method import Method, MethodConfig, Presets, Provenance
 from ratbench.registry import register_method
 from ratbench.types import Batch, DataInfo, EvalMode, RationaleOutput
 
-from ._blocks import BiGRU, EpochMeans, FrozenEmbedding, eval_selection, gumbel_sample, visible
+from ._blocks import BiGRU, EpochMeans, FrozenEmbedding, eval_selection, gumbel_sample, in_fp32, visible
 from ._vicinal import PerturbOptions, predictor_and_selection_masks
 from .rnp import DEMO_TRAINING_PRESET
 
@@ -81,6 +81,10 @@ class InterRATModel(nn.Module):
     def selector_logits(self, embedded: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Select/skip logits ``[B, T, 2]`` from ``[h_t ; r_t]``."""
         hidden = self.selector_encoder(embedded, mask)
+        return in_fp32(self._selector_head, hidden)  # fp32 logits under autocast (bf16 ties)
+
+    def _selector_head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``Linear([h_t ; r_t])``: the select/skip logits of the states ``[B, T, H]``."""
         summary = self.adjust(hidden, self.key(self.label_embedding))
         return self.selector_head(torch.cat([hidden, summary], dim=-1))
 

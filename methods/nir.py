@@ -18,13 +18,14 @@ from ratbench.types import Batch, DataInfo, EncodedExample, EvalMode, RationaleO
 
 from ._blocks import (
     MASKED_SCORE,
-    POOL_FILL,
     AttentionClassifier,
     EpochMeans,
     TransformerOptions,
+    in_fp32,
     make_embedding,
     make_encoder,
     make_predictor,
+    pool_fill,
     trainable_groups,
     visible,
 )
@@ -223,7 +224,8 @@ class A2RSoftModel(nn.Module):
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits ``[B, C]`` and the attention ``[B, T]`` (0 at [CLS])."""
         states = self.encoder.states(ids, mask)[:, 1:]
-        scores = self.score(self.score_dropout(states)).squeeze(-1)
+        # fp32 under autocast: bf16 scores tie, and the top-k then favours early tokens
+        scores = in_fp32(lambda hidden: self.score(self.score_dropout(hidden)).squeeze(-1), states)
         if self.mask_padding:
             scores = scores.masked_fill(mask[:, 1:] == 0, MASKED_SCORE)
         attention = F.softmax(scores, dim=-1)
@@ -252,7 +254,7 @@ class A2RPredictor(nn.Module):
             pooler = getattr(self.encoder.transformer, "pooler", None)
             pooled = pooler(hidden) if pooler is not None else hidden[:, 0]
         else:
-            pooled = hidden.masked_fill(mask.unsqueeze(-1) == 0, POOL_FILL).max(dim=1).values
+            pooled = hidden.masked_fill(mask.unsqueeze(-1) == 0, pool_fill(hidden.dtype)).max(dim=1).values
         return self.head(self.dropout(pooled))
 
 

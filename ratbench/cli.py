@@ -130,7 +130,8 @@ def main() -> None:
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="CPU worker processes running cells at once, each cell with --cpu-threads torch threads.",
+    help="CPU worker processes running cells at once, each cell with --cpu-threads torch threads "
+    "(on GPUs use --cells-per-gpu).",
 )
 @click.option(
     "--cpu-threads",
@@ -145,9 +146,17 @@ def main() -> None:
     is_flag=True,
     help="Allow --cpu-threads above the CPU cores available here (e.g. to recreate another machine's cell ids).",
 )
-@click.option("--gpus", help="GPUs to use, e.g. 0,1,3 (implies --device cuda; default: all visible with cuda).")
 @click.option(
-    "--cells-per-gpu", type=click.IntRange(min=1), default=1, show_default=True, help="Cells sharing one GPU at a time."
+    "--gpus",
+    help="GPUs to use, e.g. 0,1,3, counted among the visible ones (CUDA_VISIBLE_DEVICES) as cuda:N is "
+    "(implies --device cuda; default: all visible with cuda).",
+)
+@click.option(
+    "--cells-per-gpu",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Cells sharing one GPU at a time (small GRU cells: try 4).",
 )
 @click.option(
     "--executor",
@@ -162,7 +171,8 @@ def main() -> None:
     type=click.FloatRange(min=0),
     default=0.0,
     show_default=True,
-    help="Ray: GPU fraction requested per cell (0.25 = four cells per GPU); 0 trains on CPU.",
+    help="Ray: GPU fraction requested per cell (0.25 = four cells per GPU); 0 trains on CPU, "
+    "unless --device cuda (then 1).",
 )
 @data_dir_option
 @lenient_option
@@ -243,6 +253,7 @@ def run(
     for run_methods, run_datasets, _, run_sets in requests:
         grid.check_sweep_overrides(axes, run_sets, run_methods, run_datasets, epochs, [*sets, *extra_sets])
     _check_cpu_threads(cpu_threads, force_threads, executor, ray_address)
+    gpus_per_cell = _check_executor_flags(executor, device, gpus, cells_per_gpu, workers, gpus_per_cell)
     points = grid.sweep_points(axes)
     specs = []
     for (run_methods, run_datasets, run_preset, run_sets), point in itertools.product(requests, points):
@@ -259,13 +270,16 @@ def run(
             precision=precision,
             cpu_threads=cpu_threads,
             on_missing=missing.append if dry_run else None,
+            # where the cells train: --gpus implies cuda, and Ray trains on a GPU with --gpus-per-cell
+            device_kind="cuda" if device.startswith("cuda") or gpus or (executor == "ray" and gpus_per_cell) else "cpu",
         )
     grid.check_sweep_encoders(axes, specs)
     unique: dict[str, Any] = {}  # a sweep of one method's key repeats the grid's other methods
     for spec in specs:
         unique.setdefault(spec.cell_id, spec)
     specs = list(unique.values())
-    gpu_ids = _gpu_ids(device, grid.parse_names(gpus, "--gpus") if gpus else None)
+    # Ray picks each task's GPU on its node: the driver needs none
+    gpu_ids = None if executor == "ray" else _gpu_ids(device, grid.parse_names(gpus, "--gpus") if gpus else None)
     if dry_run:
         by_status = grid_status(specs, results_dir, stale_after)
         click.echo(", ".join(f"{len(ids)} {name}" for name, ids in by_status.items()) + f" ({len(specs)} cells)")
@@ -296,6 +310,8 @@ def run(
             f"--workers {workers} x --cpu-threads {cpu_threads} is more than the {os.cpu_count()} CPU cores here; "
             "the cells will compete for them (same numbers, more time)"
         )
+    if executor == "local" and gpu_ids:
+        _warn_gpu_utilisation(todo, len(gpu_ids), cells_per_gpu)
     slots = plan_slots(workers, gpu_ids, cells_per_gpu, max_slots=max(1, len(todo)))
     progress = CellProgress(len(todo))
     tracker = _tracker(results_dir, track, tracking_uri)
@@ -417,7 +433,11 @@ def _settings_lines(specs: list[Any]) -> list[str]:
 
 
 def _gpu_ids(device: str, gpus: list[str] | None) -> list[str] | None:
-    """The GPUs a run uses (``--gpus``, or those ``--device`` names), after checking the device."""
+    """The GPUs a run uses (``--gpus``, or those ``--device`` names), after checking the device.
+
+    The numbers count the GPUs this process sees (``CUDA_VISIBLE_DEVICES``), as ``cuda:N`` does;
+    each worker is then given the matching entry of that list (``executors.plan_slots``).
+    """
     from ratbench.runner import resolve_device
 
     resolve_device(device)
@@ -434,6 +454,56 @@ def _gpu_ids(device: str, gpus: list[str] | None) -> list[str] | None:
     # --device cuda:N means that GPU; --device cuda means every visible one
     index = device.partition(":")[2]
     return [index] if index else [str(i) for i in range(torch.cuda.device_count())]
+
+
+def _check_executor_flags(
+    executor: str, device: str, gpus: str | None, cells_per_gpu: int, workers: int, gpus_per_cell: float
+) -> float:
+    """Refuse the flags that the chosen executor would ignore (one line, before any cell runs);
+    return the GPU fraction per Ray task: ``--device cuda`` under Ray asks one GPU per cell unless
+    ``--gpus-per-cell`` says otherwise (without a GPU request Ray would train on the CPU)."""
+    if executor == "ray":
+        if gpus or cells_per_gpu != 1:
+            raise RatbenchError(
+                "--gpus and --cells-per-gpu are for --executor local; under Ray use --device cuda "
+                "[--gpus-per-cell F] (0.25: four cells share a GPU)"
+            )
+        if workers != 1:
+            raise RatbenchError(
+                "--workers is for --executor local; Ray runs as many cells at once as the cluster has "
+                "CPUs (--cpu-threads per cell) or GPUs (--gpus-per-cell per cell)"
+            )
+        if device not in ("cpu", "cuda"):
+            raise RatbenchError(
+                f"--device {device} with --executor ray: Ray chooses each task's GPU; use --device cuda "
+                "(one GPU per cell, or --gpus-per-cell F)"
+            )
+        return 1.0 if device == "cuda" and not gpus_per_cell else gpus_per_cell
+    if gpus_per_cell:
+        raise RatbenchError("--gpus-per-cell is for --executor ray; on this machine use --gpus and --cells-per-gpu K")
+    on_gpu = bool(gpus) or device.startswith("cuda")
+    if on_gpu and workers != 1:
+        raise RatbenchError(
+            f"--workers counts CPU worker processes; on GPUs use --cells-per-gpu {workers} "
+            f"({workers} cells at once on each GPU) instead of --workers {workers}"
+        )
+    if not on_gpu and cells_per_gpu != 1:
+        raise RatbenchError("--cells-per-gpu needs GPUs (--gpus or --device cuda); on the CPU use --workers N")
+    return gpus_per_cell
+
+
+def _warn_gpu_utilisation(todo: list[Any], n_gpus: int, cells_per_gpu: int) -> None:
+    """One small word-encoder (GRU) cell at a time leaves a GPU mostly idle: suggest
+    ``--cells-per-gpu``. Not a default, since the GPU memory a cell needs is not known here."""
+    if cells_per_gpu != 1 or len(todo) <= n_gpus:
+        return
+    if not all(spec.dataset_config.get("encoder", "word") == "word" for spec in todo):
+        return
+    k = min(4, -(-len(todo) // n_gpus))
+    _warn(
+        f"{len(todo)} word-encoder (GRU) cells on {n_gpus} GPU(s), one at a time on each, leave the GPU mostly "
+        f"idle; --cells-per-gpu {k} runs {k} at once on each GPU (--workers is for CPU runs)"
+    )
 
 
 def _check_writable(results_dir: Path) -> None:

@@ -4,6 +4,11 @@ Every worker walks the same cell list and runs each cell it can claim (``cells.t
 so the claims that keep two schedulers apart also spread the cells over the workers, and a
 cell whose worker died is taken over by the next worker that reaches it. A worker sets
 ``CUDA_VISIBLE_DEVICES`` and its torch thread count before it imports torch.
+
+GPU numbers (``--gpus``, ``--device cuda:N``) are indices into the devices this process sees: a
+worker for visible GPU 1 under ``CUDA_VISIBLE_DEVICES=2,3`` gets ``CUDA_VISIBLE_DEVICES=3``
+(UUIDs and MIG ids are passed on as they are). A worker whose GPU fails with a sticky CUDA error
+stops claiming cells; its slot is restarted once with a fresh process (a fresh CUDA context).
 """
 
 from __future__ import annotations
@@ -15,34 +20,72 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ratbench import cells
+from ratbench.errors import RatbenchError
 from ratbench.scheduler import GridSummary
+
+# A slot whose worker stopped on a broken GPU is started again this many times: a sticky error
+# (device assert, illegal address) dies with its CUDA context, a failing GPU does not.
+MAX_RESTARTS = 1
 
 
 @dataclass(frozen=True)
 class Slot:
-    """One worker: an index and the GPU it may see (None on CPU). Its torch thread count is
-    each cell's own (``--cpu-threads``, part of the cell id), set by the runner."""
+    """One worker: an index, the GPU it may see (None on CPU) as an index into this process's
+    visible GPUs, and ``visible``, the entry of this process's ``CUDA_VISIBLE_DEVICES`` that the
+    worker gets (None: worked out from the environment when the worker starts). Its torch thread
+    count is each cell's own (``--cpu-threads``, part of the cell id), set by the runner."""
 
     index: int
     gpu: str | None
+    visible: str | None = None
+
+
+def parent_visible_gpus(environ: Mapping[str, str] | None = None) -> list[str] | None:
+    """The entries of ``CUDA_VISIBLE_DEVICES`` (GPU numbers, UUIDs or MIG ids, in CUDA's order),
+    or None when it is not set (every GPU is visible, under the numbers CUDA gives them)."""
+    value = (os.environ if environ is None else environ).get("CUDA_VISIBLE_DEVICES")
+    if value is None:
+        return None
+    return [entry.strip() for entry in value.split(",") if entry.strip()]
+
+
+def worker_visible_device(gpu: str, visible: Sequence[str] | None) -> str:
+    """What the worker for visible GPU ``gpu`` puts in its ``CUDA_VISIBLE_DEVICES``: the parent's
+    entry at that index (``gpu`` itself when the parent sees every GPU)."""
+    if visible is None:
+        return gpu
+    index = int(gpu)
+    if not 0 <= index < len(visible):
+        raise RatbenchError(
+            f"GPU {gpu} is not visible here: CUDA_VISIBLE_DEVICES={','.join(visible)} gives GPUs "
+            f"0-{len(visible) - 1} (--gpus counts the visible GPUs from 0)"
+        )
+    return visible[index]
 
 
 def plan_slots(
-    workers: int, gpus: Sequence[str] | None, cells_per_gpu: int, max_slots: int | None = None
+    workers: int,
+    gpus: Sequence[str] | None,
+    cells_per_gpu: int,
+    max_slots: int | None = None,
+    visible: Sequence[str] | None = None,
 ) -> list[Slot]:
     """GPU slots (each GPU ``cells_per_gpu`` times) when ``gpus`` is given, else CPU workers
     (``workers`` of them); never more than ``max_slots`` (the cells to run: an idle worker
-    costs a process and its memory)."""
+    costs a process and its memory). ``gpus`` are indices into ``visible`` (default: this
+    process's ``CUDA_VISIBLE_DEVICES``), and each GPU slot gets the matching entry."""
     if gpus:
+        if visible is None:
+            visible = parent_visible_gpus()
         gpu_of_slot = [g for _ in range(cells_per_gpu) for g in gpus]  # spread over the GPUs first
         gpu_of_slot = sorted(gpu_of_slot[:max_slots], key=list(gpus).index)
-        return [Slot(i, gpu) for i, gpu in enumerate(gpu_of_slot)]
+        return [Slot(i, gpu, worker_visible_device(gpu, visible)) for i, gpu in enumerate(gpu_of_slot)]
     count = min(workers, max_slots) if max_slots is not None else workers
     return [Slot(i, None) for i in range(count)]
 
@@ -68,7 +111,9 @@ def _work(
     events: multiprocessing.Queue,
 ) -> None:
     if slot.gpu is not None:  # before torch is imported in this process
-        os.environ["CUDA_VISIBLE_DEVICES"] = slot.gpu
+        visible = slot.visible if slot.visible is not None else worker_visible_device(slot.gpu, parent_visible_gpus())
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible
+    events.put(("started", (slot.index, os.environ.get("CUDA_VISIBLE_DEVICES"))))
     from ratbench.scheduler import run_grid
 
     device = "cuda" if slot.gpu is not None else "cpu"
@@ -84,9 +129,10 @@ def _work(
         # Cells another worker ran are that worker's to count.
         on_cell=lambda outcome, cell_id: outcome in ("done", "failed") and events.put(("cell", (outcome, cell_id))),
         epoch_bars=False,
+        list_unrun=False,  # the cells this worker leaves (a broken GPU) are the other workers' to run
         **options,
     )
-    events.put(("summary", summary))
+    events.put(("summary", (slot.index, summary)))
 
 
 def run_parallel(
@@ -95,12 +141,15 @@ def run_parallel(
     slots: Sequence[Slot],
     echo: Callable[[str], None] = print,
     on_cell: Callable[[str, str], None] | None = None,
+    on_start: Callable[[int, str | None], None] | None = None,
     **options: Any,
 ) -> GridSummary:
     """Run the grid with one process per slot; return the merged summary.
 
     ``options`` are passed to ``run_grid`` (``data_dir``, ``force``, ``stale_after``). Cells
     that are not done when every worker has exited (a worker crashed) are reported as failed.
+    ``on_start(slot index, CUDA_VISIBLE_DEVICES)`` is called as each worker starts. A worker that
+    stops on a broken GPU is reported in one line and its slot restarted (``MAX_RESTARTS``).
     """
     started = time.time()
     # Ctrl-C sets a flag that the event loop below checks: a KeyboardInterrupt raised at a random
@@ -110,21 +159,24 @@ def run_parallel(
     context = multiprocessing.get_context("spawn")
     events: multiprocessing.Queue = context.Queue()
     worker_options = {**options, "n_slots": len(slots), "failed_since": started}
-    workers = [
-        context.Process(
-            target=_worker,
-            args=(slot, list(specs), Path(results_dir), worker_options, events),
-            daemon=True,
+
+    def start(slot: Slot) -> Any:
+        process = context.Process(
+            target=_worker, args=(slot, list(specs), Path(results_dir), worker_options, events), daemon=True
         )
-        for slot in slots
-    ]
-    for worker in workers:
-        worker.start()
+        process.start()
+        return process
+
+    workers = [start(slot) for slot in slots]
+    slot_of = {slot.index: slot for slot in slots}
+    restarts = dict.fromkeys(slot_of, 0)
     merged = GridSummary(total=len(specs))
     n_todo = sum(options.get("force", False) or not cells.is_done(results_dir, spec) for spec in specs)
-    reported = summaries = 0
+    reported = 0
+    running = len(workers)
+    stopped = ""  # why a worker gave up its slot for good (a broken GPU)
     try:
-        while summaries < len(workers):
+        while running:
             if interrupted.is_set():
                 raise KeyboardInterrupt
             try:
@@ -139,10 +191,22 @@ def run_parallel(
             elif kind == "cell":
                 if on_cell is not None:
                     on_cell(*payload)
+            elif kind == "started":
+                if on_start is not None:
+                    on_start(*payload)
             elif kind == "summary":
-                summaries += 1
-                merged.finished += payload.finished
-                merged.failed += payload.failed
+                index, summary = payload
+                merged.finished += summary.finished
+                merged.failed += summary.failed
+                if summary.stopped and restarts[index] < MAX_RESTARTS:
+                    restarts[index] += 1
+                    echo(f"worker {index} stopped: its GPU failed ({summary.stopped}); starting it again")
+                    workers.append(start(slot_of[index]))
+                    continue
+                if summary.stopped:
+                    stopped = summary.stopped
+                    echo(f"worker {index} stopped for good: its GPU failed again ({summary.stopped})")
+                running -= 1
             else:  # a worker stopped on Ctrl-C
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
@@ -153,6 +217,7 @@ def run_parallel(
     for worker in workers:
         worker.join()
     seen = set(merged.finished) | {cell for cell, _ in merged.failed}
+    unfinished = f"not run: the workers stopped on a broken GPU ({stopped})" if stopped else ""
     for spec in specs:
         if spec.cell_id in seen:
             continue
@@ -162,7 +227,9 @@ def run_parallel(
         elif state == "running":  # held by a scheduler outside this run
             merged.elsewhere.append(spec.cell_id)
         else:
-            merged.failed.append((spec.cell_id, "not finished: its worker process died (see the cell's folder)"))
+            merged.failed.append(
+                (spec.cell_id, unfinished or "not finished: its worker process died (see the cell's folder)")
+            )
     return merged
 
 
@@ -220,21 +287,27 @@ def run_ray(
     gpus_per_cell: float = 0.0,
     echo: Callable[[str], None] = print,
     on_cell: Callable[[str, str], None] | None = None,
+    cell_task: Callable[..., Any] = _ray_cell,
     **options: Any,
 ) -> GridSummary:
     """Run every cell that is not done as a Ray task (``ray.remote`` with ``cpus_per_cell`` and a
     fractional ``gpus_per_cell``; Ray sets ``CUDA_VISIBLE_DEVICES``). ``results_dir`` must be
     storage that every node sees. Connects to ``address`` (a running cluster), or starts a local
-    Ray instance when none is given and Ray is not initialised yet."""
+    Ray instance when none is given and Ray is not initialised yet.
+
+    A task that dies outside the runner (its worker crashed, Ray's memory monitor killed it) is
+    recorded as a failed cell, with the Ray error in its ``error.txt``, and the other cells go on.
+    ``cell_task`` is the function each task runs (``_ray_cell``; tests replace it).
+    """
     try:
         import ray
+        from ray.exceptions import RayError
     except ImportError:
-        from ratbench.errors import RatbenchError
-
         raise RatbenchError("--executor ray needs Ray: pip install 'ratbench[ray]'") from None
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    task = ray.remote(num_cpus=cpus_per_cell, num_gpus=gpus_per_cell)(_ray_cell)
+    # No retry: a retried task on another node would find the dead task's claim live there.
+    task = ray.remote(num_cpus=cpus_per_cell, num_gpus=gpus_per_cell, max_retries=0)(cell_task)
     device = "cuda" if gpus_per_cell > 0 else "cpu"
     force = options.get("force", False)
     merged = GridSummary(total=len(specs))
@@ -244,7 +317,8 @@ def run_ray(
             merged.skipped.append(spec.cell_id)
         else:
             todo.append(spec)
-    pending = [task.remote(spec, str(Path(results_dir).resolve()), device, options) for spec in todo]
+    spec_of = {task.remote(spec, str(Path(results_dir).resolve()), device, options): spec for spec in todo}
+    pending = list(spec_of)
     reported = 0
     while pending:
         try:
@@ -253,7 +327,22 @@ def run_ray(
             for ref in pending:
                 ray.cancel(ref)
             raise
-        lines, outcomes, summary = ray.get(done[0])
+        try:
+            lines, outcomes, summary = ray.get(done[0])
+        except RayError as exc:
+            spec = spec_of[done[0]]
+            if cells.is_done(results_dir, spec):  # died after writing its metrics: the cell is done
+                merged.finished.append(spec.cell_id)
+                if on_cell is not None:
+                    on_cell("done", spec.cell_id)
+                continue
+            reason = _record_dead_task(results_dir, spec, exc)
+            reported += 1
+            echo(f"[{reported}/{len(todo)}] {spec.cell_id} FAILED {reason}")
+            merged.failed.append((spec.cell_id, reason))
+            if on_cell is not None:
+                on_cell("failed", spec.cell_id)
+            continue
         for line in lines:
             reported += 1
             echo(f"[{reported}/{len(todo)}] {line}")
@@ -265,3 +354,17 @@ def run_ray(
         merged.skipped += summary.skipped
         merged.elsewhere += summary.elsewhere
     return merged
+
+
+def _record_dead_task(results_dir: Path, spec: cells.CellSpec, exc: Exception) -> str:
+    """Write the Ray error of a task that died outside the runner into the cell's ``error.txt``
+    (its claim, held by a dead process, is taken over by the next run); return a one-line reason."""
+    cause = getattr(exc, "cause", None)  # RayTaskError: the exception raised inside the task
+    shown = cause if isinstance(cause, BaseException) else exc
+    first = (str(shown).strip().splitlines() or [""])[0]
+    reason = f"its Ray task died: {type(shown).__name__}: {first}".rstrip(": ")
+    folder = cells.cell_dir(results_dir, spec)
+    with contextlib.suppress(OSError):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / cells.ERROR_FILE).write_text(f"{reason}\n\n{exc}\n", encoding="utf-8")
+    return reason

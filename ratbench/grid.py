@@ -345,6 +345,7 @@ def expand(
     precision: str = "fp32",
     cpu_threads: int = 1,
     on_missing: Callable[[MissingDataError], None] | None = None,
+    device_kind: str = "cpu",
 ) -> list[CellSpec]:
     """All cells of the grid, in method, dataset, subset, seed order.
 
@@ -352,7 +353,8 @@ def expand(
     (and ``--epochs``, which is ``--set <every method>.epochs``). A grid of more than
     ``max_cells`` cells is an error (raised before any cell is built). A missing data file,
     embedding file or model is raised, or, with ``on_missing``, passed to it (every one of
-    them); the cell ids then hash only the files that are there.
+    them); the cell ids then hash only the files that are there. ``device_kind`` (``cpu`` or
+    ``cuda``) is part of the pipeline identity (``versions.pipeline``): CPU cells keep their ids.
     """
     sets = dict(sets or {})
     for name in methods:
@@ -429,7 +431,7 @@ def expand(
                         eval_version=EVAL_VERSION,
                         limit=limit,
                         seed=seed,
-                        pipeline=pipeline(precision, cpu_threads),
+                        pipeline=pipeline(precision, cpu_threads, device_kind),
                         variant=variant,
                     )
                 )

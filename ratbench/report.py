@@ -91,12 +91,12 @@ def _verdict(difference: float, p: float | None, seeds: int) -> str:
     return "holds" if p < SIGNIFICANCE else "holds, not significant"
 
 
-COMPARED_SETTINGS = ("preset", "data", "limit", "precision")
+COMPARED_SETTINGS = ("preset", "data", "limit", "precision", "device")
 
 
 def comparable(better: Row, worse: Row) -> bool:
     """Whether two rows may be compared: the same preset, data settings (encoder, padding,
-    ...), ``--limit`` and ``--precision``. Their method settings may differ (each method has its
+    ...), ``--limit``, ``--precision`` and device kind. Their method settings may differ (each method has its
     own), but a VER row on padded batches is never tested against an RNP row on bucketed ones."""
     first, second = ((json.loads(row.variant) or {}) for row in (better, worse))
     return all(first.get(key) == second.get(key) for key in COMPARED_SETTINGS)

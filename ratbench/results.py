@@ -22,13 +22,17 @@ SPEC_COLUMNS = [
     "identity",
     "precision",
     "cpu_threads",
+    "device",
 ]
 """From ``spec.json``: ``variant`` (canonical JSON, None when the cell recorded none), the
 versions, ``identity`` (canonical JSON of what ``config_id`` hashes) for explaining how two
-configurations differ, and the pipeline's ``precision`` and ``cpu_threads``.
+configurations differ, and the pipeline's ``precision``, ``cpu_threads`` and ``device`` (``cpu``
+or ``cuda``; ``cpu`` for a spec without one: the pipeline names only a device other than the CPU,
+so CPU cells kept their ids when the device entered it).
 
 A precision other than fp32 is part of the variant (``precision=bf16``): bf16 autocast is a
-different computation, so its cells are a row of their own. ``cpu_threads`` is not: it changes
+different computation, so its cells are a row of their own; so is a device other than the CPU
+(``device=cuda``: other kernels, other numbers). ``cpu_threads`` is not: it changes
 the order of float reductions only, so cells that differ in it alone are seeds of one row."""
 
 
@@ -40,9 +44,12 @@ def _spec_columns(folder: Path) -> dict[str, Any]:
         return dict.fromkeys(SPEC_COLUMNS)
     pipeline = spec.get("pipeline") or {}
     precision = pipeline.get("precision") or "fp32"
+    device = pipeline.get("device") or "cpu"
     variant = spec.get("variant")
     if variant is not None and precision != "fp32":
         variant = {**variant, "precision": precision}
+    if variant is not None and device != "cpu":  # GPU kernels round otherwise: a row of its own
+        variant = {**variant, "device": device}
     return {
         "variant": None if variant is None else variant_key(variant),
         "method_version": spec.get("method_version"),
@@ -52,6 +59,7 @@ def _spec_columns(folder: Path) -> dict[str, Any]:
         "identity": json.dumps(identity, sort_keys=True),
         "precision": precision,
         "cpu_threads": pipeline.get("cpu_threads", 1),
+        "device": device,
     }
 
 

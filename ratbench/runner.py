@@ -34,15 +34,79 @@ from ratbench.registry import DATASETS, METHODS
 from ratbench.types import EVAL_MODES, SPLITS, DataInfo, EncodedExample, Example
 from ratbench.versions import LIMIT_SHUFFLE_SEED, source_revision
 
+CUBLAS_WORKSPACE = ":4096:8"  # a fixed cuBLAS workspace: required for deterministic cuBLAS (CUDA >= 10.2)
 
-def seed_everything(seed: int, cpu_threads: int | None = None) -> None:
+
+def seed_everything(seed: int, cpu_threads: int | None = None, device: str | torch.device = "cpu") -> None:
     """The single seeding point of a cell: python, numpy and torch (CPU and CUDA), and torch's
-    CPU thread count (part of the cell id: the numbers depend on it)."""
+    CPU thread count (part of the cell id: the numbers depend on it).
+
+    On a CUDA ``device`` it also fixes what else decides the numbers (``cuda_settings``): TF32
+    off and the deterministic settings. On the CPU nothing else is touched, so CPU numbers stay
+    as they were (deterministic mode would also fill every ``torch.empty``, a cost for nothing)."""
     if cpu_threads is not None:
         torch.set_num_threads(cpu_threads)
+    if torch.device(device).type == "cuda":
+        cuda_settings()
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def cuda_settings() -> None:
+    """The settings of a CUDA cell; none needs a GPU to be set (CUDA reads them when it runs).
+
+    * TF32 off (the cell id's ``tf32: False``): cuDNN RNNs and convolutions default to TF32,
+      which rounds fp32 inputs to 10 mantissa bits, so "fp32" cells would not be fp32.
+    * cuDNN deterministic, no autotuning (``benchmark`` picks kernels by timing, which varies).
+    * ``use_deterministic_algorithms(True, warn_only=True)``: deterministic kernels where torch
+      has them; ops without one (on CUDA: NLLLoss, float cumsum, ...) warn instead of failing.
+    * ``CUBLAS_WORKSPACE_CONFIG``: cuBLAS reads it when it makes its workspace, at the first
+      matmul, which comes after this (a value the user set that torch accepts is kept).
+    """
+    if os.environ.get("CUBLAS_WORKSPACE_CONFIG") not in (CUBLAS_WORKSPACE, ":16:8"):
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def device_versions(device: torch.device) -> dict[str, Any]:
+    """What decides a GPU cell's numbers besides the code: the GPU model, the CUDA and cuDNN
+    versions (None on the CPU or where there is no cuDNN), for ``metrics.json``'s ``versions``."""
+    on_gpu = device.type == "cuda"
+    cudnn = torch.backends.cudnn.version() if on_gpu and torch.backends.cudnn.is_available() else None
+    return {
+        "gpu": torch.cuda.get_device_name(device) if on_gpu else None,
+        "cuda": torch.version.cuda if on_gpu else None,
+        "cudnn": cudnn,
+    }
+
+
+def cpu_snapshot(state: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``Method.state_dict()`` with the model and optimizer tensors on the CPU.
+
+    The best-epoch copies (up to two, model plus optimizer moments each) would otherwise hold
+    GPU memory for the whole cell. ``Method.load_state_dict`` puts them back where they belong:
+    ``Module.load_state_dict`` copies into the parameters, ``Optimizer.load_state_dict`` moves
+    each state to its parameter's device. The ``attributes`` (small counters) are deep-copied as
+    they are, since ``load_state_dict`` sets them back without moving them."""
+
+    def to_cpu(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):  # copy=True: on the CPU, .to() would return the live tensor
+            return value.detach().to("cpu", copy=True)
+        if isinstance(value, dict):
+            copied = type(value)((key, to_cpu(item)) for key, item in value.items())
+            if hasattr(value, "_metadata"):  # Module.state_dict's per-module versions, read when loading
+                copied._metadata = copy.deepcopy(value._metadata)  # type: ignore[attr-defined]
+            return copied
+        if isinstance(value, list) or type(value) is tuple:
+            return type(value)(to_cpu(item) for item in value)
+        return copy.deepcopy(value)
+
+    return {key: copy.deepcopy(value) if key == "attributes" else to_cpu(value) for key, value in state.items()}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -169,6 +233,7 @@ def run_cell(
     if cells.read_metrics(folder) is None:  # a first run: the folder says which cell it is
         cells.atomic_write_json(folder / cells.SPEC_FILE, spec.to_json())
     attempt = cells.new_attempt(folder)
+    release_gpu_memory()  # what a failed cell before this one left (its traceback held its tensors)
     try:
         metrics = _train_and_evaluate(spec, attempt, device, data_dir, on_epoch)
     except Exception:
@@ -178,8 +243,17 @@ def run_cell(
     finally:
         if not (attempt / cells.METRICS_FILE).is_file():
             shutil.rmtree(attempt, ignore_errors=True)
+        release_gpu_memory()
     cells.commit_attempt(attempt)
     return metrics
+
+
+def release_gpu_memory() -> None:
+    """Give the CUDA caching allocator's free blocks back to the driver between cells, where
+    CUDA is in use in this process: co-tenant cells (``--cells-per-gpu``, fractional Ray GPUs)
+    share the GPU's memory, and nothing else would return what a finished cell cached."""
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def _train_and_evaluate(
@@ -203,8 +277,14 @@ def _train_and_evaluate(
     cells.atomic_write_json(out / cells.SPEC_FILE, spec.to_json())
     started = time.time()
 
-    seed_everything(spec.seed, spec.pipeline.get("cpu_threads"))  # cells from before cpu_threads: as they ran
     torch_device = resolve_device(device)
+    expected = spec.pipeline.get("device", "cpu")  # a spec without a device is a CPU cell
+    if torch_device.type != expected:  # the id says where the numbers come from: it must be true
+        raise RatbenchError(
+            f"cell {spec.cell_id} was expanded for --device {expected} but would run on {torch_device}; "
+            f"run it with --device {expected}"
+        )
+    seed_everything(spec.seed, spec.pipeline.get("cpu_threads"), torch_device)  # no cpu_threads (old cells): as ran
     data = prepare_data(spec, data_dir)
     method_cls: type[Method] = METHODS.get(spec.method)
     config = method_cls.Config.resolve(spec.method_config, owner=spec.method)
@@ -261,7 +341,7 @@ def _train_and_evaluate(
                 if keep_last:  # the final state is evaluated: no copies needed
                     best[mode] = {"dev_acc": dev_acc, "epoch": epoch, "state": None}
                 elif dev_acc > best[mode]["dev_acc"]:
-                    snapshot = snapshot or copy.deepcopy(method.state_dict())
+                    snapshot = snapshot or cpu_snapshot(method.state_dict())
                     best[mode] = {"dev_acc": dev_acc, "epoch": epoch, "state": snapshot}
             if diagnostics is not None:
                 with autocast(device, precision):
@@ -315,6 +395,7 @@ def _train_and_evaluate(
             "git": source_revision(),
             "torch": torch.__version__,
             "python": platform.python_version(),
+            **device_versions(torch_device),
         },
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -23,6 +23,7 @@ class GridSummary:
     finished: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (cell_id, one-line reason)
     elsewhere: list[str] = field(default_factory=list)  # claimed by another live scheduler
+    stopped: str = ""  # why the run stopped before its last cell (its GPU failed), else empty
 
     @property
     def ok(self) -> bool:
@@ -69,6 +70,26 @@ class CellProgress:
         self.bar.close()
 
 
+def broken_device(device: str) -> str:
+    """After a failed cell: why ``device`` can run no more cells (one line), or "" when it can.
+
+    A sticky CUDA error (device-side assert, illegal address) poisons the process's CUDA context,
+    so every later cell would fail within seconds; the next CUDA call raises it again. Running
+    out of memory is not sticky: the next cell may fit.
+    """
+    if not device.startswith("cuda"):
+        return ""
+    import torch
+
+    try:
+        torch.cuda.synchronize()
+    except torch.OutOfMemoryError:
+        return ""
+    except Exception as exc:  # RuntimeError or torch.AcceleratorError: "CUDA error: ..."
+        return (f"{type(exc).__name__}: {exc}".strip().splitlines() or ["CUDA error"])[0]
+    return ""
+
+
 def run_grid(
     specs: Sequence[cells.CellSpec],
     results_dir: Path,
@@ -81,6 +102,7 @@ def run_grid(
     on_cell: Callable[[str, str], None] | None = None,
     epoch_bars: bool = True,
     failed_since: float | None = None,
+    list_unrun: bool = True,
 ) -> GridSummary:
     """Run every cell of ``specs`` that is not done (all of them with ``force``), in order.
 
@@ -89,6 +111,10 @@ def run_grid(
     process on this host, or older than ``stale_after`` seconds) is taken over. A failing cell
     leaves its traceback in ``error.txt`` and the grid goes on; with ``failed_since`` (the
     start of a parallel run) a cell that already failed in this run is not tried again.
+
+    When a failed cell leaves a CUDA device unusable (``broken_device``), no further cell is
+    claimed: ``summary.stopped`` says why, and with ``list_unrun`` the cells not run are listed
+    as failed (a parallel worker leaves them to the other workers instead).
     """
     from ratbench.runner import run_cell
 
@@ -140,7 +166,15 @@ def run_grid(
             summary.failed.append((spec.cell_id, reason))
             report("failed", spec.cell_id)
             echo(f"{prefix} FAILED {reason} (traceback in {folder / cells.ERROR_FILE})")
-            continue
+            summary.stopped = broken_device(device)
+            if not summary.stopped:
+                continue
+            echo(f"{prefix}: {device} is unusable after this failure ({summary.stopped}); no more cells run here")
+            if list_unrun:
+                for rest in todo[position:]:
+                    summary.failed.append((rest.cell_id, f"not run: {device} failed ({summary.stopped})"))
+                    report("failed", rest.cell_id)
+            break
         finally:
             cells.release_claim(folder)
         summary.finished.append(spec.cell_id)

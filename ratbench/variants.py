@@ -3,7 +3,8 @@
 A table row is one method plus one variant. The variant of a cell is the preset it was run
 with plus every value of its resolved configs that differs from what that preset alone gives
 (``--set`` and ``--epochs`` overrides), and ``--limit``; ``ratbench.results`` adds a
-``--precision`` other than fp32 when it loads a cell (bf16 is another computation). Values a
+``--precision`` other than fp32 and a device other than the CPU when it loads a cell (bf16 and
+GPU kernels are other computations). Values a
 preset sets per dataset (the paper's batch size 128 on beer, 256 on hotel) are not part of it,
 so one request over several datasets is one variant; an override that equals the preset's
 value is no difference either.
@@ -52,7 +53,7 @@ def _text(value: Any) -> str:
 
 def items(variant: Mapping[str, Any]) -> list[str]:
     """The variant as ``key=value`` words: ``preset=demo``, ``perturb_rate=0.5``,
-    ``data.max_len=128``, ``limit=300``, ``precision=bf16``."""
+    ``data.max_len=128``, ``limit=300``, ``precision=bf16``, ``device=cuda``."""
     words = [f"preset={variant.get('preset')}"]
     words += [f"{key}={_text(value)}" for key, value in (variant.get("method") or {}).items()]
     words += [f"{key}={_text(value)}" for key, value in (variant.get("data") or {}).items()]
@@ -60,6 +61,8 @@ def items(variant: Mapping[str, Any]) -> list[str]:
         words.append(f"limit={variant['limit']}")
     if variant.get("precision") not in (None, "fp32"):
         words.append(f"precision={variant['precision']}")
+    if variant.get("device") not in (None, "cpu"):
+        words.append(f"device={variant['device']}")
     return words
 
 

@@ -19,17 +19,37 @@ PIPELINE_VERSION = "3"  # 3: a repeated GloVe word takes its last line (2: attem
 LIMIT_SHUFFLE_SEED = 0  # --limit keeps the same examples whatever the run seed
 
 
-def pipeline(precision: str = "fp32", cpu_threads: int = 1) -> dict[str, Any]:
+DEVICE_KINDS = ("cpu", "cuda")
+
+
+def pipeline(precision: str = "fp32", cpu_threads: int = 1, device_kind: str = "cpu") -> dict[str, Any]:
     """The pipeline part of a cell's identity: ``precision`` (``fp32``, or ``bf16`` autocast)
     and ``cpu_threads``, torch's intra-op thread count, which changes the order of float
     reductions and so, after a few epochs, the numbers (measured: 3 demo epochs of RNP give
-    Acc 55.0 with one thread and 54.2 with two)."""
-    return {
+    Acc 55.0 with one thread and 54.2 with two).
+
+    ``device_kind`` (``cpu`` or ``cuda``; the kind, not the GPU index, which changes nothing)
+    enters only when it is not ``cpu``: a GPU computes other numbers (other kernels, other RNG
+    streams), so its cells are other cells, while CPU cells keep the ids they had before the
+    device was recorded (a spec without ``device`` is a CPU cell). A ``cuda`` cell also names
+    its TF32 policy, ``tf32: False``: the runner turns TF32 off for cuBLAS and cuDNN (cuDNN RNNs
+    default to TF32), so that "fp32" cells compute in IEEE fp32."""
+    if device_kind not in DEVICE_KINDS:
+        raise ValueError(f"device_kind must be one of {DEVICE_KINDS}, got {device_kind!r}")
+    identity: dict[str, Any] = {
         "version": PIPELINE_VERSION,
         "limit_shuffle_seed": LIMIT_SHUFFLE_SEED,
         "precision": precision,
         "cpu_threads": cpu_threads,
     }
+    if device_kind != "cpu":
+        identity |= {"device": device_kind, "tf32": False}
+    return identity
+
+
+def device_kind_of(device: str) -> str:
+    """``cpu``, or ``cuda`` for ``cuda`` and ``cuda:N`` (the kind of a ``--device`` value)."""
+    return "cuda" if device.startswith("cuda") else "cpu"
 
 
 @functools.cache

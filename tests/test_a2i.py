@@ -64,3 +64,17 @@ def test_main_step_does_not_move_the_attacker() -> None:
     after = method.model.state_dict()
     changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"selector", "predictor"}
+
+
+def test_each_parameter_gets_its_own_requires_grad_back() -> None:
+    """Parameters frozen before a step stay frozen (and unchanged) after it: the toggling restores
+    each flag instead of setting whole modules trainable."""
+    method = tiny_method("a2i")
+    for module in (method.model.selector.norm, method.model.predictor.head, method.model.attacker.head):
+        module.requires_grad_(False)
+    flags = {name: p.requires_grad for name, p in method.model.named_parameters()}
+    frozen = {name: p.detach().clone() for name, p in method.model.named_parameters() if not p.requires_grad}
+    method.train_epoch(_batches())
+    assert {name: p.requires_grad for name, p in method.model.named_parameters()} == flags
+    params = dict(method.model.named_parameters())
+    assert frozen and all(torch.equal(params[name], value) for name, value in frozen.items())

@@ -121,3 +121,21 @@ def test_batched_explanations_equal_explaining_each_text_with_the_plain_classifi
 
 def lengths_differ(batch) -> bool:
     return len(set(batch.mask.sum(dim=1).tolist())) > 1
+
+
+def test_the_cudnn_path_and_the_step_loop_give_the_same_logits() -> None:
+    """``pooled_over_keep_masks``: the packed ``nn.GRU`` path (taken on a GPU) and the step loop
+    (the CPU default) agree with each other and with the plain forward, texts of different lengths
+    in one pass."""
+    from ratbench._plugins.methods._blocks import Predictor
+
+    torch.manual_seed(0)
+    predictor = Predictor(6, 8, 2, 0.0).eval()
+    texts = [(torch.randn(n, 6), (torch.rand(s, n) > 0.4).float()) for n, s in [(5, 3), (9, 4), (2, 2)]]
+    with torch.no_grad():
+        loop = predictor.classify(predictor.encoder.pooled_over_keep_masks(texts, stepwise=True))
+        packed = predictor.classify(predictor.encoder.pooled_over_keep_masks(texts, stepwise=False))
+        plain = torch.cat([predictor(x.expand(len(keep), *x.shape), keep, torch.ones_like(keep)) for x, keep in texts])
+        assert torch.equal(predictor.over_keep_masks(texts), loop)  # the loop on a CPU
+    assert loop.shape == (9, 2)
+    assert torch.allclose(packed, loop, atol=1e-5) and torch.allclose(packed, plain, atol=1e-5)

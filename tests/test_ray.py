@@ -40,3 +40,35 @@ def test_ray_runs_each_cell_once_as_a_task(local_ray: None, tmp_path: Path) -> N
     assert all("[ray task, pid" in line for line in lines if " ok F1=" in line)
     again = run_ray(specs, tmp_path, echo=lines.append)
     assert again.finished == [] and len(again.skipped) == 3
+
+
+@pytest.mark.slow
+def test_a_task_that_dies_outside_the_runner_is_a_failed_cell(local_ray: None, tmp_path: Path) -> None:
+    """A Ray worker that crashes (here: exits) on one cell fails that cell; the others finish."""
+    from ratbench.executors import _ray_cell
+
+    specs = grid.expand(
+        ["rnp"],
+        ["synthetic.appearance"],
+        [1, 2],
+        preset="demo",
+        epochs=1,
+        sets={"synthetic": {"n_train": "40", "n_dev": "16", "n_test": "16"}, "rnp": {"hidden_dim": "16"}},
+    )
+    doomed = specs[1].cell_id
+
+    def crashing_cell(spec: cells.CellSpec, *args: object) -> object:  # a closure: Ray ships it by value
+        import os
+
+        if spec.cell_id == doomed:
+            os._exit(1)
+        return _ray_cell(spec, *args)
+
+    outcomes: list[tuple[str, str]] = []
+    summary = run_ray(
+        specs, tmp_path, echo=lambda _: None, on_cell=lambda o, c: outcomes.append((o, c)), cell_task=crashing_cell
+    )
+    assert summary.finished == [specs[0].cell_id]
+    assert [cell for cell, _ in summary.failed] == [doomed] and "its Ray task died" in summary.failed[0][1]
+    assert sorted(outcomes) == sorted([("done", specs[0].cell_id), ("failed", doomed)])
+    assert "its Ray task died" in (cells.cell_dir(tmp_path, specs[1]) / cells.ERROR_FILE).read_text()

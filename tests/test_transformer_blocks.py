@@ -105,3 +105,34 @@ def test_nir_on_a_transformer_compacts_the_rationale_behind_the_query(tiny_hf_mo
         pieces = tokenizer.convert_ids_to_tokens(ids[row, : int(mask[row].sum())].tolist())
         assert pieces[:5] == ["[CLS]", "is", "it", pieces[3], "[SEP]"] and pieces[3] in ("good", "bad")
         assert pieces[-1] == "[SEP]" and len(pieces) == 6 + int(selected[row].sum())
+
+
+def test_a_half_precision_checkpoint_loads_in_float32(tiny_hf_model: Path, tmp_path: Path) -> None:
+    """transformers 5 loads a checkpoint in its stored dtype by default; the encoder asks for
+    float32 (autocast, not the checkpoint, decides the precision)."""
+    import transformers
+
+    from ratbench._plugins.methods._transformer import TransformerEncoder
+
+    transformers.AutoModel.from_pretrained(tiny_hf_model).half().save_pretrained(tmp_path)
+    assert transformers.AutoModel.from_pretrained(tmp_path).dtype == torch.float16  # what "auto" would give
+    encoder = TransformerEncoder(str(tmp_path), pad_id=0)
+    assert all(p.dtype == torch.float32 for p in encoder.parameters())
+
+
+def test_a2i_keeps_frozen_embeddings_frozen(tiny_hf_model: Path, toy_dataset: type) -> None:
+    """A2I's requires_grad toggling restores each parameter's own flag: with freeze_embeddings
+    the transformers' input embeddings stay frozen and unchanged after training."""
+    sets = {"toy": {"n": "16"}, "data": {"encoder": f"hf:{tiny_hf_model}"}, "a2i": {"freeze_embeddings": "true"}}
+    [spec] = grid.expand(["a2i"], ["toy"], [1], preset="demo", epochs=1, sets=sets)
+    seed_everything(1)
+    data = prepare_data(spec)
+    cls = METHODS.get("a2i")
+    method = cls(cls.Config.resolve(spec.method_config), data.info, torch.device("cpu"))
+    flags = {name: p.requires_grad for name, p in method.model.named_parameters()}
+    embeddings = {name: p.detach().clone() for name, p in method.model.named_parameters() if "word_embeddings" in name}
+    assert len(embeddings) == 3 and not any(flags[name] for name in embeddings)  # selector, predictor, attacker
+    method.train_epoch(train_batches(data.splits["train"], 8, np.random.default_rng(0)))
+    assert {name: p.requires_grad for name, p in method.model.named_parameters()} == flags
+    params = dict(method.model.named_parameters())
+    assert all(torch.equal(params[name], value) for name, value in embeddings.items())
