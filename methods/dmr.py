@@ -56,6 +56,12 @@ def feature_matching(rationale: torch.Tensor, full: torch.Tensor, moments: int) 
     return total
 
 
+def host_batches(batches: Iterable[Batch]) -> list[Batch]:
+    """The epoch's batches, kept in host memory (the teacher's passes and the epoch's own pass
+    move each one to the device when they use it)."""
+    return [batch.to("cpu") for batch in batches]
+
+
 def train_teacher(
     method: Method,
     batches: list[Batch],
@@ -67,7 +73,9 @@ def train_teacher(
     ``batches``, then freeze it; return its training accuracy (percent) in the last pass.
 
     ``embed`` is the teacher's input layer (default ``model.embed``; frozen with the teacher when
-    given); ``deal`` makes each pass's batches (default: ``batches`` in a random order)."""
+    given); ``deal`` makes each pass's batches (default: ``batches`` in a random order). Each
+    batch goes to the method's device only while it is used: ``batches`` may stay in host
+    memory (``host_batches``), so a GPU never holds an epoch of them."""
     model = method.model
     teacher_embed = model.embed if embed is None else embed
     model.teacher.train()
@@ -76,6 +84,7 @@ def train_teacher(
         correct = total = 0
         order = deal(batches) if deal is not None else [batches[i] for i in torch.randperm(len(batches)).tolist()]
         for batch in order:
+            batch = batch.to(method.device)
             logits = model.teacher(teacher_embed(batch.ids, batch.mask), batch.mask, batch.mask)
             loss = F.cross_entropy(logits, batch.labels)
             optimizer.zero_grad(set_to_none=True)
@@ -190,7 +199,7 @@ class DMR(RNP):
         cfg, model = self.config, self.model
         extra: dict[str, float] = {}
         if not bool(model.teacher_trained):
-            batches = list(batches)
+            batches = host_batches(batches)
             extra["teacher_train_acc"] = train_teacher(self, batches, self.optimizers[1])
         model.teacher.requires_grad_(False)
         model.train()
@@ -198,6 +207,7 @@ class DMR(RNP):
         optimizer = self.optimizers[0]
         means = EpochMeans()
         for batch in batches:
+            batch = batch.to(self.device)  # a no-op for batches already there
             embedded = model.embed(batch.ids, batch.mask)
             soft, index = self._sample(model.selector(embedded))
             z_predictor, z = predictor_and_selection_masks(
@@ -515,7 +525,7 @@ class DMRRef(Method):
         cfg, model = self.config, self.model
         extra: dict[str, float] = {}
         if not bool(model.teacher_trained):
-            batches = list(batches)
+            batches = host_batches(batches)
             extra["teacher_train_acc"] = train_teacher(
                 self, batches, self.optimizers[2], embed=model.teacher_embed, deal=deal_rows
             )
@@ -526,6 +536,7 @@ class DMRRef(Method):
         student_params = _trainable(model.predictor, model.student_embed)
         means = EpochMeans()
         for batch in batches:
+            batch = batch.to(self.device)  # a no-op for batches already there
             cls_path = self._step % self.info.num_classes
             self._step += 1
             path = torch.full_like(batch.labels, cls_path)
