@@ -678,19 +678,14 @@ def report(results_dir: Path, mode: str, grid_name: str | None, seeds: str | Non
 
     paper = paper_grids.get_grid(grid_name) if grid_name is not None else None
     seed_list = grid.parse_seeds(seeds) if seeds is not None else None
+    what = f"the report to {out}"
     if out is not None:
-        try:
-            output_target(out, "--out")  # a FIFO or folder there is refused before the report is built
-        except OSError as exc:
-            raise RatbenchError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
+        output_target(out, "--out", what)  # a FIFO or folder there is refused before the report is built
     text = build_report(results_dir, load_results(results_dir, warn=_warn), mode, paper, seed_list)
     if out is None:
         click.echo(text, nl=False)
         return
-    try:
-        write_output_text(out, text, "--out")  # atomic, through a symlink, never over a FIFO or device
-    except OSError as exc:
-        raise RatbenchError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
+    write_output_text(out, text, "--out", what)  # atomic, through a symlink, never over a FIFO or device
     click.echo(f"report written to {out}")
 
 
@@ -818,10 +813,7 @@ def show(
         spec = shown[0].spec
         cells_shown = viewer.plural(len(shown), "cell")
         title = f"ratbench show: {spec.dataset}.{spec.subset}, {mode} mode, {cells_shown}"
-        try:
-            outputs.write_output_text(html_out, viewer.render_html(shown, documents, chosen, title), option="--html")
-        except OSError as exc:
-            raise RatbenchError(f"cannot write {html_out}: {exc.strerror or exc}") from None
+        outputs.write_output_text(html_out, viewer.render_html(shown, documents, chosen, title), option="--html")
         click.echo(f"{viewer.plural(len(chosen), 'example')} of {cells_shown} written to {html_out}")
         return
     colour = color == "always" or (color == "auto" and sys.stdout.isatty())

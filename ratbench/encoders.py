@@ -281,7 +281,7 @@ WEIGHT_FILES = (
     "pytorch_model.bin.index.json",
 )
 """A model folder has one of these (what ``AutoModel.from_pretrained`` loads in torch)."""
-_checked_models: dict[tuple[str, int, int], None] = {}  # folders that passed check_model (path, mtimes)
+_checked_models: set[tuple[str, int, int]] = set()  # folders that passed check_model (path, mtimes)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -341,7 +341,7 @@ def check_model(encoder: str, path: Path) -> None:
             f"{encoder}: the tokenizer of {path} pads with id {tokenizer.pad_token_id}, the model with id "
             f"{expected_pad}; restore the model's own tokenizer files"
         )
-    _checked_models[key] = None
+    _checked_models.add(key)
 
 
 def check_encoder(config: DataConfig) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from ratbench import filehash
 from ratbench.cells import CellSpec
+from ratbench.config import canonical_json
 from ratbench.data import DataConfig, DatasetAdapter
 from ratbench.encoders import check_encoder
 from ratbench.errors import MissingDataError, RatbenchError, did_you_mean
@@ -377,8 +378,9 @@ def expand(
         raise RatbenchError(f"--limit must be at least 1, got {limit}")
 
     # Each method reads the data through its reference pipeline (``Method.data_presets``), so
-    # an adapter is built per method; a missing file is reported once.
-    adapters, reported = {}, set()
+    # an adapter is resolved per method; methods with the same data config share one adapter
+    # (its files checked and fingerprinted once), and a missing file is reported once.
+    adapter_keys, shared, fingerprints, reported = {}, {}, {}, set()
 
     def report(problem: MissingDataError) -> None:
         if str(problem) not in reported:
@@ -389,9 +391,13 @@ def expand(
 
     for method, (dataset, subset) in itertools.product(methods, targets):
         adapter = build_adapter(dataset, subset, preset, sets, data_dir, report, method)
-        for problem in adapter.missing_files():
-            report(problem)
-        adapters[method, dataset, subset] = adapter
+        key = (dataset, subset, canonical_json(adapter.config.to_dict()))
+        if key not in shared:
+            for problem in adapter.missing_files():
+                report(problem)
+            shared[key] = adapter
+            fingerprints[key] = adapter.fingerprint()
+        adapter_keys[method, dataset, subset] = key
 
     specs = []
     for method in methods:
@@ -402,7 +408,8 @@ def expand(
                 "tokens the evaluator keeps from its scores)"
             )
         for dataset, subset in targets:
-            adapter = adapters[method, dataset, subset]
+            key = adapter_keys[method, dataset, subset]
+            adapter = shared[key]
             encoder = adapter.config.encoder.partition(":")[0]
             if encoder not in method_cls.encoders:
                 raise RatbenchError(
@@ -427,7 +434,7 @@ def expand(
                         dataset_version=type(adapter).version,
                         subset=subset,
                         dataset_config=adapter.config.to_dict(),
-                        dataset_fingerprint=adapter.fingerprint(),
+                        dataset_fingerprint=fingerprints[key],
                         eval_version=EVAL_VERSION,
                         limit=limit,
                         seed=seed,

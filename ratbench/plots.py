@@ -188,10 +188,7 @@ def _figure(plt: Any, width: int) -> tuple[Any, Any]:
 def _save(fig: Any, out: Path) -> Path:
     """Write through a temporary file and a rename: a kill mid-write leaves the old figure."""
     fmt = out.suffix[1:].lower()  # the temporary file's name ends in it too; explicit for .PNG
-    try:
-        return write_output(out, lambda tmp: fig.savefig(tmp, dpi=100, format=fmt), option="--out")
-    except OSError as exc:
-        raise RatbenchError(f"cannot write {out}: {exc.strerror or exc}") from None
+    return write_output(out, lambda tmp: fig.savefig(tmp, dpi=100, format=fmt), option="--out")
 
 
 def _legend(ax: Any, empty: str) -> None:

@@ -47,11 +47,6 @@ def pipeline(precision: str = "fp32", cpu_threads: int = 1, device_kind: str = "
     return identity
 
 
-def device_kind_of(device: str) -> str:
-    """``cpu``, or ``cuda`` for ``cuda`` and ``cuda:N`` (the kind of a ``--device`` value)."""
-    return "cuda" if device.startswith("cuda") else "cpu"
-
-
 @functools.cache
 def source_revision() -> str | None:
     """The git revision of the ratbench checkout this code runs from (``abc123def456``, with

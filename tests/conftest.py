@@ -236,3 +236,12 @@ def one_torch_thread() -> Iterator[None]:
 
     with one_thread():
         yield
+
+
+def tiny_synthetic_specs(seeds: list[int]) -> list:
+    """RNP cells on a few dozen synthetic reviews (demo preset, one epoch, hidden size 16): a
+    real grid that trains in about a second per cell, for the executors' tests."""
+    from ratbench import grid
+
+    sets = {"synthetic": {"n_train": "40", "n_dev": "16", "n_test": "16"}, "rnp": {"hidden_dim": "16"}}
+    return grid.expand(["rnp"], ["synthetic.appearance"], seeds, preset="demo", epochs=1, sets=sets)

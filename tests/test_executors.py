@@ -7,8 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import tiny_synthetic_specs
 
-from ratbench import cells, grid
+from ratbench import cells
 from ratbench.errors import RatbenchError
 from ratbench.executors import Slot, plan_slots, run_parallel
 
@@ -30,14 +31,7 @@ def test_slots_are_capped_at_the_cells_to_run() -> None:
 @pytest.mark.slow
 def test_two_workers_run_every_cell_once_in_two_processes(tmp_path: Path) -> None:
     """Two worker processes share the grid through claims: every cell done once, both used."""
-    specs = grid.expand(
-        ["rnp"],
-        ["synthetic.appearance"],
-        [1, 2, 3, 4],
-        preset="demo",
-        epochs=1,
-        sets={"synthetic": {"n_train": "40", "n_dev": "16", "n_test": "16"}, "rnp": {"hidden_dim": "16"}},
-    )
+    specs = tiny_synthetic_specs([1, 2, 3, 4])
     lines: list[str] = []
     outcomes: list[str] = []
     slots = [Slot(0, None), Slot(1, None)]
@@ -56,14 +50,7 @@ def test_a_failing_cell_in_a_worker_is_recorded_and_the_others_finish(tmp_path: 
     """A cell that raises inside a worker leaves error.txt and is listed; the grid goes on."""
     import dataclasses
 
-    good = grid.expand(
-        ["rnp"],
-        ["synthetic.appearance"],
-        [1, 2],
-        preset="demo",
-        epochs=1,
-        sets={"synthetic": {"n_train": "40", "n_dev": "16", "n_test": "16"}, "rnp": {"hidden_dim": "16"}},
-    )
+    good = tiny_synthetic_specs([1, 2])
     bad = dataclasses.replace(good[0], seed=3, method_config={**good[0].method_config, "batch_size": 0})
     summary = run_parallel([*good, bad], tmp_path, [Slot(0, None), Slot(1, None)], echo=lambda _: None)
     assert [cell for cell, _ in summary.failed] == [bad.cell_id]
@@ -72,12 +59,6 @@ def test_a_failing_cell_in_a_worker_is_recorded_and_the_others_finish(tmp_path: 
 
 
 # --- issue 19: GPU numbering, sticky CUDA errors, executor flags, GPU utilisation ---
-
-TINY_SETS = {"synthetic": {"n_train": "40", "n_dev": "16", "n_test": "16"}, "rnp": {"hidden_dim": "16"}}
-
-
-def _tiny_specs(seeds: list[int]) -> list[cells.CellSpec]:
-    return grid.expand(["rnp"], ["synthetic.appearance"], seeds, preset="demo", epochs=1, sets=TINY_SETS)
 
 
 def test_gpu_slots_get_the_parents_visible_device_entry(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -135,7 +116,7 @@ def test_a_sticky_cuda_error_stops_the_scheduler(monkeypatch: pytest.MonkeyPatch
 
     error = FakeCudaError("CUDA error: device-side assert triggered\nmore")
     attempted = _fail_cells(monkeypatch, error, error)
-    specs = _tiny_specs([1, 2, 3])
+    specs = tiny_synthetic_specs([1, 2, 3])
     lines: list[str] = []
     summary = run_grid(specs, tmp_path, device="cuda:0", echo=lines.append)
     assert attempted == [specs[0].cell_id]
@@ -153,7 +134,7 @@ def test_out_of_memory_and_cpu_failures_do_not_stop_the_scheduler(
 
     from ratbench.scheduler import run_grid
 
-    specs = _tiny_specs([1, 2, 3])
+    specs = tiny_synthetic_specs([1, 2, 3])
     attempted = _fail_cells(monkeypatch, torch.OutOfMemoryError("CUDA out of memory"), None)
     summary = run_grid(specs, tmp_path, device="cuda", echo=lambda _: None)
     assert len(attempted) == 3 and summary.stopped == "" and len(summary.failed) == 3
@@ -172,7 +153,7 @@ def test_a_worker_on_a_broken_gpu_stops_claiming_cells(monkeypatch: pytest.Monke
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # restored after the test; _work sets it
     error = FakeCudaError("CUDA error: an illegal memory access was encountered")
     attempted = _fail_cells(monkeypatch, error, error)
-    specs = _tiny_specs([1, 2, 3])
+    specs = tiny_synthetic_specs([1, 2, 3])
     events: queue_module.Queue = queue_module.Queue()
     _work(Slot(0, "0", "0"), specs, tmp_path, {"n_slots": 1}, events)  # type: ignore[arg-type]
     sent = [events.get_nowait() for _ in range(events.qsize())]
@@ -211,7 +192,7 @@ def test_a_stopped_worker_is_restarted_once_then_reported(monkeypatch: pytest.Mo
     assert summary.ok and starts == [0, 0] and any("starting it again" in line for line in lines)
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "always").touch()
-    specs = _tiny_specs([1])
+    specs = tiny_synthetic_specs([1])
     summary = run_parallel(specs, tmp_path / "b", [Slot(0, None)], echo=lines.append)
     assert any("stopped for good" in line for line in lines)
     assert summary.failed == [
@@ -271,7 +252,7 @@ def test_one_cell_per_gpu_on_a_gru_grid_suggests_cells_per_gpu(capsys: pytest.Ca
 
     from ratbench.cli import _warn_gpu_utilisation
 
-    specs = _tiny_specs([1, 2, 3, 4, 5, 6])
+    specs = tiny_synthetic_specs([1, 2, 3, 4, 5, 6])
     _warn_gpu_utilisation(specs, 1, 1)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--cells-per-gpu 4" in err and "--workers is for CPU runs" in err

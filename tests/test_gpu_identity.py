@@ -74,31 +74,6 @@ def test_metrics_record_the_gpu_versions_and_a_cell_runs_on_its_own_device_kind(
         runner.run_cell(gpu_spec, tmp_path)
 
 
-@pytest.fixture
-def restore_backend_flags() -> Iterator[None]:
-    """Put torch's global flags and CUBLAS_WORKSPACE_CONFIG back after the test."""
-    saved = (
-        torch.backends.cuda.matmul.allow_tf32,
-        torch.backends.cudnn.allow_tf32,
-        torch.backends.cudnn.deterministic,
-        torch.backends.cudnn.benchmark,
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-    )
-    env = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
-    yield
-    matmul_tf32, cudnn_tf32, deterministic, benchmark, algorithms, warn_only = saved
-    torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
-    torch.backends.cudnn.allow_tf32 = cudnn_tf32
-    torch.backends.cudnn.deterministic = deterministic
-    torch.backends.cudnn.benchmark = benchmark
-    torch.use_deterministic_algorithms(algorithms, warn_only=warn_only)
-    if env is None:
-        os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
-    else:
-        os.environ["CUBLAS_WORKSPACE_CONFIG"] = env
-
-
 def _flags() -> tuple[Any, ...]:
     return (
         torch.backends.cuda.matmul.allow_tf32,
@@ -109,6 +84,22 @@ def _flags() -> tuple[Any, ...]:
         torch.is_deterministic_algorithms_warn_only_enabled(),
         os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
     )
+
+
+@pytest.fixture
+def restore_backend_flags() -> Iterator[None]:
+    """Put torch's global flags and CUBLAS_WORKSPACE_CONFIG back after the test."""
+    matmul_tf32, cudnn_tf32, deterministic, benchmark, algorithms, warn_only, env = _flags()
+    yield
+    torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
+    torch.backends.cudnn.allow_tf32 = cudnn_tf32
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = benchmark
+    torch.use_deterministic_algorithms(algorithms, warn_only=warn_only)
+    if env is None:
+        os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+    else:
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = env
 
 
 def test_seed_everything_sets_the_cuda_settings_and_leaves_the_cpu_alone(

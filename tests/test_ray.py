@@ -6,8 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import tiny_synthetic_specs
 
-from ratbench import cells, grid
+from ratbench import cells
 from ratbench.executors import run_ray
 
 ray = pytest.importorskip("ray")
@@ -23,14 +24,7 @@ def local_ray() -> Iterator[None]:
 @pytest.mark.slow
 def test_ray_runs_each_cell_once_as_a_task(local_ray: None, tmp_path: Path) -> None:
     """Every cell becomes one Ray task writing to the shared results folder; a rerun runs none."""
-    specs = grid.expand(
-        ["rnp"],
-        ["synthetic.appearance"],
-        [1, 2, 3],
-        preset="demo",
-        epochs=1,
-        sets={"synthetic": {"n_train": "40", "n_dev": "16", "n_test": "16"}, "rnp": {"hidden_dim": "16"}},
-    )
+    specs = tiny_synthetic_specs([1, 2, 3])
     lines: list[str] = []
     outcomes: list[tuple[str, str]] = []
     summary = run_ray(specs, tmp_path, echo=lines.append, on_cell=lambda o, c: outcomes.append((o, c)))
@@ -47,14 +41,7 @@ def test_a_task_that_dies_outside_the_runner_is_a_failed_cell(local_ray: None, t
     """A Ray worker that crashes (here: exits) on one cell fails that cell; the others finish."""
     from ratbench.executors import _ray_cell
 
-    specs = grid.expand(
-        ["rnp"],
-        ["synthetic.appearance"],
-        [1, 2],
-        preset="demo",
-        epochs=1,
-        sets={"synthetic": {"n_train": "40", "n_dev": "16", "n_test": "16"}, "rnp": {"hidden_dim": "16"}},
-    )
+    specs = tiny_synthetic_specs([1, 2])
     doomed = specs[1].cell_id
 
     def crashing_cell(spec: cells.CellSpec, *args: object) -> object:  # a closure: Ray ships it by value
