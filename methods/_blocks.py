@@ -16,16 +16,14 @@ special tokens out of every rationale and in view of every predictor.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Callable, Iterable, Iterator
-from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ratbench.types import Batch, DataInfo
+from ratbench.api import Batch, DataInfo
 
 POOL_FILL = -1e6  # value written at padding before the max-pool, as the reference does
 MASKED_SCORE = -1e9  # attention logit at padding before the softmax
@@ -289,25 +287,6 @@ class AttentionClassifier(nn.Module):
         return self.score(torch.tanh(projected) if self.scorer == "additive" else projected).squeeze(-1)
 
 
-@dataclasses.dataclass(frozen=True)
-class TransformerOptions:
-    """Config fields of the methods that run on a transformer (``data.encoder=hf:...``); the
-    word encoder ignores them."""
-
-    mask_mode: Literal["embedding", "attention"] = "embedding"
-    """hf: how a rationale reaches the predictor's transformer: ``embedding`` (input embeddings
-    times z, query and special tokens at 1; jugechengzi/Bert-MCD) or ``attention`` (an additive
-    attention bias log(z + 1e-8) on the keys; CR's modified BERT)."""
-    pooling: Literal["max", "cls"] = "max"
-    """hf: the predictor pools its transformer's states by a masked max (as the GRU predictor and
-    Bert-MCD) or takes the [CLS] state (NIR's rationale predictor)."""
-    freeze_embeddings: bool = False
-    """hf: freeze the transformers' input embedding layers (Bert-MCD freezes them)."""
-    encoder_lr: float | None = None
-    """hf: learning rate of the transformers' parameters (None: ``lr``, as the heads); Bert-MCD
-    uses 1e-5 for the encoders and 1e-4 for the heads."""
-
-
 def make_embedding(info: DataInfo) -> nn.Module:
     """The shared input layer: frozen word vectors, or the token ids for transformer encoders."""
     if info.encoder == "hf":
@@ -433,15 +412,13 @@ def eval_selection(logits: torch.Tensor, mode: str, tau: float) -> torch.Tensor:
 
 
 def visible(z: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """A rationale as a predictor reads it: the context positions (query, separators, special
-    tokens) are always visible. Unchanged for batches without context."""
-    return z * (1 - batch.context) + batch.context if batch.has_context else z
+    """A rationale as a predictor reads it, context always visible (``Batch.visible``)."""
+    return batch.visible(z)
 
 
 def document_part(z: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """``z`` without its context positions: what a rationale may hold and regularizers count
-    (padding is kept, as the reference counts it). Unchanged for batches without context."""
-    return z * (1 - batch.context) if batch.has_context else z
+    """``z`` without its context positions, padding kept (``Batch.document_part``)."""
+    return batch.document_part(z)
 
 
 def sparsity_loss(z: torch.Tensor, mask: torch.Tensor, target: float, mask_padding: bool = False) -> torch.Tensor:

@@ -6,38 +6,18 @@ is the reference's perturbation of a hard mask (jugechengzi/Rationalization-VER@
 ``model.py`` ``perturb_gumbel``), ``perturb_index`` the same rule with a per-row clamp;
 ``vicinal_masks`` turns a Gumbel sample into the two straight-through masks a method needs: the
 perturbed one for its predictor and the unperturbed one for its regularizers (and anything
-else). A method opts in by adding ``PerturbOptions`` to its config and calling
-``predictor_and_selection_masks`` where it samples its rationale; ``perturb_rate = 0`` (the
+else). A method opts in by adding ``PerturbOptions`` (``_options``) to its config; the template
+(``_family.SelectPredict.training_masks``) then calls ``predictor_and_selection_masks``; ``perturb_rate = 0`` (the
 default for every method but ``ver``) leaves it exactly as it was, drawing no random numbers,
 as the reference does at rate 0 (``model.py:462-464``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Literal
-
 import torch
 
 from ._blocks import straight_through
-
-ShortRows = Literal["reference", "clamp"]
-
-
-@dataclasses.dataclass(frozen=True)
-class PerturbOptions:
-    """Config mixin of the methods that can train their predictor on perturbed masks."""
-
-    perturb_rate: float = 0.0
-    """VER's perturbation of the predictor's training mask: the probability of flipping each
-    selected token off (as many unselected ones are flipped on); 0 is off (no draws)."""
-    short_rows: ShortRows = "reference"
-    """How a row with fewer unselected real tokens than the batch's 0 -> 1 count k is handled.
-    ``reference``: ``torch.multinomial`` is asked for k positions of every row, as the reference
-    does; on such a row it returns zero-weight positions (torch 2.13 on CPU: padding or selected
-    tokens, which are then flipped; older torch raises) and it costs one host sync per step.
-    ``clamp`` (deviation): each row flips at most its own unselected real tokens, drawn without
-    a host sync. The two differ only on such rows, and draw different random numbers."""
+from ._options import ShortRows
 
 
 def _off_flips(index: torch.Tensor, mask: torch.Tensor, rate: float, u_selected: torch.Tensor) -> torch.Tensor:

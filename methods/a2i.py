@@ -4,34 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ratbench.method import Provenance
-from ratbench.registry import register_method
-from ratbench.types import Batch, DataInfo
+from ratbench.api import Batch, DataInfo, Provenance, register_method
 
-from ._blocks import (
-    EpochMeans,
-    document_part,
-    frozen,
-    gumbel_sample,
-    hard_sample,
-    make_selector,
-    param_groups,
-    visible,
-)
-from ._vicinal import PerturbOptions, predictor_and_selection_masks
-from .rnp import JUGECHENGZI_STREAM_NOTES, PADDED_LAYOUT, RNP, RNPModel
+from ._blocks import document_part, frozen, hard_sample, make_selector, param_groups
+from ._family import Forward, SelectPredictModel
+from ._options import PerturbOptions
+from ._presets import JUGECHENGZI_STREAM_NOTES, PADDED_LAYOUT
+from .rnp import RNP
 
 LN2 = math.log(2.0)
 
 
-class A2IModel(RNPModel):
+class A2IModel(SelectPredictModel):
     """RNP's selector and predictor plus an independent attacker selector (same architecture).
 
     The reference gives the attacker its own frozen GloVe copy; a frozen embedding is shared
@@ -62,6 +52,8 @@ class A2I(RNP):
     (10 epochs, batch 256, alpha 0.1, lambda_s 12, lambda_c 10). Proven step by step against the
     reference (both steps of a batch, the hinge cap, the freezing) by
     ``tests/test_parity_jugechengzi.py``.
+    On the template: step 1 is its ``train_step`` (``forward`` adds the attacker's rationale,
+    ``losses`` the attack term); ``train_step`` then adds step 2.
     Deviations: none besides the shared frozen embedding. Extension (off by default):
     ``perturb_rate > 0`` trains the predictor of step 1 on VER's vicinal perturbation of the
     selector's mask (``methods/_vicinal.py``); the regularizers, the attacker and evaluation
@@ -123,82 +115,62 @@ class A2I(RNP):
         attacker = param_groups(model.attacker, cfg.lr * cfg.adv_lr_rate, cfg.encoder_lr)
         return [torch.optim.Adam(groups), torch.optim.Adam(attacker)]
 
-    def _regularized(
-        self, loss: torch.Tensor, z: torch.Tensor, mask: torch.Tensor, sparse: bool, cont: bool
-    ) -> torch.Tensor:
-        """``loss`` plus the weighted sparsity and continuity terms of ``z``, added left to right
-        as the reference sums them (the same float rounding)."""
-        cfg = self.config
-        sparsity, continuity = self.regularizers(z, mask)
-        if sparse:
-            loss = loss + cfg.sparsity_lambda * sparsity
-        if cont:
-            loss = loss + cfg.continuity_lambda * continuity
-        return loss
-
     def attack_term(self, attack_logits: torch.Tensor, flipped: torch.Tensor) -> torch.Tensor:
-        """The predictor's loss on the attacker's rationale: ``-adv_lambda * 0.9 * mean_b
-        min(CE_b(., 1 - y), ln 2)`` (zero gradient once the predictor is no longer fooled), or
-        ``+adv_lambda * 0.9 CE(., [0.5, 0.5])`` without the hinge (``train_util.py:579``)."""
-        cfg = self.config
-        if cfg.use_hinge:
-            fooled = F.cross_entropy(attack_logits, flipped, reduction="none").clamp(max=LN2).mean()
-            return -cfg.adv_lambda * cfg.cls_lambda * fooled
+        """The predictor's loss on the attacker's rationale, before its weight ``adv_lambda *
+        cls_lambda``: ``-mean_b min(CE_b(., 1 - y), ln 2)`` (zero gradient once the predictor is
+        no longer fooled), or ``CE(., [0.5, 0.5])`` without the hinge (``train_util.py:579``)."""
+        if self.config.use_hinge:
+            return -F.cross_entropy(attack_logits, flipped, reduction="none").clamp(max=LN2).mean()
         uniform = torch.full_like(attack_logits, 1.0 / attack_logits.shape[-1])
-        return cfg.adv_lambda * cfg.cls_lambda * F.cross_entropy(attack_logits, uniform)
+        return F.cross_entropy(attack_logits, uniform)
 
-    def train_epoch(self, batches: Iterable[Batch]) -> dict[str, float]:
-        """One pass of the two-step A2I update per batch."""
+    def forward(self, batch: Batch, selector: nn.Module | None = None) -> Forward:
+        """RNP's forward plus the attacker's rationale and the predictor's logits on it; both
+        rationales are sampled before either prediction, in the reference's draw order."""
+        embedded = self.embed(batch)
+        z_predictor, z = self.selection(batch, embedded, selector)
+        z_attack = self.attacker_mask(batch, embedded)
+        logits = self.classify(batch, self.predictor_input(batch, embedded, z_predictor), z_predictor)
+        attack_logits = self.classify(batch, embedded, z_attack)
+        return Forward(embedded, z, z_predictor, logits, extra={"attack_logits": attack_logits})
+
+    def attacker_mask(self, batch: Batch, embedded: torch.Tensor) -> torch.Tensor:
+        """The attacker's straight-through rationale (a hard Gumbel sample), context removed."""
+        return document_part(hard_sample(self.model.attacker(embedded), self.config.tau), batch)
+
+    def losses(self, batch: Batch, forward: Forward) -> dict[str, torch.Tensor]:
+        """RNP's terms, then ``attack`` (``attack_term`` without its weight) from epoch
+        ``open_epoch`` on."""
+        terms = super().losses(batch, forward)
+        if self._epochs_done >= self.config.open_epoch:
+            terms["attack"] = self.attack_term(forward.extra["attack_logits"], 1 - batch.labels)
+        return terms
+
+    def loss_weights(self) -> dict[str, float]:
+        """RNP's weights and ``adv_lambda * cls_lambda`` for the attack term."""
+        return {**super().loss_weights(), "attack": self.config.adv_lambda * self.config.cls_lambda}
+
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Step 1, RNP's step with the attack term (the attacker frozen), then step 2, the
+        attacker's own step through the frozen selector and predictor. ``frozen`` restores each
+        parameter's own flag afterwards: frozen transformer embeddings stay frozen."""
         cfg, model = self.config, self.model
-        main_opt, attack_opt = self.optimizers
-        attack_on = self._epochs_done >= cfg.open_epoch
-        model.train()
-        means = EpochMeans()
-        for batch in batches:
-            flipped = 1 - batch.labels
-            # Step 1: selector and predictor; the attacker is frozen. `frozen` restores each
-            # parameter's own flag afterwards: frozen transformer embeddings stay frozen.
-            with frozen(model.attacker):
-                embedded = model.embed(batch.ids, batch.mask)
-                soft, index = gumbel_sample(model.selector(embedded), cfg.tau)
-                z_predictor, z = predictor_and_selection_masks(
-                    soft, index, batch.selectable, cfg.perturb_rate, cfg.short_rows
-                )
-                z_predictor, z = document_part(z_predictor, batch), document_part(z, batch)
-                # Both rationales are sampled before either prediction, in the reference's draw order.
-                z_attack = document_part(hard_sample(model.attacker(embedded), cfg.tau), batch)
-                logits = model.predictor(embedded, visible(z_predictor, batch), batch.mask)
-                cls = F.cross_entropy(logits, batch.labels)
-                loss = self._regularized(cfg.cls_lambda * cls, z, batch.selectable, True, True)
-                attack_logits = model.predictor(embedded, visible(z_attack, batch), batch.mask)
-                attack_term = self.attack_term(attack_logits, flipped)
-                if attack_on:
-                    loss = loss + attack_term
-                main_opt.zero_grad(set_to_none=True)
-                loss.backward()
-                main_opt.step()
+        with frozen(model.attacker):
+            figures = super().train_step(batch)
+        with frozen(model.selector, model.predictor):
+            embedded = self.embed(batch).detach()  # the frozen embedding: the values of step 1
+            z_attack = self.attacker_mask(batch, embedded)
+            fooling = F.cross_entropy(self.classify(batch, embedded, z_attack), 1 - batch.labels)
+            attack_loss = cfg.cls_lambda * fooling
+            regularizers = self.regularizers(z_attack, batch)
+            if cfg.adv_sparse:
+                attack_loss = attack_loss + cfg.sparsity_lambda * regularizers["sparsity"]
+            if cfg.adv_continue:
+                attack_loss = attack_loss + cfg.continuity_lambda * regularizers["continuity"]
+            self.step(attack_loss, self.optimizers[1])
+        return {**figures, "attacker_loss": attack_loss}
 
-            # Step 2: the attacker, through the frozen selector and predictor.
-            with frozen(model.selector, model.predictor):
-                z_attack = document_part(hard_sample(model.attacker(embedded.detach()), cfg.tau), batch)
-                fooling_logits = model.predictor(embedded.detach(), visible(z_attack, batch), batch.mask)
-                attack_cls = F.cross_entropy(fooling_logits, flipped)
-                attack_loss = self._regularized(
-                    cfg.cls_lambda * attack_cls, z_attack, batch.selectable, cfg.adv_sparse, cfg.adv_continue
-                )
-                attack_opt.zero_grad(set_to_none=True)
-                attack_loss.backward()
-                attack_opt.step()
-
-            means.add(
-                {
-                    "loss": loss,
-                    "cls_loss": cls,
-                    "attack_term": attack_term,
-                    "attacker_loss": attack_loss,
-                    "train_acc": (logits.argmax(-1) == batch.labels).float().mean(),
-                    "train_sparsity": (z * batch.selectable).sum() / batch.selectable.sum(),
-                }
-            )
+    def after_epoch(self) -> dict[str, float]:
+        """Count the epoch (the attack term enters the loss from epoch ``open_epoch`` on)."""
         self._epochs_done += 1
-        return means.means()
+        return {}

@@ -9,20 +9,28 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
-from ratbench.method import Method, MethodConfig, Presets, Provenance
-from ratbench.registry import register_method
-from ratbench.types import Batch, DataInfo, EvalMode, RationaleOutput
+from ratbench.api import (
+    Batch,
+    DataInfo,
+    EvalMode,
+    Method,
+    MethodConfig,
+    Presets,
+    Provenance,
+    RationaleOutput,
+    register_method,
+)
 
 from ._blocks import (
     AttentionClassifier,
-    TransformerOptions,
     make_embedding,
     make_encoder,
     train_classifier_epoch,
     trainable_groups,
     visible,
 )
-from .rnp import DEMO_TRAINING_PRESET, PAPER_TRAINING_PRESET
+from ._options import GRUOptions, TransformerOptions
+from ._presets import TRAINING_PRESETS
 
 
 class AttentionModel(nn.Module):
@@ -61,6 +69,7 @@ class Attention(Method):
     description = "post-hoc baseline: top-k tokens by the attention of a full-text GRU classifier"
     kind = "post_hoc"
     version = "1"
+    encoders = ("word", "hf")
     provenance = Provenance(
         reference="",
         proven_by="no reference code to compare with; the evaluator's top-k rule is tested in tests/test_evaluate.py",
@@ -68,21 +77,13 @@ class Attention(Method):
     )
 
     @dataclasses.dataclass(frozen=True)
-    class Config(MethodConfig, TransformerOptions):
-        epochs: int = 300
-        batch_size: int = 128
-        lr: float = 1e-4
-        """Adam learning rate."""
+    class Config(MethodConfig, GRUOptions, TransformerOptions):
         sparsity: float = 0.15
         """Share of each example's tokens kept as its rationale (the paper matches about 15 %)."""
-        hidden_dim: int = 200
-        """Total BiGRU width."""
-        dropout: float = 0.2
-        """Dropout before the output layer."""
         scorer: Literal["additive", "linear"] = "additive"
         """Attention scorer: additive (tanh) or linear (FR's module)."""
 
-    presets: ClassVar[Presets] = {"paper": PAPER_TRAINING_PRESET, "demo": DEMO_TRAINING_PRESET}
+    presets: ClassVar[Presets] = TRAINING_PRESETS
 
     def __init__(self, config: Config, info: DataInfo, device: torch.device) -> None:
         super().__init__(config, info, device)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -11,13 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ratbench.method import Method, MethodConfig, Presets, Provenance
-from ratbench.registry import register_method
-from ratbench.types import Batch, DataInfo, EvalMode, RationaleOutput
+from ratbench.api import Batch, DataInfo, EvalMode, Method, Presets, Provenance, register_method
 
-from ._blocks import BiGRU, EpochMeans, FrozenEmbedding, eval_selection, gumbel_sample, in_fp32, visible
-from ._vicinal import PerturbOptions, predictor_and_selection_masks
-from .rnp import DEMO_TRAINING_PRESET
+from ._blocks import BiGRU, FrozenEmbedding, eval_selection, in_fp32, visible
+from ._family import SelectPredict
+from ._options import PerturbOptions
+from ._presets import DEMO_TRAINING_PRESET
 
 REFERENCE_BEER_PRIORS = (0.05, 0.95)  # hard-coded in the reference for its unbalanced beer data
 
@@ -132,7 +130,7 @@ def per_example_regularizers(
 
 
 @register_method("inter_rat")
-class InterRAT(Method):
+class InterRAT(SelectPredict):
     """Inter_RAT, interventional rationalization (Yue et al., EMNLP 2023); port of the reference
     repository yuelinan/Codes-of-Inter-RAT@416f63c (METHODS.md 9), checked step by step against
     it by ``tests/test_parity_inter_rat.py``.
@@ -174,6 +172,8 @@ class InterRAT(Method):
             ``continuity_lambda / B * 1e8`` to the loss, and the step into padding makes the term
             depend on the batch's composition. "text": only steps between two text positions,
             divided by ``max(n_b - 1, 1)``.
+    On the template, with its own model, selector logits, predictor, per-example regularizers,
+    evaluation mask (padding never selected) and learning-rate decay (``after_epoch``).
     Not ported: the reference's ``abs=0`` variant (signed sparsity term; its scripts use
     ``abs=1``); its two-class restriction is lifted (priors and heads take any class count).
     Extension (off by default): ``perturb_rate > 0`` trains the predictor on VER's vicinal
@@ -187,7 +187,6 @@ class InterRAT(Method):
     description = "Inter_RAT: backdoor-adjusted selector and predictor over label embeddings"
     kind = "select_predict"
     version = "2"  # 2: the reference regularizers, pooling denominator and test batch size
-    encoders = ("word",)  # a GRU model in its reference; no transformer form yet
     provenance = Provenance(
         reference="yuelinan/Codes-of-Inter-RAT @ 416f63c (model.py InterRAT, MaskGRU; train.py; utils.py Data_Process)",
         proven_by="tests/test_parity_inter_rat.py: 2 epochs x 2 Adam steps with the learning-rate decay, first "
@@ -206,27 +205,17 @@ class InterRAT(Method):
     )
 
     @dataclasses.dataclass(frozen=True)
-    class Config(MethodConfig, PerturbOptions):
+    class Config(SelectPredict.Config, PerturbOptions):
         epochs: int = 20
         batch_size: int = 256
-        lr: float = 1e-3
-        """Initial Adam learning rate."""
+        lr: float = 1e-3  # the initial learning rate
         lr_decay: float = 0.97
         """Learning rate factor after each epoch (ExponentialLR)."""
         min_lr: float = 5e-5
         """The decay stops at this learning rate."""
-        sparsity: float = 0.15
-        """alpha: target fraction of selected tokens per example."""
+        sparsity: float = 0.15  # per example
         sparsity_lambda: float = 0.05
-        """Weight of the per-example sparsity term."""
         continuity_lambda: float = 0.01
-        """Weight of the per-example continuity term."""
-        hidden_dim: int = 200
-        """Total BiGRU width (half per direction) and label embedding size."""
-        dropout: float = 0.2
-        """Dropout on the input embeddings of both encoders."""
-        tau: float = 1.0
-        """Gumbel-softmax temperature."""
         priors: Literal["data", "reference"] = "data"
         """Class priors of the backdoor adjustment: training label frequencies or the reference's."""
         continuity: Continuity = "reference"
@@ -259,63 +248,45 @@ class InterRAT(Method):
         "demo": Method.data_presets["demo"],
     }
 
-    def __init__(self, config: Config, info: DataInfo, device: torch.device) -> None:
-        super().__init__(config, info, device)
-        self.config: InterRAT.Config = config
-        self.model = InterRATModel(info, config.hidden_dim, config.dropout, class_priors(info, config.priors)).to(
-            device
-        )
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizers = [torch.optim.Adam(trainable, lr=config.lr)]
+    def build_model(self) -> nn.Module:
+        """The selector, the predictor and the label embeddings they share."""
+        cfg = self.config
+        return InterRATModel(self.info, cfg.hidden_dim, cfg.dropout, class_priors(self.info, cfg.priors))
 
-    def train_epoch(self, batches: Iterable[Batch]) -> dict[str, float]:
-        """One pass, then one step of the learning-rate decay."""
-        cfg, model = self.config, self.model
-        model.train()
-        optimizer = self.optimizers[0]
-        means = EpochMeans()
-        for batch in batches:
-            embedded = model.embed(batch.ids, batch.mask)
-            soft, index = gumbel_sample(model.selector_logits(embedded, batch.mask), cfg.tau)
-            z_predictor, z = predictor_and_selection_masks(
-                soft, index, batch.selectable, cfg.perturb_rate, cfg.short_rows
-            )
-            z_predictor, z = z_predictor * batch.selectable, z * batch.selectable
-            logits = model.predictor_logits(embedded, visible(z_predictor, batch), batch.mask)
-            cls = F.cross_entropy(logits, batch.labels)
-            lengths = getattr(batch, "lengths", None)  # before truncation (Batch.lengths)
-            sparsity, continuity = per_example_regularizers(z, batch.selectable, cfg.sparsity, lengths, cfg.continuity)
-            loss = cls + cfg.sparsity_lambda * sparsity + cfg.continuity_lambda * continuity
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            means.add(
-                {
-                    "loss": loss,
-                    "cls_loss": cls,
-                    "sparsity_loss": sparsity,
-                    "continuity_loss": continuity,
-                    "train_acc": (logits.argmax(-1) == batch.labels).float().mean(),
-                    "train_sparsity": z.sum() / batch.selectable.sum(),
-                }
-            )
+    def selector_logits(self, batch: Batch, embedded: torch.Tensor, selector: nn.Module | None = None) -> torch.Tensor:
+        """The backdoor-adjusted select/skip logits (one selector: ``selector`` must be None)."""
+        assert selector is None, "Inter_RAT has one selector"
+        return self.model.selector_logits(embedded, batch.mask)
+
+    def training_masks(
+        self, soft: torch.Tensor, index: torch.Tensor, batch: Batch
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The template's masks with padding never selected."""
+        z_predictor, z = super().training_masks(soft, index, batch)
+        return z_predictor * batch.selectable, z * batch.selectable
+
+    def classify(self, batch: Batch, embedded: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The adjusted predictor's logits on ``z`` (padding dropped, the context visible)."""
+        return self.model.predictor_logits(embedded, visible(z * batch.mask, batch), batch.mask)
+
+    def regularizers(self, z: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
+        """The per-example ``sparsity`` and ``continuity`` terms (``per_example_regularizers``)."""
+        cfg = self.config
+        sparsity, continuity = per_example_regularizers(
+            z, batch.selectable, cfg.sparsity, batch.lengths, cfg.continuity
+        )
+        return {"sparsity": sparsity, "continuity": continuity}
+
+    def after_epoch(self) -> dict[str, float]:
+        """One step of the learning-rate decay (while above ``min_lr``, floored at it)."""
+        cfg, optimizer = self.config, self.optimizers[0]
         for group in optimizer.param_groups:
             if group["lr"] > cfg.min_lr:
                 group["lr"] = max(group["lr"] * cfg.lr_decay, cfg.min_lr)
-        return {**means.means(), "lr": optimizer.param_groups[0]["lr"]}
+        return {"lr": optimizer.param_groups[0]["lr"]}
 
     @torch.no_grad()
-    def rationalize(self, batch: Batch, mode: EvalMode) -> RationaleOutput:
+    def select(self, batch: Batch, mode: EvalMode) -> torch.Tensor:
         """A Gumbel sample (reference) or the argmax (clean), padding never selected."""
-        self.model.eval()
-        embedded = self.model.embed(batch.ids, batch.mask)
-        logits = self.model.selector_logits(embedded, batch.mask)
-        z = eval_selection(logits, mode, self.config.tau) * batch.selectable
-        return RationaleOutput(logits=self.model.predictor_logits(embedded, visible(z, batch), batch.mask), mask=z)
-
-    @torch.no_grad()
-    def predict(self, batch: Batch, rationale: torch.Tensor) -> torch.Tensor:
-        """The predictor's logits on an explicit rationale."""
-        self.model.eval()
-        embedded = self.model.embed(batch.ids, batch.mask)
-        return self.model.predictor_logits(embedded, visible(rationale * batch.mask, batch), batch.mask)
+        logits = self.selector_logits(batch, self.embed(batch))
+        return eval_selection(logits, mode, self.config.tau) * batch.selectable

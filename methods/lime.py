@@ -10,21 +10,30 @@ import numpy as np
 import torch
 from torch import nn
 
-from ratbench.errors import RatbenchError
-from ratbench.evaluate import top_k_mask
-from ratbench.method import Method, MethodConfig, Presets, Provenance
-from ratbench.registry import register_method
-from ratbench.types import Batch, DataInfo, EvalMode, RationaleOutput
+from ratbench.api import (
+    Batch,
+    DataInfo,
+    EvalMode,
+    Method,
+    MethodConfig,
+    Presets,
+    Provenance,
+    RatbenchError,
+    RationaleOutput,
+    merge_presets,
+    register_method,
+    top_k_mask,
+)
 
 from ._blocks import (
-    TransformerOptions,
     make_embedding,
     make_predictor,
     train_classifier_epoch,
     trainable_groups,
     visible,
 )
-from .rnp import DEMO_TRAINING_PRESET, PAPER_TRAINING_PRESET
+from ._options import GRUOptions, TransformerOptions
+from ._presets import TRAINING_PRESETS
 
 
 def lime_neighbourhood(n: int, num_samples: int, rng: np.random.RandomState) -> np.ndarray:
@@ -138,6 +147,7 @@ class LIME(Method):
     description = "post-hoc baseline: top-k tokens by position-level LIME weights of a full-text GRU classifier"
     kind = "post_hoc"
     version = "1"
+    encoders = ("word", "hf")
     provenance = Provenance(
         reference="marcotcr/lime (lime_text.py, lime_base.py): the explainer; the black box is the VER/A2I "
         "Classifier (no reference pipeline)",
@@ -152,17 +162,9 @@ class LIME(Method):
     )
 
     @dataclasses.dataclass(frozen=True)
-    class Config(MethodConfig, TransformerOptions):
-        epochs: int = 300
-        batch_size: int = 128
-        lr: float = 1e-4
-        """Adam learning rate of the classifier."""
+    class Config(MethodConfig, GRUOptions, TransformerOptions):
         sparsity: float = 0.15
         """Share of each example's tokens kept as its rationale (the paper matches about 15 %)."""
-        hidden_dim: int = 200
-        """Total BiGRU width."""
-        dropout: float = 0.2
-        """Dropout before the output layer."""
         num_samples: int = 5000
         """Perturbed samples per explained example (the first is the unperturbed text)."""
         kernel_width: float = 25.0
@@ -181,14 +183,10 @@ class LIME(Method):
             if self.num_samples < 2:
                 raise RatbenchError(f"lime.num_samples must be at least 2, got {self.num_samples}")
 
-    presets: ClassVar[Presets] = {
-        "paper": PAPER_TRAINING_PRESET,
-        # A transformer classifies each perturbation with a full forward pass: fewer of them.
-        "demo": {
-            "*": {**DEMO_TRAINING_PRESET["*"], "num_samples": 300},
-            "hf/*": {**DEMO_TRAINING_PRESET["hf/*"], "num_samples": 50},
-        },
-    }
+    # A transformer classifies each perturbation with a full forward pass: fewer of them.
+    presets: ClassVar[Presets] = merge_presets(
+        TRAINING_PRESETS, {"demo": {"*": {"num_samples": 300}, "hf/*": {"num_samples": 50}}}
+    )
 
     def __init__(self, config: Config, info: DataInfo, device: torch.device) -> None:
         super().__init__(config, info, device)

@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import ClassVar, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ratbench.evaluate import top_k_mask
-from ratbench.method import Method, MethodConfig, Presets, Provenance
-from ratbench.registry import register_method
-from ratbench.types import Batch, DataInfo, EncodedExample, EvalMode, RationaleOutput
+from ratbench.api import (
+    Batch,
+    DataInfo,
+    EvalMode,
+    Method,
+    MethodConfig,
+    Presets,
+    Provenance,
+    RationaleOutput,
+    merge_presets,
+    register_method,
+    top_k_mask,
+)
 
 from ._blocks import (
     MASKED_SCORE,
     AttentionClassifier,
     EpochMeans,
-    TransformerOptions,
     in_fp32,
     make_embedding,
     make_encoder,
@@ -29,99 +36,11 @@ from ._blocks import (
     trainable_groups,
     visible,
 )
-from ._vicinal import PerturbOptions
-from .rnp import DEMO_TRAINING_PRESET, PADDED_LAYOUT, PAPER_TRAINING_PRESET, RNP
+from ._noise import EPS, NoiseInjector
+from ._options import GRUOptions, TransformerOptions
+from ._presets import TRAINING_PRESETS
 
-EPS = 1e-12
 GRU_DROPOUT = 0.2  # the GRU adaptation's dropout (dropout=None)
-FLAT_MARGIN = 1e-8  # np.isclose(sum, 0)'s absolute tolerance: a group whose words all score the same
-
-
-@dataclasses.dataclass(frozen=True)
-class NoiseTables:
-    """Training-corpus statistics behind NIR's noise (word level; id 0 = OOV counts as one word).
-
-    Attributes:
-        idf: ``[V + 1]`` ``log(N / df(w))`` (0 for words never seen in training).
-        candidates: ids a selected token may be replaced with: training words with an
-            embedding (id > 0) and a non-zero replacement weight.
-        weights: replacement probabilities of ``candidates``, proportional to
-            ``max_w s - s(w)`` with ``s(w) = ATF(w) * IDF(w)`` (uninformative words most likely).
-    """
-
-    idf: np.ndarray
-    candidates: np.ndarray
-    weights: np.ndarray
-
-
-def noise_tables(train: Sequence[EncodedExample], vocab_size: int) -> NoiseTables:
-    """ATF, IDF and the replacement distribution of the training split (METHODS.md 12), over the
-    documents' words (a query and its separator are no part of them)."""
-    atf = np.zeros(vocab_size, dtype=np.float64)
-    df = np.zeros(vocab_size, dtype=np.float64)
-    for example in train:
-        ids = example.ids if example.selectable is None else example.ids[example.selectable]
-        if len(ids) == 0:
-            continue
-        words, counts = np.unique(ids, return_counts=True)
-        atf[words] += counts / len(ids)
-        df[words] += 1
-    seen = df > 0
-    idf = np.zeros(vocab_size, dtype=np.float64)
-    idf[seen] = np.log(len(train) / df[seen])
-    score = atf * idf
-    known = np.flatnonzero(seen)
-    known = known[known > 0]  # OOV/padding (id 0) has no vector to inject
-    if len(known) == 0:
-        return NoiseTables(idf, known, np.zeros(0))
-    margin = score[known].max() - score[known]
-    if margin.sum() <= 0:  # every word equally informative: uniform replacement
-        margin = np.ones_like(margin)
-    keep = margin > 0
-    return NoiseTables(idf, known[keep], margin[keep] / margin[keep].sum())
-
-
-def replacement_probability(
-    ids: torch.Tensor,
-    mask: torch.Tensor,
-    idf: torch.Tensor,
-    noise_p: float,
-    groups: torch.Tensor | None = None,
-    flat: Literal["noise_p", "zero"] = "noise_p",
-) -> torch.Tensor:
-    """Per-position replacement probability ``[B, T]`` of NIR's noise.
-
-    ``r_i = tf(w_i, d) / |d| * idf(w_i)`` (tf and ``|d|`` over the document ``mask``), mapped
-    within each group ``g`` (``groups`` ``[B, T]``: a number per position, e.g. its sentence;
-    None: the document is one group) to ``(max_g r - r_i) / sum_g(max_g r - r) * |g|`` (mean 1
-    over the group: frequent, informative words are rarely replaced), times ``noise_p``, clipped
-    to 1. A group whose tokens all score the same gets ``noise_p`` everywhere
-    (``flat="noise_p"``: margins summing to 0) or 0 (``flat="zero"``: margins summing to at most
-    1e-8, the reference's ``normalize``, which then returns the zero margins).
-    Padding gets 0. The reference (``generate_word_statistics.py`` of MultiRC and FEVER)
-    normalizes per sentence.
-    """
-    real = mask > 0
-    same = (ids.unsqueeze(2) == ids.unsqueeze(1)) & real.unsqueeze(1)
-    length = mask.sum(dim=1, keepdim=True).clamp(min=1)
-    r = same.sum(dim=2).to(mask.dtype) / length * idf[ids].to(mask.dtype)
-    if groups is None:
-        r_max = r.masked_fill(~real, -torch.inf).max(dim=1, keepdim=True).values
-        margin = (r_max - r) * mask
-        total = margin.sum(dim=1, keepdim=True)
-        size = length
-    else:
-        together = (groups.unsqueeze(2) == groups.unsqueeze(1)) & real.unsqueeze(1) & real.unsqueeze(2)
-        r_max = r.unsqueeze(1).expand_as(together).masked_fill(~together, -torch.inf).max(dim=2).values
-        r_max = r_max.masked_fill(~real, 0)
-        margin = (r_max - r) * mask
-        # every member of a group has the group's maximum, so its margins are r_max_i - r_j
-        total = (together * (r_max.unsqueeze(2) - r.unsqueeze(1))).sum(dim=2)
-        size = together.sum(dim=2).to(mask.dtype)
-    spread = total > (FLAT_MARGIN if flat == "zero" else 0.0)
-    uniform = torch.ones_like(margin) if flat == "noise_p" else torch.zeros_like(margin)
-    relative = torch.where(spread, margin / total.clamp(min=EPS) * size, uniform)
-    return (relative * noise_p).clamp(max=1.0) * mask
 
 
 def compact(ids: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,48 +53,6 @@ def compact(ids: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.
     new_mask = (positions[:kept_width] < counts.unsqueeze(1)).to(keep.dtype)
     new_ids = ids.gather(1, order[:, :kept_width]) * new_mask.long()
     return new_ids, new_mask
-
-
-class NoiseInjector:
-    """NIR's training noise for one cell: the tables of the training split, on the device."""
-
-    def __init__(self, info: DataInfo, noise_p: float, device: torch.device) -> None:
-        if info.embeddings is not None:
-            vocab_size = len(info.embeddings)
-        else:  # word pieces: the ids the training split uses (a piece never seen is never drawn)
-            vocab_size = 1 + max((int(ex.ids.max()) for ex in info.train if len(ex.ids)), default=0)
-        tables = noise_tables(info.train, vocab_size)
-        self.noise_p = noise_p
-        self.idf = torch.as_tensor(tables.idf, dtype=torch.float32, device=device)
-        self.candidates = torch.as_tensor(tables.candidates, dtype=torch.long, device=device)
-        self.weights = torch.as_tensor(tables.weights, dtype=torch.float32, device=device)
-
-    def __call__(self, ids: torch.Tensor, document: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
-        """``ids`` with each selected token replaced, with its probability, by a sampled word;
-        ``document`` marks the document's positions (tf and |d| are counted over them)."""
-        if self.noise_p <= 0 or len(self.candidates) == 0:
-            return ids
-        probability = replacement_probability(ids, document, self.idf, self.noise_p) * selected
-        replace = torch.bernoulli(probability).bool()
-        draws = torch.multinomial(self.weights, ids.numel(), replacement=True).view_as(ids)
-        return torch.where(replace, self.candidates[draws], ids)
-
-    def replace_sources(
-        self, ids: torch.Tensor, document: torch.Tensor, sources: torch.Tensor, valid: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The reference's noisy rationale (``RandomNoisyRationaleExtractor``): the tokens at
-        ``sources`` ``[B, K]`` (``valid`` marks the real ones), each replaced with its
-        probability (the reference's zero rule for a document whose words all score the same)
-        by a word drawn from the vocabulary distribution. One decision per source in row order,
-        then one word per source (used where replaced), as ``[B, K]`` and ``[B * K]`` draws.
-        Returns the ids ``[B, K]`` and the replaced 0/1 ``[B, K]``."""
-        picked = ids.gather(1, sources) * valid.long()
-        if self.noise_p <= 0 or len(self.candidates) == 0 or picked.numel() == 0:
-            return picked, torch.zeros_like(valid, dtype=torch.float32)
-        probability = replacement_probability(ids, document, self.idf, self.noise_p, flat="zero")
-        replace = torch.bernoulli(probability.gather(1, sources) * valid)
-        draws = torch.multinomial(self.weights, picked.numel(), replacement=True).view_as(picked)
-        return torch.where(replace > 0, self.candidates[draws], picked), replace
 
 
 def js_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -351,26 +228,24 @@ class NIR(Method):
         compacted selection with the noise in place; OOV tokens (id 0) count as one word in
         the tf-idf statistics and are never drawn. The VER paper's appendix describes its NIR
         baseline as RNP with noise injection: ``nir_rnp``.
+    Not on the select-then-predict template (``_family.SelectPredict``): the selection is a
+    deterministic top-k of a separately trained soft model's attention (no sampled mask, no
+    gradient through it), and the two models have losses of their own.
     """
 
     description = "NIR: A2R soft model + top-k selector, tf-idf noise injected into the selected tokens"
     kind = "select_predict"
     version = "2"  # 2: BERT-A2R as the reference (parity-tested); the GRU adaptation's defaults unchanged
+    encoders = ("word", "hf")
 
     @dataclasses.dataclass(frozen=True)
-    class Config(MethodConfig, TransformerOptions):
-        epochs: int = 300
-        batch_size: int = 128
-        lr: float = 1e-4
-        """Adam learning rate of both models."""
+    class Config(MethodConfig, GRUOptions, TransformerOptions):
         sparsity: float = 0.15
         """Share of each example's tokens the top-k selector keeps."""
         proximity: float = 0.1
         """lambda, weight of the JS term tying the soft and the rationale predictions."""
         noise_p: float = 0.1
         """Noise proportion: mean replacement probability of a selected token."""
-        hidden_dim: int = 200
-        """GRU adaptation: total BiGRU width (half per direction) of both models."""
         dropout: float | None = None
         """Dropout before the output layers (on a transformer also before the token scorer);
         None: the transformer's hidden_dropout_prob (the reference's), 0.2 with the GRUs."""
@@ -388,10 +263,9 @@ class NIR(Method):
         """hf: leave padding out of the soft model's softmax and the top-k (reference: False)."""
 
     # On a transformer the rationale predictor pools the [CLS] state, as the reference's.
-    presets: ClassVar[Presets] = {
-        "paper": {**PAPER_TRAINING_PRESET, "hf/*": {"pooling": "cls"}},
-        "demo": {**DEMO_TRAINING_PRESET, "hf/*": {**DEMO_TRAINING_PRESET["hf/*"], "pooling": "cls"}},
-    }
+    presets: ClassVar[Presets] = merge_presets(
+        TRAINING_PRESETS, {"paper": {"hf/*": {"pooling": "cls"}}, "demo": {"hf/*": {"pooling": "cls"}}}
+    )
     # The reference's data pipeline on a transformer (model/datasets_ce.py, run_ce.py): each
     # batch padded to its own longest example (tokenizer(padding=True)) in the shuffled order,
     # the "query [SEP] document" sequence cut at its tail with no cap of its own on the query.
@@ -589,44 +463,3 @@ class NIR(Method):
         self.model.eval()
         rationale = rationale.to(batch.mask.dtype) * batch.selectable
         return self._rationale_logits(batch, rationale, repeat_sep=False)[0]
-
-
-@register_method("nir_rnp")
-class NIRRNP(RNP):
-    """NIR as the VER paper's appendix describes its GRU baseline ("we use RNP as its
-    backbone"): RNP whose predictor, in training, reads the selected tokens with NIR's tf-idf
-    noise (:class:`NoiseInjector`, ``noise_p`` 0.1 as the paper chose). The selector still gets
-    its gradient through the straight-through mask; evaluation is RNP's, without noise.
-
-    Not in METHODS.md, which specifies the reference's A2R architecture (``nir``); this is the
-    variant the VER paper's Table 1 reports. Defaults and presets are RNP's (the paper applied
-    RNP's tuned settings to NIR). Deviations from RNP: the noise only. Extension (off by
-    default): ``perturb_rate > 0`` adds VER's vicinal perturbation to the predictor's training
-    mask (the noise then goes into the perturbed mask's tokens).
-    """
-
-    description = "NIR as the VER paper ran it: RNP whose predictor sees tf-idf noise in the selected tokens"
-    kind = "select_predict"
-    version = "1"
-    provenance = Provenance(
-        reference="none: the VER paper's GRU adaptation on RNP's code (jugechengzi/Rationalization-VER @ bc1c435, "
-        "proven for rnp) with NIR's noise (adamstorek/noise_injection @ 334e888)",
-        proven_by="tests/test_nir.py: the noise tables and replacement probabilities follow NIR's word statistics; "
-        "RNP's step is the one tests/test_parity_jugechengzi.py proves",
-        deviations=("noise_p (0.1): the noise proportion the VER paper chose",),
-        layout=PADDED_LAYOUT + " (the VER paper ran NIR in that code base with RNP's settings)",
-    )
-
-    @dataclasses.dataclass(frozen=True)
-    class Config(RNP.Config, PerturbOptions):
-        noise_p: float = 0.1
-        """Noise proportion: mean replacement probability of a selected token."""
-
-    def __init__(self, config: Config, info: DataInfo, device: torch.device) -> None:
-        super().__init__(config, info, device)
-        self.inject_noise = NoiseInjector(info, config.noise_p, device)
-
-    def predictor_input(self, batch: Batch, embedded: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """The embedded text with noise in the tokens of the (hard) training mask ``z``."""
-        noisy = self.inject_noise(batch.ids, batch.selectable, (z.detach() > 0.5).to(batch.mask.dtype))
-        return self.model.embed(noisy, batch.mask)

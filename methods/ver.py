@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from ratbench.method import Provenance
-from ratbench.registry import register_method
+from ratbench.api import Provenance, register_method
 
-from ._vicinal import PerturbOptions, perturb_index, perturb_index_reference
-from .rnp import JUGECHENGZI_STREAM_NOTES, PADDED_LAYOUT, RNP
-
-__all__ = ["VER", "perturb_index", "perturb_index_reference"]
+from ._options import PerturbOptions
+from ._presets import JUGECHENGZI_STREAM_NOTES, PADDED_LAYOUT
+from .rnp import RNP
 
 
 @register_method("ver")

@@ -857,14 +857,15 @@ def list_plugins() -> None:
     """List the registered methods and datasets (without importing torch)."""
     from ratbench.registry import DATASETS, METHODS
 
-    click.echo("methods:")
+    lines = ["methods:"]
     for name, info in sorted(METHODS.infos().items()):
         meta = info.meta if "kind" in info.meta else {**info.meta, "kind": METHODS.get(name).kind}
-        click.echo(f"  {name:<12} {meta['kind']:<15} {meta.get('description', '')}")
-    click.echo("datasets:")
+        lines.append(f"  {name:<12} {meta['kind']:<15} {meta.get('description', '')}")
+    lines.append("datasets:")
     for name, info in sorted(DATASETS.infos().items()):
         subsets = info.meta.get("subsets") or DATASETS.get(name).subsets
-        click.echo(f"  {name:<12} subsets: {', '.join(subsets):<40} {info.meta.get('description', '')}")
+        lines.append(f"  {name:<12} subsets: {', '.join(subsets):<40} {info.meta.get('description', '')}")
+    click.echo("\n".join(lines))
 
 
 @main.command(name="info")

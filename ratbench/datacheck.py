@@ -19,10 +19,10 @@ from typing import Any
 
 from tabulate import tabulate
 
+from ratbench.counts import safe_div
 from ratbench.data import DataConfig, DatasetAdapter
 from ratbench.encoders import HFEncoder, layout
 from ratbench.errors import MissingDataError
-from ratbench.evaluate import safe_div
 from ratbench.text import build_vocab
 from ratbench.types import SPLITS, Example
 

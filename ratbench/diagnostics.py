@@ -28,7 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ratbench.evaluate import binarize, f1_score, gold_text, safe_div
+from ratbench.counts import f1_score, safe_div
+from ratbench.evaluate import binarize, gold_text, predictor_logits
 from ratbench.method import Method
 from ratbench.types import Batch
 
@@ -55,7 +56,7 @@ class EpochDiagnostics:
             for batch in self.probe():
                 out = method.rationalize(batch, "reference")
                 gold_batch = gold_text(batch)
-                gold_logits = method.predict(gold_batch, gold_batch.mask)
+                gold_logits = predictor_logits(method, gold_batch, gold_batch.mask)
                 if out.logits is None or gold_logits is None:
                     return {}
                 selection = binarize(out, batch, "reference", None) * batch.selectable

@@ -21,19 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ratbench.counts import f1_score, safe_div
 from ratbench.eraser_metrics import EraserCounts
 from ratbench.method import Method
 from ratbench.types import Batch, EvalMode, RationaleOutput
-
-
-def safe_div(num: float, den: float) -> float:
-    """``num / den``, or 0.0 when ``den`` is 0 (an empty selection scores 0, not NaN)."""
-    return num / den if den else 0.0
-
-
-def f1_score(precision: float, recall: float) -> float:
-    """Harmonic mean with the same zero rule."""
-    return safe_div(2 * precision * recall, precision + recall)
 
 
 def top_k_mask(scores: torch.Tensor, mask: torch.Tensor, sparsity: float) -> torch.Tensor:
@@ -142,10 +133,8 @@ def binarize(
     else:
         raise ValueError(f"{method} returned neither a mask nor scores")
     if mode == "clean":
-        pred = pred * batch.selectable
-    elif batch.has_context:  # the query and special tokens are never part of a rationale
-        pred = pred * (1 - batch.context)
-    return pred
+        return pred * batch.selectable
+    return batch.document_part(pred)  # the query and special tokens are never part of a rationale
 
 
 def accuracy(method: Method, batches: Iterable[Batch], mode: EvalMode) -> float | None:
@@ -176,12 +165,18 @@ def predictor_accuracy(method: Method, batches: Iterable[Batch], which: str) -> 
     for batch in batches:
         if which == "gold":
             batch = gold_text(batch)
-        logits = method.predict(batch, batch.mask)
+        logits = predictor_logits(method, batch, batch.mask)
         if logits is None:
             return None
         correct += int((logits.argmax(-1) == batch.labels).sum())
         total += len(batch.labels)
     return 100 * safe_div(correct, total)
+
+
+def predictor_logits(method: Method, batch: Batch, rationale: torch.Tensor) -> torch.Tensor | None:
+    """The method's predictor on ``rationale`` with the context visible (``Batch.visible``), so
+    that every method reads the query whether or not its own ``predict`` applies the rule."""
+    return method.predict(batch, batch.visible(rationale))
 
 
 def rationalize_split(method: Method, batches: Iterable[Batch], mode: EvalMode) -> list[tuple[Batch, RationaleOutput]]:
@@ -209,7 +204,7 @@ def words_of(values: np.ndarray, word_index: np.ndarray, document: np.ndarray, r
 @torch.no_grad()
 def class_probabilities(method: Method, batch: Batch, rationale: torch.Tensor) -> np.ndarray | None:
     """Softmax of the method's predictor on ``rationale`` (the context stays visible), or None."""
-    logits = method.predict(batch, rationale)
+    logits = predictor_logits(method, batch, rationale)
     return None if logits is None else torch.softmax(logits.float(), -1).cpu().numpy()
 
 

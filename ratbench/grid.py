@@ -222,8 +222,7 @@ def dataset_targets(names: Sequence[str]) -> list[tuple[str, str]]:
     targets: list[tuple[str, str]] = []
     for name in names:
         dataset, _, subset = name.partition(".")
-        info = DATASETS.check(dataset)
-        subsets = tuple(info.meta.get("subsets") or DATASETS.get(dataset).subsets)
+        subsets = dataset_subsets(dataset)
         if subset and subset not in subsets:
             raise RatbenchError(
                 f"unknown subset {subset!r} of dataset {dataset!r}{did_you_mean(subset, subsets)}; "
@@ -296,6 +295,91 @@ def preset_scopes(dataset: str, subset: str, encoder: str = "word") -> tuple[str
     return tuple(scopes)
 
 
+SCOPE_ENCODERS = ("hf",)
+"""The encoder kinds whose cells also read the qualified scopes of a method preset (``hf/*``,
+:func:`preset_scopes`); ``word`` cells read the plain scopes only, so it has no prefix form."""
+
+
+def dataset_subsets(dataset: str) -> tuple[str, ...]:
+    """The subsets of a registered dataset, from the metadata of its source when it gives them
+    (no import), else from its class."""
+    return tuple(DATASETS.check(dataset).meta.get("subsets") or DATASETS.get(dataset).subsets)
+
+
+def is_method_scope(scope: Any) -> bool:
+    """Whether ``scope`` of a method's ``presets`` or ``data_presets`` can apply to some cell
+    (:func:`preset_scopes`): ``*``, a registered dataset or ``dataset.subset``, each optionally
+    after an encoder prefix such as ``hf/``."""
+    if not isinstance(scope, str):
+        return False
+    kind, slash, rest = scope.partition("/")
+    if not slash:
+        rest = scope
+    elif kind not in SCOPE_ENCODERS:
+        return False
+    if rest == "*":
+        return True
+    dataset, dot, subset = rest.partition(".")
+    if dataset not in DATASETS.infos():
+        return False
+    return not dot or subset in dataset_subsets(dataset)
+
+
+def method_scope_hint(scope: Any) -> str:
+    """The valid forms of a method preset's scope, for the message about ``scope``."""
+    hint = (
+        f"a scope is *, a dataset ({', '.join(DATASETS.names())}), dataset.subset, or one of those "
+        f"after an encoder prefix such as {', '.join(f'{kind}/' for kind in SCOPE_ENCODERS)}"
+    )
+    if not isinstance(scope, str):
+        return hint
+    kind, slash, rest = scope.partition("/")
+    dataset, dot, _ = (rest if slash else scope).partition(".")
+    if slash and kind == "word":
+        hint += " (word cells read the scopes without a prefix)"
+    elif dot and dataset in DATASETS.infos():
+        hint = f"{dataset} has the subsets {', '.join(dataset_subsets(dataset))}; {hint}"
+    return hint
+
+
+def check_method_presets(name: str, cls: type | None = None) -> None:
+    """Refuse a method whose ``presets`` or ``data_presets`` hold a scope that no cell can read
+    (a typo such as ``hotle`` would otherwise be silently ignored), with one line naming the
+    method, the preset, the scope and the valid forms. A scope of a dataset that is not
+    registered is an error too. The registry calls it on every class it binds, with ``cls``
+    (``METHODS.get(name)`` would recurse there)."""
+    cls = cls if cls is not None else METHODS.get(name)
+    for attribute, where in (("presets", ""), ("data_presets", " of data_presets")):
+        for preset, table in getattr(cls, attribute).items():
+            for scope in table:
+                if not is_method_scope(scope):
+                    plain = ["*"]
+                    for dataset in DATASETS.names():
+                        plain += [dataset, *(f"{dataset}.{subset}" for subset in dataset_subsets(dataset))]
+                    choices = [*plain, *(f"{kind}/{each}" for kind in SCOPE_ENCODERS for each in plain)]
+                    raise RatbenchError(
+                        f"method {name}: preset {preset}{where} has an unknown scope {scope!r}"
+                        f"{did_you_mean(str(scope), choices)}; {method_scope_hint(scope)}"
+                    )
+
+
+def check_dataset_presets(name: str, cls: type | None = None) -> None:
+    """Refuse a dataset whose ``presets`` hold a scope other than ``*`` or one of its subsets
+    (the only scopes its cells read, :func:`data_config_layers`), with one line naming the
+    dataset, the preset, the scope and the valid forms. The registry calls it on every class it
+    binds, with ``cls``."""
+    cls = cls if cls is not None else DATASETS.get(name)
+    subsets = tuple(cls.subsets)
+    for preset, table in cls.presets.items():
+        for scope in table:
+            if scope != "*" and scope not in subsets:
+                raise RatbenchError(
+                    f"dataset {name}: preset {preset} has an unknown scope {scope!r}"
+                    f"{did_you_mean(str(scope), ['*', *subsets])}; a dataset preset's scope is * or one of "
+                    f"its subsets ({', '.join(subsets)})"
+                )
+
+
 def build_adapter(
     dataset: str,
     subset: str,
@@ -354,8 +438,11 @@ def expand(
     (and ``--epochs``, which is ``--set <every method>.epochs``). A grid of more than
     ``max_cells`` cells is an error (raised before any cell is built). A missing data file,
     embedding file or model is raised, or, with ``on_missing``, passed to it (every one of
-    them); the cell ids then hash only the files that are there. ``device_kind`` (``cpu`` or
-    ``cuda``) is part of the pipeline identity (``versions.pipeline``): CPU cells keep their ids.
+    them); the cell ids then hash only the files that are there. A method or dataset whose
+    preset scopes no cell can read fails when its class is loaded (the registry checks every class
+    it binds, :func:`check_method_presets`), before any data file is looked at. ``device_kind``
+    (``cpu`` or ``cuda``) is part of the pipeline identity (``versions.pipeline``): CPU cells keep
+    their ids.
     """
     sets = dict(sets or {})
     for name in methods:
@@ -376,6 +463,10 @@ def expand(
             )
     if limit is not None and limit < 1:
         raise RatbenchError(f"--limit must be at least 1, got {limit}")
+    for name in methods:  # loading a class checks its preset scopes, before any data file is looked at
+        METHODS.get(name)
+    for dataset in dict.fromkeys(dataset for dataset, _ in targets):
+        DATASETS.get(dataset)
 
     # Each method reads the data through its reference pipeline (``Method.data_presets``), so
     # an adapter is resolved per method; methods with the same data config share one adapter

@@ -23,6 +23,20 @@ if TYPE_CHECKING:
 
 Kind = Literal["select_predict", "post_hoc"]
 Presets = dict[str, dict[str, dict[str, Any]]]
+"""``{preset: {scope: {config key: value}}}``: see ``Method.presets``."""
+
+
+def merge_presets(*tables: Presets) -> Presets:
+    """The preset tables merged preset by preset and scope by scope, later tables winning key by
+    key (``merge_presets(RNP_PRESETS, {"demo": {"*": {"teacher_epochs": 2}}})`` keeps every other
+    demo setting). The inputs are not changed."""
+    merged: Presets = {}
+    for table in tables:
+        for preset, scopes in table.items():
+            into = merged.setdefault(preset, {})
+            for scope, values in scopes.items():
+                into[scope] = {**into.get(scope, {}), **values}
+    return merged
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,8 +108,10 @@ class Method(ABC):
             (returns token scores; the evaluator keeps the top-k at the target sparsity).
         Config: the typed, frozen config class (subclass of ``MethodConfig``).
         presets: ``{preset: {scope: overrides}}``, scope ``"*"``, a dataset name or
-            ``dataset.subset`` (more specific scopes win). ``paper`` is the class defaults plus
-            its overrides; ``demo`` is a small setting for CPUs.
+            ``dataset.subset`` (more specific scopes win), each also after ``hf/`` for the cells
+            on a transformer; a scope no cell can read is an error when the plugin registers.
+            ``paper`` is the class defaults plus its overrides; ``demo`` is a small setting for
+            CPUs. ``merge_presets`` combines tables (the shared ones: ``ratbench.api``).
         data_presets: the same for the cell's data config (the reference's batch layout).
 
     Subclasses keep their networks in ``self.model`` (one ``nn.Module``) and their optimizers
@@ -122,9 +138,10 @@ class Method(ABC):
     state_attributes: ClassVar[tuple[str, ...]] = ()
     provenance: ClassVar[Provenance | None] = None
     """Reference code, parity proof and remaining deviations (``ratbench info NAME``)."""
-    encoders: ClassVar[tuple[str, ...]] = ("word", "hf")
-    """The text encoders the method runs on (``DataInfo.encoder``); a grid that asks for another
-    is refused before any cell starts."""
+    encoders: ClassVar[tuple[str, ...]] = ("word",)
+    """The text encoders the method runs on (``DataInfo.encoder``): the word encoder unless the
+    method opts in to transformers (``("word", "hf")``: its networks take the token ids, as the
+    blocks' ``make_*`` builders do); a grid that asks for another is refused before any cell."""
 
     model: nn.Module
     optimizers: list[torch.optim.Optimizer]

@@ -15,7 +15,10 @@ plugin is used. A plugin class registers itself with the decorator of its kind::
     @register_method("rnp")
     class RNP(Method): ...
 
-Duplicate names are an error; an unknown name says "did you mean" and lists what exists.
+Binding a class (by its decorator, or on the first use of an undecorated entry point class)
+checks that it subclasses its kind's base and that every scope of its presets can apply to some
+cell (``ratbench.grid.check_method_presets`` / ``check_dataset_presets``): a bad class is never
+registered. Duplicate names are an error; an unknown name says "did you mean" and lists what exists.
 """
 
 from __future__ import annotations
@@ -48,10 +51,15 @@ class PluginInfo:
 class Registry(Generic[T]):
     """Name -> plugin class for one plugin kind (methods or datasets)."""
 
-    def __init__(self, kind: str, decorator: str, base: str, meta_keys: tuple[str, ...]) -> None:
+    def __init__(
+        self, kind: str, decorator: str, base: str, meta_keys: tuple[str, ...], presets_check: str = ""
+    ) -> None:
         self.kind = kind  # "methods" or "datasets"
         self.decorator = decorator  # decorator name looked for in plugin sources
         self.base = base  # "module:Class" every plugin must subclass
+        # "module:function" called as function(name, cls) on every class bound (imported lazily:
+        # ratbench.grid imports this module); it raises on preset scopes that no cell can read
+        self.presets_check = presets_check
         self.meta_keys = meta_keys
         self.entry_point_group = f"ratbench.{kind}"
         self._infos: dict[str, PluginInfo] | None = None
@@ -157,7 +165,8 @@ class Registry(Generic[T]):
                 if builtin:
                     raise
                 raise RatbenchError(f"{self.kind[:-1]} plugin {name!r} ({info.origin}) failed to load: {exc}") from exc
-            self._bind(name, cls)
+            if self._classes.get(name) is not cls:  # not bound (and checked) by its decorator on import
+                self._bind(name, cls)
         cls = self._classes[name]
         info.meta.update({k: getattr(cls, k) for k in self.meta_keys if hasattr(cls, k)})
         return cls
@@ -170,6 +179,9 @@ class Registry(Generic[T]):
         bound = self._classes.get(name)
         if bound is not None and bound is not cls and bound.__qualname__ != cls.__qualname__:
             raise RatbenchError(f"duplicate {self.kind[:-1]} name {name!r}: {bound!r} and {cls!r}")
+        if self.presets_check:
+            module_name, _, attr = self.presets_check.partition(":")
+            getattr(importlib.import_module(module_name), attr)(name, cls)
         cls.name = name
         self._classes[name] = cls
 
@@ -177,7 +189,8 @@ class Registry(Generic[T]):
         """Class decorator that registers a plugin under ``name``.
 
         Classes defined outside the plugin folders (a script, a test) are added to the
-        registry; a name that is already taken by another plugin is an error.
+        registry; a name that is already taken by another plugin is an error. A class that fails
+        the checks of binding leaves nothing registered.
         """
 
         def decorator(cls: T) -> T:
@@ -188,9 +201,9 @@ class Registry(Generic[T]):
                     f"duplicate {self.kind[:-1]} name {name!r}: {cls.__module__}.{cls.__qualname__} "
                     f"and {info.origin}; rename one of them"
                 )
+            self._bind(name, cls)
             if info is None:
                 infos[name] = PluginInfo(name, cls.__module__, cls.__qualname__, f"module {cls.__module__}")
-            self._bind(name, cls)
             return cls
 
         return decorator
@@ -202,10 +215,18 @@ class Registry(Generic[T]):
 
 
 METHODS: Registry[type] = Registry(
-    "methods", "register_method", "ratbench.method:Method", ("kind", "description", "version")
+    "methods",
+    "register_method",
+    "ratbench.method:Method",
+    ("kind", "description", "version"),
+    "ratbench.grid:check_method_presets",
 )
 DATASETS: Registry[type] = Registry(
-    "datasets", "register_dataset", "ratbench.data:DatasetAdapter", ("subsets", "description", "version")
+    "datasets",
+    "register_dataset",
+    "ratbench.data:DatasetAdapter",
+    ("subsets", "description", "version"),
+    "ratbench.grid:check_dataset_presets",
 )
 register_method = METHODS.register
 register_dataset = DATASETS.register

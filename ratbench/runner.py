@@ -24,11 +24,12 @@ import torch
 import ratbench
 from ratbench import cells
 from ratbench.batching import eval_batches, train_batches
+from ratbench.counts import safe_div
 from ratbench.data import DatasetAdapter
 from ratbench.diagnostics import PROBE_EXAMPLES, EpochDiagnostics
 from ratbench.encoders import make_encoder
 from ratbench.errors import RatbenchError
-from ratbench.evaluate import accuracy, iter_batches, predictor_accuracy, rationalize_split, safe_div, score_rationales
+from ratbench.evaluate import accuracy, iter_batches, predictor_accuracy, rationalize_split, score_rationales
 from ratbench.method import Method
 from ratbench.registry import DATASETS, METHODS
 from ratbench.types import EVAL_MODES, SPLITS, DataInfo, EncodedExample, Example

@@ -121,6 +121,16 @@ class Batch:
         """1 on the real positions that are not selectable (query, separators, special tokens)."""
         return self.mask - self.selectable
 
+    def visible(self, z: torch.Tensor) -> torch.Tensor:
+        """A rationale ``z`` ``[B, T]`` as a predictor reads it: the context positions (query,
+        separators, special tokens) always visible. ``z`` itself for a batch without context."""
+        return z * (1 - self.context) + self.context if self.has_context else z
+
+    def document_part(self, z: torch.Tensor) -> torch.Tensor:
+        """``z`` without its context positions: what a rationale may hold and regularizers count
+        (padding is kept, as the reference counts it). ``z`` itself for a batch without context."""
+        return z * (1 - self.context) if self.has_context else z
+
     def to(self, device: torch.device | str) -> Batch:
         """Return the batch with every tensor on ``device``.
 

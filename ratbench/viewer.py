@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from ratbench import cells
+from ratbench.counts import f1_score, safe_div
 from ratbench.errors import RatbenchError
-from ratbench.evaluate import f1_score, safe_div
 from ratbench.export import finished_cells
 from ratbench.variants import row_labels
 

@@ -34,7 +34,7 @@ def test_hinge_stops_once_the_predictor_is_not_fooled() -> None:
     method = tiny_method("a2i", adv_lambda=2.0)
     logits = torch.tensor([[3.0, -3.0], [0.2, 0.0]], requires_grad=True)
     flipped = torch.tensor([1, 0])  # row 0: not fooled (CE >> ln 2); row 1: fooled (CE < ln 2)
-    term = method.attack_term(logits, flipped)
+    term = method.loss_weights()["attack"] * method.attack_term(logits, flipped)  # as it enters the loss
     ce = torch.nn.functional.cross_entropy(logits.detach(), flipped, reduction="none")
     assert term.item() == pytest.approx(-2.0 * 0.9 * float(ce.clamp(max=math.log(2)).mean()))
     term.backward()

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from conftest import tiny_batches, tiny_examples, tiny_method
 
-from ratbench._plugins.methods.dmr import distillation_loss, feature_matching
+from ratbench._plugins.methods._distill import distillation_loss, feature_matching
 
 
 def test_teacher_is_trained_before_the_first_epoch_then_frozen() -> None:

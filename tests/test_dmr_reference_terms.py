@@ -22,14 +22,8 @@ import torch
 import torch.nn.functional as F
 from conftest import tiny_batches, tiny_examples, tiny_method
 
-from ratbench._plugins.methods.dmr import (
-    DMRRef,
-    argue_loss,
-    deal_rows,
-    distillation_loss,
-    feature_matching,
-    reference_select,
-)
+from ratbench._plugins.methods._distill import distillation_loss, feature_matching
+from ratbench._plugins.methods.dmr_ref import DMRRef, argue_loss, deal_rows, reference_select
 from ratbench.evaluate import evaluate_rationales
 from ratbench.types import Batch
 

@@ -31,9 +31,14 @@ def _built(name: str, spec: cells.CellSpec) -> tuple:
 def test_method_contract(
     name: str, encoder: str, toy_dataset: type, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    """On both encoders: shapes and dtypes, no padding or special token in a rationale, state_dict
-    round trip, same seed same metrics; or, for a method that has no transformer form, a clear
-    refusal before any cell."""
+    check_contract(name, encoder, request, tmp_path)
+
+
+def check_contract(name: str, encoder: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """The contract of method ``name`` on the ``toy`` dataset (the ``toy_dataset`` fixture must be
+    active), on both encoders: shapes and dtypes, no padding or special token in a rationale,
+    state_dict round trip, same seed same metrics; or, for a method that has no transformer
+    form, a clear refusal before any cell. Also used for the README's example method."""
     sets = SETS
     if encoder == "hf":
         sets = {**SETS, "data": {"encoder": f"hf:{request.getfixturevalue('tiny_hf_model')}"}}

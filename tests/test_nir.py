@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from conftest import tiny_batches, tiny_examples, tiny_method
 
-from ratbench._plugins.methods import nir
+from ratbench._plugins.methods import _noise, nir
 from ratbench.batching import collate
 from ratbench.registry import METHODS
 from ratbench.types import Batch, DataInfo, EncodedExample
@@ -26,7 +26,7 @@ def _doc(i: int, ids: list[int]) -> EncodedExample:
 
 def test_noise_tables_match_a_hand_computation() -> None:
     """ATF(w) = sum_d count/|d|, IDF = log(N / df); replacement weights ~ max s - s(w), id 0 excluded."""
-    tables = nir.noise_tables([_doc(0, [1, 1, 2]), _doc(1, [2, 3, 0])], vocab_size=5)
+    tables = _noise.noise_tables([_doc(0, [1, 1, 2]), _doc(1, [2, 3, 0])], vocab_size=5)
     log2 = math.log(2)
     assert tables.idf.tolist() == pytest.approx([log2, log2, 0.0, log2, 0.0])
     # s(1) = 2/3 log 2, s(2) = 0, s(3) = 1/3 log 2 -> margins 0, 2/3, 1/3 (x log 2); word 1 never drawn
@@ -40,7 +40,7 @@ def test_replacement_probability_matches_a_plain_restatement() -> None:
     idf = rng.uniform(0, 3, size=10)
     ids = torch.tensor([[1, 2, 2, 3, 4, 4, 4, 0], [5, 6, 5, 0, 0, 0, 0, 0], [7, 7, 7, 0, 0, 0, 0, 0]])
     mask = torch.tensor([[1.0] * 8, [1.0] * 3 + [0.0] * 5, [1.0] * 3 + [0.0] * 5])
-    got = nir.replacement_probability(ids, mask, torch.as_tensor(idf, dtype=torch.float32), 0.1)
+    got = _noise.replacement_probability(ids, mask, torch.as_tensor(idf, dtype=torch.float32), 0.1)
     for row in range(3):
         n = int(mask[row].sum())
         words = ids[row, :n].tolist()
@@ -166,7 +166,7 @@ def test_replacement_probability_per_group_and_the_reference_zero_rule() -> None
     ids = torch.tensor([[1, 2, 3, 3, 4, 4]])
     groups = torch.tensor([[0, 0, 0, 1, 1, 1]])
     idf = torch.tensor([0.0, 1.0, 2.0, 0.5, 1.5])
-    got = nir.replacement_probability(ids, torch.ones(1, 6), idf, 0.5, groups, flat="zero")[0].tolist()
+    got = _noise.replacement_probability(ids, torch.ones(1, 6), idf, 0.5, groups, flat="zero")[0].tolist()
     expected = []
     r = [ids[0].tolist().count(w) / 6 * idf[w].item() for w in ids[0].tolist()]
     for members in ([0, 1, 2], [3, 4, 5]):
@@ -175,7 +175,7 @@ def test_replacement_probability_per_group_and_the_reference_zero_rule() -> None
     assert got == pytest.approx(expected, rel=1e-6)
     flat = torch.tensor([[1, 1, 1]])
     for rule, value in (("noise_p", 0.5), ("zero", 0.0)):
-        assert nir.replacement_probability(flat, torch.ones(1, 3), idf, 0.5, flat=rule)[0].tolist() == [value] * 3
+        assert _noise.replacement_probability(flat, torch.ones(1, 3), idf, 0.5, flat=rule)[0].tolist() == [value] * 3
 
 
 CLS, SEP = 2, 3

@@ -143,9 +143,9 @@ class Probe:
             optimizer.register_step_post_hook(lambda *_, i=i: self.log[f"weights{i}"].append(self.weights()))
         regularizers = method.regularizers
 
-        def regularizers_probe(z: torch.Tensor, mask: torch.Tensor) -> Any:
-            terms = regularizers(z, mask)
-            self.log["regularizers"].append((z.detach().clone(), [float(t.detach()) for t in terms]))
+        def regularizers_probe(z: torch.Tensor, batch: Any) -> Any:
+            terms = regularizers(z, batch)
+            self.log["regularizers"].append((z.detach().clone(), [float(t.detach()) for t in terms.values()]))
             return terms
 
         method.regularizers = regularizers_probe  # type: ignore[method-assign]
@@ -221,9 +221,11 @@ def compare_rnp_step(step: dict[str, Any], means: dict[str, float], probe: Probe
     assert_same_tensors(weights, renamed(unpack(step["weights_after"])), f"{where} weights after the step")
 
 
-def compare_a2i_step(main: dict[str, Any], attack: dict[str, Any], means: dict[str, float], probe: Probe, where: str):
+def compare_a2i_step(
+    main: dict[str, Any], attack: dict[str, Any], means: dict[str, float], probe: Probe, weight: float, where: str
+):
     """One A2I batch: the selector/predictor step (attacker frozen) in full, then the attacker
-    step (selector and predictor frozen)."""
+    step (selector and predictor frozen). ``weight`` is the attack term's (``loss_weights``)."""
     assert (main["phase"], attack["phase"]) == ("main", "attacker")
     [selector] = probe.take("selector")
     attacker, masks, logits = probe.take("attacker"), probe.take("predictor_z"), probe.take("predictor")
@@ -243,7 +245,8 @@ def compare_a2i_step(main: dict[str, Any], attack: dict[str, Any], means: dict[s
     assert_same(z_reg, main["z_selector"], f"{here} mask the regularizers read")
     assert means["cls_loss"] == main["cls_loss"], f"{here} cross-entropy"
     assert (sparsity, continuity) == (main["sparsity_loss"], main["continuity_loss"]), f"{here} regularizer terms"
-    assert means["attack_term"] == main["attack_term"], f"{here} attack term (weighted, signed)"
+    weighted = float(weight * torch.tensor(means["attack_loss"], dtype=torch.float32))  # as the method weighs it
+    assert weighted == main["attack_term"], f"{here} attack term (weighted, signed)"
     assert means["loss"] == main["loss"], f"{here} total loss"
     [grads] = probe.take("grads0")
     assert_same_tensors(grads, renamed(unpack(main["grads"])), f"{here} gradient")
@@ -336,7 +339,8 @@ def run_case(case: str, **overrides: Any) -> dict[str, Any]:
             for b, batch in enumerate(train):
                 means = method.train_epoch([batch])
                 if fx["method"] == "a2i":
-                    compare_a2i_step(fx["steps"][2 * b], fx["steps"][2 * b + 1], means, probe, f"batch {b}")
+                    weight = method.loss_weights()["attack"]
+                    compare_a2i_step(fx["steps"][2 * b], fx["steps"][2 * b + 1], means, probe, weight, f"batch {b}")
                 else:
                     compare_rnp_step(fx["steps"][b], means, probe, f"step {b}")
             assert tape.position == fx["tape_marks"]["train_end"], "training drew as many numbers as the reference"

@@ -37,6 +37,7 @@ from ratbench.types import Batch, DataInfo, Example
 
 transformers = pytest.importorskip("transformers")
 nir = pytest.importorskip("ratbench._plugins.methods.nir")
+_noise = pytest.importorskip("ratbench._plugins.methods._noise")
 
 FIXTURE = Path(__file__).parent / "golden" / "parity" / "nir_bert.pt"
 SEP = "[SEP]"
@@ -223,7 +224,7 @@ def test_noise_tables_and_replacement_probabilities(fx: dict[str, Any], model_fo
 
     # One sentence per training document: the reference's per-sentence normalization is ratbench's per document.
     batch = collate(train)
-    probability = nir.replacement_probability(
+    probability = _noise.replacement_probability(
         batch.ids, batch.selectable, method.inject_noise.idf, fx["config"]["noise_p"], flat="zero"
     )
     for row, per_sentence in enumerate(fx["noise"]["train_replacement_probs"]):
@@ -235,7 +236,7 @@ def test_noise_tables_and_replacement_probabilities(fx: dict[str, Any], model_fo
     for document, per_sentence in zip(noise["split_documents"], noise["split_replacement_probs"], strict=True):
         ids = torch.tensor([[vocab[w] for sentence in document for w in sentence]])
         groups = torch.tensor([[n for n, sentence in enumerate(document) for _ in sentence]])
-        got_p = nir.replacement_probability(ids, torch.ones(ids.shape), method.inject_noise.idf, 1.0, groups, "zero")
+        got_p = _noise.replacement_probability(ids, torch.ones(ids.shape), method.inject_noise.idf, 1.0, groups, "zero")
         expected_p = [min(p, 1.0) for sentence in per_sentence for p in sentence]
         assert got_p[0].tolist() == pytest.approx(expected_p, rel=1e-6, abs=1e-7)
     assert min(p for p in noise["split_replacement_probs"][1][0]) == 0.0  # the flat sentence was recorded

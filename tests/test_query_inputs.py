@@ -108,8 +108,13 @@ def test_the_evaluator_counts_document_positions_only() -> None:
 def test_every_method_keeps_the_query_out_of_its_rationale_and_in_view(
     name: str, encoder: str, query_toy_dataset: type, request: pytest.FixtureRequest
 ) -> None:
-    """No rationale holds a query (or special) position, and the predictor's output depends on
-    the query, with the word encoder and with a transformer (for the methods that have one)."""
+    check_query_inputs(name, encoder, request)
+
+
+def check_query_inputs(name: str, encoder: str, request: pytest.FixtureRequest) -> None:
+    """No rationale of method ``name`` holds a query (or special) position, and its predictor's
+    output depends on the query, with the word encoder or a transformer (the ``query_toy_dataset``
+    fixture must be active). Also used for the README's example method."""
     sets = {"querytoy": {"n": "16"}}
     if encoder == "hf":
         sets["data"] = {"encoder": f"hf:{request.getfixturevalue('tiny_hf_model')}"}

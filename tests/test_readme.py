@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import re
 import sys
@@ -11,6 +12,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from test_method_contract import check_contract
+from test_query_inputs import check_query_inputs
 
 from ratbench import cells, grid
 from ratbench.errors import RatbenchError
@@ -44,8 +47,8 @@ def _load_as_plugin(kind: str, name: str, source: str, tmp_path: Path) -> Iterat
 
 @pytest.fixture
 def example_method(tmp_path: Path) -> Iterator[ModuleType]:
-    yield from _load_as_plugin("methods", "random_rationale", _block('@register_method("random_rationale")'), tmp_path)
-    METHODS._unregister("random_rationale")
+    yield from _load_as_plugin("methods", "budget_rnp", _block('@register_method("budget_rnp")'), tmp_path)
+    METHODS._unregister("budget_rnp")
 
 
 @pytest.fixture
@@ -55,15 +58,34 @@ def example_dataset(tmp_path: Path) -> Iterator[ModuleType]:
 
 
 def test_readme_method_example_runs_next_to_rnp(example_method: ModuleType, toy_dataset: type, tmp_path: Path) -> None:
-    """The example method registers, trains with its demo preset and gets evaluated."""
-    assert METHODS.get("random_rationale").kind == "select_predict"
-    specs = grid.expand(["random_rationale"], ["toy"], [1], preset="demo", sets={"toy": {"n": "30"}})
-    assert specs[0].method_config["epochs"] == 3 and specs[0].method_config["hidden_dim"] == 32
+    """The example method registers, trains with its demo preset and gets evaluated; it is short,
+    imports ``ratbench.api`` only, and logs its own term."""
+    source = inspect.getsource(example_method)
+    assert len(source.splitlines()) <= 60
+    assert set(re.findall(r"^from (ratbench\S*) import", source, flags=re.M)) == {"ratbench.api"}
+    specs = grid.expand(["budget_rnp", "rnp"], ["toy"], [1], preset="demo", sets={"toy": {"n": "30"}})
+    assert specs[0].method_config["budget_lambda"] == 2.0 and specs[0].method_config["epochs"] == 10
     summary = run_grid(specs, tmp_path, echo=lambda _: None)
     assert summary.ok, summary.failed
-    metrics = json.loads((cells.cell_dir(tmp_path, specs[0]) / cells.METRICS_FILE).read_text())
-    # A random rationale at 15 % selects about 15 % of the tokens (clean mode: padding masked).
-    assert 5 < metrics["modes"]["clean"]["S"] < 30
+    epochs = (cells.cell_dir(tmp_path, specs[0]) / cells.EPOCHS_FILE).read_text().splitlines()
+    assert {"budget_loss", "continuity_loss", "cls_loss"} <= set(json.loads(epochs[0]))
+    assert "sparsity_loss" not in json.loads(epochs[0])
+
+
+def test_readme_method_example_keeps_the_contract(
+    example_method: ModuleType, toy_dataset: type, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The contract test on both encoders: it runs on the word encoder and is refused on a
+    transformer (the template's default ``encoders``)."""
+    assert METHODS.get("budget_rnp").encoders == ("word",)
+    for encoder in ("word", "hf"):
+        check_contract("budget_rnp", encoder, request, tmp_path / encoder)
+
+
+def test_readme_method_example_keeps_the_query_out_and_in_view(
+    example_method: ModuleType, query_toy_dataset: type, request: pytest.FixtureRequest
+) -> None:
+    check_query_inputs("budget_rnp", "word", request)
 
 
 def test_readme_dataset_example_reads_files_and_reports_errors(example_dataset: ModuleType, tmp_path: Path) -> None:

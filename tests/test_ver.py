@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,7 +11,9 @@ import torch
 from parity_tape import DrawTape
 
 from ratbench._plugins.methods import rnp as rnp_module
-from ratbench._plugins.methods.ver import VER, perturb_index, perturb_index_reference
+from ratbench._plugins.methods._blocks import gumbel_sample
+from ratbench._plugins.methods._vicinal import perturb_index, perturb_index_reference
+from ratbench._plugins.methods.ver import VER
 from ratbench.types import Batch, DataInfo
 
 VOCAB = 30
@@ -264,7 +267,7 @@ def test_training_masks_perturb_predictor_input_only():
     torch.manual_seed(123)
     expected = perturb_index_reference(index, mask, 0.5)
     torch.manual_seed(123)
-    z_pred, z_reg = method.training_masks(soft, index, mask)
+    z_pred, z_reg = method.training_masks(soft, index, SimpleNamespace(selectable=mask))
 
     assert torch.equal(z_reg.detach(), index.float())
     assert torch.equal(z_pred.detach(), expected.float())
@@ -287,7 +290,7 @@ def test_training_masks_with_rate_zero_are_rnps():
     index = torch.zeros(3, 9, dtype=torch.long)
     index[:, 0] = 1
     state = torch.get_rng_state()
-    z_pred, z_reg = method.training_masks(soft, index, torch.ones(3, 9))
+    z_pred, z_reg = method.training_masks(soft, index, SimpleNamespace(selectable=torch.ones(3, 9)))
     assert torch.equal(torch.get_rng_state(), state)
     assert torch.equal(z_reg, index.float()) and torch.equal(z_pred, z_reg)
 
@@ -300,7 +303,7 @@ def test_short_rows_clamp_uses_the_clamped_sampler():
     torch.manual_seed(9)
     expected = perturb_index(index, mask, 0.5, torch.rand(4, 12), torch.rand(4, 12))
     torch.manual_seed(9)
-    z_pred, _ = method.training_masks(soft, index, mask)
+    z_pred, _ = method.training_masks(soft, index, SimpleNamespace(selectable=mask))
     assert torch.equal(z_pred.detach(), expected.float())
 
 
@@ -366,8 +369,8 @@ def test_selector_gets_classification_gradient_at_flipped_positions():
     embedded = method.model.embed(batch.ids, batch.mask)
     logits = method.model.selector(embedded)
     logits.retain_grad()
-    soft, index = rnp_module.gumbel_sample(logits, 1.0)
-    z_pred, _ = method.training_masks(soft, index, batch.mask)
+    soft, index = gumbel_sample(logits, 1.0)
+    z_pred, _ = method.training_masks(soft, index, SimpleNamespace(selectable=batch.mask))
     flipped = (z_pred.detach() != index.float()) & (batch.mask > 0)
     assert flipped.any()
     loss = torch.nn.functional.cross_entropy(method.model.predictor(embedded, z_pred, batch.mask), batch.labels)
@@ -392,7 +395,7 @@ def test_rationalize_is_not_perturbed(rate):
         ref = method.rationalize(batch, "reference")
         torch.manual_seed(seed)
         with torch.no_grad():
-            expected = rnp_module.gumbel_sample(sel_logits, method.config.tau)[1].float()
+            expected = gumbel_sample(sel_logits, method.config.tau)[1].float()
         assert torch.equal(ref.mask, expected)
         assert torch.equal(ref.logits, method.predict(batch, expected))
 

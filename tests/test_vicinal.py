@@ -3,16 +3,14 @@ perturbed mask to the predictor only, and the same code path in ``ver``."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 from conftest import tiny_batches, tiny_method
 
-from ratbench._plugins.methods import _vicinal
-from ratbench._plugins.methods import a2i as a2i_module
-from ratbench._plugins.methods import dmr as dmr_module
-from ratbench._plugins.methods import inter_rat as inter_rat_module
-from ratbench._plugins.methods import rnp as rnp_module
+from ratbench._plugins.methods import _family, _vicinal
 from ratbench._plugins.methods._blocks import gumbel_sample
 from ratbench.types import EncodedExample
 
@@ -46,7 +44,7 @@ def test_a_positive_rate_is_vers_perturbation() -> None:
     torch.manual_seed(5)
     shared = _vicinal.predictor_and_selection_masks(soft, index, selectable, 0.3)
     torch.manual_seed(5)
-    ver = method.training_masks(soft, index, selectable)
+    ver = method.training_masks(soft, index, SimpleNamespace(selectable=selectable))
     assert all(torch.equal(a, b) for a, b in zip(shared, ver, strict=True))
     assert not torch.equal(shared[0], shared[1]) and torch.equal(shared[1], index.float())
     soft.requires_grad_(True)
@@ -70,7 +68,7 @@ class _Spy:
 def test_a2i_feeds_the_perturbed_mask_to_its_predictor_only(monkeypatch: pytest.MonkeyPatch) -> None:
     method = tiny_method("a2i", perturb_rate=0.3)
     spy = _Spy()
-    monkeypatch.setattr(a2i_module, "predictor_and_selection_masks", spy)
+    monkeypatch.setattr(_family, "predictor_and_selection_masks", spy)
     predictor_inputs, regularized = [], []
     forward = method.model.predictor.forward
     monkeypatch.setattr(
@@ -78,11 +76,9 @@ def test_a2i_feeds_the_perturbed_mask_to_its_predictor_only(monkeypatch: pytest.
         "forward",
         lambda e, z, m: predictor_inputs.append(z.detach().clone()) or forward(e, z, m),
     )
-    regularize = method._regularized
+    regularize = method.regularizers
     monkeypatch.setattr(
-        method,
-        "_regularized",
-        lambda loss, z, *rest: regularized.append(z.detach().clone()) or regularize(loss, z, *rest),
+        method, "regularizers", lambda z, batch: regularized.append(z.detach().clone()) or regularize(z, batch)
     )
     method.train_epoch(_batches())
     assert len(spy.masks) == 2  # two batches
@@ -96,9 +92,8 @@ def test_a2i_feeds_the_perturbed_mask_to_its_predictor_only(monkeypatch: pytest.
 
 @pytest.mark.parametrize("name", ["dmr", "nir_rnp", "inter_rat"])
 def test_other_methods_opt_in_with_their_config(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    spy = _Spy()  # nir_rnp inherits RNP's training_masks, which calls it from rnp's module
-    module = {"dmr": dmr_module, "nir_rnp": rnp_module, "inter_rat": inter_rat_module}[name]
-    monkeypatch.setattr(module, "predictor_and_selection_masks", spy)
+    spy = _Spy()  # every method's training_masks is the template's (Inter_RAT's extends it)
+    monkeypatch.setattr(_family, "predictor_and_selection_masks", spy)
     extra = {"teacher_epochs": 1} if name == "dmr" else {}
     method = tiny_method(name, perturb_rate=0.3, train=tuple(_examples()), **extra)
     stats = method.train_epoch(_batches())

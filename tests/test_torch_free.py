@@ -1,0 +1,31 @@
+"""The commands that only read counts and files start without torch: importing their modules in
+a fresh interpreter must not load it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import ratbench
+
+HAS_API = (Path(ratbench.__file__).parent / "api.py").exists()
+
+MODULES = [
+    "ratbench.viewer",
+    "ratbench.datacheck",
+    "ratbench.export",
+    "ratbench.counts",
+    pytest.param("ratbench.api", marks=pytest.mark.skipif(not HAS_API, reason="ratbench/api.py is not written yet")),
+]
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_imports_without_torch(module: str) -> None:
+    code = f"import sys, {module}\nassert 'torch' not in sys.modules, 'importing {module} loaded torch'\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, (
+        f"`import {module}` must not load torch (nor fail) in a fresh interpreter; stderr:\n{result.stderr}"
+    )
