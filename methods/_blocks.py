@@ -313,13 +313,41 @@ def make_selector(info: DataInfo, embed: nn.Module, hidden_dim: int, dropout: fl
 
 
 def make_predictor(
-    info: DataInfo, embed: nn.Module, hidden_dim: int, num_classes: int, dropout: float, config: object
+    info: DataInfo,
+    embed: nn.Module,
+    hidden_dim: int,
+    num_classes: int,
+    dropout: float,
+    config: object,
+    encoder: nn.Module | None = None,
 ) -> Predictor:
-    """A ``Predictor`` over ``embed``'s output, on the cell's encoder (``config.pooling`` with a
-    transformer; the BiGRU always max-pools, as the reference)."""
-    encoder = make_encoder(info, embed.dim, hidden_dim, config)
+    """A ``Predictor`` over ``embed``'s output, on the cell's encoder or ``encoder`` (e.g. a
+    ``SharedEncoder``); ``config.pooling`` with a transformer, the BiGRU always max-pools, as the
+    reference."""
+    if encoder is None:
+        encoder = make_encoder(info, embed.dim, hidden_dim, config)
     pooling = getattr(config, "pooling", "max") if info.encoder == "hf" else "max"
     return Predictor(embed.dim, hidden_dim, num_classes, dropout, encoder, pooling)
+
+
+class SharedEncoder(nn.Module):
+    """A predictor's encoder that is its selector's (FR): the selector's encoder and its
+    normalisation (LayerNorm after a BiGRU) over the text read through ``keep``."""
+
+    def __init__(self, selector: Selector) -> None:
+        super().__init__()
+        self.selector = selector
+
+    @property
+    def output_dim(self) -> int:
+        """Width of the states."""
+        return self.selector.encoder.output_dim
+
+    def states(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The selector encoder's normalised states of ``x`` read through ``keep``."""
+        return self.selector.norm(self.selector.encoder.states(x, mask, keep))
 
 
 @contextlib.contextmanager
@@ -343,19 +371,25 @@ def trainable_groups(module: nn.Module, lr: float, encoder_lr: float | None = No
     return [{**group, "params": [p for p in group["params"] if p.requires_grad]} for group in groups]
 
 
-def param_groups(module: nn.Module, lr: float, encoder_lr: float | None = None) -> list[dict]:
+def param_groups(
+    module: nn.Module, lr: float, encoder_lr: float | None = None, skip: Iterable[nn.Parameter] = ()
+) -> list[dict]:
     """Optimizer groups of ``module``'s trainable parameters: one at ``lr``, or, with
-    ``encoder_lr``, the transformers' parameters at ``encoder_lr`` and the rest at ``lr``."""
+    ``encoder_lr``, the transformers' parameters at ``encoder_lr`` and the rest at ``lr``; the
+    parameters of ``skip`` (another group's, e.g. a shared encoder's) left out."""
     from ._transformer import TransformerEncoder
 
+    skipped = {id(p) for p in skip}
     if encoder_lr is None or not any(isinstance(m, TransformerEncoder) for m in module.modules()):
-        return [{"params": module.parameters(), "lr": lr}]
+        params = module.parameters()
+        return [{"params": [p for p in params if id(p) not in skipped] if skipped else params, "lr": lr}]
     encoder = {id(p) for m in module.modules() if isinstance(m, TransformerEncoder) for p in m.parameters()}
-    trainable = [p for p in module.parameters() if p.requires_grad]
-    return [
+    trainable = [p for p in module.parameters() if p.requires_grad and id(p) not in skipped]
+    groups = [
         {"params": [p for p in trainable if id(p) in encoder], "lr": encoder_lr},
         {"params": [p for p in trainable if id(p) not in encoder], "lr": lr},
     ]
+    return [group for group in groups if group["params"]]  # a shared encoder is another group's
 
 
 class EpochMeans:

@@ -19,6 +19,7 @@ hook                  default                                                   
 ``loss_weights``      ``cls`` 1, ``sparsity_lambda``, ``continuity_lambda``         RNP, A2I, DMR
 ``before_epoch``      nothing (DMR trains its teacher here)                         DMR
 ``after_epoch``       nothing (a learning-rate schedule goes here)                  A2I, Inter_RAT
+``before_step``       nothing (learning rates that follow the batch go here)        RNP (DR)
 ``train_step``        forward, losses, weighted sum, one step of ``optimizers[0]``  A2I (second step)
 ``select``            Gumbel sample (reference mode) or argmax (clean mode)         DMR, Inter_RAT
 ====================  ============================================================  =================
@@ -43,6 +44,7 @@ from ratbench.api import Batch, DataInfo, EvalMode, Method, MethodConfig, Ration
 
 from ._blocks import (
     EpochMeans,
+    SharedEncoder,
     continuity_loss,
     document_part,
     eval_selection,
@@ -50,12 +52,15 @@ from ._blocks import (
     make_embedding,
     make_predictor,
     make_selector,
+    param_groups,
     sparsity_loss,
     trainable_groups,
     visible,
 )
 from ._options import GRUOptions, SelectionOptions
 from ._vicinal import predictor_and_selection_masks
+
+DR_MIN_FACTOR = 0.05  # DR's floor on the predictor's learning-rate factor
 
 
 @dataclasses.dataclass
@@ -79,14 +84,16 @@ class Forward:
 
 
 class SelectPredictModel(nn.Module):
-    """Embedding, selector and predictor with separate encoders (no sharing): BiGRUs, or two
-    copies of the cell's transformer (``config``'s ``TransformerOptions``)."""
+    """Embedding, selector and predictor with separate encoders: BiGRUs, or two copies of the
+    cell's transformer (``config``'s ``TransformerOptions``); with ``config.share_encoder``
+    (``FoldOptions``, FR) the predictor reads through the selector's encoder and LayerNorm."""
 
     def __init__(self, info: DataInfo, hidden_dim: int, dropout: float, config: object = None) -> None:
         super().__init__()
         self.embed = make_embedding(info)
         self.selector = make_selector(info, self.embed, hidden_dim, dropout, config)
-        self.predictor = make_predictor(info, self.embed, hidden_dim, info.num_classes, dropout, config)
+        shared = SharedEncoder(self.selector) if getattr(config, "share_encoder", False) else None
+        self.predictor = make_predictor(info, self.embed, hidden_dim, info.num_classes, dropout, config, shared)
 
 
 class SelectPredict(Method):
@@ -196,6 +203,9 @@ class SelectPredict(Method):
         """Called after each epoch's pass: figures to log (e.g. a decayed learning rate)."""
         return {}
 
+    def before_step(self, batch: Batch, forward: Forward) -> None:
+        """Called in ``train_step`` after the loss, before the step (e.g. DR's learning rates)."""
+
     def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer | None = None) -> None:
         """One gradient step of ``optimizer`` (default ``optimizers[0]``) on ``loss``."""
         optimizer = self.optimizers[0] if optimizer is None else optimizer
@@ -208,6 +218,7 @@ class SelectPredict(Method):
         forward = self.forward(batch)
         terms = self.losses(batch, forward)
         loss = self.total_loss(terms)
+        self.before_step(batch, forward)
         self.step(loss)
         return {"loss": loss, **{f"{name}_loss": term for name, term in terms.items()}, **train_stats(batch, forward)}
 
@@ -249,3 +260,24 @@ def train_stats(batch: Batch, forward: Forward) -> dict[str, torch.Tensor]:
         "train_acc": (forward.logits.argmax(-1) == batch.labels).float().mean(),
         "train_sparsity": (forward.z * batch.selectable).sum() / batch.selectable.sum(),
     }
+
+
+def selector_predictor_groups(
+    model: nn.Module, selector_lr: float, predictor_lr: float, encoder_lr: float | None = None
+) -> list[dict[str, Any]]:
+    """Adam parameter groups of ``model.selector`` at ``selector_lr``, then of the predictor's
+    own parameters at ``predictor_lr`` (a predictor sharing the selector's encoder, FR, leaves it
+    to the selector's groups; ``encoder_lr``: a transformer's parameters at that rate). The
+    predictor's groups are marked ``coupled``, with their ``base_lr``, for ``couple_learning_rates``."""
+    groups = param_groups(model.selector, selector_lr, encoder_lr)
+    predictor = param_groups(model.predictor, predictor_lr, encoder_lr, skip=model.selector.parameters())
+    return groups + [{**group, "coupled": True, "base_lr": group["lr"]} for group in predictor]
+
+
+def couple_learning_rates(optimizer: torch.optim.Optimizer, dis_lr: float, selected_share: float) -> None:
+    """DR's coupling (``DecoupleOptions.dis_lr``) of the ``coupled`` groups of ``optimizer``:
+    ``base_lr * max(selected_share or 1, 0.05)`` when ``dis_lr`` is 1, else ``base_lr / dis_lr``."""
+    factor = max(selected_share if selected_share != 0 else 1.0, DR_MIN_FACTOR)
+    for group in optimizer.param_groups:
+        if group.get("coupled"):
+            group["lr"] = group["base_lr"] * factor if dis_lr == 1 else group["base_lr"] / dis_lr

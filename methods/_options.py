@@ -73,3 +73,24 @@ class PerturbOptions:
     tokens, which are then flipped; older torch raises) and it costs one host sync per step.
     ``clamp`` (deviation): each row flips at most its own unselected real tokens, drawn without
     a host sync. The two differ only on such rows, and draw different random numbers."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FoldOptions:
+    """FR's sharing, a flag of every method on the RNP model (as the VER repository's ``--fr``)."""
+
+    share_encoder: bool = False
+    """FR (jugechengzi/FR ``GenEncShareModel``): one encoder and its LayerNorm serve the selector
+    (on the full text) and the predictor (on the rationale); False: each has its own encoder."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoupleOptions:
+    """DR's learning-rate coupling, a flag of every method on the RNP optimizer (``--dis_lr``)."""
+
+    dis_lr: float = 0.0
+    """DR (jugechengzi/Rationalization-DR ``train_sp_norm``): 0 is off; 1 sets, before each step,
+    the predictor's learning rate to its configured one times the batch's selected share (the
+    selections over the real tokens, padding selections counted; 1 when nothing is selected;
+    at least 0.05); any other value v sets it to the configured one / v (the VER repository's
+    ``--dis_lr``)."""

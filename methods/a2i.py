@@ -13,7 +13,7 @@ from torch import nn
 from ratbench.api import Batch, DataInfo, Provenance, register_method
 
 from ._blocks import document_part, frozen, hard_sample, make_selector, param_groups
-from ._family import Forward, SelectPredictModel
+from ._family import Forward, SelectPredictModel, selector_predictor_groups
 from ._options import PerturbOptions
 from ._presets import JUGECHENGZI_STREAM_NOTES, PADDED_LAYOUT
 from .rnp import RNP
@@ -110,8 +110,7 @@ class A2I(RNP):
         """Adam over selector (lr) and predictor (lr / pred_lr_rate); Adam over the attacker
         (lr * adv_lr_rate); with a transformer and ``encoder_lr``, the encoders at that rate."""
         cfg, model = self.config, self.model
-        groups = param_groups(model.selector, cfg.lr, cfg.encoder_lr)
-        groups += param_groups(model.predictor, cfg.lr / cfg.pred_lr_rate, cfg.encoder_lr)
+        groups = selector_predictor_groups(model, cfg.lr, cfg.lr / cfg.pred_lr_rate, cfg.encoder_lr)
         attacker = param_groups(model.attacker, cfg.lr * cfg.adv_lr_rate, cfg.encoder_lr)
         return [torch.optim.Adam(groups), torch.optim.Adam(attacker)]
 

@@ -9,9 +9,9 @@ import torch
 
 from ratbench.api import Batch, Presets, Provenance, register_method
 
-from ._blocks import continuity_loss, param_groups, sparsity_loss
-from ._family import SelectPredict
-from ._options import TransformerOptions
+from ._blocks import continuity_loss, sparsity_loss
+from ._family import Forward, SelectPredict, couple_learning_rates, selector_predictor_groups
+from ._options import DecoupleOptions, FoldOptions, TransformerOptions
 from ._presets import JUGECHENGZI_STREAM_NOTES, PADDED_LAYOUT, RNP_PRESETS
 
 
@@ -43,7 +43,7 @@ class RNP(SelectPredict):
     encoders = ("word", "hf")
 
     @dataclasses.dataclass(frozen=True)
-    class Config(SelectPredict.Config, TransformerOptions):
+    class Config(SelectPredict.Config, TransformerOptions, FoldOptions, DecoupleOptions):
         cls_lambda: float = 0.9
         """Weight of the classification cross-entropy."""
         mask_padding_in_loss: bool = False
@@ -68,9 +68,13 @@ class RNP(SelectPredict):
         """One Adam, parameter groups for the selector and the predictor at the same learning
         rate (with a transformer and ``encoder_lr``: the encoders at ``encoder_lr``)."""
         cfg = self.config
-        groups = param_groups(self.model.selector, cfg.lr, cfg.encoder_lr)
-        groups += param_groups(self.model.predictor, cfg.lr, cfg.encoder_lr)
-        return [torch.optim.Adam(groups)]
+        return [torch.optim.Adam(selector_predictor_groups(self.model, cfg.lr, cfg.lr, cfg.encoder_lr))]
+
+    def before_step(self, batch: Batch, forward: Forward) -> None:
+        """DR's coupling of the predictor's learning rate to the batch's selected share (``dis_lr``)."""
+        if self.config.dis_lr:
+            share = float(forward.z.detach().sum() / batch.selectable.sum())  # a host sync, as the reference's .item()
+            couple_learning_rates(self.optimizers[0], self.config.dis_lr, share)
 
     def regularizers(self, z: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         """Unweighted batch-level sparsity and continuity terms of ``z`` (padding as the

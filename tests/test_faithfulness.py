@@ -15,7 +15,7 @@ from ratbench.data import DataConfig
 from ratbench.registry import METHODS
 
 REPO = Path(__file__).resolve().parents[1]
-BUILT_IN = ["rnp", "ver", "a2i", "inter_rat", "nir", "nir_rnp", "dmr", "dmr_ref", "attention", "lime"]
+BUILT_IN = sorted(name for name, info in METHODS.infos().items() if info.origin.startswith("builtin:"))
 
 
 def _readme_rows() -> dict[str, str]:

@@ -1,7 +1,8 @@
-"""Step-level parity of RNP, VER and A2I with the jugechengzi reference code.
+"""Step-level parity of RNP, VER, A2I, FR and DR with the jugechengzi reference code.
 
-The fixtures (``tests/golden/parity/{rnp,ver_*,a2i_*}.pt``) were recorded from the reference
-(jugechengzi/Rationalization-VER@bc1c435, jugechengzi/Rationalization-A2I@dfb578f) by
+The fixtures (``tests/golden/parity/{rnp,ver_*,a2i_*,fr,dr}.pt``) were recorded from the
+references (jugechengzi/Rationalization-VER@bc1c435, jugechengzi/Rationalization-A2I@dfb578f,
+jugechengzi/FR@971e6da, jugechengzi/Rationalization-DR@f65389f) by
 ``benchmarks/parity/record_jugechengzi.py``: inputs, the reference's initial weights, every random
 draw it made, and what it computed at every optimizer step and in its evaluation. Each test builds
 ratbench's real method from the registry with the fixture's hyperparameters, loads the reference's
@@ -38,8 +39,16 @@ from ratbench.types import Batch, DataInfo, EncodedExample
 
 FIXTURES = Path(__file__).parent / "golden" / "parity"
 # Reference module prefixes -> ratbench's (the reference's ``generator`` Sequential aliases gen,
-# layernorm1 and gen_fc; Perturb_model.layernorm2 is never used by the reference's paths).
-SELECTOR_PARTS = {"gen.": "encoder.gru.", "layernorm1.": "norm.", "gen_fc.": "head."}
+# layernorm1 and gen_fc; Perturb_model.layernorm2 is never used by the reference's paths; FR's
+# GenEncShareModel has one ``enc`` and one ``layernorm``, which ratbench's predictor reads
+# through the selector's).
+SELECTOR_PARTS = {
+    "gen.": "encoder.gru.",
+    "layernorm1.": "norm.",
+    "gen_fc.": "head.",
+    "enc.rnn.": "encoder.gru.",
+    "layernorm.": "norm.",
+}
 PREDICTOR_PARTS = {"cls.": "encoder.gru.", "cls_fc.": "head."}
 # Tolerance for the predictor's logits at evaluation, used only where needed: the reference feeds
 # the predictor the straight-through sample ``onehot - soft.detach() + soft``, whose 1s can be
@@ -138,6 +147,10 @@ class Probe:
             model.attacker.register_forward_hook(self._keep("attacker"))
         model.predictor.register_forward_pre_hook(self._keep_mask, with_kwargs=True)
         model.predictor.register_forward_hook(self._keep("predictor"))
+        self.predictor_lrs: list[float] = []
+        method.optimizers[0].register_step_pre_hook(
+            lambda optimizer, *_: self.predictor_lrs.append(optimizer.param_groups[-1]["lr"])
+        )
         for i, optimizer in enumerate(method.optimizers):
             optimizer.register_step_pre_hook(self._keep_grads(i, optimizer))
             optimizer.register_step_post_hook(lambda *_, i=i: self.log[f"weights{i}"].append(self.weights()))
@@ -215,6 +228,8 @@ def compare_rnp_step(step: dict[str, Any], means: dict[str, float], probe: Probe
     assert sparsity == means["sparsity_loss"] == step["sparsity_loss"], f"{where} sparsity term"
     assert continuity == means["continuity_loss"] == step["continuity_loss"], f"{where} continuity term"
     assert means["loss"] == step["loss"], f"{where} total loss"
+    if "predictor_lr" in step:  # DR: the predictor's learning rate this step used
+        assert probe.predictor_lrs.pop() == step["predictor_lr"], f"{where} coupled learning rate"
     [grads] = probe.take("grads0")
     assert_same_tensors(grads, renamed(unpack(step["grads"])), f"{where} gradient")
     [weights] = probe.take("weights0")
@@ -408,3 +423,30 @@ def test_a2i_without_hinge_matches_the_reference() -> None:
     """use_hinge 0: + adv_lambda * 0.9 * CE(P(e z_a), [0.5, 0.5]) in the main loss."""
     fx = run_case("a2i_no_hinge")
     assert fx["config"]["use_hinge"] is False
+
+
+def test_fr_matches_the_reference() -> None:
+    """FR: the predictor reads the rationale through the selector's own GRU and LayerNorm; one
+    set of weights gets the gradient of both players."""
+    fx = run_case("fr")
+    assert fx["config"]["share_encoder"] is True
+
+
+def test_fr_is_caught_without_the_sharing() -> None:
+    """Without ``share_encoder`` ratbench's model has a predictor GRU the reference lacks."""
+    with pytest.raises(AssertionError, match="every trainable parameter maps to one of the reference"):
+        run_case("fr", share_encoder=False)
+
+
+def test_dr_matches_the_reference() -> None:
+    """DR: before each step the predictor's learning rate is lr x the batch's selected share
+    (padding selections counted, at least 0.05: here above 1, the untrained selector selecting
+    much of the padding)."""
+    fx = run_case("dr")
+    rates = [step["predictor_lr"] for step in fx["steps"]]
+    assert len(set(rates)) == len(rates) and fx["config"]["lr"] not in rates
+
+
+def test_dr_is_caught_without_the_coupling() -> None:
+    with pytest.raises(AssertionError, match="coupled learning rate"):
+        run_case("dr", dis_lr=0.0)

@@ -14,6 +14,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_batches, tiny_examples, tiny_method
 from test_method_contract import check_contract
 from torch import nn
 
@@ -115,3 +116,18 @@ def test_each_builtin_method_file_registers_one_method() -> None:
     for path in sorted(folder.glob("[!_]*.py")):
         registered = [name for name, info in METHODS.infos().items() if info.origin == f"builtin:methods/{path.name}"]
         assert len(registered) == 1, f"methods/{path.name} registers {registered}"
+
+
+@pytest.mark.parametrize("name", ["ver", "a2i"])
+def test_fr_and_dr_are_flags_of_the_rnp_family(name: str) -> None:
+    """``share_encoder`` gives the predictor the selector's encoder (no GRU of its own, one
+    Adam entry per weight); ``dis_lr=1`` moves the predictor's learning rate with the batch."""
+    method = tiny_method(name, share_encoder=True, dis_lr=1.0)
+    assert not any(n.startswith("predictor.encoder") for n, _ in method.model.named_parameters())
+    stepped = [p for group in method.optimizers[0].param_groups for p in group["params"]]
+    assert len(stepped) == len({id(p) for p in stepped})
+    [coupled] = [group for group in method.optimizers[0].param_groups if group.get("coupled")]
+    method.train_epoch(tiny_batches(tiny_examples(8)))
+    assert coupled["lr"] != coupled["base_lr"] and coupled["base_lr"] == method.config.lr / getattr(
+        method.config, "pred_lr_rate", 1.0
+    )

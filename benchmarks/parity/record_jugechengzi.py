@@ -60,6 +60,8 @@ REFERENCE_MODULES = ("metric", "model", "train_util", "validate_util")
 COMMITS = {
     "ver": ("jugechengzi/Rationalization-VER", "bc1c435"),
     "a2i": ("jugechengzi/Rationalization-A2I", "dfb578f"),
+    "fr": ("jugechengzi/FR", "971e6da"),
+    "dr": ("jugechengzi/Rationalization-DR", "f65389f"),
 }
 VOCAB, EMBEDDING_DIM, MAX_LEN, BATCH_SIZE = 30, 8, 24, 5
 # Row lengths of each batch: 3..20 real tokens, all padded to MAX_LEN (the reference layout).
@@ -106,6 +108,8 @@ class Case:
     """Added to the select logit's initial bias (and subtracted from the skip one): denser
     selections, so that short rows occur."""
     first_seed: int = 1
+    model_class: str = "Perturb_model"
+    """The reference's model class (FR: ``GenEncShareModel``; DR: ``Sp_norm_model``)."""
 
 
 CASES = (
@@ -133,6 +137,22 @@ CASES = (
         "A2I with the soft [0.5, 0.5] target (use_hinge 0)",
         use_hinge=False,
         first_seed=501,
+    ),
+    Case(
+        "fr",
+        "fr",
+        "fr",
+        "FR: GenEncShareModel (one GRU and LayerNorm for the selector and the predictor), train_share, one Adam",
+        first_seed=601,
+        model_class="GenEncShareModel",
+    ),
+    Case(
+        "dr",
+        "dr",
+        "dr",
+        "DR: Sp_norm_model, train_sp_norm with dis_lr 1 (the predictor's lr = lr x the batch's selected share)",
+        first_seed=701,
+        model_class="Sp_norm_model",
     ),
 )
 
@@ -315,7 +335,11 @@ def reference_args(case: Case, embeddings: np.ndarray) -> types.SimpleNamespace:
         batch_size=BATCH_SIZE,
         max_length=MAX_LEN,
         perturb_rate=case.perturb_rate,
+        cell_type="GRU",
+        tau=[HYPER["tau"]],  # FR's model reads args.tau[0]
     )
+    if case.reference == "dr":
+        args.dis_lr = 1
     if case.reference == "a2i":
         args.use_hinge = int(case.use_hinge)
         args.open_attack = 1  # separate_two_head_adv.py sets it to 1 once epoch >= open_epoch (0)
@@ -332,6 +356,10 @@ def ratbench_config(case: Case) -> dict[str, Any]:
         config["perturb_rate"] = case.perturb_rate
     if case.method == "a2i":
         config.update(A2I_HYPER, use_hinge=case.use_hinge)
+    if case.method == "fr":
+        config["share_encoder"] = True
+    if case.method == "dr":
+        config["dis_lr"] = 1.0
     return config
 
 
@@ -359,24 +387,27 @@ def perturbation_note(tape: DrawTape, start: int, index: torch.Tensor, masks: to
 
 
 def record_ver(ref: types.SimpleNamespace, case: Case, setting: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Train RNP / VER with ``train_util.train_sp_norm`` and evaluate; return the fixture."""
+    """Train RNP / VER / DR with ``train_util.train_sp_norm`` (FR: ``train_share``) and evaluate;
+    return the fixture."""
     args = reference_args(case, setting["embeddings"])
     torch.manual_seed(seed)
-    model = ref.model.Perturb_model(args)
+    model = getattr(ref.model, case.model_class)(args)
     bias_selection(model.gen_fc, case.select_bias)
-    # layernorm2 is built but never used by perturb_forward / train_one_step: no gradient, no
-    # ratbench counterpart (checked below).
-    skip = ("layernorm2.weight", "layernorm2.bias")
+    # layernorm2 is built but never used by perturb_forward / train_one_step / Sp_norm_model's
+    # forward: no gradient, no ratbench counterpart (checked below). FR has none.
+    skip = ("layernorm2.weight", "layernorm2.bias") if hasattr(model, "layernorm2") else ()
     modules = {"": model}
     initial = weights(modules, skip)
-    # perturbation.py with fr 0, dr 0: the generator's parameters and the rest, both at lr.
-    generator_ids = {id(p) for p in model.generator.parameters()}
-    optimizer = torch.optim.Adam(
-        [
-            {"params": model.generator.parameters(), "lr": args.lr},
-            {"params": [p for p in model.parameters() if id(p) not in generator_ids], "lr": args.lr},
-        ]
-    )
+    if case.reference == "fr":  # run_share_beer.py: one Adam over every parameter
+        optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    else:  # perturbation.py (fr 0, dr 0) and norm_beer.py: the generator's parameters and the rest, both at lr
+        generator_ids = {id(p) for p in model.generator.parameters()}
+        optimizer = torch.optim.Adam(
+            [
+                {"params": model.generator.parameters(), "lr": args.lr},
+                {"params": [p for p in model.parameters() if id(p) not in generator_ids], "lr": args.lr},
+            ]
+        )
     tape, pending, steps = DrawTape(), defaultdict(list), []
     backward_log: list[dict[str, torch.Tensor]] = []
 
@@ -405,7 +436,10 @@ def record_ver(ref: types.SimpleNamespace, case: Case, setting: dict[str, Any], 
                 "perturbation": note[0] if note else {},
             }
         )
-        assert model.layernorm2.weight.grad is None and model.layernorm2.bias.grad is None
+        if case.reference == "dr":  # the coupled learning rate this step used
+            steps[-1]["predictor_lr"] = optimizer.param_groups[1]["lr"]
+        if skip:
+            assert model.layernorm2.weight.grad is None and model.layernorm2.bias.grad is None
         reset(pending)
 
     def perturb_gumbel(masks_: torch.Tensor, logits: torch.Tensor, **kwargs: Any) -> Any:
@@ -421,7 +455,8 @@ def record_ver(ref: types.SimpleNamespace, case: Case, setting: dict[str, Any], 
         pending["masks"].append(detached((z, z)))  # perturb_rate 0: the predictor sees z itself
         return z
 
-    original_perturb, original_sampling = model.perturb_gumbel, model.independent_straight_through_sampling
+    original_perturb = getattr(model, "perturb_gumbel", None)
+    original_sampling = model.independent_straight_through_sampling
     train_loader = loader(setting["train"], ("ids", "masks", "labels"))
     writer = ScalarLog()
     hooks = [
@@ -432,7 +467,8 @@ def record_ver(ref: types.SimpleNamespace, case: Case, setting: dict[str, Any], 
     ]
     tu = ref.train_util
     with contextlib.ExitStack() as stack:
-        stack.enter_context(patched(model, "perturb_gumbel", perturb_gumbel))
+        if hasattr(model, "perturb_gumbel"):
+            stack.enter_context(patched(model, "perturb_gumbel", perturb_gumbel))
         stack.enter_context(patched(model, "independent_straight_through_sampling", straight_through))
         stack.enter_context(patched(tu, "get_sparsity_loss", noting(tu.get_sparsity_loss, pending["sparsity_loss"])))
         stack.enter_context(
@@ -444,7 +480,10 @@ def record_ver(ref: types.SimpleNamespace, case: Case, setting: dict[str, Any], 
         stack.enter_context(backward_locals(backward_log))
         stack.enter_context(tape.record())
         model.train()
-        tu.train_sp_norm(model, optimizer, train_loader, torch.device("cpu"), args, (writer, 0), [], [])
+        if case.reference == "fr":
+            tu.train_share(model, optimizer, train_loader, torch.device("cpu"), args, (writer, 0))
+        else:
+            tu.train_sp_norm(model, optimizer, train_loader, torch.device("cpu"), args, (writer, 0), [], [])
     for hook in hooks:
         hook.remove()
     train_end = len(tape.draws)
@@ -499,9 +538,8 @@ def evaluate_ver(ref: types.SimpleNamespace, model: nn.Module, setting: dict[str
         forwards.clear()
         vu = ref.validate_util
         with patched(vu, "compute_micro_stats", noting(vu.compute_micro_stats, stats)):
-            sparsity, precision, recall, f1 = vu.validate_share(
-                model, annotation_loader, torch.device("cpu"), (writer, 0)
-            )
+            extra = ((writer, 0),) if "writer_epoch" in inspect.signature(vu.validate_share).parameters else ()
+            sparsity, precision, recall, f1 = vu.validate_share(model, annotation_loader, torch.device("cpu"), *extra)
         handle.remove()
         annotation_end = len(tape.draws)
         handle = model.cls_fc.register_forward_hook(lambda m, i, o: rationale_logits.append(detached(o)))
@@ -789,7 +827,7 @@ def accepted(case: Case, record: dict[str, Any]) -> bool:
 
 def record(case: Case, references: dict[str, types.SimpleNamespace], setting: dict[str, Any]) -> dict[str, Any]:
     """The fixture of the first seed from ``case.first_seed`` on whose run is ``accepted``."""
-    run = record_ver if case.reference == "ver" else record_a2i
+    run = record_a2i if case.reference == "a2i" else record_ver
     for seed in range(case.first_seed, case.first_seed + 200):
         result = run(references[case.reference], case, setting, seed)
         if accepted(case, result):
@@ -803,10 +841,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reference", type=Path, required=True, help="checkout of jugechengzi/Rationalization-VER")
     parser.add_argument("--a2i-reference", type=Path, required=True, help="checkout of jugechengzi/Rationalization-A2I")
+    parser.add_argument(
+        "--fr-reference", type=Path, required=True, help="checkout of jugechengzi/FR (its code/ folder)"
+    )
+    parser.add_argument("--dr-reference", type=Path, required=True, help="checkout of jugechengzi/Rationalization-DR")
     parser.add_argument("--out", type=Path, default=REPO / "tests" / "golden" / "parity")
     parser.add_argument("--case", action="append", choices=[c.name for c in CASES], help="only these cases")
     options = parser.parse_args()
-    references = {"ver": load_reference(options.reference), "a2i": load_reference(options.a2i_reference)}
+    references = {
+        "ver": load_reference(options.reference),
+        "a2i": load_reference(options.a2i_reference),
+        "fr": load_reference(options.fr_reference),
+        "dr": load_reference(options.dr_reference),
+    }
     setting = make_setting()
     options.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
