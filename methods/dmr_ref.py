@@ -214,6 +214,7 @@ class DMRRef(Method):
 
     description = "DMR reference variant: class-wise generators; USES THE GOLD LABEL AT TEST"
     kind = "select_predict"
+    gold_label_at_test = True
     version = "2"
     provenance = Provenance(
         reference="kochsnow/distribution-matching-rationality @ 95b40ec (TF1: core/model.py, train_utils.py, "

@@ -91,7 +91,8 @@ def main() -> None:
     "--grid",
     "grid_name",
     metavar="NAME",
-    help="One of the paper's grids (table1, table2, table3): its methods, datasets, preset and settings; "
+    help="One of the paper's grids (table1, table2, table3) or leaderboard (every built-in select-then-predict "
+    "method on Table 1's datasets): its methods, datasets, preset and settings; "
     "--methods/--datasets then pick a part of it, --set values still apply.",
 )
 @click.option("--methods", help="Comma-separated method names, e.g. ver,rnp (required without --grid).")
@@ -397,7 +398,7 @@ def _run_requests(
     dataset_names = grid.parse_names(datasets, "--datasets") if datasets is not None else None
     if grid_name is None:
         if method_names is None or dataset_names is None:
-            raise RatbenchError("give --methods and --datasets, or --grid table1|table2|table3")
+            raise RatbenchError("give --methods and --datasets, or --grid table1|table2|table3|leaderboard")
         return [(method_names, dataset_names, preset or "paper", sets)]
     paper = paper_grids.get_grid(grid_name)
     if preset is not None and preset != paper.preset:
@@ -555,10 +556,11 @@ def sync_mlflow(results_dir: Path, tracking_uri: str | None) -> None:
 @mode_option
 @click.option(
     "--layout",
-    type=click.Choice(["generic", "table1", "table2", "table3"]),
+    type=click.Choice(["generic", "table1", "table2", "table3", "leaderboard"]),
     default="generic",
     show_default=True,
-    help="generic: every dataset found; table1/2/3: the paper's table (its datasets, columns, encoder, row order).",
+    help="generic: every dataset found; table1/2/3: the paper's table (its datasets, columns, encoder, row order); "
+    "leaderboard: F1 and S of every built-in select-then-predict method beside its published F1.",
 )
 @click.option(
     "--format", "fmt", type=click.Choice(["github", "latex", "csv", "html"]), default="github", show_default=True

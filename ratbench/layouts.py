@@ -6,6 +6,11 @@ paper's column order (a dataset with no result is a column of ``-``, never dropp
 metrics, their encoder (rows run on another encoder belong to another table) and their row
 order. Tables 2 and 3 count P, R, F1 and S over word pieces by default, as CR and NIR, whose
 rows the paper copies, do.
+
+``leaderboard`` is ratbench's own table, not the paper's: a row per method of the leaderboard
+grid (``ratbench run --grid leaderboard``: every built-in select-then-predict method), F1 and S
+on Table 1's six datasets, and beside each F1 the method's published F1 on the same data with its
+source (``ratbench.published.published_f1``).
 """
 
 from __future__ import annotations
@@ -50,6 +55,10 @@ class Layout:
         encoder: the encoder family its rows ran on (``word`` or ``hf``); None: any.
         level: ``word`` or ``piece``: what S, P, R and F1 count.
         published: the key of the paper's table in ``ratbench.published`` (None: no paper rows).
+        published_column: a ``published F1 [S]`` column in each group (the method's published
+            F1 on that dataset and the S it was measured at) and a ``published in`` column (its
+            source); the rows are the methods of the layout's grid, in its order, each method
+            a row (of ``-`` where no cell fills it), rows of other methods left out.
     """
 
     name: str
@@ -60,6 +69,7 @@ class Layout:
     encoder: str | None
     level: str
     published: str | None
+    published_column: bool = False
 
     def column(self, metric: str, level: str | None = None) -> str:
         """The results column of ``metric`` at ``level`` (default: the layout's)."""
@@ -75,7 +85,7 @@ TABLE1_DATASETS = (
     "hotel.cleanliness",
 )
 
-LAYOUTS: dict[str, Layout] = {
+LAYOUTS: dict[str, Layout] = {  # the generic table and the paper's (`ratbench report` shows each paper table)
     "generic": Layout("generic", "", None, METRIC_COLUMNS, (), None, "word", None),
     "table1": Layout(
         "table1",
@@ -110,11 +120,32 @@ LAYOUTS: dict[str, Layout] = {
 }
 
 
+OWN_LAYOUTS: dict[str, Layout] = {  # ratbench's own tables, not the paper's (so not in `ratbench report`)
+    "leaderboard": Layout(
+        "leaderboard",
+        "Leaderboard: built-in select-then-predict methods (BiGRU encoder)",
+        TABLE1_DATASETS,
+        ("F1", "S"),
+        (),  # the grid's order (ratbench.paper_grids.leaderboard_methods)
+        "word",
+        "word",
+        None,
+        published_column=True,
+    ),
+}
+
+
+def layout_names() -> list[str]:
+    """Every ``--layout`` name."""
+    return [*LAYOUTS, *OWN_LAYOUTS]
+
+
 def get_layout(name: str) -> Layout:
     """The layout called ``name``, or a one-line error listing them."""
-    if name not in LAYOUTS:
-        raise RatbenchError(f"unknown layout {name!r}{did_you_mean(name, LAYOUTS)}; available: {', '.join(LAYOUTS)}")
-    return LAYOUTS[name]
+    layouts = {**LAYOUTS, **OWN_LAYOUTS}
+    if name not in layouts:
+        raise RatbenchError(f"unknown layout {name!r}{did_you_mean(name, layouts)}; available: {', '.join(layouts)}")
+    return layouts[name]
 
 
 def parse_metrics(text: str) -> tuple[str, ...]:

@@ -138,6 +138,10 @@ class Method(ABC):
     state_attributes: ClassVar[tuple[str, ...]] = ()
     provenance: ClassVar[Provenance | None] = None
     """Reference code, parity proof and remaining deviations (``ratbench info NAME``)."""
+    gold_label_at_test: ClassVar[bool] = False
+    """True for a method whose test-time rationale or prediction reads the gold label (DMR's
+    reference generators are told the true class): its figures are not comparable with the
+    others', and the leaderboard leaves it out."""
     encoders: ClassVar[tuple[str, ...]] = ("word",)
     """The text encoders the method runs on (``DataInfo.encoder``): the word encoder unless the
     method opts in to transformers (``("word", "hf")``: its networks take the token ids, as the

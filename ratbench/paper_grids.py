@@ -1,10 +1,15 @@
-"""The paper's grids (``ratbench run --grid table1|table2|table3``), read from a data file.
+"""The paper's grids (``ratbench run --grid table1|table2|table3``), read from a data file, and
+the leaderboard grid (``--grid leaderboard``), made from the method registry.
 
 ``resources/paper_grids.toml`` says, for each table of the VER paper, which methods ran on which
 datasets with which preset and ``--set`` values (sparsity targets, encoder, embeddings), with the
 source of each setting in a comment. A grid is one or more *runs* (a methods x datasets product
 with its own extra ``--set`` values, e.g. NIR without noise as the A2R row), so the file is data
 and this module only reads it and turns it into the arguments of :func:`ratbench.grid.expand`.
+
+The leaderboard is every built-in select-then-predict method on Table 1's datasets with Table 1's
+data settings, each with its own ``paper`` preset; it is made from the registry each time it is
+asked for, so a plugin added to ``methods/`` joins it with no edit here.
 """
 
 from __future__ import annotations
@@ -73,12 +78,69 @@ def load_grids() -> dict[str, PaperGrid]:
     return grids
 
 
+LEADERBOARD = "leaderboard"
+LEADERBOARD_BASE = "table1"  # the grid whose datasets and data settings the leaderboard runs with
+
+
+def leaderboard_methods() -> tuple[str, ...]:
+    """The leaderboard's methods, by name: every built-in plugin (``methods/``) of kind
+    ``select_predict`` that runs on the word encoder, except those that read the gold label at
+    test (``Method.gold_label_at_test``: their F1 and Acc are not comparable).
+    Post-hoc methods (LIME, attention) are left out: the leaderboard compares rationalizers
+    that predict from their own rationale. Read from the registry at each call (a plugin added
+    since, or registered by a test, is picked up)."""
+    from ratbench.registry import METHODS
+
+    names = []
+    for name, info in sorted(METHODS.infos().items()):
+        if not info.origin.startswith("builtin:") or info.meta.get("gold_label_at_test"):
+            continue
+        if info.meta.get("kind", "select_predict") != "select_predict":  # post-hoc, known without an import
+            continue
+        cls = METHODS.get(name)  # the kind a subclass inherits, and the encoders it runs on
+        if cls.kind == "select_predict" and "word" in cls.encoders and not cls.gold_label_at_test:
+            names.append(name)
+    return tuple(names)
+
+
+def leaderboard_grid() -> PaperGrid:
+    """The leaderboard grid: ``leaderboard_methods()`` x Table 1's six beer and hotel aspects,
+    preset ``paper`` (each method's own), with Table 1's data and dataset settings (100-d GloVe)
+    and none of its method settings (those are LIME's and attention's top 15 %)."""
+    base = load_grids()[LEADERBOARD_BASE]
+    scopes = {"data", *(name.partition(".")[0] for name in base.datasets)}
+    return PaperGrid(
+        name=LEADERBOARD,
+        title="Leaderboard: every built-in select-then-predict method, BiGRU over 100-d GloVe",
+        layout=LEADERBOARD,
+        preset="paper",
+        datasets=base.datasets,
+        sets={key: value for key, value in base.sets.items() if key.partition(".")[0] in scopes},
+        runs=(GridRun(leaderboard_methods()),),
+    )
+
+
+def grid_names() -> list[str]:
+    """Every grid ``--grid`` takes: the paper's, then the leaderboard."""
+    return [*load_grids(), LEADERBOARD]
+
+
 def get_grid(name: str) -> PaperGrid:
     """The grid called ``name``, or a one-line error listing the grids there are."""
+    if name == LEADERBOARD:
+        return leaderboard_grid()
     grids = load_grids()
     if name not in grids:
-        raise RatbenchError(f"unknown grid {name!r}{did_you_mean(name, grids)}; available: {', '.join(grids)}")
+        names = grid_names()
+        raise RatbenchError(f"unknown grid {name!r}{did_you_mean(name, names)}; available: {', '.join(names)}")
     return grids[name]
+
+
+def grid_for_layout(layout: str) -> PaperGrid | None:
+    """The grid whose table is the layout called ``layout`` (None: no grid has that layout)."""
+    if layout == LEADERBOARD:
+        return leaderboard_grid()
+    return next((grid for grid in load_grids().values() if grid.layout == layout), None)
 
 
 def _pick(chosen: Sequence[str] | None, available: Sequence[str], what: str, grid: str) -> list[str]:

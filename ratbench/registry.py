@@ -218,7 +218,7 @@ METHODS: Registry[type] = Registry(
     "methods",
     "register_method",
     "ratbench.method:Method",
-    ("kind", "description", "version"),
+    ("kind", "description", "version", "gold_label_at_test"),
     "ratbench.grid:check_method_presets",
 )
 DATASETS: Registry[type] = Registry(

@@ -19,7 +19,7 @@ import json
 import math
 import textwrap
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import pandas as pd
@@ -27,7 +27,7 @@ from tabulate import tabulate
 
 from ratbench.errors import RatbenchError
 from ratbench.layouts import Layout, get_layout
-from ratbench.published import PublishedTable, counterpart, load_published
+from ratbench.published import PublishedF1, PublishedTable, counterpart, load_published, published_f1
 from ratbench.stats import welch_from_stats
 from ratbench.types import METRIC_COLUMNS
 from ratbench.variants import describe, row_labels
@@ -273,6 +273,8 @@ GROUP_TITLES = {
 """The paper's names of its datasets (column groups of the paper layouts)."""
 MISSING = "-"  # a row without a result in a column group
 DELTA = "ΔF1 (p)"
+PUBLISHED = "published F1 [S]"  # a published_column layout's column in each group
+SOURCE = "published in"  # ... and its last column
 
 
 @dataclass
@@ -285,10 +287,11 @@ class Cell:
 
 @dataclass
 class TableRow:
-    """One shown row: its label and its cells by (group, column)."""
+    """One shown row: its label, its cells by (group, column) and by column after the groups."""
 
     label: str
     cells: dict[tuple[str, str], Cell]
+    tail: dict[str, str] = field(default_factory=dict)
 
 
 def _fmt(mean: float, std: float, n: int, n_values: int, expected: int) -> str:
@@ -303,6 +306,18 @@ def _published_text(value: tuple[float, float | None] | None) -> str:
         return "N/A"
     mean, std = value
     return f"{mean:.1f} ({'n/a' if std is None else f'{std:.1f}'})"
+
+
+def _published_f1_text(published: PublishedF1 | None, group: str) -> str:
+    """``72.0 (1.5) [S 14.4]``: a published F1, its std where the source gives one, and the S it
+    was measured at; ``-`` where the source has no number."""
+    value = None if published is None else published.f1.get(group)
+    if value is None:
+        return MISSING
+    mean, std = value
+    text = f"{mean:.1f}" if std is None else f"{mean:.1f} ({std:.1f})"
+    sparsity = published.sparsity.get(group) if published is not None else None
+    return text if sparsity is None else f"{text} [S {sparsity:.1f}]"
 
 
 def row_encoder(row: Row) -> str:
@@ -369,18 +384,31 @@ def render(
     shown = tuple(metrics or chosen.metrics)
     f1_column = chosen.column("F1", level)
     columns = {metric: chosen.column(metric, level) for metric in shown}
+    if with_paper and chosen.published_column:
+        raise RatbenchError(f"--layout {chosen.name} shows the published F1 without --with-paper; drop --with-paper")
     if with_paper and chosen.published is None:
         raise RatbenchError("--with-paper needs a paper layout: add --layout table1, table2 or table3")
+    own_grid = _own_grid(chosen, methods)
+    if own_grid is not None:
+        chosen = replace(chosen, method_order=own_grid)  # the grid's methods are the rows, in its order
     stats, labels, hidden = aggregate(
-        frame, mode, include_stale, list(dict.fromkeys([*columns.values(), f1_column])), seeds, allow_empty=with_paper
+        frame,
+        mode,
+        include_stale,
+        list(dict.fromkeys([*columns.values(), f1_column])),
+        seeds,
+        allow_empty=with_paper or chosen.published_column,
     )
     rows = [row for row in labels if methods is None or row.method in methods]
+    off_grid = [row for row in rows if own_grid is not None and row.method not in own_grid]
+    rows = [row for row in rows if row not in off_grid]
     other_encoder = [row for row in rows if chosen.encoder is not None and row_encoder(row) != chosen.encoder]
     rows = _order([row for row in rows if row not in other_encoder], chosen)
     groups = _choose_groups(chosen, list(dict.fromkeys(stats["group"])), datasets)
     with_results = set(stats.loc[stats["group"].isin(groups), "row"])
     rows = [row for row in rows if row in with_results]  # a row of another table's datasets is not this table's
-    unfilled = _unfilled_grid_rows(chosen, rows, methods) if with_paper else []
+    off_grid = [row for row in off_grid if row in with_results]
+    unfilled = _unfilled_grid_rows(chosen, rows, methods) if with_paper or chosen.published_column else []
     if not rows and not unfilled:
         raise RatbenchError(_no_rows_message(chosen, methods, other_encoder))
     labels = labels_for(rows)  # a label says how a row differs from the rows of this table only
@@ -388,7 +416,8 @@ def render(
     expected = len(seeds) if seeds is not None else int(shown_stats["n"].max()) if rows else 1
     by_key = {(r.row, r.group, r.metric): r for r in stats.itertuples()}
     if fmt == "csv":
-        return _csv(stats, labels, rows, groups, columns, chosen, with_paper)
+        listed = list(dict.fromkeys([*(row.method for row in rows), *(method for method, _ in unfilled)]))
+        return _csv(stats, labels, rows, groups, columns, chosen, with_paper, listed if chosen.published_column else [])
 
     published_table = load_published()[1][chosen.published] if with_paper and chosen.published else None
     table_rows = _published_rows(published_table, groups, shown) if published_table is not None else []
@@ -410,18 +439,51 @@ def render(
     cell_columns = [*shown, DELTA] if published_table is not None else list(shown)
     for method, label in unfilled:
         ours.append((method, TableRow(label, {(g, c): Cell(MISSING) for g in groups for c in cell_columns})))
+    tail_columns = []
+    if chosen.published_column:  # each row's method's published F1 beside ours, and its source last
+        cell_columns.append(PUBLISHED)
+        tail_columns.append(SOURCE)
+        for method, table_row in ours:
+            published = published_f1(method)
+            for group in groups:
+                table_row.cells[group, PUBLISHED] = Cell(_published_f1_text(published, group))
+            table_row.tail[SOURCE] = published.source if published is not None else MISSING
     rank = {method: index for index, method in enumerate(chosen.method_order)}
     ours.sort(key=lambda entry: rank.get(entry[0], len(rank)))  # stable: our rows before a method's empty row
     table_rows += [table_row for _, table_row in ours]
     notes = _notes({row: labels[row] for row in rows}, mode, expected, hidden)
     notes += _thread_notes({row: labels[row] for row in rows}, shown_stats)
     notes += _layout_notes(chosen, level, rows, other_encoder, published_table is not None, "F1" in shown)
+    if off_grid:
+        notes.append(
+            f"{len(off_grid)} row(s) of methods outside the {chosen.name} grid (post-hoc, using the gold label at "
+            f"test, or not built in: {', '.join(dict.fromkeys(row.method for row in off_grid))}) are not shown; "
+            "--layout generic shows them."
+        )
     if unfilled:
         notes.append(
             f"{', '.join(label for _, label in unfilled)}: no finished cell on this table's datasets yet, so only - "
             f"(`ratbench run --grid {chosen.name} --seeds 1-5` runs them)."
         )
-    return _format(fmt, chosen, groups, cell_columns, table_rows, mode, notes)
+    return _format(fmt, chosen, groups, cell_columns, table_rows, mode, notes, tail_columns)
+
+
+def _own_grid(layout: Layout, methods: Sequence[str] | None) -> tuple[str, ...] | None:
+    """The methods of a ``published_column`` layout's grid (its rows), checking that ``methods``
+    are among them; None for the other layouts."""
+    if not layout.published_column:
+        return None
+    from ratbench.paper_grids import grid_for_layout
+
+    grid = grid_for_layout(layout.name)
+    own = grid.methods if grid is not None else ()
+    outside = [name for name in methods or () if name not in own]
+    if outside:
+        raise RatbenchError(
+            f"--methods {','.join(outside)}: not a method of the {layout.name} ({', '.join(own) or 'none'}); "
+            "--layout generic shows every method"
+        )
+    return own
 
 
 def has_settings(row: Row, settings: dict[str, Any]) -> bool:
@@ -433,9 +495,9 @@ def has_settings(row: Row, settings: dict[str, Any]) -> bool:
 def _unfilled_grid_rows(layout: Layout, rows: list[Row], methods: Sequence[str] | None) -> list[tuple[str, str]]:
     """``(method, label)`` of each row of the layout's paper grid (``paper_grids.toml``) that no
     row of ``rows`` fills: the method with its run's own settings (``nir (noise_p=0.0)``)."""
-    from ratbench.paper_grids import load_grids
+    from ratbench.paper_grids import grid_for_layout
 
-    grid = next((grid for grid in load_grids().values() if grid.layout == layout.name), None)
+    grid = grid_for_layout(layout.name)
     unfilled: dict[str, str] = {}
     for run in grid.runs if grid is not None else ():
         for method in run.methods:
@@ -551,6 +613,14 @@ def _layout_notes(
         notes.append(
             f"{len(other_encoder)} row(s) run on the {kind} encoder belong to another table and are not shown."
         )
+    if layout.published_column:
+        notes.append(
+            f"{PUBLISHED}: the method's F1 as the paper in the last column ({SOURCE}) publishes it on the same "
+            "data (the decorrelated beer aspects of Lei et al., the hotel aspects), mean (std) where it gives a "
+            "std over seeds, and [S] the sparsity it reports; -: no checked published number (numbers on the "
+            "correlated beer data are another experiment and never shown). Most sources select more or fewer "
+            "tokens than these rows' S: compare F1 at unequal S with care."
+        )
     if with_paper:
         n_seeds, tables = load_published()
         paper_level = tables[layout.published].metric_level if layout.published else level
@@ -584,6 +654,7 @@ def _format(
     table_rows: list[TableRow],
     mode: str,
     notes: list[str],
+    tail_columns: Sequence[str] = (),
 ) -> str:
     best = _best(table_rows, groups)
     escape = {"latex": _latex_escape, "html": html.escape}.get(fmt, lambda text: text)
@@ -595,11 +666,13 @@ def _format(
             for column in cell_columns:
                 text = escape(row.cells[group, column].text)
                 line.append(bold.format(text) if column == "F1" and (index, group) in best else text)
+        line += [escape(row.tail.get(column, MISSING)) for column in tail_columns]
         body.append(line)
     titles = [GROUP_TITLES.get(g, g) if layout.groups else g for g in groups]
     if fmt == "latex":
-        return _latex(titles, cell_columns, body, mode, notes)
+        return _latex(titles, cell_columns, body, mode, notes, tail_columns)
     headers = ["Method"] + [f"{t} {c}" if i == 0 else c for t in titles for i, c in enumerate(cell_columns)]
+    headers += list(tail_columns)
     if fmt == "html":
         table = tabulate(body, headers=[html.escape(h) for h in headers], tablefmt="unsafehtml", disable_numparse=True)
         return table + "\n" + "".join(f"<p>{html.escape(note)}</p>\n" for note in notes)
@@ -615,8 +688,10 @@ def _csv(
     columns: dict[str, str],
     layout: Layout,
     with_paper: bool,
+    published_methods: Sequence[str] = (),
 ) -> str:
-    """Long format: one line per (row, group, metric), ours and (``with_paper``) the paper's."""
+    """Long format: one line per (row, group, metric), ours and (``with_paper``) the paper's, and
+    the published F1 and S of each of ``published_methods`` (``method [published]``)."""
     by_column = {column: metric for metric, column in columns.items()}
     ours = stats[stats["row"].isin(rows) & stats["group"].isin(groups) & stats["metric"].isin(by_column)]
     out = ours.assign(
@@ -649,6 +724,25 @@ def _csv(
             if metric in columns and value is not None
         ]
         frames.append(pd.DataFrame(published, columns=keep))
+    lines = []
+    for method in published_methods:
+        found = published_f1(method)
+        for group in groups if found is not None else ():
+            for metric, value in (("F1", found.f1.get(group)), ("S", (found.sparsity.get(group), None))):
+                if metric in columns and value is not None and value[0] is not None:
+                    lines.append(
+                        {
+                            "label": f"{method} [published]",
+                            "method": method,
+                            "group": group,
+                            "metric": metric,
+                            "mean": value[0],
+                            "std": value[1],
+                            "source": found.source,
+                        }
+                    )
+    if lines:
+        frames.append(pd.DataFrame(lines, columns=keep))
     return pd.concat(frames, ignore_index=True).to_csv(index=False)
 
 
@@ -683,11 +777,21 @@ def _latex_escape(text: str) -> str:
     return text.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
 
 
-def _latex(titles: list[str], cell_columns: list[str], rows: list[list[str]], mode: str, notes: list[str]) -> str:
+def _latex(
+    titles: list[str],
+    cell_columns: list[str],
+    rows: list[list[str]],
+    mode: str,
+    notes: list[str],
+    tail_columns: Sequence[str] = (),
+) -> str:
     width = len(cell_columns)
-    spec = "l" + ("|" + "c" * width) * len(titles)
-    head = " & ".join(["Method"] + [rf"\multicolumn{{{width}}}{{c}}{{{t}}}" for t in titles])
-    sub = " & ".join([""] + [_latex_escape(c).replace("Δ", r"$\Delta$") for c in cell_columns] * len(titles))
+    spec = "l" + ("|" + "c" * width) * len(titles) + "|l" * len(tail_columns)
+    tail = [_latex_escape(c) for c in tail_columns]
+    head = " & ".join(["Method"] + [rf"\multicolumn{{{width}}}{{c}}{{{t}}}" for t in titles] + tail)
+    sub = " & ".join(
+        [""] + [_latex_escape(c).replace("Δ", r"$\Delta$") for c in cell_columns] * len(titles) + [""] * len(tail)
+    )
     body = "\n".join(" & ".join(cell.replace("Δ", r"$\Delta$") for cell in row) + r" \\" for row in rows)
     comments = "".join(f"% {note}\n" for note in notes)
     return (
