@@ -322,7 +322,7 @@ def make_predictor(
     encoder: nn.Module | None = None,
 ) -> Predictor:
     """A ``Predictor`` over ``embed``'s output, on the cell's encoder or ``encoder`` (e.g. a
-    ``SharedEncoder``); ``config.pooling`` with a transformer, the BiGRU always max-pools, as the
+    ``NormedEncoder``); ``config.pooling`` with a transformer, the BiGRU always max-pools, as the
     reference."""
     if encoder is None:
         encoder = make_encoder(info, embed.dim, hidden_dim, config)
@@ -330,24 +330,26 @@ def make_predictor(
     return Predictor(embed.dim, hidden_dim, num_classes, dropout, encoder, pooling)
 
 
-class SharedEncoder(nn.Module):
-    """A predictor's encoder that is its selector's (FR): the selector's encoder and its
-    normalisation (LayerNorm after a BiGRU) over the text read through ``keep``."""
+class NormedEncoder(nn.Module):
+    """An encoder whose states go through a LayerNorm: the predictor of FR (the selector's own
+    encoder and LayerNorm, shared: ``NormedEncoder(selector.encoder, selector.norm)``) and the
+    predictor and teacher of jugechengzi/dar (their own ``layernorm2``)."""
 
-    def __init__(self, selector: Selector) -> None:
+    def __init__(self, encoder: nn.Module, norm: nn.Module) -> None:
         super().__init__()
-        self.selector = selector
+        self.encoder = encoder
+        self.norm = norm
 
     @property
     def output_dim(self) -> int:
         """Width of the states."""
-        return self.selector.encoder.output_dim
+        return self.encoder.output_dim
 
     def states(
         self, x: torch.Tensor, mask: torch.Tensor | None = None, keep: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """The selector encoder's normalised states of ``x`` read through ``keep``."""
-        return self.selector.norm(self.selector.encoder.states(x, mask, keep))
+        """The encoder's states of ``x`` read through ``keep``, normalised (in fp32 under autocast)."""
+        return in_fp32(self.norm, self.encoder.states(x, mask, keep))
 
 
 @contextlib.contextmanager

@@ -44,7 +44,7 @@ from ratbench.api import Batch, DataInfo, EvalMode, Method, MethodConfig, Ration
 
 from ._blocks import (
     EpochMeans,
-    SharedEncoder,
+    NormedEncoder,
     continuity_loss,
     document_part,
     eval_selection,
@@ -92,7 +92,11 @@ class SelectPredictModel(nn.Module):
         super().__init__()
         self.embed = make_embedding(info)
         self.selector = make_selector(info, self.embed, hidden_dim, dropout, config)
-        shared = SharedEncoder(self.selector) if getattr(config, "share_encoder", False) else None
+        shared = (
+            NormedEncoder(self.selector.encoder, self.selector.norm)
+            if getattr(config, "share_encoder", False)
+            else None
+        )
         self.predictor = make_predictor(info, self.embed, hidden_dim, info.num_classes, dropout, config, shared)
 
 
