@@ -41,6 +41,7 @@ from test_parity_jugechengzi import (
     compare_evaluation,
     examples,
     load_fixture,
+    replaying,
     unpack,
 )
 
@@ -179,24 +180,17 @@ def replay(monkeypatch: pytest.MonkeyPatch, **overrides: Any) -> tuple[dict[str,
     tape = DrawTape.from_state(fx["tape"])
     seen = probe(method, tape)
     marks = fx["tape_marks"]
-    with tape.replay():
-        try:
-            means = method.train_epoch(train)
-            assert seen.take("selector_at")[0] == marks["teacher_end"], "pretraining drew as the reference's"
-            assert tape.position == marks["train_end"], "training drew as many numbers as the reference"
-            teacher = method.model.teacher
-            assert teacher.training and not any(p.requires_grad for p in teacher.parameters())
-            compare_teacher(fx, seen, means)
-            compare_steps(fx, seen, means)
-            for key in list(seen.log):
-                seen.take(key)
-            compare_evaluation(method, fx, seen)
-        except DrawMismatch as error:
-            recorded = ", ".join(f"{kind}{list(value.shape)}" for kind, value in tape.draws[tape.position :][:6])
-            raise DrawMismatch(
-                f"dar: {error} (in {where_in_tape(tape.position, marks)}; the reference drew next: {recorded})"
-            ) from error
-    tape.finish()
+    with replaying("dar", tape, marks):
+        means = method.train_epoch(train)
+        assert seen.take("selector_at")[0] == marks["teacher_end"], "pretraining drew as the reference's"
+        assert tape.position == marks["train_end"], "training drew as many numbers as the reference"
+        teacher = method.model.teacher
+        assert teacher.training and not any(p.requires_grad for p in teacher.parameters())
+        compare_teacher(fx, seen, means)
+        compare_steps(fx, seen, means)
+        for key in list(seen.log):
+            seen.take(key)
+        compare_evaluation(method, fx, seen)
     return fx, method
 
 

@@ -20,9 +20,11 @@ differently.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -340,36 +342,65 @@ def where_in_tape(position: int, marks: dict[str, int]) -> str:
     return "annotation evaluation"
 
 
-def run_case(case: str, **overrides: Any) -> dict[str, Any]:
-    """Replay the fixture of ``case`` through ratbench and compare everything; ``overrides``
-    change ratbench's config (to check that a deviation is caught)."""
-    fx = load_fixture(case)
-    method = build_method(fx, **overrides)
-    probe = Probe(method)
-    train = [collate(batch, pad_to=fx["max_len"]) for batch in examples(fx["train"], "train")]
-    check_layout(train, fx["train"])
-    tape = DrawTape.from_state(fx["tape"])
+@contextlib.contextmanager
+def replaying(case: str, tape: DrawTape, marks: dict[str, int]) -> Iterator[DrawTape]:
+    """``tape.replay()`` for the block: a draw the recording does not have says where in the
+    recording it happened and what the reference drew next; afterwards every recorded draw must
+    have been used."""
     with tape.replay():
         try:
-            for b, batch in enumerate(train):
-                means = method.train_epoch([batch])
-                if fx["method"] == "a2i":
-                    weight = method.loss_weights()["attack"]
-                    compare_a2i_step(fx["steps"][2 * b], fx["steps"][2 * b + 1], means, probe, weight, f"batch {b}")
-                else:
-                    compare_rnp_step(fx["steps"][b], means, probe, f"step {b}")
-            assert tape.position == fx["tape_marks"]["train_end"], "training drew as many numbers as the reference"
-            for key in list(probe.log):
-                probe.take(key)
-            compare_evaluation(method, fx, probe)
+            yield tape
         except DrawMismatch as error:
             recorded = ", ".join(f"{kind}{list(value.shape)}" for kind, value in tape.draws[tape.position :][:6])
             raise DrawMismatch(
-                f"{case}: {error} (in {where_in_tape(tape.position, fx['tape_marks'])}; the reference drew next: "
-                f"{recorded})"
+                f"{case}: {error} (in {where_in_tape(tape.position, marks)}; the reference drew next: {recorded})"
             ) from error
     tape.finish()
-    return fx
+
+
+# compare_batch(fixture, batch index, batch, the epoch's means, probe, method)
+BatchCheck = Callable[[dict[str, Any], int, Batch, dict[str, float], "Probe", Method], None]
+
+
+def replay(
+    case: str,
+    compare_batch: BatchCheck,
+    probe_type: type[Probe] = Probe,
+    evaluate: Callable[[Method, dict[str, Any], Probe], None] = compare_evaluation,
+    **overrides: Any,
+) -> tuple[dict[str, Any], Method]:
+    """Replay the fixture of ``case`` through ratbench's method, one training batch per
+    ``train_epoch`` call, checking each with ``compare_batch``, then the evaluation with
+    ``evaluate``; ``overrides`` change ratbench's config (to check that a deviation is caught)."""
+    fx = load_fixture(case)
+    method = build_method(fx, **overrides)
+    probe = probe_type(method)
+    train = [collate(batch, pad_to=fx["max_len"]) for batch in examples(fx["train"], "train")]
+    check_layout(train, fx["train"])
+    with replaying(case, DrawTape.from_state(fx["tape"]), fx["tape_marks"]) as tape:
+        for b, batch in enumerate(train):
+            compare_batch(fx, b, batch, method.train_epoch([batch]), probe, method)
+        assert tape.position == fx["tape_marks"]["train_end"], "training drew as many numbers as the reference"
+        for key in list(probe.log):
+            probe.take(key)
+        evaluate(method, fx, probe)
+    return fx, method
+
+
+def compare_jugechengzi_batch(
+    fx: dict[str, Any], b: int, batch: Batch, means: dict[str, float], probe: Probe, method: Method
+) -> None:
+    """One training batch of RNP, VER, FR, DR (one step) or A2I (two steps)."""
+    if fx["method"] == "a2i":
+        weight = method.loss_weights()["attack"]
+        compare_a2i_step(fx["steps"][2 * b], fx["steps"][2 * b + 1], means, probe, weight, f"batch {b}")
+    else:
+        compare_rnp_step(fx["steps"][b], means, probe, f"step {b}")
+
+
+def run_case(case: str, **overrides: Any) -> dict[str, Any]:
+    """Replay the fixture of ``case`` and compare everything."""
+    return replay(case, compare_jugechengzi_batch, **overrides)[0]
 
 
 def test_rnp_matches_the_reference() -> None:

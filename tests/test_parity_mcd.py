@@ -40,22 +40,19 @@ from typing import Any
 
 import pytest
 import torch
-from parity_tape import DrawMismatch, DrawTape
 from test_parity_jugechengzi import (
     Probe,
     assert_same,
     assert_same_tensors,
-    build_method,
     check_layout,
     compare_evaluation,
     examples,
-    load_fixture,
     renamed,
+    replay,
     unpack,
-    where_in_tape,
 )
 
-from ratbench.batching import collate, eval_batches
+from ratbench.batching import eval_batches
 from ratbench.evaluate import predictor_accuracy
 from ratbench.method import Method
 from ratbench.types import Batch
@@ -156,32 +153,17 @@ def assert_exact_evaluation_masks(fx: dict[str, Any]) -> None:
 
 
 def run_case(case: str, **overrides: Any) -> dict[str, Any]:
-    """Replay the fixture of ``case`` through ratbench's ``mcd`` and compare everything;
-    ``overrides`` change ratbench's config (to check that a deviation is caught)."""
-    fx = load_fixture(case)
-    method = build_method(fx, **overrides)
-    probe = Probe(method)
-    train = [collate(batch, pad_to=fx["max_len"]) for batch in examples(fx["train"], "train")]
-    check_layout(train, fx["train"])
-    tape = DrawTape.from_state(fx["tape"])
-    with tape.replay():
-        try:
-            for b, batch in enumerate(train):
-                means = method.train_epoch([batch])
-                compare_batch(method, fx["steps"][b], means, probe, batch, f"batch {b}")
-            assert tape.position == fx["tape_marks"]["train_end"], "training drew as many numbers as the reference"
-            for key in list(probe.log):
-                probe.take(key)
-            compare_evaluation(method, fx, probe)
-            compare_full_text(method, fx, probe)
-        except DrawMismatch as error:
-            recorded = ", ".join(f"{kind}{list(value.shape)}" for kind, value in tape.draws[tape.position :][:6])
-            raise DrawMismatch(
-                f"{case}: {error} (in {where_in_tape(tape.position, fx['tape_marks'])}; the reference drew next: "
-                f"{recorded})"
-            ) from error
-    tape.finish()
-    return fx
+    """Replay the fixture of ``case`` through ratbench and compare everything (the full-text
+    evaluation too)."""
+
+    def check(fx: dict[str, Any], b: int, batch: Batch, means: dict[str, float], probe: Probe, method: Method) -> None:
+        compare_batch(method, fx["steps"][b], means, probe, batch, f"batch {b}")
+
+    def evaluate(method: Method, fx: dict[str, Any], probe: Probe) -> None:
+        compare_evaluation(method, fx, probe)
+        compare_full_text(method, fx, probe)
+
+    return replay(case, check, evaluate=evaluate, **overrides)[0]
 
 
 def test_mcd_with_kl_matches_the_reference() -> None:

@@ -34,24 +34,20 @@ from typing import Any
 
 import pytest
 import torch
-from parity_tape import DrawMismatch, DrawTape
 from test_parity_jugechengzi import (
     EVAL_LOGITS_ATOL,
     Probe,
     assert_same,
     assert_same_tensors,
-    build_method,
-    check_layout,
-    compare_evaluation,
     examples,
-    load_fixture,
     renamed,
+    replay,
     unpack,
-    where_in_tape,
 )
 
-from ratbench.batching import collate, eval_batches
+from ratbench.batching import eval_batches
 from ratbench.method import Method
+from ratbench.types import Batch
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -148,30 +144,12 @@ def compare_evaluation_norms(method: Method, fx: dict[str, Any]) -> None:
 
 
 def run_case(case: str, **overrides: Any) -> dict[str, Any]:
-    """Replay the fixture of ``case`` through ratbench's ``n2r`` and compare everything;
-    ``overrides`` change ratbench's config (to check that a difference is caught)."""
-    fx = load_fixture(case)
-    method = build_method(fx, **overrides)
-    probe = N2RProbe(method)
-    train = [collate(batch, pad_to=fx["max_len"]) for batch in examples(fx["train"], "train")]
-    check_layout(train, fx["train"])
-    tape = DrawTape.from_state(fx["tape"])
-    with tape.replay():
-        try:
-            for b, batch in enumerate(train):
-                means = method.train_epoch([batch])
-                compare_batch(fx["steps"][2 * b], fx["steps"][2 * b + 1], means, probe, method, f"batch {b}")
-            assert tape.position == fx["tape_marks"]["train_end"], "training drew as many numbers as the reference"
-            for key in list(probe.log):
-                probe.take(key)
-            compare_evaluation(method, fx, probe)
-        except DrawMismatch as error:
-            recorded = ", ".join(f"{kind}{list(value.shape)}" for kind, value in tape.draws[tape.position :][:6])
-            raise DrawMismatch(
-                f"{case}: {error} (in {where_in_tape(tape.position, fx['tape_marks'])}; the reference drew next: "
-                f"{recorded})"
-            ) from error
-    tape.finish()
+    """Replay the fixture of ``case`` through ratbench and compare everything."""
+
+    def check(fx: dict[str, Any], b: int, batch: Batch, means: dict[str, float], probe: Probe, method: Method) -> None:
+        compare_batch(fx["steps"][2 * b], fx["steps"][2 * b + 1], means, probe, method, f"batch {b}")
+
+    fx, method = replay(case, check, probe_type=N2RProbe, **overrides)
     compare_evaluation_norms(method, fx)
     return fx
 
