@@ -4,25 +4,28 @@ A selector scores every token, a sample of those scores is the rationale ``z``, 
 classifies from ``z`` alone; the loss is a weighted sum of named terms. ``SelectPredict`` runs
 that loop; a method overrides only the hooks where it differs (``docs/adding_a_method.md``):
 
-====================  ============================================================  =================
-hook                  default                                                       overridden by
-====================  ============================================================  =================
-``build_model``       embedding, one selector, one predictor (``SelectPredictModel``) A2I, DMR
-``build_optimizers``  one Adam over every trainable parameter                       RNP, A2I, DMR
-``selector_logits``   ``selector(embedded)``                                        Inter_RAT
-``sample``            hard Gumbel-softmax (``gumbel_sample``)                       DMR
-``training_masks``    straight-through mask; VER's perturbation for the predictor   Inter_RAT
-``predictor_input``   the embedded text                                             NIR-RNP (noise)
-``classify``          the predictor on ``visible(z)``                               Inter_RAT
-``forward``           the above, in that order: a ``Forward``                       A2I, DMR
-``losses``            ``cls`` and ``regularizers``: named, unweighted terms         A2I, DMR
-``loss_weights``      ``cls`` 1, ``sparsity_lambda``, ``continuity_lambda``         RNP, A2I, DMR
-``before_epoch``      nothing (DMR trains its teacher here)                         DMR
-``after_epoch``       nothing (a learning-rate schedule goes here)                  A2I, Inter_RAT
-``before_step``       nothing (learning rates that follow the batch go here)        RNP (DR)
-``train_step``        forward, losses, weighted sum, one step of ``optimizers[0]``  A2I (second step)
-``select``            Gumbel sample (reference mode) or argmax (clean mode)         DMR, Inter_RAT
-====================  ============================================================  =================
+======================  ===========================================================  ==========================
+hook                    default                                                      overridden by
+======================  ===========================================================  ==========================
+``build_model``         embedding, one selector, one predictor                       A2I, DMR, DAR, MGR
+                        (``SelectPredictModel``; FR's shared encoder on a flag)
+``build_optimizers``    one Adam over every trainable parameter                      RNP, A2I, DMR, DAR, MGR,
+                                                                                     MCD, MRD
+``selector_logits``     ``selector(embedded)``                                       Inter_RAT
+``sample``              hard Gumbel-softmax (``gumbel_sample``)                      DMR
+``training_masks``      straight-through mask; VER's perturbation for the predictor  Inter_RAT, MRD, N2R
+``predictor_input``     the embedded text                                            NIR-RNP (noise)
+``classify``            the predictor on ``visible(z)``                              Inter_RAT
+``forward``             the above, in that order: a ``Forward``                      A2I, DMR, DAR, MCD, MRD
+``losses``              ``cls`` and ``regularizers``: named, unweighted terms        A2I, DMR, DAR, MCD, MRD
+``loss_weights``        ``cls`` 1, ``sparsity_lambda``, ``continuity_lambda``        RNP and most others
+``before_epoch``        nothing (a teacher is trained here)                          DMR, DAR
+``after_epoch``         nothing (a learning-rate schedule goes here)                 A2I, Inter_RAT
+``before_step``         nothing (learning rates that follow the batch go here)       RNP (DR's ``dis_lr``)
+``train_step``          forward, losses, weighted sum, one step of ``optimizers[0]``  A2I, MCD, MRD, N2R (a
+                                                                                     second step), MGR
+``select``              Gumbel sample (reference mode) or argmax (clean mode)        DMR, Inter_RAT, MGR
+======================  ===========================================================  ==========================
 
 The context rule is the template's, not the method's: every mask it hands a predictor goes
 through ``visible`` (query and special tokens always seen), and every selection through
