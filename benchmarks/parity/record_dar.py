@@ -19,7 +19,7 @@ the kept teacher reloaded with ``.train()``; then ``model.GenEncNoShareModel(arg
 0``) and its Adam over ``model.parameters()``; one epoch of ``train_util.train_share(model,
 optimizer, train_loader, device, args, writer_epoch, tea_model)``; the script's dev loop,
 ``validate_share`` and ``validate_rationales`` (``base.evaluate_ver``, the script's evaluation
-being the same; DAR's ``validate_share`` takes no writer, which a wrapper drops). Every random
+being the same; DAR's ``validate_share`` takes no writer, and is called without). Every random
 draw is recorded by ``tests/parity_tape.DrawTape``: the teacher's dropout in pretraining, and in
 ``train_share`` the selector's dropout, the Gumbel noise, the predictor's dropout and the
 train-mode teacher's dropout. The reference's loaders are not shuffled (``base.loader``).
@@ -34,14 +34,11 @@ the identity to replay that order.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import copy
 import itertools
 import sys
 import types
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +48,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record_jugechengzi as base
 from parity_tape import DrawTape  # base puts tests/ on the path
 
-COMMIT = ("jugechengzi/dar", "2729ed2")
-CASE = base.Case("dar", "dar", "dar", "DAR: teacher_beer.py --share 0 (teacher pretraining, then train_share)")
+REFERENCE = {"repo": "jugechengzi/dar", "commit": "2729ed2"}
+CASE = base.Case(
+    "dar", "dar", "dar", "DAR: teacher_beer.py --share 0 (teacher pretraining, then train_share)", first_seed=601
+)
 DAR_HYPER: dict[str, Any] = {"tea_lambda": 0.7, "teacher_epochs": 2}
-FIRST_SEED = 601
-CPU = torch.device("cpu")
+CPU = base.CPU
 
 
 def reference_args(embeddings: Any) -> types.SimpleNamespace:
@@ -93,8 +91,8 @@ def pretrain_teacher(
         base.reset(pending)
 
     hooks = [
-        teacher.fc.register_forward_hook(lambda m, i, o: pending["teacher_logits"].append(base.detached(o))),
-        optimizer.register_step_pre_hook(lambda *_: pending["grads"].append(base.gradients(modules, optimizer))),
+        base.forward_log(teacher.fc, pending["teacher_logits"]),
+        base.gradient_log(optimizer, modules, pending["grads"]),
         optimizer.register_step_post_hook(on_step_post),
     ]
     train_loader = base.loader(setting["train"], ("ids", "masks", "labels"))
@@ -127,7 +125,7 @@ def pretrain_teacher(
     }
 
 
-def record(ref: types.SimpleNamespace, setting: dict[str, Any], seed: int) -> dict[str, Any] | None:
+def record(ref: types.SimpleNamespace, case: base.Case, setting: dict[str, Any], seed: int) -> dict[str, Any] | None:
     """The fixture of one seed, or None unless the teacher's dev F1 rises every pretraining epoch
     (so that ``pre_tea`` keeps each epoch in turn and reloads the last pass's, as ratbench keeps)."""
     args = reference_args(setting["embeddings"])
@@ -174,94 +172,64 @@ def record(ref: types.SimpleNamespace, setting: dict[str, Any], seed: int) -> di
         base.reset(pending)
 
     hooks = [
-        model.gen_fc.register_forward_hook(lambda m, i, o: pending["selector_logits"].append(base.detached(o))),
-        model.cls_fc.register_forward_hook(lambda m, i, o: pending["predictor_logits"].append(base.detached(o))),
-        teacher.fc.register_forward_hook(lambda m, i, o: pending["teacher_logits"].append(base.detached(o))),
-        optimizer.register_step_pre_hook(lambda *_: pending["grads"].append(base.gradients(modules, optimizer))),
+        base.forward_log(model.gen_fc, pending["selector_logits"]),
+        base.forward_log(model.cls_fc, pending["predictor_logits"]),
+        base.forward_log(teacher.fc, pending["teacher_logits"]),
+        base.gradient_log(optimizer, modules, pending["grads"]),
         optimizer.register_step_post_hook(on_step_post),
     ]
     tu = ref.train_util
     train_loader = base.loader(setting["train"], ("ids", "masks", "labels"))
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(
-            base.patched(tu, "get_sparsity_loss", base.noting(tu.get_sparsity_loss, pending["sparsity_loss"]))
-        )
-        stack.enter_context(
-            base.patched(tu, "get_continuity_loss", base.noting(tu.get_continuity_loss, pending["continuity_loss"]))
-        )
-        stack.enter_context(base.patched(tu, "F", base.CrossEntropyLog(pending["cross_entropy"])))
-        stack.enter_context(base.backward_locals(backward_log))
-        stack.enter_context(tape.record())
+    with base.capture(tu, pending, backward_log, tape, hooks=hooks):
         model.train()
         tu.train_share(model, optimizer, train_loader, CPU, args, (base.ScalarLog(), 0), teacher)
-    for hook in hooks:
-        hook.remove()
     assert teacher.training, "the teacher classifies the rationale in train mode"
     teacher_after = base.weights({"tea_model.": teacher})
     assert all(torch.equal(teacher_after[k], v) for k, v in teacher_weights.items()), "no optimizer moves the teacher"
     train_end = len(tape.draws)
-    vu = ref.validate_util
-    with base.patched(vu, "validate_share", without_writer(vu.validate_share)):
-        evaluation = base.evaluate_ver(ref, model, setting, tape)
+    evaluation = base.evaluate_ver(ref, model, setting, tape)  # DAR's validate_share takes no writer
     marks = {"teacher_end": teacher_end, "train_end": train_end, **evaluation.pop("marks")}
-    with base.patched(base, "COMMITS", {**base.COMMITS, "dar": COMMIT}):
-        result = base.fixture(CASE, seed, setting, initial, tape, steps, evaluation, marks)
-    result["config"].update(DAR_HYPER)
+    config = {**base.HYPER, **DAR_HYPER}
+    result = base.fixture(
+        case, seed, setting, initial, tape, steps, evaluation, marks, reference=REFERENCE, config=config, notes=NOTES
+    )
     result["teacher"] = {
         "initial_weights": base.pack(pretraining["initial"]),
-        "steps": [scalars(step) for step in pretraining["steps"]],
+        "steps": [base.floats(step) for step in pretraining["steps"]],
         "epochs": pretraining["epochs"],
         "best_epoch": pretraining["best_epoch"],
         "weights": base.pack(teacher_weights),
     }
-    result["notes"] = [
-        "teacher: 'steps' are the pretraining steps of train_teacher (2 epochs x 3 batches, the loader unshuffled); "
-        "'epochs' the reference's train accuracy and validate_teacher's dev F1 / accuracy per epoch; 'best_epoch' "
-        "the epoch pre_tea kept and reloaded (the last, as ratbench keeps); 'weights' the reloaded teacher.",
-        "steps: train_share's; 'cls_loss', 'teacher_loss' (CE of the predictor, then of the teacher on the "
-        "rationale), 'sparsity_loss', 'continuity_loss' unweighted as the reference's functions returned them; "
-        "'*_weighted' its locals; 'loss' the total; 'z' the straight-through select channel (padding included).",
-        "weights and grads use the reference's parameter names (model. = GenEncNoShareModel, tea_model. = Teacher); "
-        "the main model's initial weights are drawn after the teacher's pretraining, as teacher_beer.py does.",
-        "evaluation: the script's dev loop, validate_share and validate_rationales (record_jugechengzi.evaluate_ver).",
-    ]
     return result
 
 
-def without_writer(validate_share: Callable[..., Any]) -> Callable[..., Any]:
-    """DAR's ``validate_share(model, loader, device)`` under the VER signature (a writer last)."""
-    return lambda model, loader, device, writer_epoch: validate_share(model, loader, device)
-
-
-def scalars(step: dict[str, Any]) -> dict[str, Any]:
-    """0-d tensors as Python floats (the exact float32 value), as ``base.fixture`` stores steps."""
-    return {k: float(v) if isinstance(v, torch.Tensor) and v.dim() == 0 else v for k, v in step.items()}
+NOTES = [
+    "teacher: 'steps' are the pretraining steps of train_teacher (2 epochs x 3 batches, the loader unshuffled); "
+    "'epochs' the reference's train accuracy and validate_teacher's dev F1 / accuracy per epoch; 'best_epoch' "
+    "the epoch pre_tea kept and reloaded (the last, as ratbench keeps); 'weights' the reloaded teacher.",
+    "steps: train_share's; 'cls_loss', 'teacher_loss' (CE of the predictor, then of the teacher on the "
+    "rationale), 'sparsity_loss', 'continuity_loss' unweighted as the reference's functions returned them; "
+    "'*_weighted' its locals; 'loss' the total; 'z' the straight-through select channel (padding included).",
+    "weights and grads use the reference's parameter names (model. = GenEncNoShareModel, tea_model. = Teacher); "
+    "the main model's initial weights are drawn after the teacher's pretraining, as teacher_beer.py does.",
+    "evaluation: the script's dev loop, validate_share and validate_rationales (record_jugechengzi.evaluate_ver).",
+]
 
 
 def main() -> None:
-    """Record ``dar.pt`` into ``--out``: the first seed from ``FIRST_SEED`` that ``record`` accepts."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reference", type=Path, required=True, help="checkout of jugechengzi/dar")
-    parser.add_argument("--out", type=Path, default=base.REPO / "tests" / "golden" / "parity")
-    options = parser.parse_args()
-    ref = base.load_reference(options.reference)
-    setting = base.make_setting()
-    options.out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(1)
-    for seed in range(FIRST_SEED, FIRST_SEED + 200):
-        result = record(ref, setting, seed)
-        if result is not None:
-            break
-    else:
-        raise RuntimeError("no seed in 200 keeps the last pretraining pass's teacher")
-    path = options.out / "dar.pt"
-    torch.save(result, path)
-    torch.load(path, weights_only=True)  # stays loadable without pickled code
-    epochs = [round(e["dev_f1"], 4) for e in result["teacher"]["epochs"]]
-    print(
-        f"{path}: seed {result['seed']}, {len(result['teacher']['steps'])} teacher steps (dev F1 per epoch {epochs}), "
-        f"{len(result['steps'])} steps, {len(result['tape']['kinds'])} draws, {path.stat().st_size // 1024} KB"
-    )
+    """Record ``dar.pt`` into ``--out``: the first seed from ``CASE.first_seed`` that ``record`` accepts."""
+
+    def describe(result: dict[str, Any], path: Path) -> str:
+        epochs = [round(e["dev_f1"], 4) for e in result["teacher"]["epochs"]]
+        return (
+            f"{path}: seed {result['seed']}, {len(result['teacher']['steps'])} teacher steps (dev F1 per epoch "
+            f"{epochs}), {len(result['steps'])} steps, {len(result['tape']['kinds'])} draws, "
+            f"{path.stat().st_size // 1024} KB"
+        )
+
+    references = {"dar": ("--reference", "checkout of jugechengzi/dar")}
+    first_kept = base.seed_search(record, failure="no seed in 200 keeps the last pretraining pass's teacher")
+    base.recorder_main(__doc__, references, (CASE,), first_kept, describe)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ import math
 import sys
 import types
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,12 +51,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.hooks import RemovableHandle
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 from parity_tape import DrawTape  # noqa: E402
 
 REFERENCE_MODULES = ("metric", "model", "train_util", "validate_util")
+CPU = torch.device("cpu")
 COMMITS = {
     "ver": ("jugechengzi/Rationalization-VER", "bc1c435"),
     "a2i": ("jugechengzi/Rationalization-A2I", "dfb578f"),
@@ -313,6 +315,73 @@ def gradients(modules: dict[str, nn.Module], optimizer: torch.optim.Optimizer) -
     }
 
 
+# -- capture shared by the recorders (record_mgr.py, record_mcd.py, ... import this module) ---------
+def forward_log(module: nn.Module, sink: list[Any]) -> RemovableHandle:
+    """A forward hook that notes a detached copy of each output of ``module`` in ``sink``; its
+    handle removes it, also as a context manager (``with forward_log(module, sink): ...``)."""
+    return module.register_forward_hook(lambda m, i, o: sink.append(detached(o)))
+
+
+def gradient_log(optimizer: torch.optim.Optimizer, modules: dict[str, nn.Module], sink: list[Any]) -> RemovableHandle:
+    """A step pre-hook that notes the gradients ``optimizer`` is about to apply (``gradients``) in ``sink``."""
+    return optimizer.register_step_pre_hook(lambda o, a, k: sink.append(gradients(modules, optimizer)))
+
+
+def update_log(
+    optimizers: dict[str, torch.optim.Optimizer],
+    modules: dict[str, nn.Module],
+    log: dict[str, list[Any]],
+    skip: tuple[str, ...] = (),
+) -> list[RemovableHandle]:
+    """Step hooks that note each step of each named optimizer as ``(name, gradients before,
+    weights after)`` in ``log["updates"]``, in the order the steps come (two optimizers whose steps
+    interleave: MCD, MRD); ``log["grads"]`` holds a gradient between the two hooks."""
+    hooks = []
+    for name, optimizer in optimizers.items():
+
+        def post(o: Any, a: Any, k: Any, name: str = name) -> None:
+            log["updates"].append((name, log["grads"].pop(), weights(modules, skip)))
+
+        hooks += [gradient_log(optimizer, modules, log["grads"]), optimizer.register_step_post_hook(post)]
+    return hooks
+
+
+@contextlib.contextmanager
+def capture(
+    train_util: types.ModuleType,
+    log: dict[str, list[Any]],
+    backward_log: list[dict[str, torch.Tensor]],
+    tape: DrawTape,
+    *,
+    sampler_of: nn.Module | None = None,
+    patches: Iterable[tuple[Any, str, Any]] = (),
+    hooks: Iterable[RemovableHandle] = (),
+) -> Iterator[None]:
+    """What every recorder holds around the reference's training function, changing nothing it
+    computes: the results of ``train_util.get_sparsity_loss`` / ``get_continuity_loss`` noted in
+    ``log["sparsity_loss"]`` / ``log["continuity_loss"]`` and of its ``F.cross_entropy`` in
+    ``log["cross_entropy"]`` (``CrossEntropyLog``); with ``sampler_of``, that model's
+    straight-through samples (``independent_straight_through_sampling``) in ``log["z"]``;
+    ``patches``, further ``(target, name, value)`` set for the block (``patched``); the caller's
+    locals at each ``backward()`` in ``backward_log`` (``backward_locals``); every draw on ``tape``.
+    ``hooks`` (forward and step hooks) are removed when the block ends."""
+    tu = train_util
+    with contextlib.ExitStack() as stack:
+        for handle in hooks:
+            stack.callback(handle.remove)  # the callbacks run last: after the patches are undone
+        if sampler_of is not None:
+            sampler = noting(sampler_of.independent_straight_through_sampling, log["z"])
+            stack.enter_context(patched(sampler_of, "independent_straight_through_sampling", sampler))
+        stack.enter_context(patched(tu, "get_sparsity_loss", noting(tu.get_sparsity_loss, log["sparsity_loss"])))
+        stack.enter_context(patched(tu, "get_continuity_loss", noting(tu.get_continuity_loss, log["continuity_loss"])))
+        stack.enter_context(patched(tu, "F", CrossEntropyLog(log["cross_entropy"])))
+        for target, name, value in patches:
+            stack.enter_context(patched(target, name, value))
+        stack.enter_context(backward_locals(backward_log))
+        stack.enter_context(tape.record())
+        yield
+
+
 def reference_args(case: Case, embeddings: np.ndarray) -> types.SimpleNamespace:
     """The argparse namespace the reference scripts would build for this case."""
     args = types.SimpleNamespace(
@@ -411,9 +480,6 @@ def record_ver(ref: types.SimpleNamespace, case: Case, setting: dict[str, Any], 
     tape, pending, steps = DrawTape(), defaultdict(list), []
     backward_log: list[dict[str, torch.Tensor]] = []
 
-    def on_step_pre(opt: Any, a: Any, k: Any) -> None:
-        pending["grads"].append(gradients(modules, optimizer))
-
     def on_step_post(opt: Any, a: Any, k: Any) -> None:
         local = backward_log.pop()
         (z, z_predictor), note = one(pending["masks"]), pending["perturbation"]
@@ -460,32 +526,22 @@ def record_ver(ref: types.SimpleNamespace, case: Case, setting: dict[str, Any], 
     train_loader = loader(setting["train"], ("ids", "masks", "labels"))
     writer = ScalarLog()
     hooks = [
-        model.gen_fc.register_forward_hook(lambda m, i, o: pending["selector_logits"].append(detached(o))),
-        model.cls_fc.register_forward_hook(lambda m, i, o: pending["predictor_logits"].append(detached(o))),
-        optimizer.register_step_pre_hook(on_step_pre),
+        forward_log(model.gen_fc, pending["selector_logits"]),
+        forward_log(model.cls_fc, pending["predictor_logits"]),
+        gradient_log(optimizer, modules, pending["grads"]),
         optimizer.register_step_post_hook(on_step_post),
     ]
     tu = ref.train_util
-    with contextlib.ExitStack() as stack:
-        if hasattr(model, "perturb_gumbel"):
-            stack.enter_context(patched(model, "perturb_gumbel", perturb_gumbel))
-        stack.enter_context(patched(model, "independent_straight_through_sampling", straight_through))
-        stack.enter_context(patched(tu, "get_sparsity_loss", noting(tu.get_sparsity_loss, pending["sparsity_loss"])))
-        stack.enter_context(
-            patched(tu, "get_continuity_loss", noting(tu.get_continuity_loss, pending["continuity_loss"]))
-        )
-        stack.enter_context(patched(tu, "F", CrossEntropyLog(pending["cross_entropy"])))
-        # get_grad: tensorboard's Lipschitz diagnostic after the epoch, no part of the objective.
-        stack.enter_context(patched(tu, "get_grad", lambda *a, **k: (torch.tensor(0.0), torch.tensor(0.0))))
-        stack.enter_context(backward_locals(backward_log))
-        stack.enter_context(tape.record())
+    patches = [(model, "perturb_gumbel", perturb_gumbel)] if hasattr(model, "perturb_gumbel") else []
+    patches.append((model, "independent_straight_through_sampling", straight_through))
+    # get_grad: tensorboard's Lipschitz diagnostic after the epoch, no part of the objective.
+    patches.append((tu, "get_grad", lambda *a, **k: (torch.tensor(0.0), torch.tensor(0.0))))
+    with capture(tu, pending, backward_log, tape, patches=patches, hooks=hooks):
         model.train()
         if case.reference == "fr":
-            tu.train_share(model, optimizer, train_loader, torch.device("cpu"), args, (writer, 0))
+            tu.train_share(model, optimizer, train_loader, CPU, args, (writer, 0))
         else:
-            tu.train_sp_norm(model, optimizer, train_loader, torch.device("cpu"), args, (writer, 0), [], [])
-    for hook in hooks:
-        hook.remove()
+            tu.train_sp_norm(model, optimizer, train_loader, CPU, args, (writer, 0), [], [])
     train_end = len(tape.draws)
     evaluation = evaluate_ver(ref, model, setting, tape)
     marks = {"train_end": train_end, **evaluation.pop("marks")}
@@ -519,45 +575,75 @@ def one(values: list[Any]) -> Any:
     return values[0]
 
 
-def evaluate_ver(ref: types.SimpleNamespace, model: nn.Module, setting: dict[str, Any], tape: DrawTape) -> dict:
-    """perturbation.py's dev loop, then validate_share and validate_rationales, as the script runs them."""
+def evaluate_ver(
+    ref: types.SimpleNamespace,
+    model: nn.Module,
+    setting: dict[str, Any],
+    tape: DrawTape,
+    *,
+    after_dev: Callable[[DataLoader], Any] | None = None,
+    after_share: Callable[[DataLoader], Any] | None = None,
+) -> dict[str, Any]:
+    """perturbation.py's dev loop, then validate_share and validate_rationales, as the script runs
+    them (``evaluate_annotations``). ``after_dev(dev_loader)`` and ``after_share(annotation_loader)``
+    run a script's further calls, under the tape and ``no_grad``, after the dev loop and after
+    ``validate_share`` (MCD: ``validate_dev_sentence``, ``validate_annotation_sentence``)."""
     dev_loader = loader(setting["dev"], ("ids", "masks", "labels"))
-    annotation_loader = loader(setting["annotation"], ("ids", "masks", "labels", "gold"))
-    writer, forwards, stats, rationale_logits = ScalarLog(), [], [], []
+    dev: list[Any] = []
     model.eval()
     with tape.record(), torch.no_grad():
-        handle = model.register_forward_hook(lambda m, i, o: forwards.append(detached(o)))
-        correct = total = 0
-        for inputs, masks, labels in dev_loader:  # the dev loop of perturbation.py
-            _, logits = model(inputs, masks)
-            _, pred = torch.max(torch.softmax(logits, dim=-1), axis=-1)
-            correct += int(((pred == 1) & (labels == 1)).sum() + ((pred == 0) & (labels == 0)).sum())
-            total += len(labels)
+        with forward_log(model, dev):
+            correct = total = 0
+            for inputs, masks, labels in dev_loader:  # the dev loop of perturbation.py
+                _, logits = model(inputs, masks)
+                _, pred = torch.max(torch.softmax(logits, dim=-1), axis=-1)
+                correct += int(((pred == 1) & (labels == 1)).sum() + ((pred == 0) & (labels == 0)).sum())
+                total += len(labels)
+        if after_dev is not None:
+            after_dev(dev_loader)
         dev_end = len(tape.draws)
-        dev = forwards[:]
-        forwards.clear()
-        vu = ref.validate_util
-        with patched(vu, "compute_micro_stats", noting(vu.compute_micro_stats, stats)):
-            extra = ((writer, 0),) if "writer_epoch" in inspect.signature(vu.validate_share).parameters else ()
-            sparsity, precision, recall, f1 = vu.validate_share(model, annotation_loader, torch.device("cpu"), *extra)
-        handle.remove()
-        annotation_end = len(tape.draws)
-        handle = model.cls_fc.register_forward_hook(lambda m, i, o: rationale_logits.append(detached(o)))
-        vu.validate_rationales(model, annotation_loader, torch.device("cpu"), (writer, 0))
-        handle.remove()
+    annotations, annotation_end = evaluate_annotations(ref.validate_util, model, setting, tape, after_share)
     return evaluation_record(
         setting,
         dev_rationales=[selected(z) for z, _ in dev],
         dev_logits=[logits for _, logits in dev],
         dev_accuracy=correct / total,
-        annotation_rationales=[selected(z) for z, _ in forwards],
-        annotation_logits=[logits for _, logits in forwards],
-        stats=stats,
-        shares=(sparsity, precision, recall, f1),
-        gold_logits=rationale_logits,
-        gold_accuracy=writer.scalars["rat_acc"],
+        **annotations,
         marks={"dev_end": dev_end, "annotation_end": annotation_end},
     )
+
+
+def evaluate_annotations(
+    vu: types.ModuleType,
+    model: nn.Module,
+    setting: dict[str, Any],
+    tape: DrawTape,
+    after_share: Callable[[DataLoader], Any] | None = None,
+) -> tuple[dict[str, Any], int]:
+    """``vu.validate_share`` on the annotated batches (the model's outputs and ``compute_micro_stats``'
+    counts noted; a writer passed where its signature takes one), ``after_share(annotation_loader)``
+    if given, then ``vu.validate_rationales`` (the predictor's logits on the gold rationales noted),
+    under the tape and ``no_grad``. Returns ``evaluation_record``'s annotation keywords and the
+    number of draws at the end of ``validate_share`` (the mark ``annotation_end``)."""
+    annotation_loader = loader(setting["annotation"], ("ids", "masks", "labels", "gold"))
+    writer, forwards, stats, rationale_logits = ScalarLog(), [], [], []
+    with tape.record(), torch.no_grad():
+        with forward_log(model, forwards), patched(vu, "compute_micro_stats", noting(vu.compute_micro_stats, stats)):
+            extra = ((writer, 0),) if "writer_epoch" in inspect.signature(vu.validate_share).parameters else ()
+            shares = vu.validate_share(model, annotation_loader, CPU, *extra)
+        annotation_end = len(tape.draws)
+        if after_share is not None:
+            after_share(annotation_loader)
+        with forward_log(model.cls_fc, rationale_logits):
+            vu.validate_rationales(model, annotation_loader, CPU, (writer, 0))
+    return {
+        "annotation_rationales": [selected(z) for z, _ in forwards],
+        "annotation_logits": [logits for _, logits in forwards],
+        "stats": stats,
+        "shares": shares,
+        "gold_logits": rationale_logits,
+        "gold_accuracy": writer.scalars["rat_acc"],
+    }, annotation_end
 
 
 def evaluation_record(setting: dict[str, Any], **found: Any) -> dict[str, Any]:
@@ -613,9 +699,6 @@ def record_a2i(ref: types.SimpleNamespace, case: Case, setting: dict[str, Any], 
     tape, pending, steps = DrawTape(), defaultdict(list), []
     backward_log: list[dict[str, torch.Tensor]] = []
 
-    def on_pre(opt: torch.optim.Optimizer) -> Callable:
-        return lambda o, a, k: pending["grads"].append(gradients(modules, opt))
-
     def on_main_step(opt: Any, a: Any, k: Any) -> None:
         local = backward_log.pop()
         attack = args.open_attack * args.adv_lambda * local["cls_loss_adv"]  # as the loss line reads
@@ -666,31 +749,22 @@ def record_a2i(ref: types.SimpleNamespace, case: Case, setting: dict[str, Any], 
         reset(pending)
 
     hooks = [
-        rnp_model.gen_fc.register_forward_hook(lambda m, i, o: pending["selector_logits"].append(detached(o))),
-        adv_gen.gen_fc.register_forward_hook(lambda m, i, o: pending["attacker_logits"].append(detached(o))),
-        rnp_model.cls_fc.register_forward_hook(lambda m, i, o: pending["predictor_logits"].append(detached(o))),
-        optimizer.register_step_pre_hook(on_pre(optimizer)),
+        forward_log(rnp_model.gen_fc, pending["selector_logits"]),
+        forward_log(adv_gen.gen_fc, pending["attacker_logits"]),
+        forward_log(rnp_model.cls_fc, pending["predictor_logits"]),
+        gradient_log(optimizer, modules, pending["grads"]),
         optimizer.register_step_post_hook(on_main_step),
-        optimizer_adv.register_step_pre_hook(on_pre(optimizer_adv)),
+        gradient_log(optimizer_adv, modules, pending["grads"]),
         optimizer_adv.register_step_post_hook(on_attacker_step),
     ]
     tu = ref.train_util
     train_loader = loader(setting["train"], ("ids", "masks", "labels"))
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(patched(tu, "get_sparsity_loss", noting(tu.get_sparsity_loss, pending["sparsity_loss"])))
-        stack.enter_context(
-            patched(tu, "get_continuity_loss", noting(tu.get_continuity_loss, pending["continuity_loss"]))
-        )
-        stack.enter_context(patched(tu, "F", CrossEntropyLog(pending["cross_entropy"])))
-        stack.enter_context(backward_locals(backward_log))
-        stack.enter_context(tape.record())
+    with capture(tu, pending, backward_log, tape, hooks=hooks):
         rnp_model.train()
         adv_gen.train()
         tu.train_separate_two_head(
-            rnp_model, adv_gen, optimizer, optimizer_adv, train_loader, torch.device("cpu"), args, (ScalarLog(), 0)
+            rnp_model, adv_gen, optimizer, optimizer_adv, train_loader, CPU, args, (ScalarLog(), 0)
         )
-    for hook in hooks:
-        hook.remove()
     train_end = len(tape.draws)
     evaluation = evaluate_a2i(ref, rnp_model, adv_gen, setting, tape)
     marks = {"train_end": train_end, **evaluation.pop("marks")}
@@ -703,9 +777,8 @@ def evaluate_a2i(
     """validate_separate_acc_on_valset (the attacker's draws dropped), validate_share and
     validate_rationales, as separate_two_head_adv.py runs them."""
     dev_loader = loader(setting["dev"], ("ids", "masks", "labels"))
-    annotation_loader = loader(setting["annotation"], ("ids", "masks", "labels", "gold"))
-    dev_rationales, dev_logits, forwards, stats, rationale_logits = [], [], [], [], []
-    tu, vu = ref.train_util, ref.validate_util
+    dev_rationales: list[torch.Tensor] = []
+    dev_logits: list[torch.Tensor] = []
 
     def attacker_rationale(inputs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         start = len(tape.draws)
@@ -718,38 +791,36 @@ def evaluate_a2i(
         stack.enter_context(tape.record())
         stack.enter_context(patched(adv_gen, "get_rationale", attacker_rationale))
         stack.enter_context(patched(rnp_model, "get_rationale", noting(rnp_model.get_rationale, dev_rationales)))
-        handle = rnp_model.cls_fc.register_forward_hook(lambda m, i, o: dev_logits.append(detached(o)))
-        normal, _ = tu.validate_separate_acc_on_valset(rnp_model, adv_gen, dev_loader, torch.device("cpu"))
-        handle.remove()
+        stack.enter_context(forward_log(rnp_model.cls_fc, dev_logits))
+        normal, _ = ref.train_util.validate_separate_acc_on_valset(rnp_model, adv_gen, dev_loader, CPU)
     dev_end = len(tape.draws)
-    with contextlib.ExitStack() as stack, torch.no_grad():  # the script's evaluation
-        stack.enter_context(tape.record())
-        stack.enter_context(patched(vu, "compute_micro_stats", noting(vu.compute_micro_stats, stats)))
-        handle = rnp_model.register_forward_hook(lambda m, i, o: forwards.append(detached(o)))
-        shares = vu.validate_share(rnp_model, annotation_loader, torch.device("cpu"))
-        handle.remove()
-    annotation_end = len(tape.draws)
-    writer = ScalarLog()
-    with tape.record(), torch.no_grad():
-        handle = rnp_model.cls_fc.register_forward_hook(lambda m, i, o: rationale_logits.append(detached(o)))
-        vu.validate_rationales(rnp_model, annotation_loader, torch.device("cpu"), (writer, 0))
-        handle.remove()
+    annotations, annotation_end = evaluate_annotations(ref.validate_util, rnp_model, setting, tape)
     return evaluation_record(
         setting,
         dev_rationales=[selected(z) for z in dev_rationales],
         dev_logits=dev_logits[0::2],  # per batch: the predictor on z, then on the attacker's z
         dev_accuracy=normal[3],
-        annotation_rationales=[selected(z) for z, _ in forwards],
-        annotation_logits=[logits for _, logits in forwards],
-        stats=stats,
-        shares=shares,
-        gold_logits=rationale_logits,
-        gold_accuracy=writer.scalars["rat_acc"],
+        **annotations,
         marks={"dev_end": dev_end, "annotation_end": annotation_end},
     )
 
 
 # -- fixture -----------------------------------------------------------------------------------------
+NOTES = [
+    "losses: 'cls_loss', 'sparsity_loss', 'continuity_loss' (and A2I 'attack_cls_loss') are "
+    "unweighted, as the reference's F.cross_entropy / get_sparsity_loss / get_continuity_loss "
+    "returned them; '*_weighted' are the reference's locals (lambda times the term); "
+    "'attack_term' is the signed weighted term as it enters A2I's loss; 'loss' is the total.",
+    "masks: 'z_predictor' is the straight-through mask the predictor read, 'z_regularizer' "
+    "(A2I: 'z_selector') the one the regularizers read: select channel, padding included.",
+    "train_sp_norm's trailing get_grad (a tensorboard diagnostic) was stubbed; A2I's dev "
+    "loop's attacker draws were dropped from the tape.",
+    "weights and grads use the reference's parameter names; Perturb_model.layernorm2 is "
+    "unused by the reference (never gets a gradient) and is left out.",
+]
+"""The notes of this script's fixtures (``fixture``'s default)."""
+
+
 def fixture(
     case: Case,
     seed: int,
@@ -759,18 +830,30 @@ def fixture(
     steps: list[dict[str, Any]],
     evaluation: dict[str, Any],
     marks: dict[str, int],
+    *,
+    reference: dict[str, Any] | None = None,
+    flags: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+    notes: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The fixture dict (plain types only)."""
-    repo, commit = COMMITS[case.reference]
+    """The fixture dict (plain types only; 0-d tensors of ``steps`` as floats). The keywords serve
+    the other recorders, their defaults this script's cases: ``reference``, the fixture's
+    ``reference`` entry (default: the repo and commit of ``COMMITS[case.reference]``); ``flags``,
+    entries stored after ``torch_version`` (default none); ``config``, the ratbench ``Config``
+    keyword arguments (default ``ratbench_config(case)``); ``notes`` (default ``NOTES``)."""
+    if reference is None:
+        repo, commit = COMMITS[case.reference]
+        reference = {"repo": repo, "commit": commit}
     return {
         "case": case.name,
         "description": case.description,
         "method": case.method,
-        "reference": {"repo": repo, "commit": commit},
+        "reference": dict(reference),
         "torch_version": str(torch.__version__),
+        **(flags or {}),
         "seed": seed,
         "select_bias": case.select_bias,
-        "config": ratbench_config(case),
+        "config": ratbench_config(case) if config is None else config,
         "max_len": MAX_LEN,
         "embeddings": torch.from_numpy(setting["embeddings"]),
         "train": setting["train"],
@@ -781,23 +864,25 @@ def fixture(
         "tape_marks": marks,
         # 0-d tensors as Python floats (the exact float32 value): a fixture of small tensors is
         # mostly torch.save's per-tensor overhead.
-        "steps": [
-            {k: float(v) if isinstance(v, torch.Tensor) and v.dim() == 0 else v for k, v in s.items()} for s in steps
-        ],
+        "steps": [floats(step) for step in steps],
         "eval": evaluation,
-        "notes": [
-            "losses: 'cls_loss', 'sparsity_loss', 'continuity_loss' (and A2I 'attack_cls_loss') are "
-            "unweighted, as the reference's F.cross_entropy / get_sparsity_loss / get_continuity_loss "
-            "returned them; '*_weighted' are the reference's locals (lambda times the term); "
-            "'attack_term' is the signed weighted term as it enters A2I's loss; 'loss' is the total.",
-            "masks: 'z_predictor' is the straight-through mask the predictor read, 'z_regularizer' "
-            "(A2I: 'z_selector') the one the regularizers read: select channel, padding included.",
-            "train_sp_norm's trailing get_grad (a tensorboard diagnostic) was stubbed; A2I's dev "
-            "loop's attacker draws were dropped from the tape.",
-            "weights and grads use the reference's parameter names; Perturb_model.layernorm2 is "
-            "unused by the reference (never gets a gradient) and is left out.",
-        ],
+        "notes": NOTES if notes is None else notes,
     }
+
+
+def floats(value: Any) -> Any:
+    """0-d tensors as Python floats (their exact float32 value), inside dicts too."""
+    if isinstance(value, dict):
+        return {k: floats(v) for k, v in value.items()}
+    if isinstance(value, torch.Tensor) and value.dim() == 0:
+        return float(value)
+    return value
+
+
+def per_batch(values: list[Any], count: int, batches: int, what: str) -> list[list[Any]]:
+    """``values`` cut into ``batches`` groups of ``count`` (what the hooks saw, per training batch)."""
+    assert len(values) == count * batches, f"{what}: {len(values)} values, expected {count} x {batches}"
+    return [values[b * count : (b + 1) * count] for b in range(batches)]
 
 
 def short_row_steps(record: dict[str, Any]) -> list[int]:
@@ -828,48 +913,92 @@ def accepted(case: Case, record: dict[str, Any]) -> bool:
 def record(case: Case, references: dict[str, types.SimpleNamespace], setting: dict[str, Any]) -> dict[str, Any]:
     """The fixture of the first seed from ``case.first_seed`` on whose run is ``accepted``."""
     run = record_a2i if case.reference == "a2i" else record_ver
-    for seed in range(case.first_seed, case.first_seed + 200):
-        result = run(references[case.reference], case, setting, seed)
-        if accepted(case, result):
-            result["short_row_steps"] = short_row_steps(result)
-            return result
-    raise RuntimeError(f"{case.name}: no seed in 200 exercises the case")
+    result = seed_search(run, lambda result: accepted(case, result))(case, references, setting)
+    result["short_row_steps"] = short_row_steps(result)
+    return result
 
 
-def main() -> None:
-    """Record every case (or those named by ``--case``) into ``--out``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reference", type=Path, required=True, help="checkout of jugechengzi/Rationalization-VER")
-    parser.add_argument("--a2i-reference", type=Path, required=True, help="checkout of jugechengzi/Rationalization-A2I")
-    parser.add_argument(
-        "--fr-reference", type=Path, required=True, help="checkout of jugechengzi/FR (its code/ folder)"
+# -- the recorders' search and command line ----------------------------------------------------------
+def seed_search(
+    run: Callable[[types.SimpleNamespace, Any, dict[str, Any], int], dict[str, Any] | None],
+    accepted: Callable[[dict[str, Any]], bool] | None = None,
+    failure: str = "{case.name}: no seed in 200 exercises the case",
+) -> Callable[[Any, dict[str, types.SimpleNamespace], dict[str, Any]], dict[str, Any]]:
+    """``recorder_main``'s ``record`` for ``run(reference, case, setting, seed)``: the result of the
+    first of the 200 seeds from ``case.first_seed`` on whose run is not None and ``accepted`` (if
+    given), with the reference of ``case.reference``; ``RuntimeError(failure)`` (formatted with
+    ``case``) if there is none. Without ``accepted``, a run that never returns None: the first seed."""
+
+    def record(case: Any, references: dict[str, types.SimpleNamespace], setting: dict[str, Any]) -> dict[str, Any]:
+        for seed in range(case.first_seed, case.first_seed + 200):
+            result = run(references[case.reference], case, setting, seed)
+            if result is not None and (accepted is None or accepted(result)):
+                return result
+        raise RuntimeError(failure.format(case=case))
+
+    return record
+
+
+def summary(result: dict[str, Any], path: Path, unit: str = "steps") -> str:
+    """The line ``recorder_main`` prints of a saved fixture: seed, steps, draws and size."""
+    return (
+        f"{path}: seed {result['seed']}, {len(result['steps'])} {unit}, {len(result['tape']['kinds'])} draws, "
+        f"{path.stat().st_size // 1024} KB"
     )
-    parser.add_argument("--dr-reference", type=Path, required=True, help="checkout of jugechengzi/Rationalization-DR")
+
+
+def recorder_main(
+    doc: str,
+    references: dict[str, tuple[str, str]],
+    cases: Sequence[Case],
+    record: Callable[[Any, dict[str, types.SimpleNamespace], dict[str, Any]], dict[str, Any]],
+    describe: Callable[[dict[str, Any], Path], str] = summary,
+) -> None:
+    """A recorder's command line: record every case (or those named by ``--case``, an option only
+    where there are several) into ``--out``. ``references`` maps each reference key to its option
+    and help (``{"mcd": ("--reference", "checkout of ...")}``); the checkouts are loaded
+    (``load_reference``) and ``record(case, references, setting)`` gets them by key, with the shared
+    setting, on one torch thread. Each fixture is saved as ``<case>.pt``, loaded back with
+    ``weights_only`` (it must stay loadable without pickled code); ``describe`` gives the line
+    printed of it."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    for flag, help_text in references.values():
+        parser.add_argument(flag, type=Path, required=True, help=help_text)
     parser.add_argument("--out", type=Path, default=REPO / "tests" / "golden" / "parity")
-    parser.add_argument("--case", action="append", choices=[c.name for c in CASES], help="only these cases")
+    if len(cases) > 1:
+        parser.add_argument("--case", action="append", choices=[c.name for c in cases], help="only these cases")
     options = parser.parse_args()
-    references = {
-        "ver": load_reference(options.reference),
-        "a2i": load_reference(options.a2i_reference),
-        "fr": load_reference(options.fr_reference),
-        "dr": load_reference(options.dr_reference),
+    loaded = {
+        key: load_reference(getattr(options, flag.removeprefix("--").replace("-", "_")))
+        for key, (flag, _) in references.items()
     }
     setting = make_setting()
     options.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
-    for case in CASES:
-        if options.case and case.name not in options.case:
+    for case in cases:
+        if getattr(options, "case", None) and case.name not in options.case:
             continue
-        result = record(case, references, setting)
+        result = record(case, loaded, setting)
         path = options.out / f"{case.name}.pt"
         torch.save(result, path)
         torch.load(path, weights_only=True)  # stays loadable without pickled code
-        perturbations = [step.get("perturbation", {}) for step in result["steps"]]
-        print(
-            f"{path}: seed {result['seed']}, {len(result['steps'])} steps, {len(result['tape']['kinds'])} draws, "
-            f"{path.stat().st_size // 1024} KB; multinomial samples "
-            f"{[p.get('multinomial_samples') for p in perturbations]}, short-row steps {result['short_row_steps']}"
-        )
+        print(describe(result, path))
+
+
+def main() -> None:
+    """Record every case (or those named by ``--case``) into ``--out``."""
+
+    def describe(result: dict[str, Any], path: Path) -> str:
+        samples = [step.get("perturbation", {}).get("multinomial_samples") for step in result["steps"]]
+        return f"{summary(result, path)}; multinomial samples {samples}, short-row steps {result['short_row_steps']}"
+
+    references = {
+        "ver": ("--reference", "checkout of jugechengzi/Rationalization-VER"),
+        "a2i": ("--a2i-reference", "checkout of jugechengzi/Rationalization-A2I"),
+        "fr": ("--fr-reference", "checkout of jugechengzi/FR (its code/ folder)"),
+        "dr": ("--dr-reference", "checkout of jugechengzi/Rationalization-DR"),
+    }
+    recorder_main(__doc__, references, CASES, record, describe)
 
 
 if __name__ == "__main__":

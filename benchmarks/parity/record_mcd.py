@@ -30,9 +30,8 @@ text, ``div`` plus the regularizers, ``opt_gen`` steps). Nothing is left out: th
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import dataclasses
+import functools
 import sys
 import types
 from collections import defaultdict
@@ -41,15 +40,13 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record_jugechengzi as base
 from parity_tape import DrawTape  # on sys.path through record_jugechengzi
 
-REPO = "jugechengzi/Rationalization-MCD"
-COMMIT = "f96ea28"
-# base.fixture looks the reference up by the case's ``reference`` key.
-base.COMMITS.setdefault("mcd", (REPO, COMMIT))
+REFERENCE = {"repo": "jugechengzi/Rationalization-MCD", "commit": "f96ea28"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,21 +76,6 @@ def ratbench_config(case: MCDCase) -> dict[str, Any]:
     return {**base.HYPER, "div": case.div, "predictor_step_regularizers": True}
 
 
-def floats(value: Any) -> Any:
-    """0-d tensors as Python floats (their exact float32 value), inside dicts too."""
-    if isinstance(value, dict):
-        return {k: floats(v) for k, v in value.items()}
-    if isinstance(value, torch.Tensor) and value.dim() == 0:
-        return float(value)
-    return value
-
-
-def per_batch(values: list[Any], count: int, batches: int, what: str) -> list[list[Any]]:
-    """``values`` cut into ``batches`` groups of ``count``."""
-    assert len(values) == count * batches, f"{what}: {len(values)} values, expected {count} x {batches}"
-    return [values[b * count : (b + 1) * count] for b in range(batches)]
-
-
 def record_mcd(ref: types.SimpleNamespace, case: MCDCase, setting: dict[str, Any], seed: int) -> dict[str, Any]:
     """Train MCD with ``train_util.train_decouple_causal2`` and evaluate; return the fixture."""
     args = reference_args(case, setting["embeddings"])
@@ -110,75 +92,51 @@ def record_mcd(ref: types.SimpleNamespace, case: MCDCase, setting: dict[str, Any
 
     tape, log = DrawTape(), defaultdict(list)
     backward_log: list[dict[str, torch.Tensor]] = []
-
-    def on_pre(optimizer: torch.optim.Optimizer) -> Any:
-        return lambda o, a, k: log["grads"].append(base.gradients(modules, optimizer))
-
-    def on_post(name: str) -> Any:
-        return lambda o, a, k: log["updates"].append((name, log["grads"].pop(), base.weights(modules)))
-
     hooks = [
-        model.gen_fc.register_forward_hook(lambda m, i, o: log["selector_logits"].append(base.detached(o))),
-        model.cls_fc.register_forward_hook(lambda m, i, o: log["predictor_logits"].append(base.detached(o))),
-        optimizer_gen.register_step_pre_hook(on_pre(optimizer_gen)),
-        optimizer_gen.register_step_post_hook(on_post("selector")),
-        optimizer_pred.register_step_pre_hook(on_pre(optimizer_pred)),
-        optimizer_pred.register_step_post_hook(on_post("predictor")),
+        base.forward_log(model.gen_fc, log["selector_logits"]),
+        base.forward_log(model.cls_fc, log["predictor_logits"]),
+        *base.update_log({"selector": optimizer_gen, "predictor": optimizer_pred}, modules, log),
     ]
-    tu = ref.train_util
+    tu, writer = ref.train_util, base.ScalarLog()
     train_loader = base.loader(setting["train"], ("ids", "masks", "labels"))
-    sampler = model.independent_straight_through_sampling
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(
-            base.patched(model, "independent_straight_through_sampling", base.noting(sampler, log["z"]))
-        )
-        stack.enter_context(
-            base.patched(tu, "get_sparsity_loss", base.noting(tu.get_sparsity_loss, log["sparsity_loss"]))
-        )
-        stack.enter_context(
-            base.patched(tu, "get_continuity_loss", base.noting(tu.get_continuity_loss, log["continuity_loss"]))
-        )
-        stack.enter_context(base.patched(tu, "F", base.CrossEntropyLog(log["cross_entropy"])))
-        stack.enter_context(base.backward_locals(backward_log))
-        stack.enter_context(tape.record())
+    with base.capture(tu, log, backward_log, tape, sampler_of=model, hooks=hooks):
         model.train()
-        writer = base.ScalarLog()
-        tu.train_decouple_causal2(
-            model, optimizer_gen, optimizer_pred, train_loader, torch.device("cpu"), args, (writer, 0)
-        )
-    for hook in hooks:
-        hook.remove()
+        tu.train_decouple_causal2(model, optimizer_gen, optimizer_pred, train_loader, base.CPU, args, (writer, 0))
     train_end = len(tape.draws)
     steps = assemble_steps(log, backward_log, len(setting["train"]))
     evaluation = evaluate_mcd(ref, model, setting, tape)
     marks = {"train_end": train_end, **evaluation.pop("marks")}
-    result = base.fixture(case, seed, setting, initial, tape, [], evaluation, marks)
-    result["steps"] = [floats(step) for step in steps]
-    result["config"] = ratbench_config(case)
+    config = ratbench_config(case)
+    result = base.fixture(
+        case, seed, setting, initial, tape, steps, evaluation, marks, reference=REFERENCE, config=config, notes=NOTES
+    )
     result["train_log"] = {tag: float(value) for tag, value in writer.scalars.items()}  # the epoch's sums
-    result["notes"] = [
-        "per batch: 'predictor_step' (one backward of the rationale's and the full text's cross-entropies plus "
-        "the regularizers; opt_pred steps, then opt_gen on the regularizers' gradient alone) and 'selector_step' "
-        "(cls and cls_fc frozen, a new sample; opt_gen on the regularizers plus the divergence).",
-        "losses: 'cls_loss', 'full_text_cls_loss', 'sparsity_loss', 'continuity_loss' are unweighted, as "
-        "F.cross_entropy / get_sparsity_loss / get_continuity_loss returned them; '*_weighted' are the "
-        "reference's locals (lambda times the term); 'div' is the local jsd_loss (the KL or JS divergence, "
-        "weight 1); 'loss' is the total at backward().",
-        "masks: 'z' is the select channel z[:, :, 1] of the straight-through sample, padding included: what the "
-        "regularizers read and (detached in the predictor step) what the predictor read.",
-        "eval: the dev loop of decouple_bcr.py (model(inputs, masks): a Gumbel sample), the full-text logits of "
-        "validate_dev_sentence and validate_annotation_sentence, validate_share's counts and "
-        "validate_rationales' gold-rationale logits.",
-        "weights and grads use the reference's parameter names (Sp_norm_model's generator Sequential aliases "
-        "gen, layernorm1 and gen_fc).",
-    ]
     return result
+
+
+NOTES = [
+    "per batch: 'predictor_step' (one backward of the rationale's and the full text's cross-entropies plus "
+    "the regularizers; opt_pred steps, then opt_gen on the regularizers' gradient alone) and 'selector_step' "
+    "(cls and cls_fc frozen, a new sample; opt_gen on the regularizers plus the divergence).",
+    "losses: 'cls_loss', 'full_text_cls_loss', 'sparsity_loss', 'continuity_loss' are unweighted, as "
+    "F.cross_entropy / get_sparsity_loss / get_continuity_loss returned them; '*_weighted' are the "
+    "reference's locals (lambda times the term); 'div' is the local jsd_loss (the KL or JS divergence, "
+    "weight 1); 'loss' is the total at backward().",
+    "masks: 'z' is the select channel z[:, :, 1] of the straight-through sample, padding included: what the "
+    "regularizers read and (detached in the predictor step) what the predictor read.",
+    "eval: the dev loop of decouple_bcr.py (model(inputs, masks): a Gumbel sample), the full-text logits of "
+    "validate_dev_sentence and validate_annotation_sentence, validate_share's counts and "
+    "validate_rationales' gold-rationale logits.",
+    "weights and grads use the reference's parameter names (Sp_norm_model's generator Sequential aliases "
+    "gen, layernorm1 and gen_fc).",
+]
 
 
 def assemble_steps(
     log: dict[str, list[Any]], backward_log: list[dict[str, torch.Tensor]], batches: int
 ) -> list[dict[str, Any]]:
     """Cut what the hooks saw into one record per training batch."""
+    per_batch = base.per_batch
     selectors = per_batch(log["selector_logits"], 2, batches, "selector logits")
     samples = per_batch(log["z"], 2, batches, "straight-through samples")
     predictors = per_batch(log["predictor_logits"], 4, batches, "predictor logits")  # (z, full text) x 2
@@ -243,57 +201,23 @@ def assemble_steps(
 
 def evaluate_mcd(ref: types.SimpleNamespace, model: nn.Module, setting: dict[str, Any], tape: DrawTape) -> dict:
     """decouple_bcr.py's evaluation after an epoch: its dev loop, validate_dev_sentence,
-    validate_share, validate_annotation_sentence and validate_rationales, in that order."""
-    dev_loader = base.loader(setting["dev"], ("ids", "masks", "labels"))
-    annotation_loader = base.loader(setting["annotation"], ("ids", "masks", "labels", "gold"))
-    writer, forwards, stats, full_logits, rationale_logits = base.ScalarLog(), [], [], [], []
-    vu = ref.validate_util
-    model.eval()
-    with tape.record(), torch.no_grad():
-        handle = model.register_forward_hook(lambda m, i, o: forwards.append(base.detached(o)))
-        correct = total = 0
-        for inputs, masks, labels in dev_loader:  # the dev loop of decouple_bcr.py
-            _, logits = model(inputs, masks)
-            _, pred = torch.max(torch.softmax(logits, dim=-1), axis=-1)
-            correct += int(((pred == 1) & (labels == 1)).sum() + ((pred == 0) & (labels == 0)).sum())
-            total += len(labels)
-        dev = forwards[:]
-        forwards.clear()
-        handle.remove()
-        handle = model.cls_fc.register_forward_hook(lambda m, i, o: full_logits.append(base.detached(o)))
-        _, dev_full_accuracy = vu.validate_dev_sentence(model, dev_loader, torch.device("cpu"), (writer, 0))
-        handle.remove()
-        dev_full = full_logits[:]
-        full_logits.clear()
-        dev_end = len(tape.draws)
-        handle = model.register_forward_hook(lambda m, i, o: forwards.append(base.detached(o)))
-        with base.patched(vu, "compute_micro_stats", base.noting(vu.compute_micro_stats, stats)):
-            shares = vu.validate_share(model, annotation_loader, torch.device("cpu"))
-        handle.remove()
-        annotation_end = len(tape.draws)
-        handle = model.cls_fc.register_forward_hook(lambda m, i, o: full_logits.append(base.detached(o)))
-        vu.validate_annotation_sentence(model, annotation_loader, torch.device("cpu"))
-        handle.remove()
-        handle = model.cls_fc.register_forward_hook(lambda m, i, o: rationale_logits.append(base.detached(o)))
-        vu.validate_rationales(model, annotation_loader, torch.device("cpu"), (writer, 0))
-        handle.remove()
-    assert len(tape.draws) == annotation_end, "the full-text and gold-rationale passes draw nothing"
-    record = base.evaluation_record(
-        setting,
-        dev_rationales=[base.selected(z) for z, _ in dev],
-        dev_logits=[logits for _, logits in dev],
-        dev_accuracy=correct / total,
-        annotation_rationales=[base.selected(z) for z, _ in forwards],
-        annotation_logits=[logits for _, logits in forwards],
-        stats=stats,
-        shares=shares,
-        gold_logits=rationale_logits,
-        gold_accuracy=writer.scalars["rat_acc"],
-        marks={"dev_end": dev_end, "annotation_end": annotation_end},
-    )
+    validate_share, validate_annotation_sentence and validate_rationales, in that order (its dev
+    loop is perturbation.py's: ``base.evaluate_ver`` with the two full-text passes added)."""
+    vu, writer, dev_full, annotation_full, dev_full_accuracy = ref.validate_util, base.ScalarLog(), [], [], []
+
+    def dev_sentence(dev_loader: DataLoader) -> None:
+        with base.forward_log(model.cls_fc, dev_full):
+            dev_full_accuracy.append(vu.validate_dev_sentence(model, dev_loader, base.CPU, (writer, 0))[1])
+
+    def annotation_sentence(annotation_loader: DataLoader) -> None:
+        with base.forward_log(model.cls_fc, annotation_full):
+            vu.validate_annotation_sentence(model, annotation_loader, base.CPU)
+
+    record = base.evaluate_ver(ref, model, setting, tape, after_dev=dev_sentence, after_share=annotation_sentence)
+    assert len(tape.draws) == record["marks"]["annotation_end"], "the full-text and gold-rationale passes draw nothing"
     record["dev_full_text_logits"] = dev_full
-    record["dev_full_text_accuracy"] = float(dev_full_accuracy)
-    record["annotation_full_text_logits"] = full_logits
+    record["dev_full_text_accuracy"] = float(base.one(dev_full_accuracy))
+    record["annotation_full_text_logits"] = annotation_full
     return record
 
 
@@ -310,37 +234,11 @@ def accepted(record: dict[str, Any]) -> bool:
     return padding and fresh
 
 
-def record(ref: types.SimpleNamespace, case: MCDCase, setting: dict[str, Any]) -> dict[str, Any]:
-    """The fixture of the first seed from ``case.first_seed`` on whose run is ``accepted``."""
-    for seed in range(case.first_seed, case.first_seed + 200):
-        result = record_mcd(ref, case, setting, seed)
-        if accepted(result):
-            return result
-    raise RuntimeError(f"{case.name}: no seed in 200 exercises the case")
-
-
 def main() -> None:
     """Record every case (or those named by ``--case``) into ``--out``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reference", type=Path, required=True, help="checkout of jugechengzi/Rationalization-MCD")
-    parser.add_argument("--out", type=Path, default=base.REPO / "tests" / "golden" / "parity")
-    parser.add_argument("--case", action="append", choices=[c.name for c in CASES], help="only these cases")
-    options = parser.parse_args()
-    ref = base.load_reference(options.reference)
-    setting = base.make_setting()
-    options.out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(1)
-    for case in CASES:
-        if options.case and case.name not in options.case:
-            continue
-        result = record(ref, case, setting)
-        path = options.out / f"{case.name}.pt"
-        torch.save(result, path)
-        torch.load(path, weights_only=True)  # stays loadable without pickled code
-        print(
-            f"{path}: seed {result['seed']}, {len(result['steps'])} batches, {len(result['tape']['kinds'])} draws, "
-            f"{path.stat().st_size // 1024} KB"
-        )
+    references = {"mcd": ("--reference", "checkout of jugechengzi/Rationalization-MCD")}
+    record = base.seed_search(record_mcd, accepted)  # the first seed from case.first_seed that is accepted
+    base.recorder_main(__doc__, references, CASES, record, functools.partial(base.summary, unit="batches"))
 
 
 if __name__ == "__main__":

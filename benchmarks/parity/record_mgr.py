@@ -36,7 +36,6 @@ only, no number changes). Re-recording is deterministic on the same torch (one t
 
 from __future__ import annotations
 
-import argparse
 import builtins
 import contextlib
 import sys
@@ -53,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record_jugechengzi as base
 from parity_tape import DrawTape  # record_jugechengzi put tests/ on the path
 
-COMMIT = ("jugechengzi/Rationalization-MGR", "3926fbd")
+REFERENCE = {"repo": "jugechengzi/Rationalization-MGR", "commit": "3926fbd"}
 MGR_HYPER: dict[str, Any] = {"num_gen": 3, "lr_lambda": 0.5, "test_rationale": "average"}
 STAT_KEYS = ("num_true_pos", "num_predicted_pos", "num_real_pos")  # compute_micro_stats
 CASE = base.Case("mgr", "mgr", "mgr", "MGR: 3 selectors (lr, 1.5 lr, 2 lr), one predictor at lr / 3", first_seed=601)
@@ -105,7 +104,7 @@ def floats(values: list[torch.Tensor]) -> list[float]:
     return [float(v) for v in values]
 
 
-def record_mgr(ref: types.SimpleNamespace, setting: dict[str, Any], seed: int) -> dict[str, Any]:
+def record_mgr(ref: types.SimpleNamespace, case: base.Case, setting: dict[str, Any], seed: int) -> dict[str, Any]:
     """Train MGR with ``train_util.train_multi_gen`` and evaluate as ``norm_beer.py``; return the fixture."""
     args = reference_args(setting["embeddings"])
     torch.manual_seed(seed)
@@ -117,12 +116,9 @@ def record_mgr(ref: types.SimpleNamespace, setting: dict[str, Any], seed: int) -
     tape, pending, steps = DrawTape(), defaultdict(list), []
     backward_log: list[dict[str, torch.Tensor]] = []
 
-    def on_step_pre(opt: Any, a: Any, k: Any) -> None:
-        pending["grads"].append(base.gradients(modules, optimizer))
-
     def on_step_post(opt: Any, a: Any, k: Any) -> None:
         local = backward_log.pop()
-        masks = [base.selected(z) for z in pending["masks"]]
+        masks = [base.selected(z) for z in pending["z"]]
         assert len(masks) == len(pending["predictor_logits"]) == args.num_gen
         steps.append(
             {
@@ -146,57 +142,44 @@ def record_mgr(ref: types.SimpleNamespace, setting: dict[str, Any], seed: int) -
         return builtins.sum(values, *rest)
 
     hooks = [
-        *(
-            gen.register_forward_hook(lambda m, i, o: pending["selector_logits"].append(base.detached(o)))
-            for gen in model.gen_list
-        ),
-        model.cls_fc.register_forward_hook(lambda m, i, o: pending["predictor_logits"].append(base.detached(o))),
-        optimizer.register_step_pre_hook(on_step_pre),
+        *(base.forward_log(gen, pending["selector_logits"]) for gen in model.gen_list),
+        base.forward_log(model.cls_fc, pending["predictor_logits"]),
+        base.gradient_log(optimizer, modules, pending["grads"]),
         optimizer.register_step_post_hook(on_step_post),
     ]
     tu = ref.train_util
     train_loader = base.loader(setting["train"], ("ids", "masks", "labels"))
-    with contextlib.ExitStack() as stack:
-        sampling = base.noting(model.independent_straight_through_sampling, pending["masks"])
-        stack.enter_context(base.patched(model, "independent_straight_through_sampling", sampling))
-        stack.enter_context(
-            base.patched(tu, "get_sparsity_loss", base.noting(tu.get_sparsity_loss, pending["sparsity_loss"]))
-        )
-        stack.enter_context(
-            base.patched(tu, "get_continuity_loss", base.noting(tu.get_continuity_loss, pending["continuity_loss"]))
-        )
-        stack.enter_context(base.patched(tu, "F", base.CrossEntropyLog(pending["cross_entropy"])))
-        stack.enter_context(base.patched(tu, "sum", noting_sum))
-        stack.enter_context(base.backward_locals(backward_log))
-        stack.enter_context(tape.record())
+    patches = [(tu, "sum", noting_sum)]
+    with base.capture(tu, pending, backward_log, tape, sampler_of=model, patches=patches, hooks=hooks):
         model.train()
-        tu.train_multi_gen(model, optimizer, train_loader, torch.device("cpu"), args, (base.ScalarLog(), 0), [], [])
-    for hook in hooks:
-        hook.remove()
+        tu.train_multi_gen(model, optimizer, train_loader, base.CPU, args, (base.ScalarLog(), 0), [], [])
     assert len(steps) == len(setting["train"])
     train_end = len(tape.draws)
     evaluation, extra = evaluate_mgr(ref, model, setting, tape)
     marks = {"train_end": train_end, **evaluation.pop("marks")}
-    with base.patched(base, "COMMITS", {**base.COMMITS, "mgr": COMMIT}):
-        fixture = base.fixture(CASE, seed, setting, initial, tape, steps, evaluation, marks)
-    fixture["config"] = {**base.HYPER, **MGR_HYPER}
+    config = {**base.HYPER, **MGR_HYPER}
+    fixture = base.fixture(
+        case, seed, setting, initial, tape, steps, evaluation, marks, reference=REFERENCE, config=config, notes=NOTES
+    )
     fixture.update(extra)
-    fixture["notes"] = [
-        "steps: per selector (in gen_list order) 'selector_logits', 'z' (the straight-through select channel the "
-        "predictor and the regularizers read, padding included), 'predictor_logits', the unweighted 'cls_loss' / "
-        "'sparsity_loss' / 'continuity_loss' as F.cross_entropy / get_sparsity_loss / get_continuity_loss returned "
-        "them, 'selector_loss' (train_multi_gen's loss_list: the weighted sum per selector); 'loss' is "
-        "sum(loss_list); 'lrs' the Adam groups' rates (gen_list 0..2, cls_fc, cls).",
-        "eval: norm_beer.py's order. 'reference_dev' is its dev loop (every selector's Gumbel rationale, counts "
-        "pooled over the selectors); 'eval' holds Multi_gen.test on the dev batches (ratbench's dev-accuracy "
-        "rule), validate_share and validate_rationales; 'one_head' validate_onehead.",
-        "tape: 'binomial' draws are Multi_gen.test's torch.binomial outcomes over [B, T, 2] (both channels), "
-        "appended by a pass-through wrapper; the rest as parity_tape records them. 'test_probabilities' holds the "
-        "probabilities each of those draws sampled from (the selectors' mean softmax), in the same order.",
-        "weights and grads use the reference's names: 'gen_list.<i>.<0: GRU, 2: LayerNorm, 4: Linear>', 'cls.', "
-        "'cls_fc.'; the frozen embedding is left out.",
-    ]
     return fixture
+
+
+NOTES = [
+    "steps: per selector (in gen_list order) 'selector_logits', 'z' (the straight-through select channel the "
+    "predictor and the regularizers read, padding included), 'predictor_logits', the unweighted 'cls_loss' / "
+    "'sparsity_loss' / 'continuity_loss' as F.cross_entropy / get_sparsity_loss / get_continuity_loss returned "
+    "them, 'selector_loss' (train_multi_gen's loss_list: the weighted sum per selector); 'loss' is "
+    "sum(loss_list); 'lrs' the Adam groups' rates (gen_list 0..2, cls_fc, cls).",
+    "eval: norm_beer.py's order. 'reference_dev' is its dev loop (every selector's Gumbel rationale, counts "
+    "pooled over the selectors); 'eval' holds Multi_gen.test on the dev batches (ratbench's dev-accuracy "
+    "rule), validate_share and validate_rationales; 'one_head' validate_onehead.",
+    "tape: 'binomial' draws are Multi_gen.test's torch.binomial outcomes over [B, T, 2] (both channels), "
+    "appended by a pass-through wrapper; the rest as parity_tape records them. 'test_probabilities' holds the "
+    "probabilities each of those draws sampled from (the selectors' mean softmax), in the same order.",
+    "weights and grads use the reference's names: 'gen_list.<i>.<0: GRU, 2: LayerNorm, 4: Linear>', 'cls.', "
+    "'cls_fc.'; the frozen embedding is left out.",
+]
 
 
 def evaluate_mgr(
@@ -224,7 +207,7 @@ def evaluate_mgr(
         stack.enter_context(base.patched(torch, "binomial", binomial))
         sampling = base.noting(model.independent_straight_through_sampling, masks)
         stack.enter_context(base.patched(model, "independent_straight_through_sampling", sampling))
-        handle = model.cls_fc.register_forward_hook(lambda m, i, o: logits.append(base.detached(o)))
+        handle = base.forward_log(model.cls_fc, logits)
         counts = {"tp": 0, "tn": 0, "fp": 0, "fn": 0}
         for inputs, batch_masks, labels in dev_loader:  # norm_beer.py's dev loop
             _, logits_list = model(inputs, batch_masks)
@@ -256,9 +239,8 @@ def evaluate_mgr(
         with base.patched(vu, "compute_micro_stats", base.noting(vu.compute_micro_stats, stats)):
             shares = vu.validate_share(model, annotation_loader, cpu)
         annotation_end = len(tape.draws)
-        handle = model.cls_fc.register_forward_hook(lambda m, i, o: rationale_logits.append(base.detached(o)))
-        vu.validate_rationales(model, annotation_loader, cpu, (writer, 0))
-        handle.remove()
+        with base.forward_log(model.cls_fc, rationale_logits):
+            vu.validate_rationales(model, annotation_loader, cpu, (writer, 0))
         rationales_end = len(tape.draws)
         with (
             base.patched(model, "test_one_head", base.noting(model.test_one_head, one_head)),
@@ -320,28 +302,16 @@ def accepted(record: dict[str, Any]) -> bool:
 
 def main() -> None:
     """Record the fixture into ``--out``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reference", type=Path, required=True, help="checkout of jugechengzi/Rationalization-MGR")
-    parser.add_argument("--out", type=Path, default=base.REPO / "tests" / "golden" / "parity")
-    options = parser.parse_args()
-    ref = base.load_reference(options.reference)
-    setting = base.make_setting()
-    options.out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(1)
-    for seed in range(CASE.first_seed, CASE.first_seed + 200):
-        result = record_mgr(ref, setting, seed)
-        if accepted(result):
-            break
-    else:
-        raise RuntimeError("mgr: no seed in 200 exercises the fixture")
-    path = options.out / f"{CASE.name}.pt"
-    torch.save(result, path)
-    torch.load(path, weights_only=True)  # stays loadable without pickled code
-    print(
-        f"{path}: seed {result['seed']}, {len(result['steps'])} steps, {len(result['tape']['kinds'])} draws, "
-        f"{path.stat().st_size // 1024} KB; dev accuracy pooled {result['reference_dev']['accuracy']:.3f}, "
-        f"test rule {result['eval']['dev_accuracy']:.3f}"
-    )
+
+    def describe(result: dict[str, Any], path: Path) -> str:
+        return (
+            f"{base.summary(result, path)}; dev accuracy pooled {result['reference_dev']['accuracy']:.3f}, "
+            f"test rule {result['eval']['dev_accuracy']:.3f}"
+        )
+
+    references = {"mgr": ("--reference", "checkout of jugechengzi/Rationalization-MGR")}
+    record = base.seed_search(record_mgr, accepted, "mgr: no seed in 200 exercises the fixture")
+    base.recorder_main(__doc__, references, (CASE,), record, describe)
 
 
 if __name__ == "__main__":

@@ -33,9 +33,9 @@ counterpart). See ``benchmarks/parity/README.md`` and ``tests/test_parity_mrd.py
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
+import functools
 import sys
 import types
 from collections import defaultdict
@@ -49,10 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record_jugechengzi as base
 from parity_tape import DrawTape  # on sys.path through record_jugechengzi
 
-REPO = "jugechengzi/Rationalization-MRD"
-COMMIT = "b50f36e"
-# base.fixture looks the reference up by the case's ``reference`` key.
-base.COMMITS.setdefault("mrd", (REPO, COMMIT))
+REFERENCE = {"repo": "jugechengzi/Rationalization-MRD", "commit": "b50f36e"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,21 +122,6 @@ def ratbench_config(case: MRDCase) -> dict[str, Any]:
     }
 
 
-def floats(value: Any) -> Any:
-    """0-d tensors as Python floats (their exact float32 value), inside dicts too."""
-    if isinstance(value, dict):
-        return {k: floats(v) for k, v in value.items()}
-    if isinstance(value, torch.Tensor) and value.dim() == 0:
-        return float(value)
-    return value
-
-
-def per_batch(values: list[Any], count: int, batches: int, what: str) -> list[list[Any]]:
-    """``values`` cut into ``batches`` groups of ``count``."""
-    assert len(values) == count * batches, f"{what}: {len(values)} values, expected {count} x {batches}"
-    return [values[b * count : (b + 1) * count] for b in range(batches)]
-
-
 def record_mrd(ref: types.SimpleNamespace, case: MRDCase, setting: dict[str, Any], seed: int) -> dict[str, Any]:
     """Train MRD with ``train_util.train_adv_causal`` and evaluate; return the fixture."""
     args = reference_args(case, setting["embeddings"])
@@ -156,73 +138,48 @@ def record_mrd(ref: types.SimpleNamespace, case: MRDCase, setting: dict[str, Any
 
     tape, log = DrawTape(), defaultdict(list)
     backward_log: list[dict[str, torch.Tensor]] = []
-
-    def on_pre(optimizer: torch.optim.Optimizer) -> Any:
-        return lambda o, a, k: log["grads"].append(base.gradients(modules, optimizer))
-
-    def on_post(name: str) -> Any:
-        return lambda o, a, k: log["updates"].append((name, log["grads"].pop(), base.weights(modules, skip)))
-
     hooks = [
-        model.gen_fc.register_forward_hook(lambda m, i, o: log["selector_logits"].append(base.detached(o))),
-        model.cls_fc.register_forward_hook(lambda m, i, o: log["predictor_logits"].append(base.detached(o))),
-        optimizer_gen.register_step_pre_hook(on_pre(optimizer_gen)),
-        optimizer_gen.register_step_post_hook(on_post("selector")),
-        optimizer_pred.register_step_pre_hook(on_pre(optimizer_pred)),
-        optimizer_pred.register_step_post_hook(on_post("predictor")),
+        base.forward_log(model.gen_fc, log["selector_logits"]),
+        base.forward_log(model.cls_fc, log["predictor_logits"]),
+        *base.update_log({"selector": optimizer_gen, "predictor": optimizer_pred}, modules, log, skip),
     ]
     tu = ref.train_util
     train_loader = base.loader(setting["train"], ("ids", "masks", "labels"))
-    sampler = model.independent_straight_through_sampling
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(
-            base.patched(model, "independent_straight_through_sampling", base.noting(sampler, log["z"]))
-        )
-        stack.enter_context(
-            base.patched(tu, "get_sparsity_loss", base.noting(tu.get_sparsity_loss, log["sparsity_loss"]))
-        )
-        stack.enter_context(
-            base.patched(tu, "get_continuity_loss", base.noting(tu.get_continuity_loss, log["continuity_loss"]))
-        )
-        stack.enter_context(base.patched(tu, "F", base.CrossEntropyLog(log["cross_entropy"])))
-        stack.enter_context(base.backward_locals(backward_log))
-        stack.enter_context(tape.record())
+    with base.capture(tu, log, backward_log, tape, sampler_of=model, hooks=hooks):
         model.train()
-        tu.train_adv_causal(
-            model, optimizer_gen, optimizer_pred, train_loader, torch.device("cpu"), args, (Writer(), 0)
-        )
-    for hook in hooks:
-        hook.remove()
+        tu.train_adv_causal(model, optimizer_gen, optimizer_pred, train_loader, base.CPU, args, (Writer(), 0))
     train_end = len(tape.draws)
     steps = assemble_steps(case, log, backward_log, len(setting["train"]))
     evaluation = evaluate_mrd(ref, model, args, setting, tape)
     marks = {"train_end": train_end, **evaluation.pop("marks")}
-    result = base.fixture(case, seed, setting, initial, tape, [], evaluation, marks)
-    result["steps"] = [floats(step) for step in steps]
-    result["config"] = ratbench_config(case)
-    result["notes"] = [
-        "per batch: 'predictor_step' (opt_pred, and with gen_sparse opt_gen, on the detached remainder's and "
-        "the full text's cross-entropies plus the regularizers), 'selector_step' (opt_gen, predictor frozen, on "
-        "the regularizers minus div_lambda times the divergence) and 'rationale_logits' (the no-grad pass of the "
-        "predictor on the selector step's sample: the reference's training accuracy).",
-        "losses: 'remainder_cls_loss', 'full_text_cls_loss', 'sparsity_loss', 'continuity_loss' are unweighted, "
-        "as F.cross_entropy / get_sparsity_loss / get_continuity_loss returned them; '*_weighted' are the "
-        "reference's locals; 'divergence_term' is the local jsd_loss (minus the KL or JS divergence); 'loss' is "
-        "the total at backward().",
-        "masks: 'z_select' is the select channel z[:, :, 1] (the regularizers' mask), 'z_remainder' the "
-        "channel z[:, :, 0] the predictor read, padding included, as straight-through values.",
-        "eval: 'dev_accuracy' is the rationale accuracy over both dev batches, counted from the reference's "
-        "logits; 'dev_adv_causal' holds what dev_adv_causal returned (its counts cover the last batch only).",
-        "weights and grads use the reference's parameter names; post_cls and post_cls_fc are never used and "
-        "are left out.",
-    ]
-    return result
+    config = ratbench_config(case)
+    return base.fixture(
+        case, seed, setting, initial, tape, steps, evaluation, marks, reference=REFERENCE, config=config, notes=NOTES
+    )
+
+
+NOTES = [
+    "per batch: 'predictor_step' (opt_pred, and with gen_sparse opt_gen, on the detached remainder's and "
+    "the full text's cross-entropies plus the regularizers), 'selector_step' (opt_gen, predictor frozen, on "
+    "the regularizers minus div_lambda times the divergence) and 'rationale_logits' (the no-grad pass of the "
+    "predictor on the selector step's sample: the reference's training accuracy).",
+    "losses: 'remainder_cls_loss', 'full_text_cls_loss', 'sparsity_loss', 'continuity_loss' are unweighted, "
+    "as F.cross_entropy / get_sparsity_loss / get_continuity_loss returned them; '*_weighted' are the "
+    "reference's locals; 'divergence_term' is the local jsd_loss (minus the KL or JS divergence); 'loss' is "
+    "the total at backward().",
+    "masks: 'z_select' is the select channel z[:, :, 1] (the regularizers' mask), 'z_remainder' the "
+    "channel z[:, :, 0] the predictor read, padding included, as straight-through values.",
+    "eval: 'dev_accuracy' is the rationale accuracy over both dev batches, counted from the reference's "
+    "logits; 'dev_adv_causal' holds what dev_adv_causal returned (its counts cover the last batch only).",
+    "weights and grads use the reference's parameter names; post_cls and post_cls_fc are never used and are left out.",
+]
 
 
 def assemble_steps(
     case: MRDCase, log: dict[str, list[Any]], backward_log: list[dict[str, torch.Tensor]], batches: int
 ) -> list[dict[str, Any]]:
     """Cut what the hooks saw into one record per training batch."""
+    per_batch = base.per_batch
     selectors = per_batch(log["selector_logits"], 2, batches, "selector logits")
     samples = per_batch(log["z"], 2, batches, "straight-through samples")
     predictors = per_batch(log["predictor_logits"], 5, batches, "predictor logits")  # 2 + 2 + the no-grad pass
@@ -292,28 +249,16 @@ def evaluate_mrd(
     """dev_adv_causal on the dev batches, then validate_share and validate_rationales on the
     annotated batches, as adv_causal.py calls them after each epoch."""
     dev_loader = base.loader(setting["dev"], ("ids", "masks", "labels"))
-    annotation_loader = base.loader(setting["annotation"], ("ids", "masks", "labels", "gold"))
-    writer, dev_samples, dev_logits, forwards, stats, rationale_logits = Writer(), [], [], [], [], []
-    tu, vu = ref.train_util, ref.validate_util
+    dev_samples: list[torch.Tensor] = []
+    dev_logits: list[torch.Tensor] = []
     model.eval()
     with contextlib.ExitStack() as stack:
         stack.enter_context(tape.record())
         stack.enter_context(base.patched(model, "get_rationale", base.noting(model.get_rationale, dev_samples)))
-        handle = model.cls_fc.register_forward_hook(lambda m, i, o: dev_logits.append(base.detached(o)))
-        rationale, remainder, full = tu.dev_adv_causal(model, dev_loader, torch.device("cpu"), args, (writer, 0))
-        handle.remove()
+        stack.enter_context(base.forward_log(model.cls_fc, dev_logits))
+        rationale, remainder, full = ref.train_util.dev_adv_causal(model, dev_loader, base.CPU, args, (Writer(), 0))
     dev_end = len(tape.draws)
-    with contextlib.ExitStack() as stack, torch.no_grad():
-        stack.enter_context(tape.record())
-        stack.enter_context(base.patched(vu, "compute_micro_stats", base.noting(vu.compute_micro_stats, stats)))
-        handle = model.register_forward_hook(lambda m, i, o: forwards.append(base.detached(o)))
-        shares = vu.validate_share(model, annotation_loader, torch.device("cpu"))
-        handle.remove()
-    annotation_end = len(tape.draws)
-    with tape.record(), torch.no_grad():
-        handle = model.cls_fc.register_forward_hook(lambda m, i, o: rationale_logits.append(base.detached(o)))
-        vu.validate_rationales(model, annotation_loader, torch.device("cpu"), (writer, 0))
-        handle.remove()
+    annotations, annotation_end = base.evaluate_annotations(ref.validate_util, model, setting, tape)
     # Per dev batch the predictor ran on the remainder, the full text, then the rationale.
     rationale_dev_logits = dev_logits[2::3]
     correct = sum(
@@ -325,12 +270,7 @@ def evaluate_mrd(
         dev_rationales=[base.selected(z) for z in dev_samples],
         dev_logits=rationale_dev_logits,
         dev_accuracy=correct / sum(len(batch["labels"]) for batch in setting["dev"]),
-        annotation_rationales=[base.selected(z) for z, _ in forwards],
-        annotation_logits=[logits for _, logits in forwards],
-        stats=stats,
-        shares=shares,
-        gold_logits=rationale_logits,
-        gold_accuracy=writer.scalars["rat_acc"],
+        **annotations,
         marks={"dev_end": dev_end, "annotation_end": annotation_end},
     )
     record["dev_remainders"] = [z[..., 0].clone() for z in dev_samples]
@@ -345,26 +285,9 @@ def evaluate_mrd(
 
 def main() -> None:
     """Record every case (or those named by ``--case``) into ``--out``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reference", type=Path, required=True, help="checkout of jugechengzi/Rationalization-MRD")
-    parser.add_argument("--out", type=Path, default=base.REPO / "tests" / "golden" / "parity")
-    parser.add_argument("--case", action="append", choices=[c.name for c in CASES], help="only these cases")
-    options = parser.parse_args()
-    ref = base.load_reference(options.reference)
-    setting = base.make_setting()
-    options.out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(1)
-    for case in CASES:
-        if options.case and case.name not in options.case:
-            continue
-        result = record_mrd(ref, case, setting, case.first_seed)
-        path = options.out / f"{case.name}.pt"
-        torch.save(result, path)
-        torch.load(path, weights_only=True)  # stays loadable without pickled code
-        print(
-            f"{path}: seed {result['seed']}, {len(result['steps'])} batches, {len(result['tape']['kinds'])} draws, "
-            f"{path.stat().st_size // 1024} KB"
-        )
+    references = {"mrd": ("--reference", "checkout of jugechengzi/Rationalization-MRD")}
+    record = base.seed_search(record_mrd)  # no criterion: each case's first_seed
+    base.recorder_main(__doc__, references, CASES, record, functools.partial(base.summary, unit="batches"))
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ reference's mean norms (``avg_mochang``).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import functools
@@ -51,24 +50,20 @@ sys.path.insert(0, str(HERE))
 import record_jugechengzi as base  # noqa: E402
 from parity_tape import DrawTape  # noqa: E402  (record_jugechengzi put tests/ on the path)
 
-REPO = base.REPO
-REFERENCE = ("jugechengzi/Rationalization-N2R", "3576d4a")
+REFERENCE = {"repo": "jugechengzi/Rationalization-N2R", "commit": "3576d4a"}
 # mochang_lambda is not 1 (a missing factor shows) and not a power of two; the reference's
 # (-lambda) * m and ratbench's lambda * (-m) round alike for any lambda.
 N2R_HYPER: dict[str, Any] = {"mochang_lambda": 1.5}
-CPU = torch.device("cpu")
+CPU = base.CPU
 
 
 @dataclasses.dataclass(frozen=True)
-class Case:
+class Case(base.Case):
     """One fixture: the reference's training function, the zero_grad semantics, ratbench's flags."""
 
-    name: str
-    description: str
-    train_function: str
-    torch1_zero_grad: bool
+    train_function: str = "train_pred_mochang"
+    torch1_zero_grad: bool = True
     rnp_step: bool = True
-    first_seed: int = 1
 
     def config(self) -> dict[str, Any]:
         """The ratbench ``Config(...)`` keyword arguments of the case."""
@@ -83,24 +78,30 @@ class Case:
 CASES = (
     Case(
         "n2r",
+        "n2r",
+        "n2r",
         "N2R+RNP (mochang.py, train_pred_mochang) with torch 1.13's zero_grad(): the frozen predictor takes "
         "Adam's zero-gradient step in the norm step",
-        "train_pred_mochang",
+        train_function="train_pred_mochang",
         torch1_zero_grad=True,
         first_seed=601,
     ),
     Case(
         "n2r_torch2",
+        "n2r",
+        "n2r",
         "N2R+RNP (mochang.py, train_pred_mochang) with torch 2's zero_grad(): the frozen predictor is skipped",
-        "train_pred_mochang",
+        train_function="train_pred_mochang",
         torch1_zero_grad=False,
         first_seed=601,  # n2r's: the same initial weights, so the cases differ in the zero_grad semantics only
     ),
     Case(
         "n2r_noacc",
+        "n2r",
+        "n2r",
         "N2R alone (mochang_noacc.py, train_pred_mochang_withoutacc): the predictor reads a detached mask in the "
         "RNP step; torch 1.13's zero_grad()",
-        "train_pred_mochang_withoutacc",
+        train_function="train_pred_mochang_withoutacc",
         torch1_zero_grad=True,
         rnp_step=False,
         first_seed=801,
@@ -108,9 +109,9 @@ CASES = (
 )
 
 
-def reference_args(embeddings: Any) -> Any:
+def reference_args(case: Case, embeddings: Any) -> Any:
     """The argparse namespace of mochang.py for the shared tiny setting (README: --add 0 --dis_lr 0)."""
-    args = base.reference_args(base.CASES[0], embeddings)  # the RNP case: fr 0, dr 0, dis_lr 0, HYPER
+    args = base.reference_args(case, embeddings)  # as the RNP case's: fr 0, dr 0, dis_lr 0, HYPER
     args.mochang_lambda = N2R_HYPER["mochang_lambda"]
     args.mochang_loss = "vanilla"  # the README's value for mochang.py; train_util never reads it
     args.add = 0.0
@@ -119,7 +120,7 @@ def reference_args(embeddings: Any) -> Any:
 
 def record_case(ref: Any, case: Case, setting: dict[str, Any], seed: int) -> dict[str, Any]:
     """Train with the case's reference training function and evaluate; return the fixture."""
-    args = reference_args(setting["embeddings"])
+    args = reference_args(case, setting["embeddings"])
     torch.manual_seed(seed)
     model = ref.model.Mochangmodel(args)
     # layernorm2 is built but never used (no gradient, no ratbench counterpart; checked below).
@@ -140,12 +141,9 @@ def record_case(ref: Any, case: Case, setting: dict[str, Any], seed: int) -> dic
     tape, pending, steps = DrawTape(), defaultdict(list), []
     backward_log: list[dict[str, torch.Tensor]] = []
 
-    def on_step_pre(opt: Any, a: Any, k: Any) -> None:
-        pending["grads"].append(base.gradients(modules, optimizer))
-
     def on_step_post(opt: Any, a: Any, k: Any) -> None:
         local = backward_log.pop()
-        z = base.one(pending["masks"])
+        z = base.one(pending["z"])
         assert torch.equal(z, local["rationales"]), "the captured mask is the one the training function used"
         step = {
             "phase": "rnp" if len(steps) % 2 == 0 else "norm",
@@ -172,35 +170,34 @@ def record_case(ref: Any, case: Case, setting: dict[str, Any], seed: int) -> dic
         assert model.layernorm2.weight.grad is None and model.layernorm2.bias.grad is None
         base.reset(pending)
 
-    original_sampling = model.independent_straight_through_sampling
     train_loader = base.loader(setting["train"], ("ids", "masks", "labels"))
     hooks = [
-        model.gen_fc.register_forward_hook(lambda m, i, o: pending["selector_logits"].append(base.detached(o))),
-        model.cls_fc.register_forward_hook(lambda m, i, o: pending["predictor_logits"].append(base.detached(o))),
-        optimizer.register_step_pre_hook(on_step_pre),
+        base.forward_log(model.gen_fc, pending["selector_logits"]),
+        base.forward_log(model.cls_fc, pending["predictor_logits"]),
+        base.gradient_log(optimizer, modules, pending["grads"]),
         optimizer.register_step_post_hook(on_step_post),
     ]
     tu = ref.train_util
-    with contextlib.ExitStack() as stack:
-        sampling = base.noting(original_sampling, pending["masks"])
-        stack.enter_context(base.patched(model, "independent_straight_through_sampling", sampling))
-        stack.enter_context(
-            base.patched(tu, "get_sparsity_loss", base.noting(tu.get_sparsity_loss, pending["sparsity_loss"]))
-        )
-        stack.enter_context(
-            base.patched(tu, "get_continuity_loss", base.noting(tu.get_continuity_loss, pending["continuity_loss"]))
-        )
-        stack.enter_context(base.patched(tu, "F", base.CrossEntropyLog(pending["cross_entropy"])))
-        stack.enter_context(base.backward_locals(backward_log))
-        stack.enter_context(tape.record())
+    with base.capture(tu, pending, backward_log, tape, sampler_of=model, hooks=hooks):
         model.train()
         getattr(tu, case.train_function)(model, optimizer, train_loader, CPU, args, (base.ScalarLog(), 0), [], [])
-    for hook in hooks:
-        hook.remove()
     train_end = len(tape.draws)
     evaluation = evaluate(ref, model, setting, tape)
     marks = {"train_end": train_end, **evaluation.pop("marks")}
-    return fixture(case, seed, setting, initial, tape, steps, evaluation, marks)
+    return base.fixture(
+        case,
+        seed,
+        setting,
+        initial,
+        tape,
+        steps,
+        evaluation,
+        marks,
+        reference={**REFERENCE, "train_function": case.train_function},
+        flags={"torch1_zero_grad": case.torch1_zero_grad},
+        config=case.config(),
+        notes=NOTES,
+    )
 
 
 def evaluate(ref: Any, model: nn.Module, setting: dict[str, Any], tape: DrawTape) -> dict[str, Any]:
@@ -232,9 +229,8 @@ def evaluate(ref: Any, model: nn.Module, setting: dict[str, Any], tape: DrawTape
         annotation_end = len(tape.draws)
         vu.validate_annotation_sentence(model, annotation_loader, CPU)
         assert len(tape.draws) == annotation_end, "validate_annotation_sentence draws nothing in eval mode"
-        handle = model.cls_fc.register_forward_hook(lambda m, i, o: rationale_logits.append(base.detached(o)))
-        vu.validate_rationales(model, annotation_loader, CPU, (writer, 0))
-        handle.remove()
+        with base.forward_log(model.cls_fc, rationale_logits):
+            vu.validate_rationales(model, annotation_loader, CPU, (writer, 0))
     record = base.evaluation_record(
         setting,
         dev_rationales=[base.selected(z) for z, _, _ in dev],
@@ -257,52 +253,17 @@ def evaluate(ref: Any, model: nn.Module, setting: dict[str, Any], tape: DrawTape
     }
 
 
-def fixture(
-    case: Case,
-    seed: int,
-    setting: dict[str, Any],
-    initial: dict[str, torch.Tensor],
-    tape: DrawTape,
-    steps: list[dict[str, Any]],
-    evaluation: dict[str, Any],
-    marks: dict[str, int],
-) -> dict[str, Any]:
-    """The fixture dict (plain types only), in record_jugechengzi.py's format."""
-    repo, commit = REFERENCE
-    return {
-        "case": case.name,
-        "description": case.description,
-        "method": "n2r",
-        "reference": {"repo": repo, "commit": commit, "train_function": case.train_function},
-        "torch_version": str(torch.__version__),
-        "torch1_zero_grad": case.torch1_zero_grad,
-        "seed": seed,
-        "select_bias": 0.0,
-        "config": case.config(),
-        "max_len": base.MAX_LEN,
-        "embeddings": torch.from_numpy(setting["embeddings"]),
-        "train": setting["train"],
-        "dev": setting["dev"],
-        "annotation": setting["annotation"],
-        "initial_weights": base.pack(initial),
-        "tape": tape.to_state(),
-        "tape_marks": marks,
-        "steps": [
-            {k: float(v) if isinstance(v, torch.Tensor) and v.dim() == 0 else v for k, v in s.items()} for s in steps
-        ],
-        "eval": evaluation,
-        "notes": [
-            "steps alternate phase 'rnp' (RNP's step; rnp_step false: the predictor on a detached mask) and 'norm' "
-            "(a fresh forward_predemb, predictor frozen, regularizers and -mochang_lambda * mean log(1e-6 + ||h||)).",
-            "losses: 'cls_loss', 'sparsity_loss', 'continuity_loss' are unweighted, as F.cross_entropy / "
-            "get_sparsity_loss / get_continuity_loss returned them; '*_weighted' and 'mochang_loss' are the "
-            "reference's locals; 'loss' is the total; 'features' / 'norms' are last_hid_state and mochang.",
-            "'z' is the straight-through select channel the step used (predictor and regularizers), padding included.",
-            "torch1_zero_grad: optimizer.zero_grad bound to set_to_none=False (torch < 2.0's default, the "
-            "reference's torch 1.13.1): the frozen predictor has zero gradients in the norm step and Adam steps it.",
-            "weights and grads use the reference's parameter names; Mochangmodel.layernorm2 is unused and left out.",
-        ],
-    }
+NOTES = [
+    "steps alternate phase 'rnp' (RNP's step; rnp_step false: the predictor on a detached mask) and 'norm' "
+    "(a fresh forward_predemb, predictor frozen, regularizers and -mochang_lambda * mean log(1e-6 + ||h||)).",
+    "losses: 'cls_loss', 'sparsity_loss', 'continuity_loss' are unweighted, as F.cross_entropy / "
+    "get_sparsity_loss / get_continuity_loss returned them; '*_weighted' and 'mochang_loss' are the "
+    "reference's locals; 'loss' is the total; 'features' / 'norms' are last_hid_state and mochang.",
+    "'z' is the straight-through select channel the step used (predictor and regularizers), padding included.",
+    "torch1_zero_grad: optimizer.zero_grad bound to set_to_none=False (torch < 2.0's default, the "
+    "reference's torch 1.13.1): the frozen predictor has zero gradients in the norm step and Adam steps it.",
+    "weights and grads use the reference's parameter names; Mochangmodel.layernorm2 is unused and left out.",
+]
 
 
 def accepted(record: dict[str, Any]) -> bool:
@@ -314,37 +275,11 @@ def accepted(record: dict[str, Any]) -> bool:
     return fresh and padding
 
 
-def record(case: Case, ref: Any, setting: dict[str, Any]) -> dict[str, Any]:
-    """The fixture of the first seed from ``case.first_seed`` on whose run is ``accepted``."""
-    for seed in range(case.first_seed, case.first_seed + 200):
-        result = record_case(ref, case, setting, seed)
-        if accepted(result):
-            return result
-    raise RuntimeError(f"{case.name}: no seed in 200 exercises the case")
-
-
 def main() -> None:
     """Record every case (or those named by ``--case``) into ``--out``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reference", type=Path, required=True, help="checkout of jugechengzi/Rationalization-N2R")
-    parser.add_argument("--out", type=Path, default=REPO / "tests" / "golden" / "parity")
-    parser.add_argument("--case", action="append", choices=[c.name for c in CASES], help="only these cases")
-    options = parser.parse_args()
-    ref = base.load_reference(options.reference)
-    setting = base.make_setting()
-    options.out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(1)
-    for case in CASES:
-        if options.case and case.name not in options.case:
-            continue
-        result = record(case, ref, setting)
-        path = options.out / f"{case.name}.pt"
-        torch.save(result, path)
-        torch.load(path, weights_only=True)  # stays loadable without pickled code
-        print(
-            f"{path}: seed {result['seed']}, {len(result['steps'])} steps, {len(result['tape']['kinds'])} draws, "
-            f"{path.stat().st_size // 1024} KB"
-        )
+    references = {"n2r": ("--reference", "checkout of jugechengzi/Rationalization-N2R")}
+    record = base.seed_search(record_case, accepted)  # the first seed from case.first_seed that is accepted
+    base.recorder_main(__doc__, references, CASES, record)
 
 
 if __name__ == "__main__":
