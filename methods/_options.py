@@ -8,7 +8,7 @@ method whose field means something else says so in its class docstring. None imp
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 ShortRows = Literal["reference", "clamp"]
 
@@ -79,6 +79,8 @@ class PerturbOptions:
 class FoldOptions:
     """FR's sharing, a flag of every method on the RNP model (as the VER repository's ``--fr``)."""
 
+    identity_neutral: ClassVar[dict[str, Any]] = {"share_encoder": False}  # added after cells were run
+
     share_encoder: bool = False
     """FR (jugechengzi/FR ``GenEncShareModel``): one encoder and its LayerNorm serve the selector
     (on the full text) and the predictor (on the rationale); False: each has its own encoder."""
@@ -87,6 +89,8 @@ class FoldOptions:
 @dataclasses.dataclass(frozen=True)
 class DecoupleOptions:
     """DR's learning-rate coupling, a flag of every method on the RNP optimizer (``--dis_lr``)."""
+
+    identity_neutral: ClassVar[dict[str, Any]] = {"dis_lr": 0.0}  # added after cells were run
 
     dis_lr: float = 0.0
     """DR (jugechengzi/Rationalization-DR ``train_sp_norm``): 0 is off; 1 sets, before each step,

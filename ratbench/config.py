@@ -64,6 +64,11 @@ class Config:
     """
 
     bounds: ClassVar[dict[str, str]] = {}
+    identity_neutral: ClassVar[dict[str, Any]] = {}
+    """Fields added after cells were recorded, with the value that gives the behaviour those cells
+    had: at that value a field is left out of ``identity_dict`` (the cell's stored config, which
+    its id hashes), so that a new flag does not make every earlier cell stale. Merged over the
+    base classes, as ``bounds``."""
 
     def __post_init__(self) -> None:
         rules: dict[str, str] = {}
@@ -117,6 +122,14 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         """Return the config as a plain JSON-compatible dict."""
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def identity_dict(self) -> dict[str, Any]:
+        """``to_dict`` without the ``identity_neutral`` fields at their neutral value (``resolve``
+        of it gives this config back: those fields take their defaults)."""
+        neutral: dict[str, Any] = {}
+        for klass in reversed(type(self).__mro__):
+            neutral.update(vars(klass).get("identity_neutral", {}))
+        return {k: v for k, v in self.to_dict().items() if not (k in neutral and neutral[k] == v)}
 
 
 def _jsonable(value: Any) -> Any:

@@ -520,7 +520,7 @@ def expand(
                     CellSpec(
                         method=method,
                         method_version=method_cls.version,
-                        method_config=config.to_dict(),
+                        method_config=config.identity_dict(),
                         dataset=dataset,
                         dataset_version=type(adapter).version,
                         subset=subset,

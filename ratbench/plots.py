@@ -238,8 +238,12 @@ def _config_value(results_dir: Path, cell_id: str, key: str) -> Any:
     section, bare = ("dataset_config", key.split(".", 1)[1]) if "." in key else ("method_config", key)
     try:
         spec = json.loads((results_dir / "runs" / cell_id / cells.SPEC_FILE).read_text(encoding="utf-8"))
+        if section == "method_config" and bare not in spec[section]:  # a flag at its identity-neutral value
+            from ratbench.registry import METHODS
+
+            return METHODS.get(spec["method"]).Config.resolve(spec[section]).to_dict()[bare]
         return spec[section][bare]
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
+    except (OSError, ValueError, KeyError, TypeError, IndexError, RatbenchError):
         return float("nan")
 
 

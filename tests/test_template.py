@@ -131,3 +131,18 @@ def test_fr_and_dr_are_flags_of_the_rnp_family(name: str) -> None:
     assert coupled["lr"] != coupled["base_lr"] and coupled["base_lr"] == method.config.lr / getattr(
         method.config, "pred_lr_rate", 1.0
     )
+
+
+def test_the_fr_and_dr_flags_leave_earlier_cell_ids_alone() -> None:
+    """At their neutral values the flags stay out of the stored config (so out of the id): an
+    RNP cell keeps the id it had before they existed; set, they are in it, and the stored config
+    resolves back to the same config either way."""
+    [plain] = grid.expand(["rnp"], ["synthetic.aroma"], [1], preset="demo")
+    assert "share_encoder" not in plain.method_config and "dis_lr" not in plain.method_config
+    [coupled] = grid.expand(["rnp"], ["synthetic.aroma"], [1], preset="demo", sets={"rnp": {"dis_lr": "1"}})
+    assert coupled.method_config["dis_lr"] == 1.0 and coupled.config_id != plain.config_id
+    config = METHODS.get("rnp").Config.resolve(plain.method_config)
+    assert (config.share_encoder, config.dis_lr) == (False, 0.0)
+    assert config.identity_dict() == plain.method_config
+    [fr] = grid.expand(["fr"], ["synthetic.aroma"], [1], preset="demo")
+    assert fr.method_config["share_encoder"] is True  # FR's default is not the neutral value
