@@ -10,8 +10,6 @@ the diff before committing it).
 from __future__ import annotations
 
 import io
-import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -20,6 +18,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 from conftest import write_cell
+from test_paper_grids import _run, _settings
+from test_table_layouts import _check_golden
 
 from ratbench import paper_grids
 from ratbench.api import RNP_PRESETS, Method, Presets, SelectPredict, register_method
@@ -28,19 +28,7 @@ from ratbench.layouts import TABLE1_DATASETS
 from ratbench.published import OTHER_PUBLISHED, published_f1
 from ratbench.registry import METHODS
 
-GOLDEN = Path(__file__).parent / "golden" / "tables"
 TARGETS = list(TABLE1_DATASETS)
-
-
-def _run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args))
-    return result.exit_code, result.stdout, result.stderr
-
-
-def _settings(out: str) -> dict[tuple[str, str], str]:
-    """``(method, dataset.subset) -> settings`` from the dry run's settings lines."""
-    found = re.findall(r"^  (\w+) on ([\w.]+) \(preset \w+\): (.*)$", out, flags=re.MULTILINE)
-    return {(method, target): settings for method, target, settings in found}
 
 
 class LeaderToy(SelectPredict):
@@ -170,14 +158,6 @@ def _table(results: Path, *args: str) -> str:
     result = CliRunner().invoke(main, ["table", "--results-dir", str(results), "--layout", "leaderboard", *args])
     assert result.exit_code == 0, result.output
     return result.stdout
-
-
-def _check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("RATBENCH_UPDATE_GOLDEN"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    assert text == path.read_text(encoding="utf-8"), f"{name} changed; see the module docstring"
 
 
 @pytest.mark.parametrize(("name", "args"), [("leaderboard.md", []), ("leaderboard.tex", ["--format", "latex"])])
