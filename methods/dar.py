@@ -144,6 +144,11 @@ class DAR(RNP):
 
     @dataclasses.dataclass(frozen=True)
     class Config(RNP.Config):
+        refused_flags: ClassVar[dict[str, str]] = {
+            "share_encoder": "DAR's predictor and teacher are its own (the reference's --share 1 is not ported)",
+            "dis_lr": "DAR's optimizer has no coupled predictor group",
+        }
+
         tea_lambda: float = 0.9
         """Weight of the teacher's cross-entropy on the rationale (reference ``--tea_lambda``)."""
         teacher_epochs: int = 20

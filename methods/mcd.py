@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ratbench.api import Batch, Presets, Provenance, RatbenchError, merge_presets, register_method
+from ratbench.api import Batch, Presets, Provenance, merge_presets, register_method
 
 from ._blocks import frozen, param_groups
 from ._family import Forward, train_stats
@@ -104,12 +104,10 @@ class MCD(RNP):
         its own sample, on which the selector takes an Adam step (True); False: only the selector
         step holds them (the paper's Eq. 16)."""
 
-        def __post_init__(self) -> None:
-            super().__post_init__()
-            if getattr(self, "share_encoder", False):
-                raise RatbenchError("mcd: share_encoder (FR) is refused: the selector step freezes the predictor")
-            if getattr(self, "dis_lr", 0):
-                raise RatbenchError("mcd: dis_lr (DR) is refused: the reference's MCD loop does not use it")
+        refused_flags: ClassVar[dict[str, str]] = {
+            "share_encoder": "the selector step freezes the predictor, which would freeze a shared encoder",
+            "dis_lr": "the reference's MCD loop does not use DR's coupling",
+        }
 
     # Reference README (jugechengzi/Rationalization-MCD@f96ea28 Readme.md, "Running example"):
     #   correlated Beer-Appearance, S ~ 20: decouple_bcr.py --correlated 1 --data_type beer --lr 0.0001

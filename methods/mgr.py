@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ratbench.api import Batch, DataInfo, EvalMode, Presets, Provenance, RatbenchError, merge_presets, register_method
+from ratbench.api import Batch, DataInfo, EvalMode, Presets, Provenance, merge_presets, register_method
 
 from ._blocks import document_part, make_embedding, make_predictor, make_selector, param_groups
 from ._family import Forward, train_stats
@@ -118,12 +118,10 @@ class MGR(RNP):
 
         bounds: ClassVar[dict[str, str]] = {"num_gen": "[1, inf)"}
 
-        def __post_init__(self) -> None:
-            super().__post_init__()
-            if getattr(self, "share_encoder", False):
-                raise RatbenchError("mgr: share_encoder (FR) is not defined for several selectors; leave it false")
-            if getattr(self, "dis_lr", 0):
-                raise RatbenchError("mgr: dis_lr (DR) is not defined for several selectors; use lr_lambda")
+        refused_flags: ClassVar[dict[str, str]] = {
+            "share_encoder": "FR's sharing is not defined for several selectors",
+            "dis_lr": "DR's coupling is not defined for several selectors (lr_lambda sets their rates)",
+        }
 
     # Reference README (jugechengzi/Rationalization-MGR@3926fbd readme.md, "Running Example"):
     #   correlated Beer-Appearance: norm_beer.py --correlated 1 --lr 0.00003 --batch_size 128

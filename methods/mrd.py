@@ -92,6 +92,11 @@ class MRD(RNP):
 
     @dataclasses.dataclass(frozen=True)
     class Config(RNP.Config):
+        refused_flags: ClassVar[dict[str, str]] = {
+            "share_encoder": "the selector step freezes the predictor, which would freeze a shared encoder",
+            "dis_lr": "MRD's two optimizers have no coupled predictor group",
+        }
+
         div: Divergence = "kl"
         """The discrepancy the selector maximises: ``kl``, KL(P(Y|X) || P(Y|X_{-Z})), or ``js``,
         the Jensen-Shannon divergence of the two (reference ``--div``, default kl)."""

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import torch
 
-from ratbench.api import Batch, Presets, Provenance, register_method
+from ratbench.api import Batch, ConfigValueError, Presets, Provenance, register_method
 
 from ._blocks import continuity_loss, sparsity_loss
 from ._family import Forward, SelectPredict, couple_learning_rates, selector_predictor_groups
@@ -48,6 +48,17 @@ class RNP(SelectPredict):
         """Weight of the classification cross-entropy."""
         mask_padding_in_loss: bool = False
         """Deviation: exclude padding from the regularizers (reference: False)."""
+
+        refused_flags: ClassVar[dict[str, str]] = {}
+        """FR's and DR's flags (``share_encoder``, ``dis_lr``) that a method built on RNP does not
+        implement, each with why: setting one away from its neutral value is a config error."""
+
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            neutral = self.neutral_values()
+            for flag, why in self.refused_flags.items():
+                if getattr(self, flag) != neutral[flag]:
+                    raise ConfigValueError(flag, f"is not supported: {why}; leave it at {neutral[flag]}")
 
     presets: ClassVar[Presets] = RNP_PRESETS
     provenance = Provenance(

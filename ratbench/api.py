@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ratbench.config import Config
+from ratbench.config import Config, ConfigValueError
 from ratbench.data import DataConfig, DatasetAdapter
 from ratbench.errors import DataFormatError, MissingDataError, RatbenchError
 from ratbench.method import Kind, Method, MethodConfig, Presets, Provenance, merge_presets
@@ -49,6 +49,7 @@ __all__ = [
     "METHODS",
     "Batch",
     "Config",
+    "ConfigValueError",
     "DataConfig",
     "DataFormatError",
     "DataInfo",

@@ -123,12 +123,18 @@ class Config:
         """Return the config as a plain JSON-compatible dict."""
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
+    @classmethod
+    def neutral_values(cls) -> dict[str, Any]:
+        """The ``identity_neutral`` entries of the class and its bases, merged."""
+        neutral: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            neutral.update(vars(klass).get("identity_neutral", {}))
+        return neutral
+
     def identity_dict(self) -> dict[str, Any]:
         """``to_dict`` without the ``identity_neutral`` fields at their neutral value (``resolve``
         of it gives this config back: those fields take their defaults)."""
-        neutral: dict[str, Any] = {}
-        for klass in reversed(type(self).__mro__):
-            neutral.update(vars(klass).get("identity_neutral", {}))
+        neutral = self.neutral_values()
         return {k: v for k, v in self.to_dict().items() if not (k in neutral and neutral[k] == v)}
 
 

@@ -19,7 +19,7 @@ from test_method_contract import check_contract
 from torch import nn
 
 from ratbench import _plugins, grid
-from ratbench.api import RNP_PRESETS, Batch, Forward, Presets, SelectPredict, blocks, register_method
+from ratbench.api import RNP_PRESETS, Batch, ConfigValueError, Forward, Presets, SelectPredict, blocks, register_method
 from ratbench.batching import train_batches
 from ratbench.registry import METHODS
 from ratbench.runner import prepare_data, run_cell
@@ -146,3 +146,27 @@ def test_the_fr_and_dr_flags_leave_earlier_cell_ids_alone() -> None:
     assert config.identity_dict() == plain.method_config
     [fr] = grid.expand(["fr"], ["synthetic.aroma"], [1], preset="demo")
     assert fr.method_config["share_encoder"] is True  # FR's default is not the neutral value
+
+
+RNP_FAMILY = [name for name in METHODS.names() if issubclass(METHODS.get(name), METHODS.get("rnp"))]
+
+
+@pytest.mark.parametrize("name", RNP_FAMILY)
+def test_every_rnp_family_method_honours_or_refuses_the_fr_and_dr_flags(name: str) -> None:
+    """A method built on RNP either trains with FR's sharing and DR's coupling, or refuses them
+    with a config error naming the flag; never ignores them."""
+    cls = METHODS.get(name)
+    for flag, value in (("share_encoder", True), ("dis_lr", 1.0)):
+        if flag in cls.Config.refused_flags:
+            with pytest.raises(ConfigValueError, match=f"^{flag} is not supported"):
+                cls.Config(**{flag: value})
+            continue
+        extra = {"teacher_epochs": 1} if "teacher_epochs" in cls.Config.field_types() else {}
+        method = tiny_method(name, **{flag: value}, **extra)
+        if flag == "share_encoder":
+            assert not any(n.startswith("predictor.encoder.encoder") for n, _ in method.model.named_parameters())
+            assert any(isinstance(m, blocks.NormedEncoder) for m in method.model.predictor.modules())
+        coupled = [g for g in method.optimizers[0].param_groups if g.get("coupled")]
+        assert np.isfinite(method.train_epoch(tiny_batches(tiny_examples(8)))["loss"])
+        if flag == "dis_lr":
+            assert coupled and all(g["lr"] != g["base_lr"] for g in coupled)
