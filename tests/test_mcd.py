@@ -4,7 +4,6 @@ refused shared options and the presets."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -73,11 +72,8 @@ def test_the_divergences_on_fixed_logits() -> None:
 @pytest.mark.parametrize(("field", "value"), [("share_encoder", True), ("dis_lr", 1.0)])
 def test_shared_options_the_selector_step_cannot_honour_are_refused(field: str, value: object) -> None:
     """FR's shared encoder would be frozen with the predictor; DR's coupling is unused by the reference."""
-    config = METHODS.get("mcd").Config
-    if field not in {f.name for f in dataclasses.fields(config)}:
-        pytest.skip(f"rnp's config has no {field}")
     with pytest.raises(RatbenchError, match=field):
-        config(**{field: value})
+        METHODS.get("mcd").Config(**{field: value})
 
 
 def test_defaults_and_paper_preset_follow_the_reference() -> None:
