@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
+from typing import Literal
 
 import numpy as np
 import torch
@@ -477,6 +478,22 @@ def continuity_loss(z: torch.Tensor, mask: torch.Tensor | None = None) -> torch.
         return diffs.mean()
     pairs = mask[:, 1:] * mask[:, :-1]
     return (diffs * pairs).sum() / pairs.sum().clamp(min=1)
+
+
+Divergence = Literal["kl", "js"]
+
+
+def prediction_divergence(logits: torch.Tensor, full_logits: torch.Tensor, kind: Divergence) -> torch.Tensor:
+    """How far the predictor on a part of the text (``logits``) is from the predictor on the
+    full text, batch mean, in the jugechengzi references' arithmetic (MCD's and MRD's
+    ``train_util.py``: probabilities by ``softmax``, logs of them): ``kl`` is ``KL(P(Y|X) ||
+    P(Y|X_part))``; ``js`` is ``(KL(P_part || M) + KL(P_X || M)) / 2``, ``M`` their mean."""
+    part, full = F.softmax(logits.float(), dim=-1), F.softmax(full_logits.float(), dim=-1)
+    if kind == "kl":
+        return F.kl_div(part.log(), full, reduction="batchmean")
+    middle = (0.5 * (part + full)).log()
+    to_part = F.kl_div(middle, part.log(), reduction="batchmean", log_target=True)
+    return 0.5 * (to_part + F.kl_div(middle, full.log(), reduction="batchmean", log_target=True))
 
 
 def train_classifier_epoch(

@@ -44,8 +44,6 @@ RNP_PRESETS: Presets = merge_presets(
         "demo": {"*": {"sparsity_lambda": 0.5, "continuity_lambda": 0.5}},
     },
 )
-PAPER_PRESET = RNP_PRESETS["paper"]
-DEMO_PRESET = RNP_PRESETS["demo"]
 
 PADDED_LAYOUT = (
     "every batch padded to data.max_len (256), as the jugechengzi reference code: its sparsity and "

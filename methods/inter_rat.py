@@ -15,7 +15,7 @@ from ratbench.api import Batch, DataInfo, EvalMode, Method, Presets, Provenance,
 from ._blocks import BiGRU, FrozenEmbedding, eval_selection, in_fp32, visible
 from ._family import SelectPredict
 from ._options import PerturbOptions
-from ._presets import DEMO_TRAINING_PRESET
+from ._presets import TRAINING_PRESETS
 
 REFERENCE_BEER_PRIORS = (0.05, 0.95)  # hard-coded in the reference for its unbalanced beer data
 
@@ -235,7 +235,7 @@ class InterRAT(SelectPredict):
                 "select_epoch": "last",
             }
         },
-        "demo": DEMO_TRAINING_PRESET,
+        "demo": TRAINING_PRESETS["demo"],
     }
     # The reference's data pipeline (utils.py Data_Process, train.py): texts cut at 300 tokens,
     # each shuffled batch padded to its own longest text, words looked up in lower case, beer

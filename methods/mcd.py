@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -11,12 +11,10 @@ from torch import nn
 
 from ratbench.api import Batch, Presets, Provenance, merge_presets, register_method
 
-from ._blocks import frozen, param_groups
+from ._blocks import Divergence, frozen, param_groups, prediction_divergence
 from ._family import Forward, train_stats
 from ._presets import PADDED_LAYOUT, RNP_PRESETS
 from .rnp import RNP
-
-Divergence = Literal["kl", "js"]
 
 
 @register_method("mcd")
@@ -186,14 +184,8 @@ class MCD(RNP):
         }
 
     def divergence(self, full_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        """``kl``: KL(P(Y|X) || P(Y|X_Z)) (``F.kl_div`` of the log of P(Y|X_Z)'s softmax against
-        P(Y|X), batch mean); ``js``: the Jensen-Shannon divergence of the two, batch mean."""
-        full, rationale = F.softmax(full_logits.float(), dim=-1), F.softmax(logits.float(), dim=-1)
-        if self.config.div == "kl":
-            return F.kl_div(rationale.log(), full, reduction="batchmean")
-        middle = (0.5 * (rationale + full)).log()
-        to_rationale = F.kl_div(middle, rationale.log(), reduction="batchmean", log_target=True)
-        return 0.5 * (to_rationale + F.kl_div(middle, full.log(), reduction="batchmean", log_target=True))
+        """``prediction_divergence`` of the rationale's prediction from the full text's (``div``)."""
+        return prediction_divergence(logits, full_logits, self.config.div)
 
     def loss_weights(self) -> dict[str, float]:
         """RNP's weights; ``cls_lambda`` for the full-text cross-entropy too; 1 for ``div``."""

@@ -4,7 +4,7 @@ what the rationale leaves out."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -12,29 +12,10 @@ from torch import nn
 
 from ratbench.api import Batch, Presets, Provenance, merge_presets, register_method
 
-from ._blocks import document_part, frozen, param_groups, straight_through
+from ._blocks import Divergence, document_part, frozen, param_groups, prediction_divergence, straight_through
 from ._family import Forward, train_stats
 from ._presets import PADDED_LAYOUT, RNP_PRESETS
 from .rnp import RNP
-
-Divergence = Literal["kl", "js"]
-
-
-def divergence(remainder_logits: torch.Tensor, full_logits: torch.Tensor, kind: Divergence) -> torch.Tensor:
-    """The discrepancy between the predictor on the remainder and on the full text, averaged
-    over the batch (``batchmean``), in the reference's arithmetic (``train_util.py``
-    ``train_adv_causal`` / ``JS_DIV``): probabilities by ``softmax`` and logs of them.
-
-    ``kl``: ``KL(P(Y|X) || P(Y|X_{-Z}))``; ``js``: ``(KL(P_{-Z} || M) + KL(P_X || M)) / 2`` with
-    ``M = (P_{-Z} + P_X) / 2``."""
-    p_remainder, p_full = F.softmax(remainder_logits, dim=-1), F.softmax(full_logits, dim=-1)
-    if kind == "kl":
-        return F.kl_div(p_remainder.log(), p_full, reduction="batchmean")
-    middle = (0.5 * (p_remainder + p_full)).log()
-    return 0.5 * (
-        F.kl_div(middle, p_remainder.log(), reduction="batchmean", log_target=True)
-        + F.kl_div(middle, p_full.log(), reduction="batchmean", log_target=True)
-    )
 
 
 @register_method("mrd")
@@ -196,7 +177,10 @@ class MRD(RNP):
         """The selector step's terms: the regularizers, then ``divergence`` (>= 0; its weight is
         ``-div_lambda``: the selector maximises it)."""
         full = forward.extra["full_logits"]
-        return {**self.regularizers(forward.z, batch), "divergence": divergence(forward.logits, full, self.config.div)}
+        return {
+            **self.regularizers(forward.z, batch),
+            "divergence": prediction_divergence(forward.logits, full, self.config.div),
+        }
 
     def loss_weights(self) -> dict[str, float]:
         """``cls_lambda`` and ``x_lambda * cls_lambda`` for the cross-entropies, lambda_s and
