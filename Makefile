@@ -1,7 +1,7 @@
 # Two entry points for a fresh machine with only Python 3.11:
 #   make demo   set everything up, run a small RNP-vs-VER grid on the synthetic benchmark, print the
 #               table and write the reproduction report (results/demo/report.md)
-#   make test   set everything up and run the test suite (what CI runs)
+#   make test   set everything up, then ruff, mypy and the test suite (what CI runs: .ci/run)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -13,7 +13,8 @@ DEMO_RESULTS ?= results/demo
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch first and pinned: the CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
+	# torch first and pinned: the CPU wheel CI tests (pyproject.toml accepts torch>=2.5,<3); an
+	# unpinned torch pulls a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
@@ -28,6 +29,7 @@ demo: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy ratbench/
 	$(BIN)/python -m pytest -q
 
 bench: setup

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ratbench import cells
+from ratbench import store
 
 
 def micro_f1(true_positive: float, predicted: float, gold: float) -> float:
@@ -59,11 +59,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
-    folders = [args.path] if (args.path / cells.METRICS_FILE).is_file() else cells.finished_cells(args.path / "runs")
+    folders = (
+        [args.path]
+        if (args.path / store.METRICS_FILE).is_file()
+        else [cell.path for cell in store.finished_cells(store.runs_dir(args.path))]
+    )
     print("| cell | mode | S (in text) | F1 | random F1 mean | random F1 95th pct | p |")
     print("|---|---|---|---|---|---|---|")
     for folder in folders:
-        with gzip.open(folder / cells.RATIONALES_FILE, "rt", encoding="utf-8") as handle:
+        with gzip.open(folder / store.RATIONALES_FILE, "rt", encoding="utf-8") as handle:
             records = [json.loads(line) for line in handle]
         for mode in ("reference", "clean"):
             result = compare([r for r in records if r["mode"] == mode], args.draws, rng)

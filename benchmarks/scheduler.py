@@ -22,8 +22,9 @@ from pathlib import Path
 import torch
 
 from ratbench import grid
-from ratbench.executors import Slot, run_parallel
-from ratbench.scheduler import run_grid
+from ratbench.executors import LocalProcesses
+from ratbench.launch import execute, prepare, run_cells
+from ratbench.scheduler import RunOptions
 
 
 def specs_for(seeds: int, epochs: int, n_train: int) -> list:
@@ -50,10 +51,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as one, tempfile.TemporaryDirectory() as two:
         torch.set_num_threads(2)
         tic = time.perf_counter()
-        first = run_grid(specs, Path(one), echo=quiet, epoch_bars=False)
+        first = run_cells(specs, Path(one), echo=quiet)
         sequential = time.perf_counter() - tic
         tic = time.perf_counter()
-        second = run_parallel(specs, Path(two), [Slot(0, None, 1), Slot(1, None, 1)], echo=quiet)
+        options = RunOptions(Path(two))
+        second = execute(specs, prepare(specs, options), options, LocalProcesses(workers=2), echo=quiet).summary
         parallel = time.perf_counter() - tic
         assert first.ok and second.ok and len(second.finished) == len(specs)
         setup_sequential, setup_parallel = setup_times(Path(one)), setup_times(Path(two))

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from ratbench import cells
+from ratbench import store
 from ratbench.results import load_results
 from ratbench.stats import paired, welch_from_stats
 
@@ -44,7 +44,7 @@ def epoch_curves(results: Path, frame: pd.DataFrame, field: str) -> Curves:
     """``(method, value) -> epoch -> [(seed, field)]`` read from the cells' epochs.jsonl."""
     curves: Curves = {}
     for _, cell in frame.drop_duplicates("cell_id").iterrows():
-        path = results / "runs" / cell["cell_id"] / cells.EPOCHS_FILE
+        path = results / "runs" / cell["cell_id"] / store.EPOCHS_FILE
         for line in path.read_text(encoding="utf-8").splitlines():
             record = json.loads(line)
             if field in record:

@@ -55,7 +55,7 @@ def _is_number(value: Any) -> bool:
 
 
 @register_dataset("beer")
-class Beer(DatasetAdapter):
+class Beer(DatasetAdapter["Beer.Config"]):
     """BeerAdvocate reviews (Lei et al. 2016): one binary aspect rating per subset, human rationales on the test set.
 
     Subsets ``appearance``, ``aroma``, ``palate`` use score index 0, 1, 2 of each line and the
@@ -140,12 +140,8 @@ class Beer(DatasetAdapter):
             raise RatbenchError(f"unknown beer subset {self.subset!r}; available: {', '.join(self.subsets)}")
         return self.subsets.index(self.subset)
 
-    def _cfg(self) -> Beer.Config:
-        assert isinstance(self.config, Beer.Config)
-        return self.config
-
     def _review_names(self, split: str) -> tuple[str, str]:
-        stem = REVIEW_STEMS[self._cfg().variant].format(aspect=self.aspect)
+        stem = REVIEW_STEMS[self.config.variant].format(aspect=self.aspect)
         name = f"{stem}.{SPLIT_FILES[split]}.txt"
         return name + ".gz", name
 
@@ -172,7 +168,7 @@ class Beer(DatasetAdapter):
     # -- reading --------------------------------------------------------------------------
     def read(self, split: Split) -> Iterator[Example]:
         """Yield the examples of ``split`` (balanced where configured), in a fixed order."""
-        config = self._cfg()
+        config = self.config
         if split == "test":
             yield from self._read_annotations(self.files()["test"], config)
             return

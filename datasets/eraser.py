@@ -193,7 +193,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _doc_unit(text: str, index: int) -> Hashable:
+def _doc_unit(text: str, index: int) -> tuple[str, str | int]:
     """The document of an annotation line (first docid, else annotation_id up to ':'), for
     ``carve_by=document``; a line that cannot tell is a unit of its own (``read`` reports it)."""
     try:
@@ -210,7 +210,7 @@ def _doc_unit(text: str, index: int) -> Hashable:
 
 
 @register_dataset("eraser")
-class Eraser(DatasetAdapter):
+class Eraser(DatasetAdapter["Eraser.Config"]):
     """ERASER tasks (DeYoung et al. 2020) from the standard ``<split>.jsonl`` + ``docs/`` layout.
 
     Folder: ``<data-dir>/eraser/<subset>/`` or ``<data-dir>/<subset>/`` (so ``--data-dir`` may be
@@ -243,8 +243,8 @@ class Eraser(DatasetAdapter):
     ``test_split``, with seeded disjoint carve-outs when they share a file (:class:`SplitMapConfig`,
     ``carve_by``); ``datasets/eraser.md`` has the ``--set`` commands.
 
-    ``num_classes`` is a class attribute (2); the ``evidence_inference`` instance sets its own
-    ``num_classes = 3``, which a harness must read from the adapter instance, not the class.
+    ``num_classes`` and ``label_names`` are set per instance (``evidence_inference`` has 3
+    classes; the class-level default is 2): a harness reads them from the adapter instance.
     """
 
     description = "ERASER rationale tasks (FEVER, MultiRC, Movies, BoolQ, Evidence Inference), jsonl + docs/ layout"
@@ -273,9 +273,9 @@ class Eraser(DatasetAdapter):
         super().__init__(subset, config, data_dir)
         self.labels = LABELS[subset]
         # Per-subset class count and names (evidence_inference has 3); the runner reads the instance.
-        self.num_classes = len(self.labels)  # type: ignore[misc]
-        self.label_names = self.labels  # type: ignore[misc]
-        self._groups = split_groups(self.config)  # type: ignore[arg-type]
+        self.num_classes = len(self.labels)
+        self.label_names = self.labels
+        self._groups = split_groups(self.config)
         self._docs: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {}
 
     def folder(self) -> Path:
@@ -285,7 +285,7 @@ class Eraser(DatasetAdapter):
     def files(self) -> Mapping[str, Path]:
         """The annotation file of each ratbench split (shared files appear under each role)."""
         folder = self.folder()
-        return {split: folder / f"{stem}.jsonl" for split, stem in self.config.stems().items()}  # type: ignore[attr-defined]
+        return {split: folder / f"{stem}.jsonl" for split, stem in self.config.stems().items()}
 
     def content_paths(self) -> Mapping[str, Path]:
         """The annotation files and the ``docs/`` folder."""
@@ -317,7 +317,7 @@ class Eraser(DatasetAdapter):
 
     def read(self, split: Split) -> Iterator[Example]:
         """Yield the annotations of ``split`` (file order, after the carve-out)."""
-        cfg: Eraser.Config = self.config  # type: ignore[assignment]
+        cfg = self.config
         path = self.require_file(split, self.files()[split])
         lines, undecodable = _read_lines(path)
         for line_no in undecodable:
@@ -389,7 +389,7 @@ class Eraser(DatasetAdapter):
                     raise _Bad(f"evidence span [{start!r}, {end!r}) is outside document {docid!r} of {length} tokens")
                 gold[offset + start : offset + end] = 1
 
-        lowercase = self.config.lowercase  # type: ignore[attr-defined]
+        lowercase = self.config.lowercase
         query_tokens = None
         if query:
             query_tokens = tuple(t.lower() if lowercase else t for t in query.split(" ") if t) or None
@@ -416,7 +416,7 @@ class Eraser(DatasetAdapter):
             text = doc_path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             raise DataFormatError(f"{doc_path}: not UTF-8 text ({exc})") from exc
-        lowercase = self.config.lowercase  # type: ignore[attr-defined]
+        lowercase = self.config.lowercase
         lines = [
             [tok.lower() if lowercase else tok for tok in line.strip().split(" ") if tok] for line in text.splitlines()
         ]
@@ -433,7 +433,7 @@ class Eraser(DatasetAdapter):
 
 
 @register_dataset("movies_wordpiece")
-class MoviesWordpiece(DatasetAdapter):
+class MoviesWordpiece(DatasetAdapter["MoviesWordpiece.Config"]):
     """ERASER Movie Reviews as bert-base-uncased word-piece ids with per-piece human rationales.
 
     Files: ``<stem>.json`` in ``<data-dir>/movies_wordpiece/``, ``<data-dir>/`` or
@@ -490,14 +490,14 @@ class MoviesWordpiece(DatasetAdapter):
         if subset not in self.subsets:
             raise RatbenchError(f"unknown movies_wordpiece subset {subset!r}; available: {', '.join(self.subsets)}")
         super().__init__(subset, config, data_dir)
-        self._groups = split_groups(self.config)  # type: ignore[arg-type]
+        self._groups = split_groups(self.config)
 
     def folder(self) -> Path:
         """The first of ``<root>/movies_wordpiece``, ``<root>``, ``<root>/eraser/movies_wordpiece`` that
         holds one of the configured files (else the first, for the missing-file message)."""
         root = Path(self.data_dir) if self.data_dir is not None else Path("data")
         candidates = (root / self.name, root, root / "eraser" / self.name)
-        names = [f"{stem}.json" for stem in self.config.stems().values()]  # type: ignore[attr-defined]
+        names = [f"{stem}.json" for stem in self.config.stems().values()]
         for folder in candidates:
             if any((folder / name).is_file() for name in names):
                 return folder
@@ -506,11 +506,11 @@ class MoviesWordpiece(DatasetAdapter):
     def files(self) -> Mapping[str, Path]:
         """The JSON-lines file of each ratbench split."""
         folder = self.folder()
-        return {split: folder / f"{stem}.json" for split, stem in self.config.stems().items()}  # type: ignore[attr-defined]
+        return {split: folder / f"{stem}.json" for split, stem in self.config.stems().items()}
 
     def read(self, split: Split) -> Iterator[Example]:
         """Yield the reviews of ``split`` (file order, after the carve-out)."""
-        cfg: MoviesWordpiece.Config = self.config  # type: ignore[assignment]
+        cfg = self.config
         path = self.require_file(split, self.files()[split])
         lines, undecodable = _read_lines(path)
         for line_no in undecodable:
@@ -545,7 +545,7 @@ class MoviesWordpiece(DatasetAdapter):
             raise _Bad("tag_ids must be a list of 0/1 values")
         if len(tags) != len(ids):
             raise _Bad(f"tag_ids has {len(tags)} values but input_ids[0] has {len(ids)} ids")
-        keep = self.config.keep_special  # type: ignore[attr-defined]
+        keep = self.config.keep_special
         pairs = [(i, t) for i, t in zip(ids, tags, strict=True) if keep or i not in SPECIAL_IDS]
         if not pairs:
             raise _Bad("no word pieces besides [CLS]/[SEP]/[PAD]")

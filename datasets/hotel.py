@@ -55,7 +55,7 @@ def _is_utf8(fields: list[str]) -> bool:
 
 
 @register_dataset("hotel")
-class Hotel(DatasetAdapter):
+class Hotel(DatasetAdapter["Hotel.Config"]):
     """HotelReview aspects (Bao et al. 2018, R2A): binary aspect sentiment, human rationales on the test set.
 
     Subsets ``location``, ``service``, ``cleanliness`` (``{Aspect}`` = Location, Service,
@@ -138,10 +138,6 @@ class Hotel(DatasetAdapter):
         self._trimmed_lines: set[tuple[str, int]] = set()  # (file, line) already counted in trimmed
         self._hashes: dict[str, list[bytes]] = {}  # role -> normalized-text hashes of the valid rows
 
-    def _cfg(self) -> Hotel.Config:
-        assert isinstance(self.config, Hotel.Config)
-        return self.config
-
     # -- files ----------------------------------------------------------------------------
     @property
     def aspect(self) -> str:
@@ -151,7 +147,7 @@ class Hotel(DatasetAdapter):
         return self.subset.capitalize()
 
     def _annotation_path(self) -> Path:
-        choice = self._cfg().annotation_file
+        choice = self.config.annotation_file
         candidates = [choice] if choice else [R2A_ANNOTATION, FLAT_ANNOTATION]
         for template in candidates:
             relative = template.format(Aspect=self.aspect)
@@ -232,7 +228,7 @@ class Hotel(DatasetAdapter):
         (``balance_train``), dev and test in file order."""
         if split not in ("train", "dev", "test"):
             raise RatbenchError(f"unknown split {split!r}; expected train, dev or test")
-        config = self._cfg()
+        config = self.config
         path = self._require(split)
         if split != "train":
             for line_no, _, tokens, label, rationale in self._parse(split, path):
@@ -276,7 +272,7 @@ class Hotel(DatasetAdapter):
                 report[f"{a}_in_{b}"] = sum(h in other for h in hashes[a])
         if "train" in hashes:
             report["train_duplicates"] = len(hashes["train"]) - len(set(hashes["train"]))
-            if not self._cfg().remove_overlap:
+            if not self.config.remove_overlap:
                 report["removed"] = 0
             elif "test" in hashes and "dev" in hashes:
                 held_out = set(hashes["test"]) | set(hashes["dev"])

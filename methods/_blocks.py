@@ -8,7 +8,8 @@ regularizers, all with the reference semantics.
 The encoder of a selector, predictor or attention classifier is the cell's: a BiGRU over the
 frozen word vectors, or a copy of a Hugging Face transformer over the token ids (``_transformer``;
 ``make_embedding`` / ``make_encoder`` / ``make_selector`` / ``make_predictor`` pick it from
-``DataInfo.encoder``). Both offer ``states(x, mask, keep)`` and ``output_dim``, so the methods'
+``DataInfo.encoder`` and the method's ``TransformerOptions``). Both are an ``Encoder``:
+``states(x, mask, keep)``, ``output_dim`` and what the blocks may ask of them, so the methods'
 training code is the same on either. ``visible`` and ``document_part`` keep the query and the
 special tokens out of every rationale and in view of every predictor.
 """
@@ -16,8 +17,9 @@ special tokens out of every rationale and in view of every predictor.
 from __future__ import annotations
 
 import contextlib
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
-from typing import Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -25,6 +27,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ratbench.api import Batch, DataInfo
+
+from ._options import TransformerOptions
+
+if TYPE_CHECKING:
+    from ._transformer import TransformerEncoder
 
 POOL_FILL = -1e6  # value written at padding before the max-pool, as the reference does
 MASKED_SCORE = -1e9  # attention logit at padding before the softmax
@@ -50,6 +57,36 @@ def in_fp32(fn: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch.Ten
         return fn(*(x.float() if x.is_floating_point() else x for x in inputs))
 
 
+class Encoder(nn.Module, ABC):
+    """What the blocks need of an encoder: one state per position of a text read through a
+    rationale. The BiGRU, a transformer (``_transformer.TransformerEncoder``) and a
+    ``NormedEncoder`` are encoders; a selector, predictor or classifier is the same code on each."""
+
+    needs_layer_norm: ClassVar[bool] = False
+    """Whether the reference puts a LayerNorm after these states where a selector (and DAR's
+    predictor) reads them: a BiGRU's raw states; not a transformer's, normalised already."""
+
+    @property
+    @abstractmethod
+    def output_dim(self) -> int:
+        """Width of the states."""
+
+    @abstractmethod
+    def states(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """States ``[B, T, output_dim]`` of the input ``x`` (embedded words or token ids; padding
+        where ``mask`` is 0) read through the rationale ``keep`` ``[B, T]`` (None: all of it)."""
+
+    def pooled_over_keep_masks(
+        self, texts: list[tuple[torch.Tensor, torch.Tensor]], stepwise: bool | None = None
+    ) -> torch.Tensor | None:
+        """The max-pooled states of unpadded texts under many 0/1 masks each, computed faster than
+        one forward pass per mask (``BiGRU.pooled_over_keep_masks``); None: no such shortcut, the
+        predictor classifies each masked copy."""
+        return None
+
+
 class FrozenEmbedding(nn.Module):
     """Pretrained vectors, not trained; row 0 (padding and OOV) is zeros."""
 
@@ -67,8 +104,10 @@ class FrozenEmbedding(nn.Module):
         return self.embedding(ids) * mask.unsqueeze(-1)
 
 
-class BiGRU(nn.Module):
+class BiGRU(Encoder):
     """One-layer bidirectional GRU, ``hidden_dim`` wide in total, batch first, no packing."""
+
+    needs_layer_norm = True
 
     def __init__(self, input_dim: int, hidden_dim: int) -> None:
         super().__init__()
@@ -139,10 +178,14 @@ class BiGRU(nn.Module):
         """``pooled_over_keep_masks`` by the step loop over shared input projections."""
         gru, size = self.gru, self.gru.hidden_size
         device, dtype = texts[0][0].device, texts[0][0].dtype
-        w_ih = torch.stack([gru.weight_ih_l0, gru.weight_ih_l0_reverse])  # [2, 3h, D]
-        w_hh_t = torch.stack([gru.weight_hh_l0, gru.weight_hh_l0_reverse]).transpose(1, 2).contiguous()  # [2, h, 3h]
-        b_ih = torch.stack([gru.bias_ih_l0, gru.bias_ih_l0_reverse]).unsqueeze(1)  # [2, 1, 3h]
-        b_hh = torch.stack([gru.bias_hh_l0, gru.bias_hh_l0_reverse]).unsqueeze(1)
+
+        def both(name: str) -> torch.Tensor:  # the forward direction's parameter, then the backward one's
+            return torch.stack([gru.get_parameter(f"{name}_l0"), gru.get_parameter(f"{name}_l0_reverse")])
+
+        w_ih = both("weight_ih")  # [2, 3h, D]
+        w_hh_t = both("weight_hh").transpose(1, 2).contiguous()  # [2, h, 3h]
+        b_ih = both("bias_ih").unsqueeze(1)  # [2, 1, 3h]
+        b_hh = both("bias_hh").unsqueeze(1)
         steps = max(x.shape[0] for x, _ in texts)
         counts = [keep.shape[0] for _, keep in texts]
         rows = sum(counts)
@@ -176,15 +219,29 @@ class BiGRU(nn.Module):
         return torch.cat([pooled[0], pooled[1]], dim=-1)
 
 
+def _own_encoder(encoder: Encoder | None, input_dim: int | None, hidden_dim: int | None) -> Encoder:
+    """``encoder``, or a new ``BiGRU(input_dim, hidden_dim)`` when it is None (the blocks'
+    widths size that BiGRU only)."""
+    if encoder is not None:
+        return encoder
+    if input_dim is None or hidden_dim is None:
+        raise TypeError("a block without an encoder needs the input and hidden widths of its BiGRU")
+    return BiGRU(input_dim, hidden_dim)
+
+
 class Selector(nn.Module):
     """Per-token select/skip logits ``[B, T, 2]`` (channel 1 = select), at every position:
-    encoder -> LayerNorm (the BiGRU only) -> dropout -> Linear(., 2)."""
+    encoder -> LayerNorm (where the encoder ``needs_layer_norm``) -> dropout -> Linear(., 2).
+    The encoder is ``encoder``, or a ``BiGRU(input_dim, hidden_dim)`` (``make_selector`` builds
+    the cell's)."""
 
-    def __init__(self, input_dim: int, hidden_dim: int, dropout: float, encoder: nn.Module | None = None) -> None:
+    def __init__(
+        self, input_dim: int | None, hidden_dim: int | None, dropout: float, encoder: Encoder | None = None
+    ) -> None:
         super().__init__()
-        self.encoder = encoder if encoder is not None else BiGRU(input_dim, hidden_dim)
+        self.encoder = _own_encoder(encoder, input_dim, hidden_dim)
         width = self.encoder.output_dim
-        self.norm = nn.LayerNorm(width) if isinstance(self.encoder, BiGRU) else nn.Identity()
+        self.norm: nn.Module = nn.LayerNorm(width) if self.encoder.needs_layer_norm else nn.Identity()
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(width, 2)
 
@@ -200,19 +257,20 @@ class Predictor(nn.Module):
     With the BiGRU: deselected real tokens stay in the sequence as zero vectors (no compaction),
     and the max-pool excludes only padding, as in the reference. With a transformer, ``z``
     reaches it as its ``mask_mode`` says, and ``pooling`` is the masked max or the [CLS] state.
+    The encoder is ``encoder``, or a ``BiGRU(input_dim, hidden_dim)``.
     """
 
     def __init__(
         self,
-        input_dim: int,
-        hidden_dim: int,
+        input_dim: int | None,
+        hidden_dim: int | None,
         num_classes: int,
         dropout: float,
-        encoder: nn.Module | None = None,
+        encoder: Encoder | None = None,
         pooling: str = "max",
     ) -> None:
         super().__init__()
-        self.encoder = encoder if encoder is not None else BiGRU(input_dim, hidden_dim)
+        self.encoder = _own_encoder(encoder, input_dim, hidden_dim)
         self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.encoder.output_dim, num_classes)
@@ -235,10 +293,12 @@ class Predictor(nn.Module):
 
     def over_keep_masks(self, texts: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         """``forward`` of unpadded texts under many 0/1 rationales each (``texts`` as in
-        ``BiGRU.pooled_over_keep_masks``): logits ``[sum S_j, C]``, in eval mode only. A
-        transformer classifies each text's masked copies as one batch."""
-        if isinstance(self.encoder, BiGRU) and self.pooling == "max":
-            return self.classify(self.encoder.pooled_over_keep_masks(texts))
+        ``BiGRU.pooled_over_keep_masks``): logits ``[sum S_j, C]``, in eval mode only. An
+        encoder without that shortcut (a transformer) classifies each text's masked copies as one
+        batch."""
+        pooled = self.encoder.pooled_over_keep_masks(texts) if self.pooling == "max" else None
+        if pooled is not None:
+            return self.classify(pooled)
         logits = []
         for text, keep in texts:
             copies = text.expand(len(keep), *text.shape)
@@ -250,20 +310,21 @@ class AttentionClassifier(nn.Module):
     """Encoder -> attention over real tokens -> attention-weighted sum -> dropout -> Linear.
 
     ``scorer="additive"`` scores ``v^T tanh(W h + b)`` (Lei et al. style); ``"linear"`` scores
-    ``v^T (W h + b)``, as FR's attention module. Padding gets weight 0.
+    ``v^T (W h + b)``, as FR's attention module. Padding gets weight 0. The encoder is
+    ``encoder``, or a ``BiGRU(input_dim, hidden_dim)``.
     """
 
     def __init__(
         self,
-        input_dim: int,
-        hidden_dim: int,
+        input_dim: int | None,
+        hidden_dim: int | None,
         num_classes: int,
         dropout: float,
         scorer: str,
-        encoder: nn.Module | None = None,
+        encoder: Encoder | None = None,
     ) -> None:
         super().__init__()
-        self.encoder = encoder if encoder is not None else BiGRU(input_dim, hidden_dim)
+        self.encoder = _own_encoder(encoder, input_dim, hidden_dim)
         width = self.encoder.output_dim
         self.project = nn.Linear(width, width)
         self.score = nn.Linear(width, 1, bias=False)
@@ -288,55 +349,68 @@ class AttentionClassifier(nn.Module):
         return self.score(torch.tanh(projected) if self.scorer == "additive" else projected).squeeze(-1)
 
 
+def word_vectors(info: DataInfo) -> np.ndarray:
+    """The word encoder's vectors ``[V + 1, D]`` (``DataInfo.embeddings``)."""
+    if info.embeddings is None:
+        raise ValueError(f"DataInfo of the {info.encoder!r} encoder has no word vectors")
+    return info.embeddings
+
+
 def make_embedding(info: DataInfo) -> nn.Module:
     """The shared input layer: frozen word vectors, or the token ids for transformer encoders."""
     if info.encoder == "hf":
         from ._transformer import TokenIds
 
         return TokenIds()
-    return FrozenEmbedding(info.embeddings)
+    return FrozenEmbedding(word_vectors(info))
 
 
-def make_encoder(info: DataInfo, input_dim: int, hidden_dim: int, config: object) -> nn.Module:
-    """A BiGRU (``hidden_dim`` wide) over the word vectors, or a fresh copy of the cell's
-    transformer (``config``'s ``TransformerOptions``)."""
-    if info.encoder != "hf":
-        return BiGRU(input_dim, hidden_dim)
+def make_encoder(info: DataInfo, hidden_dim: int, transformer: TransformerOptions) -> Encoder:
+    """The cell's encoder: a BiGRU (``hidden_dim`` wide) over the word vectors, or a fresh copy of
+    the cell's transformer (``make_transformer``)."""
+    if info.encoder == "hf":
+        return make_transformer(info, transformer)
+    return BiGRU(word_vectors(info).shape[1], hidden_dim)
+
+
+def make_transformer(info: DataInfo, transformer: TransformerOptions) -> TransformerEncoder:
+    """A fresh copy of the cell's transformer (``DataInfo.model_path``), which reads a rationale as
+    ``transformer.mask_mode`` says."""
     from ._transformer import TransformerEncoder
 
-    mask_mode = getattr(config, "mask_mode", "embedding")
-    return TransformerEncoder(info.model_path, info.pad_id, mask_mode, getattr(config, "freeze_embeddings", False))
+    if info.model_path is None:
+        raise ValueError("DataInfo of the 'hf' encoder names no model_path")
+    return TransformerEncoder(info.model_path, info.pad_id, transformer.mask_mode, transformer.freeze_embeddings)
 
 
-def make_selector(info: DataInfo, embed: nn.Module, hidden_dim: int, dropout: float, config: object) -> Selector:
-    """A ``Selector`` over ``embed``'s output, on the cell's encoder."""
-    return Selector(embed.dim, hidden_dim, dropout, make_encoder(info, embed.dim, hidden_dim, config))
+def make_selector(info: DataInfo, hidden_dim: int, dropout: float, transformer: TransformerOptions) -> Selector:
+    """A ``Selector`` on the cell's encoder (``make_encoder``)."""
+    return Selector(None, None, dropout, make_encoder(info, hidden_dim, transformer))
 
 
 def make_predictor(
     info: DataInfo,
-    embed: nn.Module,
     hidden_dim: int,
     num_classes: int,
     dropout: float,
-    config: object,
-    encoder: nn.Module | None = None,
+    transformer: TransformerOptions,
+    encoder: Encoder | None = None,
 ) -> Predictor:
-    """A ``Predictor`` over ``embed``'s output, on the cell's encoder or ``encoder`` (e.g. a
-    ``NormedEncoder``); ``config.pooling`` with a transformer, the BiGRU always max-pools, as the
-    reference."""
+    """A ``Predictor`` on the cell's encoder, or on ``encoder`` (e.g. a ``NormedEncoder``); it pools
+    as ``transformer.pooling`` says on a transformer, by the masked max on the BiGRU (as the
+    reference)."""
     if encoder is None:
-        encoder = make_encoder(info, embed.dim, hidden_dim, config)
-    pooling = getattr(config, "pooling", "max") if info.encoder == "hf" else "max"
-    return Predictor(embed.dim, hidden_dim, num_classes, dropout, encoder, pooling)
+        encoder = make_encoder(info, hidden_dim, transformer)
+    pooling = transformer.pooling if info.encoder == "hf" else "max"
+    return Predictor(None, None, num_classes, dropout, encoder, pooling)
 
 
-class NormedEncoder(nn.Module):
+class NormedEncoder(Encoder):
     """An encoder whose states go through a LayerNorm: the predictor of FR (the selector's own
     encoder and LayerNorm, shared: ``NormedEncoder(selector.encoder, selector.norm)``) and the
     predictor and teacher of jugechengzi/dar (their own ``layernorm2``)."""
 
-    def __init__(self, encoder: nn.Module, norm: nn.Module) -> None:
+    def __init__(self, encoder: Encoder, norm: nn.Module) -> None:
         super().__init__()
         self.encoder = encoder
         self.norm = norm

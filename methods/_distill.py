@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ratbench.api import Batch, Method
+from ratbench.api import Batch
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -42,37 +42,55 @@ def host_batches(batches: Iterable[Batch]) -> list[Batch]:
 
 
 def train_teacher(
-    method: Method,
+    teacher: nn.Module,
+    embed: nn.Module,
     batches: list[Batch],
     optimizer: torch.optim.Optimizer,
-    embed: nn.Module | None = None,
+    epochs: int,
+    device: torch.device,
     deal: Callable[[list[Batch]], list[Batch]] | None = None,
 ) -> float:
-    """Train ``method.model.teacher`` on the full text for ``teacher_epochs`` shuffled passes over
-    ``batches``, then freeze it; return its training accuracy (percent) in the last pass.
+    """Train ``teacher`` on the full text read through ``embed`` for ``epochs`` shuffled passes over
+    ``batches``, then freeze both; return its training accuracy (percent) in the last pass.
 
-    ``embed`` is the teacher's input layer (default ``model.embed``; frozen with the teacher when
-    given); ``deal`` makes each pass's batches (default: ``batches`` in a random order). Each
-    batch goes to the method's device only while it is used: ``batches`` may stay in host
-    memory (``host_batches``), so a GPU never holds an epoch of them."""
-    model = method.model
-    teacher_embed = model.embed if embed is None else embed
-    model.teacher.train()
+    ``deal`` makes each pass's batches (default: ``batches`` in a random order). Each batch goes
+    to ``device`` only while it is used: ``batches`` may stay in host memory (``host_batches``),
+    so a GPU never holds an epoch of them."""
+    teacher.train()
     correct = total = 0
-    for _ in range(method.config.teacher_epochs):
+    for _ in range(epochs):
         correct = total = 0
         order = deal(batches) if deal is not None else [batches[i] for i in torch.randperm(len(batches)).tolist()]
         for batch in order:
-            batch = batch.to(method.device)
-            logits = model.teacher(teacher_embed(batch.ids, batch.mask), batch.mask, batch.mask)
+            batch = batch.to(device)
+            logits = teacher(embed(batch.ids, batch.mask), batch.mask, batch.mask)
             loss = F.cross_entropy(logits, batch.labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             correct += int((logits.argmax(-1) == batch.labels).sum())
             total += len(batch.labels)
-    model.teacher.requires_grad_(False)
-    if embed is not None:
-        embed.requires_grad_(False)
-    model.teacher_trained.fill_(True)
+    teacher.requires_grad_(False)
+    embed.requires_grad_(False)
     return 100 * correct / max(total, 1)
+
+
+def teacher_before_epoch(
+    model: nn.Module,
+    batches: Iterable[Batch],
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    device: torch.device,
+    dropout: bool,
+) -> tuple[Iterable[Batch], dict[str, float]]:
+    """A teacher method's ``before_epoch``: the first time, train ``model.teacher`` on the full
+    text for ``epochs`` passes (the epoch's batches kept in host memory meanwhile) and record that
+    in ``model.teacher_trained``; then keep it frozen, in train mode (``dropout``) or eval mode."""
+    figures: dict[str, float] = {}
+    if not bool(model.teacher_trained):
+        batches = host_batches(batches)
+        figures["teacher_train_acc"] = train_teacher(model.teacher, model.embed, batches, optimizer, epochs, device)
+        model.teacher_trained.fill_(True)  # saved with the weights: a restored model keeps it
+    model.teacher.requires_grad_(False)
+    model.teacher.train(dropout)
+    return batches, figures

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -60,7 +60,7 @@ from ._blocks import (
     trainable_groups,
     visible,
 )
-from ._options import GRUOptions, SelectionOptions
+from ._options import FoldOptions, GRUOptions, PerturbOptions, SelectionOptions, TransformerOptions, transformer_options
 from ._vicinal import predictor_and_selection_masks
 
 DR_MIN_FACTOR = 0.05  # DR's floor on the predictor's learning-rate factor
@@ -88,24 +88,31 @@ class Forward:
 
 class SelectPredictModel(nn.Module):
     """Embedding, selector and predictor with separate encoders: BiGRUs, or two copies of the
-    cell's transformer (``config``'s ``TransformerOptions``); with ``config.share_encoder``
-    (``FoldOptions``, FR) the predictor reads through the selector's encoder and LayerNorm."""
+    cell's transformer (read as ``transformer`` says); with ``share_encoder`` (``FoldOptions``,
+    FR) the predictor reads through the selector's encoder and LayerNorm."""
 
-    def __init__(self, info: DataInfo, hidden_dim: int, dropout: float, config: object = None) -> None:
+    def __init__(
+        self,
+        info: DataInfo,
+        hidden_dim: int,
+        dropout: float,
+        transformer: TransformerOptions,
+        share_encoder: bool = False,
+    ) -> None:
         super().__init__()
         self.embed = make_embedding(info)
-        self.selector = make_selector(info, self.embed, hidden_dim, dropout, config)
-        shared = (
-            NormedEncoder(self.selector.encoder, self.selector.norm)
-            if getattr(config, "share_encoder", False)
-            else None
-        )
-        self.predictor = make_predictor(info, self.embed, hidden_dim, info.num_classes, dropout, config, shared)
+        self.selector = make_selector(info, hidden_dim, dropout, transformer)
+        shared = NormedEncoder(self.selector.encoder, self.selector.norm) if share_encoder else None
+        self.predictor = make_predictor(info, hidden_dim, info.num_classes, dropout, transformer, shared)
 
 
-class SelectPredict(Method):
+ConfigT = TypeVar("ConfigT", bound="SelectPredict.Config")
+
+
+class SelectPredict(Method[ConfigT]):
     """Template of the select-then-predict family: one training loop with named hooks (see the
-    module docstring). Not registered itself; a method subclasses it and registers."""
+    module docstring). Not registered itself; a method subclasses it, naming its config
+    (``class Mine(SelectPredict["Mine.Config"])``), and registers."""
 
     kind = "select_predict"
 
@@ -113,31 +120,35 @@ class SelectPredict(Method):
     class Config(MethodConfig, GRUOptions, SelectionOptions):
         """Training, width and selection settings; add a method's own fields in a subclass."""
 
-    def __init__(self, config: MethodConfig, info: DataInfo, device: torch.device) -> None:
+    def __init__(self, config: ConfigT, info: DataInfo, device: torch.device) -> None:
         super().__init__(config, info, device)
-        self.config: Any = config
         self.model = self.build_model().to(device)
         self.optimizers = self.build_optimizers()
 
     # -- construction ------------------------------------------------------------------------
     def build_model(self) -> nn.Module:
-        """The networks, ``self.model``: ``embed``, ``selector`` and ``predictor`` at least."""
-        return SelectPredictModel(self.info, self.config.hidden_dim, self.config.dropout, self.config)
+        """The networks, ``self.model``: ``embed``, ``selector`` and ``predictor`` at least, which the
+        template's hooks read by these names (``get_submodule``: a method's own model class is
+        typed in its own hooks); FR's shared encoder when the config carries ``FoldOptions`` and
+        sets ``share_encoder``."""
+        cfg = self.config
+        share = isinstance(cfg, FoldOptions) and cfg.share_encoder
+        return SelectPredictModel(self.info, cfg.hidden_dim, cfg.dropout, transformer_options(cfg), share)
 
     def build_optimizers(self) -> list[torch.optim.Optimizer]:
         """``self.optimizers``; ``train_step`` steps the first. Default: one Adam over every
         trainable parameter (with a transformer and ``encoder_lr``: the encoders at that rate)."""
         cfg = self.config
-        return [torch.optim.Adam(trainable_groups(self.model, cfg.lr, getattr(cfg, "encoder_lr", None)))]
+        return [torch.optim.Adam(trainable_groups(self.model, cfg.lr, transformer_options(cfg).encoder_lr))]
 
     # -- the forward pass --------------------------------------------------------------------
     def embed(self, batch: Batch) -> torch.Tensor:
         """The embedded text the selector and the predictor read."""
-        return self.model.embed(batch.ids, batch.mask)
+        return self.model.get_submodule("embed")(batch.ids, batch.mask)
 
     def selector_logits(self, batch: Batch, embedded: torch.Tensor, selector: nn.Module | None = None) -> torch.Tensor:
         """Select/skip logits ``[B, T, 2]`` of ``selector`` (default ``model.selector``)."""
-        return (self.model.selector if selector is None else selector)(embedded)
+        return (self.model.get_submodule("selector") if selector is None else selector)(embedded)
 
     def sample(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(soft probabilities ``[B, T, 2]``, hard index ``[B, T]``) of the training selection."""
@@ -147,11 +158,11 @@ class SelectPredict(Method):
         self, soft: torch.Tensor, index: torch.Tensor, batch: Batch
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(mask for the predictor, mask for the regularizers), both straight-through ``[B, T]``:
-        the same mask twice, or with ``PerturbOptions``' ``perturb_rate`` above 0, VER's
-        perturbation of the first."""
+        the same mask twice, or, when the config carries ``PerturbOptions`` with ``perturb_rate``
+        above 0, VER's perturbation of the first."""
         cfg = self.config
-        rate, short_rows = getattr(cfg, "perturb_rate", 0.0), getattr(cfg, "short_rows", "reference")
-        return predictor_and_selection_masks(soft, index, batch.selectable, rate, short_rows)
+        perturb = cfg if isinstance(cfg, PerturbOptions) else PerturbOptions()
+        return predictor_and_selection_masks(soft, index, batch.selectable, perturb.perturb_rate, perturb.short_rows)
 
     def selection(
         self, batch: Batch, embedded: torch.Tensor, selector: nn.Module | None = None
@@ -167,7 +178,7 @@ class SelectPredict(Method):
 
     def classify(self, batch: Batch, embedded: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The predictor's logits ``[B, C]`` on the rationale ``z``; the context stays visible."""
-        return self.model.predictor(embedded, visible(z, batch), batch.mask)
+        return self.model.get_submodule("predictor")(embedded, visible(z, batch), batch.mask)
 
     def forward(self, batch: Batch, selector: nn.Module | None = None) -> Forward:
         """Embed, select (``selector``, default ``model.selector``) and predict, in that order."""
@@ -276,8 +287,9 @@ def selector_predictor_groups(
     own parameters at ``predictor_lr`` (a predictor sharing the selector's encoder, FR, leaves it
     to the selector's groups; ``encoder_lr``: a transformer's parameters at that rate). The
     predictor's groups are marked ``coupled``, with their ``base_lr``, for ``couple_learning_rates``."""
-    groups = param_groups(model.selector, selector_lr, encoder_lr)
-    predictor = param_groups(model.predictor, predictor_lr, encoder_lr, skip=model.selector.parameters())
+    selector = model.get_submodule("selector")
+    groups = param_groups(selector, selector_lr, encoder_lr)
+    predictor = param_groups(model.get_submodule("predictor"), predictor_lr, encoder_lr, skip=selector.parameters())
     return groups + [{**group, "coupled": True, "base_lr": group["lr"]} for group in predictor]
 
 

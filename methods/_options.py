@@ -2,7 +2,8 @@
 
 Mix them into a method's ``Config`` (a frozen dataclass subclassing ``MethodConfig``). A method
 that needs another default re-declares the field with its value (the docstring stays here); a
-method whose field means something else says so in its class docstring. None imports torch.
+method whose field means something else says so in its class docstring. Each piece bounds its
+own fields (``bounds``, merged by ``Config``). None imports torch.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ ShortRows = Literal["reference", "clamp"]
 class GRUOptions:
     """Training and width settings of the GRU models (the VER paper's RNP-tuned values)."""
 
+    bounds: ClassVar[dict[str, str]] = {"lr": "(0, inf)", "hidden_dim": "[1, inf)", "dropout": "[0, 1)"}
+
     lr: float = 1e-4
     """Adam learning rate (of every parameter group unless the method says otherwise)."""
     hidden_dim: int = 200
@@ -27,7 +30,10 @@ class GRUOptions:
 
 @dataclasses.dataclass(frozen=True)
 class SelectionOptions:
-    """The rationale a Gumbel selector is trained to select: its size and its regularizers."""
+    """The rationale a Gumbel selector is trained to select: its size and its regularizers
+    (``MethodConfig.bounds`` covers ``sparsity`` and the ``*_lambda`` weights)."""
+
+    bounds: ClassVar[dict[str, str]] = {"tau": "(0, inf)"}
 
     sparsity: float = 0.125
     """alpha: target fraction of selected tokens (a soft target)."""
@@ -58,10 +64,18 @@ class TransformerOptions:
     uses 1e-5 for the encoders and 1e-4 for the heads."""
 
 
+def transformer_options(config: object) -> TransformerOptions:
+    """The transformer settings of ``config``: itself when it carries ``TransformerOptions``, else
+    the defaults (the settings of a method whose config has no such fields)."""
+    return config if isinstance(config, TransformerOptions) else TransformerOptions()
+
+
 @dataclasses.dataclass(frozen=True)
 class PerturbOptions:
     """Config mixin of the methods that can train their predictor on VER's perturbed masks
     (``methods/_vicinal.py``)."""
+
+    bounds: ClassVar[dict[str, str]] = {"perturb_rate": "[0, 1]"}
 
     perturb_rate: float = 0.0
     """VER's perturbation of the predictor's training mask: the probability of flipping each

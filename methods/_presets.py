@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ratbench.api import Presets, merge_presets
 
 # The paper's BERT settings (data.encoder=hf:...; "we follow the settings of CR / NIR"):
@@ -14,12 +16,12 @@ from ratbench.api import Presets, merge_presets
 #   batches (an effective 256) with AdamW; ratbench steps Adam on every batch of 32.
 # Table 3, MultiRC and FEVER at S about 20 %: NIR (adamstorek/noise_injection@334e888, run_ce.py):
 #   Adam 2e-5, batch 16, 5 epochs, sparsity 0.2, max length 512 (ERASER's default max_len).
-HF_PAPER_SCOPES = {
+HF_PAPER_SCOPES: dict[str, dict[str, Any]] = {
     "hf/beer": {"lr": 5e-6, "batch_size": 32, "epochs": 10, "sparsity": 0.1},
     "hf/eraser": {"lr": 2e-5, "batch_size": 16, "epochs": 5, "sparsity": 0.2},
 }
 # The VER paper tuned RNP and applied its training settings to NIR, DMR, A2I and VER.
-PAPER_TRAINING_PRESET = {
+PAPER_TRAINING_PRESET: dict[str, dict[str, Any]] = {
     "*": {"lr": 1e-4, "batch_size": 128},
     "beer": {"batch_size": 128},
     "hotel": {"batch_size": 256},
@@ -27,7 +29,7 @@ PAPER_TRAINING_PRESET = {
 }
 # Small and fast for a 2-core CPU (about a minute per cell), not the paper's setting; on a
 # transformer, a fine-tuning learning rate and two epochs.
-DEMO_TRAINING_PRESET = {
+DEMO_TRAINING_PRESET: dict[str, dict[str, Any]] = {
     "*": {"epochs": 10, "batch_size": 32, "hidden_dim": 64, "lr": 3e-3},
     "hf/*": {"epochs": 2, "batch_size": 16, "lr": 5e-5},
 }

@@ -19,21 +19,22 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._blocks import Encoder
+
 ATTENTION_EPS = 1e-8  # CR: log(z + 1e-8)
 
 
 class TokenIds(nn.Module):
     """The "embedding" of transformer backbones: the ids themselves, for the blocks to pass on."""
 
-    dim = 0
-
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``ids`` as they are (each transformer embeds them with its own layer)."""
         return ids
 
 
-class TransformerEncoder(nn.Module):
-    """``AutoModel.from_pretrained(path)``: the last hidden states, one per position."""
+class TransformerEncoder(Encoder):
+    """``AutoModel.from_pretrained(path)``: the last hidden states, one per position (already
+    layer-normalised: no LayerNorm after them)."""
 
     def __init__(self, path: str, pad_id: int, mask_mode: str = "embedding", freeze_embeddings: bool = False) -> None:
         super().__init__()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +14,7 @@ from ratbench.api import Batch, DataInfo, Provenance, register_method
 
 from ._blocks import document_part, frozen, hard_sample, make_selector, param_groups
 from ._family import Forward, SelectPredictModel, selector_predictor_groups
-from ._options import PerturbOptions
+from ._options import PerturbOptions, TransformerOptions
 from ._presets import JUGECHENGZI_STREAM_NOTES, PADDED_LAYOUT
 from .rnp import RNP
 
@@ -28,13 +28,15 @@ class A2IModel(SelectPredictModel):
     here, which computes the same thing.
     """
 
-    def __init__(self, info: DataInfo, hidden_dim: int, dropout: float, config: object = None) -> None:
-        super().__init__(info, hidden_dim, dropout, config)
-        self.attacker = make_selector(info, self.embed, hidden_dim, dropout, config)
+    def __init__(
+        self, info: DataInfo, hidden_dim: int, dropout: float, transformer: TransformerOptions, share_encoder: bool
+    ) -> None:
+        super().__init__(info, hidden_dim, dropout, transformer, share_encoder)
+        self.attacker = make_selector(info, hidden_dim, dropout, transformer)
 
 
 @register_method("a2i")
-class A2I(RNP):
+class A2I(RNP["A2I.Config"]):
     """A2I, attack-based instructor for rationalization; port of
     jugechengzi/Rationalization-A2I@dfb578f (``separate_two_head_adv.py``), METHODS.md 8.
 
@@ -61,6 +63,7 @@ class A2I(RNP):
     """
 
     description = "A2I: RNP with an attacker selector and a hinge that instructs the predictor"
+    model: A2IModel
     kind = "select_predict"
     version = "2"  # 2: adv_lambda weighs the no-hinge term too, as in the reference
     state_attributes = ("_epochs_done",)
@@ -98,13 +101,16 @@ class A2I(RNP):
         adv_continue: bool = True
         """Continuity regularizer on the attacker's mask."""
 
+        bounds: ClassVar[dict[str, str]] = {"pred_lr_rate": "(0, inf)", "adv_lr_rate": "(0, inf)"}
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._epochs_done = 0  # the attack term enters the main loss from epoch `open_epoch` on
 
     def build_model(self) -> nn.Module:
         """RNP's networks plus the attacker."""
-        return A2IModel(self.info, self.config.hidden_dim, self.config.dropout, self.config)
+        cfg = self.config
+        return A2IModel(self.info, cfg.hidden_dim, cfg.dropout, cfg, cfg.share_encoder)
 
     def build_optimizers(self) -> list[torch.optim.Optimizer]:
         """Adam over selector (lr) and predictor (lr / pred_lr_rate); Adam over the attacker

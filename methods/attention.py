@@ -35,13 +35,15 @@ from ._presets import TRAINING_PRESETS
 
 class AttentionModel(nn.Module):
     """Frozen embedding (or the token ids) and an attention classifier over the text read
-    through ``keep`` (its BiGRU, or a transformer: ``config``'s ``TransformerOptions``)."""
+    through ``keep`` (its BiGRU, or a transformer read as ``transformer`` says)."""
 
-    def __init__(self, info: DataInfo, hidden_dim: int, dropout: float, scorer: str, config: object = None) -> None:
+    def __init__(
+        self, info: DataInfo, hidden_dim: int, dropout: float, scorer: str, transformer: TransformerOptions
+    ) -> None:
         super().__init__()
         self.embed = make_embedding(info)
-        encoder = make_encoder(info, self.embed.dim, hidden_dim, config)
-        self.classifier = AttentionClassifier(self.embed.dim, hidden_dim, info.num_classes, dropout, scorer, encoder)
+        encoder = make_encoder(info, hidden_dim, transformer)
+        self.classifier = AttentionClassifier(None, None, info.num_classes, dropout, scorer, encoder)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and attention weights; ``keep`` is the mask for the full text, or a rationale."""
@@ -49,7 +51,7 @@ class AttentionModel(nn.Module):
 
 
 @register_method("attention")
-class Attention(Method):
+class Attention(Method["Attention.Config"]):
     """Attention baseline (METHODS.md 13; Lei et al. 2016 style, as in the VER paper's Table 1).
 
     A full-text classifier (frozen GloVe, BiGRU, additive attention, attention-weighted
@@ -67,6 +69,7 @@ class Attention(Method):
     """
 
     description = "post-hoc baseline: top-k tokens by the attention of a full-text GRU classifier"
+    model: AttentionModel
     kind = "post_hoc"
     version = "1"
     encoders = ("word", "hf")
@@ -85,9 +88,8 @@ class Attention(Method):
 
     presets: ClassVar[Presets] = TRAINING_PRESETS
 
-    def __init__(self, config: Config, info: DataInfo, device: torch.device) -> None:
+    def __init__(self, config: Attention.Config, info: DataInfo, device: torch.device) -> None:
         super().__init__(config, info, device)
-        self.config: Attention.Config = config
         self.model = AttentionModel(info, config.hidden_dim, config.dropout, config.scorer, config).to(device)
         self.optimizers = [torch.optim.Adam(trainable_groups(self.model, config.lr, config.encoder_lr))]
 

@@ -13,8 +13,9 @@ from torch import nn
 from ratbench.api import Batch, DataInfo, Presets, Provenance, merge_presets, register_method
 
 from ._blocks import (
-    BiGRU,
+    Encoder,
     NormedEncoder,
+    Predictor,
     make_embedding,
     make_encoder,
     make_predictor,
@@ -22,38 +23,44 @@ from ._blocks import (
     param_groups,
     visible,
 )
-from ._distill import host_batches, train_teacher
+from ._distill import teacher_before_epoch
 from ._family import Forward
+from ._options import TransformerOptions
 from ._presets import PADDED_LAYOUT, RNP_PRESETS
 from .rnp import RNP
 
 
-def make_dar_predictor(info: DataInfo, embed: nn.Module, hidden_dim: int, dropout: float, config: object) -> nn.Module:
+def make_dar_predictor(
+    info: DataInfo, hidden_dim: int, dropout: float, transformer: TransformerOptions, predictor_norm: bool
+) -> Predictor:
     """The reference's predictor and teacher: the shared predictor with a LayerNorm between its
     BiGRU and the max-pool (``GenEncNoShareModel.layernorm2``, ``Teacher.layernorm``); without
     it when ``predictor_norm`` is off or on a transformer (the shared predictor itself)."""
-    encoder = make_encoder(info, embed.dim, hidden_dim, config)
-    if getattr(config, "predictor_norm", True) and isinstance(encoder, BiGRU):
+    encoder: Encoder = make_encoder(info, hidden_dim, transformer)
+    if predictor_norm and encoder.needs_layer_norm:
         encoder = NormedEncoder(encoder, nn.LayerNorm(encoder.output_dim))
-    return make_predictor(info, embed, hidden_dim, info.num_classes, dropout, config, encoder)
+    return make_predictor(info, hidden_dim, info.num_classes, dropout, transformer, encoder)
 
 
 class DARModel(nn.Module):
     """Embedding, RNP's selector, the predictor and the full-text teacher (the predictor's
     architecture, its own weights)."""
 
-    def __init__(self, info: DataInfo, hidden_dim: int, dropout: float, config: object) -> None:
+    teacher_trained: torch.Tensor  # a buffer (register_buffer), typed here
+
+    def __init__(self, info: DataInfo, config: DAR.Config) -> None:
         super().__init__()
+        hidden_dim, dropout, norm = config.hidden_dim, config.dropout, config.predictor_norm
         self.embed = make_embedding(info)
-        self.selector = make_selector(info, self.embed, hidden_dim, dropout, config)
-        self.predictor = make_dar_predictor(info, self.embed, hidden_dim, dropout, config)
-        self.teacher = make_dar_predictor(info, self.embed, hidden_dim, dropout, config)
+        self.selector = make_selector(info, hidden_dim, dropout, config)
+        self.predictor = make_dar_predictor(info, hidden_dim, dropout, config, norm)
+        self.teacher = make_dar_predictor(info, hidden_dim, dropout, config, norm)
         # Saved with the weights, so a restored model knows its teacher is already trained.
         self.register_buffer("teacher_trained", torch.zeros((), dtype=torch.bool))
 
 
 @register_method("dar")
-class DAR(RNP):
+class DAR(RNP["DAR.Config"]):
     """DAR, Discriminatively Aligned Rationalization ("Enhancing the Rationale-Input Alignment
     for Self-explaining Rationalization", Liu et al., ICDE 2024); port of
     jugechengzi/dar@2729ed2 (``teacher_beer.py`` with its default ``--share 0``).
@@ -112,6 +119,7 @@ class DAR(RNP):
     """
 
     description = "DAR: RNP + frozen full-text teacher that also classifies the rationale (CE added)"
+    model: DARModel
     kind = "select_predict"
     version = "1"
     provenance = Provenance(
@@ -163,7 +171,7 @@ class DAR(RNP):
 
     def build_model(self) -> nn.Module:
         """Selector, predictor and teacher over one frozen embedding."""
-        return DARModel(self.info, self.config.hidden_dim, self.config.dropout, self.config)
+        return DARModel(self.info, self.config)
 
     def build_optimizers(self) -> list[torch.optim.Optimizer]:
         """RNP's Adam (selector, predictor) and the teacher's own Adam at ``lr``."""
@@ -174,13 +182,14 @@ class DAR(RNP):
         """Before the first epoch, pretrain the teacher on the full text (the epoch's batches kept
         in host memory meanwhile); then it stays frozen, in train mode unless
         ``teacher_dropout`` is off."""
-        figures: dict[str, float] = {}
-        if not bool(self.model.teacher_trained):
-            batches = host_batches(batches)
-            figures["teacher_train_acc"] = train_teacher(self, batches, self.optimizers[1])
-        self.model.teacher.requires_grad_(False)
-        self.model.teacher.train(self.config.teacher_dropout)
-        return batches, figures
+        return teacher_before_epoch(
+            self.model,
+            batches,
+            self.optimizers[1],
+            self.config.teacher_epochs,
+            self.device,
+            self.config.teacher_dropout,
+        )
 
     def forward(self, batch: Batch, selector: nn.Module | None = None) -> Forward:
         """RNP's forward, then the teacher's logits on the same rationale (after the predictor,

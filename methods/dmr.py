@@ -13,9 +13,9 @@ from torch import nn
 from ratbench.api import Batch, DataInfo, EvalMode, Presets, Provenance, merge_presets, register_method
 
 from ._blocks import make_predictor, param_groups, visible
-from ._distill import distillation_loss, feature_matching, host_batches, train_teacher
+from ._distill import distillation_loss, feature_matching, teacher_before_epoch
 from ._family import Forward, SelectPredictModel
-from ._options import PerturbOptions
+from ._options import PerturbOptions, TransformerOptions
 from ._presets import PADDED_LAYOUT, RNP_PRESETS
 from .rnp import RNP
 
@@ -23,15 +23,19 @@ from .rnp import RNP
 class DMRModel(SelectPredictModel):
     """RNP's selector and (student) predictor plus a full-text teacher of the same architecture."""
 
-    def __init__(self, info: DataInfo, hidden_dim: int, dropout: float, config: object = None) -> None:
-        super().__init__(info, hidden_dim, dropout, config)
-        self.teacher = make_predictor(info, self.embed, hidden_dim, info.num_classes, dropout, config)
+    teacher_trained: torch.Tensor  # a buffer (register_buffer), typed here
+
+    def __init__(
+        self, info: DataInfo, hidden_dim: int, dropout: float, transformer: TransformerOptions, share_encoder: bool
+    ) -> None:
+        super().__init__(info, hidden_dim, dropout, transformer, share_encoder)
+        self.teacher = make_predictor(info, hidden_dim, info.num_classes, dropout, transformer)
         # Saved with the weights, so a restored model knows its teacher is already trained.
         self.register_buffer("teacher_trained", torch.zeros((), dtype=torch.bool))
 
 
 @register_method("dmr")
-class DMR(RNP):
+class DMR(RNP["DMR.Config"]):
     """DMR, distribution matching rationalization (Huang et al., AAAI 2021), paper-level and
     label-free (METHODS.md 10); the reference code, kochsnow/distribution-matching-rationality
     @95b40ec (TF1), implements a class-wise, label-conditioned variant built on CAR (``dmr_ref``).
@@ -64,6 +68,7 @@ class DMR(RNP):
     """
 
     description = "DMR: RNP + frozen full-text teacher, distillation and feature matching (label-free)"
+    model: DMRModel
     kind = "select_predict"
     version = "1"
     provenance = Provenance(
@@ -96,9 +101,12 @@ class DMR(RNP):
         sampling: Literal["gumbel", "deterministic"] = "gumbel"
         """Selector sample: hard Gumbel-softmax, or the reference's noiseless argmax."""
 
+        bounds: ClassVar[dict[str, str]] = {"temperature": "(0, inf)"}
+
     def build_model(self) -> nn.Module:
         """RNP's networks plus the teacher."""
-        return DMRModel(self.info, self.config.hidden_dim, self.config.dropout, self.config)
+        cfg = self.config
+        return DMRModel(self.info, cfg.hidden_dim, cfg.dropout, cfg, cfg.share_encoder)
 
     def build_optimizers(self) -> list[torch.optim.Optimizer]:
         """RNP's Adam (selector, student) and the teacher's own Adam."""
@@ -115,13 +123,9 @@ class DMR(RNP):
     def before_epoch(self, batches: Iterable[Batch]) -> tuple[Iterable[Batch], dict[str, float]]:
         """Before the first epoch, train the teacher on the full text (the epoch's batches kept in
         host memory meanwhile); then keep it frozen, in eval mode."""
-        figures: dict[str, float] = {}
-        if not bool(self.model.teacher_trained):
-            batches = host_batches(batches)
-            figures["teacher_train_acc"] = train_teacher(self, batches, self.optimizers[1])
-        self.model.teacher.requires_grad_(False)
-        self.model.teacher.eval()
-        return batches, figures
+        return teacher_before_epoch(
+            self.model, batches, self.optimizers[1], self.config.teacher_epochs, self.device, False
+        )
 
     def forward(self, batch: Batch, selector: nn.Module | None = None) -> Forward:
         """RNP's forward through the student's pooled features, plus its features of the full

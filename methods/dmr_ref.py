@@ -34,6 +34,7 @@ from ._blocks import (
     in_fp32,
     sparsity_loss,
     visible,
+    word_vectors,
 )
 from ._distill import distillation_loss, feature_matching, host_batches, train_teacher
 from ._options import GRUOptions
@@ -128,10 +129,14 @@ class DMRRefModel(nn.Module):
     """One label-conditioned generator per class, a path-conditioned student and a teacher, each
     with its own embedding table (trainable) or all sharing one frozen table."""
 
+    teacher_trained: torch.Tensor  # a buffer (register_buffer), typed here
+
     def __init__(self, info: DataInfo, config: DMRRef.Config) -> None:
         super().__init__()
         classes = info.num_classes
-        vectors = reshaped_embeddings(info.embeddings) if config.embedding_init == "reshaped" else info.embeddings
+        vectors = word_vectors(info)
+        if config.embedding_init == "reshaped":
+            vectors = reshaped_embeddings(vectors)
         if config.trainable_embeddings:
             # FrozenEmbedding's lookup and padding mask, its weight made trainable; each on its own
             # copy, since the weight shares the memory of the array it is built from
@@ -162,7 +167,7 @@ def _trainable(*modules: nn.Module) -> list[nn.Parameter]:
 
 
 @register_method("dmr_ref")
-class DMRRef(Method):
+class DMRRef(Method["DMRRef.Config"]):
     """DMR as its public reference implements it, kochsnow/distribution-matching-rationality
     @95b40ec (TF1; class-wise and CAR-based, METHODS.md 10).
 
@@ -213,6 +218,7 @@ class DMRRef(Method):
     """
 
     description = "DMR reference variant: class-wise generators; USES THE GOLD LABEL AT TEST"
+    model: DMRRefModel
     kind = "select_predict"
     gold_label_at_test = True
     version = "2"
@@ -269,6 +275,8 @@ class DMRRef(Method):
         init: Literal["keras", "torch"] = "keras"
         """Initial weights: Keras' (Glorot-uniform kernels, zero biases; reference) or torch's."""
 
+        bounds: ClassVar[dict[str, str]] = {"temperature": "(0, inf)"}
+
     presets: ClassVar[Presets] = {
         # The reference reports the last of its fixed epochs (no dev-based selection).
         "paper": {"*": {"select_epoch": "last"}, **DMR_REF_SCRIPTS},
@@ -276,9 +284,8 @@ class DMRRef(Method):
     }
     state_attributes = ("_step",)
 
-    def __init__(self, config: Config, info: DataInfo, device: torch.device) -> None:
+    def __init__(self, config: DMRRef.Config, info: DataInfo, device: torch.device) -> None:
         super().__init__(config, info, device)
-        self.config: DMRRef.Config = config
         self.model = DMRRefModel(info, config).to(device)
         model = self.model
         self.optimizers = [
@@ -311,9 +318,11 @@ class DMRRef(Method):
         extra: dict[str, float] = {}
         if not bool(model.teacher_trained):
             batches = host_batches(batches)
+            optimizer, epochs = self.optimizers[2], cfg.teacher_epochs
             extra["teacher_train_acc"] = train_teacher(
-                self, batches, self.optimizers[2], embed=model.teacher_embed, deal=deal_rows
+                model.teacher, model.teacher_embed, batches, optimizer, epochs, self.device, deal_rows
             )
+            model.teacher_trained.fill_(True)  # saved with the weights: a restored model keeps it
         model.train()
         model.teacher.eval()
         generator_opt, student_opt = self.optimizers[:2]

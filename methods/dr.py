@@ -21,7 +21,7 @@ DR_SCRIPTS = {
 
 
 @register_method("dr")
-class DR(RNP):
+class DR(RNP["DR.Config"]):
     """DR, decoupled rationalization (Liu et al., KDD 2023); port of jugechengzi/Rationalization-DR
     @ f65389f (``norm_beer.py``, ``model.py`` ``Sp_norm_model`` with ``--sp_norm 0``,
     ``train_util.py`` ``train_sp_norm`` with ``--dis_lr 1``), proven step by step against it by

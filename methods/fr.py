@@ -30,7 +30,7 @@ FR_SCRIPTS = {
 
 
 @register_method("fr")
-class FR(RNP):
+class FR(RNP["FR.Config"]):
     """FR, folded rationalization (Liu et al., NeurIPS 2022); port of jugechengzi/FR @ 971e6da
     (``code/model.py`` ``GenEncShareModel``, ``train_util.py`` ``train_share``), proven step by
     step against it by ``tests/test_parity_jugechengzi.py`` (case ``fr``).

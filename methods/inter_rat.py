@@ -10,25 +10,40 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ratbench.api import Batch, DataInfo, EvalMode, Method, Presets, Provenance, register_method
+from ratbench.api import (
+    Batch,
+    ConfigValueError,
+    DataInfo,
+    EvalMode,
+    Method,
+    Presets,
+    Provenance,
+    RatbenchError,
+    register_method,
+)
 
-from ._blocks import BiGRU, FrozenEmbedding, eval_selection, in_fp32, visible
+from ._blocks import BiGRU, FrozenEmbedding, eval_selection, in_fp32, visible, word_vectors
 from ._family import SelectPredict
 from ._options import PerturbOptions
 from ._presets import TRAINING_PRESETS
 
-REFERENCE_BEER_PRIORS = (0.05, 0.95)  # hard-coded in the reference for its unbalanced beer data
+Priors = Literal["data", "uniform"] | tuple[float, ...]
+"""Where the class priors of the backdoor adjustment come from: the training labels, a uniform
+distribution, or the values themselves, one per class."""
 
 
-def class_priors(info: DataInfo, source: str) -> np.ndarray:
-    """Class priors pi: label frequencies of the training split (``data``), or the reference's
-    constants (``reference``: (0.05, 0.95) on beer, uniform otherwise)."""
-    if source == "reference":
-        if info.dataset == "beer" and info.num_classes == 2:
-            return np.asarray(REFERENCE_BEER_PRIORS)
-        return np.full(info.num_classes, 1.0 / info.num_classes)
-    counts = np.bincount([ex.label for ex in info.train], minlength=info.num_classes).astype(np.float64)
-    return counts / counts.sum() if counts.sum() else np.full(info.num_classes, 1.0 / info.num_classes)
+def class_priors(info: DataInfo, priors: Priors) -> np.ndarray:
+    """Class priors pi: label frequencies of the training split (``data``; uniform without
+    training labels), uniform (``uniform``), or the given values (one per class)."""
+    uniform = np.full(info.num_classes, 1.0 / info.num_classes)
+    if priors == "uniform":
+        return uniform
+    if priors == "data":
+        counts = np.bincount([ex.label for ex in info.train], minlength=info.num_classes).astype(np.float64)
+        return counts / counts.sum() if counts.sum() else uniform
+    if len(priors) != info.num_classes:
+        raise RatbenchError(f"inter_rat.priors gives {len(priors)} class priors for {info.num_classes} classes")
+    return np.asarray(priors, dtype=np.float64)
 
 
 class MaskGRU(nn.Module):
@@ -47,9 +62,11 @@ class MaskGRU(nn.Module):
 class InterRATModel(nn.Module):
     """Selector and predictor, each adjusting its features with the shared label embeddings."""
 
+    priors: torch.Tensor  # a buffer (register_buffer), typed here
+
     def __init__(self, info: DataInfo, hidden_dim: int, dropout: float, priors: np.ndarray) -> None:
         super().__init__()
-        self.embed = FrozenEmbedding(info.embeddings)
+        self.embed = FrozenEmbedding(word_vectors(info))
         self.selector_encoder = MaskGRU(self.embed.dim, hidden_dim, dropout)
         self.label_embedding = nn.Parameter(torch.randn(info.num_classes, hidden_dim) * 0.1)
         self.key = nn.Linear(hidden_dim, hidden_dim)  # W, applied to the label embeddings
@@ -74,6 +91,7 @@ class InterRATModel(nn.Module):
         for c, prior in enumerate(self.prior_values):
             term = prior * (attention[..., c : c + 1] * self.label_embedding[c])
             summary = term if summary is None else summary + term
+        assert summary is not None, "a model has at least one class"
         return summary
 
     def selector_logits(self, embedded: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -98,6 +116,7 @@ class InterRATModel(nn.Module):
 
 
 Continuity = Literal["reference", "text"]
+PRIORS_SUM_TOLERANCE = 1e-6  # explicit priors must sum to 1 up to float rounding
 EPS = 1e-8  # the reference's epsilon in the regularizers' denominators
 
 
@@ -130,7 +149,7 @@ def per_example_regularizers(
 
 
 @register_method("inter_rat")
-class InterRAT(SelectPredict):
+class InterRAT(SelectPredict["InterRAT.Config"]):
     """Inter_RAT, interventional rationalization (Yue et al., EMNLP 2023); port of the reference
     repository yuelinan/Codes-of-Inter-RAT@416f63c (METHODS.md 9), checked step by step against
     it by ``tests/test_parity_inter_rat.py``.
@@ -158,10 +177,10 @@ class InterRAT(SelectPredict):
     up in lower case, annotation examples without spans kept) is ``data_presets["paper"]``'s.
 
     Deviations from the reference, with the flag that restores it:
-        priors ("reference" in the ``paper`` preset): the reference hard-codes pi = (0.05, 0.95)
-            on beer (written for its unbalanced correlated beer files) and (0.5, 0.5) elsewhere;
-            "data" (the class default, and ``demo``) takes pi from the training labels, which
-            fits balanced training data.
+        priors (the ``paper`` preset: (0.05, 0.95) on beer, "uniform" elsewhere): the reference
+            hard-codes pi = (0.05, 0.95) on beer (written for its unbalanced correlated beer
+            files) and (0.5, 0.5) elsewhere; "data" (the class default, and ``demo``) takes pi
+            from the training labels, which fits balanced training data.
         data: the reference reads the correlated 260k beer files unbalanced; in a grid every
             method reads the grid's files (Table 1: the decorrelated, balanced ones), and
             ``--set beer.variant=correlated --set beer.balance_train=false`` gives its data.
@@ -185,6 +204,7 @@ class InterRAT(SelectPredict):
     """
 
     description = "Inter_RAT: backdoor-adjusted selector and predictor over label embeddings"
+    model: InterRATModel
     kind = "select_predict"
     version = "2"  # 2: the reference regularizers, pooling denominator and test batch size
     provenance = Provenance(
@@ -193,7 +213,8 @@ class InterRAT(SelectPredict):
         "step bit-exact (logits, masks, loss terms), gradients and weights within 1e-5 (autograd sums the "
         "reference's repeated lookups in another order), dev accuracy and test counts at batch size 1 exact",
         deviations=(
-            "priors (reference in paper): data takes the class priors from the training labels",
+            "priors (0.05,0.95 on beer, uniform elsewhere, in paper): data takes the class priors from the training "
+            "labels",
             "continuity (reference): text counts only steps inside the text, over max(n - 1, 1)",
             "data (no flag): the reference trains on the correlated 260k beer files, unbalanced; a grid's methods "
             "share the grid's files (--set beer.variant=correlated --set beer.balance_train=false gives its data)",
@@ -216,24 +237,37 @@ class InterRAT(SelectPredict):
         sparsity: float = 0.15  # per example
         sparsity_lambda: float = 0.05
         continuity_lambda: float = 0.01
-        priors: Literal["data", "reference"] = "data"
-        """Class priors of the backdoor adjustment: training label frequencies or the reference's."""
+        priors: Priors = "data"
+        """Class priors of the backdoor adjustment: the training label frequencies (``data``),
+        ``uniform``, or one value per class (``--set inter_rat.priors=0.05,0.95``), which must be
+        >= 0 and sum to 1."""
         continuity: Continuity = "reference"
         """Continuity term: the reference's (steps over the padded row, into padding included, over
         the untruncated length - 1 + 1e-8) or ``text`` (steps within the text, over max(n - 1, 1))."""
 
+        bounds: ClassVar[dict[str, str]] = {"lr_decay": "(0, 1]", "min_lr": "[0, inf)"}
+
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            if isinstance(self.priors, tuple) and (
+                min(self.priors, default=-1.0) < 0 or abs(sum(self.priors) - 1.0) > PRIORS_SUM_TOLERANCE
+            ):
+                raise ConfigValueError("priors", f"must be >= 0 and sum to 1, got {self.priors!r}")
+
     presets: ClassVar[Presets] = {
         # The VER paper ran Inter_RAT's code with its hyperparameters, only the sparsity adjusted
         # (Section 5.1, Appendix A.2): its hard-coded class priors and test batches of one too.
+        # The reference's priors are (0.05, 0.95) for its unbalanced beer files, (0.5, 0.5) elsewhere.
         "paper": {
             "*": {
                 "batch_size": 256,
                 "lr": 1e-3,
                 "epochs": 20,
                 "test_batch_size": 1,
-                "priors": "reference",
+                "priors": "uniform",
                 "select_epoch": "last",
-            }
+            },
+            "beer": {"priors": (0.05, 0.95)},
         },
         "demo": TRAINING_PRESETS["demo"],
     }

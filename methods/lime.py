@@ -104,12 +104,12 @@ def lime_weights(
 
 class Classifier(nn.Module):
     """The black box: frozen embedding (or the token ids) and the shared predictor (a BiGRU or a
-    transformer: ``config``'s ``TransformerOptions``) on the full text."""
+    transformer read as ``transformer`` says) on the full text."""
 
-    def __init__(self, info: DataInfo, hidden_dim: int, dropout: float, config: object = None) -> None:
+    def __init__(self, info: DataInfo, hidden_dim: int, dropout: float, transformer: TransformerOptions) -> None:
         super().__init__()
         self.embed = make_embedding(info)
-        self.predictor = make_predictor(info, self.embed, hidden_dim, info.num_classes, dropout, config)
+        self.predictor = make_predictor(info, hidden_dim, info.num_classes, dropout, transformer)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """Logits of ``ids`` with the tokens where ``keep`` is 0 replaced by the zero vector."""
@@ -117,7 +117,7 @@ class Classifier(nn.Module):
 
 
 @register_method("lime")
-class LIME(Method):
+class LIME(Method["LIME.Config"]):
     """LIME (Ribeiro et al., KDD 2016; reference marcotcr/lime, ``lime_text`` / ``lime_base``) on
     a full-text GRU classifier, as the VER paper's post-hoc baseline (METHODS.md 14).
 
@@ -145,6 +145,7 @@ class LIME(Method):
     """
 
     description = "post-hoc baseline: top-k tokens by position-level LIME weights of a full-text GRU classifier"
+    model: Classifier
     kind = "post_hoc"
     version = "1"
     encoders = ("word", "hf")
@@ -178,6 +179,8 @@ class LIME(Method):
         eval_batch_size: int = 1000
         """Perturbed samples classified per forward pass."""
 
+        bounds: ClassVar[dict[str, str]] = {"eval_batch_size": "[1, inf)"}
+
         def __post_init__(self) -> None:
             super().__post_init__()
             if self.num_samples < 2:
@@ -188,9 +191,8 @@ class LIME(Method):
         TRAINING_PRESETS, {"demo": {"*": {"num_samples": 300}, "hf/*": {"num_samples": 50}}}
     )
 
-    def __init__(self, config: Config, info: DataInfo, device: torch.device) -> None:
+    def __init__(self, config: LIME.Config, info: DataInfo, device: torch.device) -> None:
         super().__init__(config, info, device)
-        self.config: LIME.Config = config
         self.model = Classifier(info, config.hidden_dim, config.dropout, config).to(device)
         self.optimizers = [torch.optim.Adam(trainable_groups(self.model, config.lr, config.encoder_lr))]
         # Drawn from torch's generator, which the runner seeds: one LIME stream per cell.

@@ -12,13 +12,13 @@ from torch import nn
 from ratbench.api import Batch, Presets, Provenance, merge_presets, register_method
 
 from ._blocks import Divergence, frozen, param_groups, prediction_divergence
-from ._family import Forward, train_stats
+from ._family import Forward, SelectPredictModel, train_stats
 from ._presets import PADDED_LAYOUT, RNP_PRESETS
 from .rnp import RNP
 
 
 @register_method("mcd")
-class MCD(RNP):
+class MCD(RNP["MCD.Config"]):
     """MCD, the minimum conditional dependence criterion (Liu et al., "D-Separation for Causal
     Self-Explanation", NeurIPS 2023); port of jugechengzi/Rationalization-MCD@f96ea28
     (``decouple_bcr.py``, ``train_util.py`` ``train_decouple_causal2``, ``model.py``
@@ -86,6 +86,7 @@ class MCD(RNP):
     """
 
     description = "MCD: predictor on CE(X_Z) + CE(X); selector on KL(P(Y|X) || P(Y|X_Z)) through the frozen predictor"
+    model: SelectPredictModel
     kind = "select_predict"
     version = "1"
 

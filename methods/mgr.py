@@ -13,6 +13,7 @@ from ratbench.api import Batch, DataInfo, EvalMode, Presets, Provenance, merge_p
 
 from ._blocks import document_part, make_embedding, make_predictor, make_selector, param_groups
 from ._family import Forward, train_stats
+from ._options import TransformerOptions
 from ._presets import PADDED_LAYOUT, RNP_PRESETS
 from .rnp import RNP
 
@@ -23,13 +24,13 @@ class MGRModel(nn.Module):
     """The frozen embedding, ``num_gen`` selectors (an ``nn.ModuleList``, so that ``state_dict``
     holds them) and one predictor; ``selector`` is the first selector (the template's default)."""
 
-    def __init__(self, info: DataInfo, hidden_dim: int, dropout: float, num_gen: int, config: object) -> None:
+    def __init__(
+        self, info: DataInfo, hidden_dim: int, dropout: float, num_gen: int, transformer: TransformerOptions
+    ) -> None:
         super().__init__()
         self.embed = make_embedding(info)
-        self.selectors = nn.ModuleList(
-            make_selector(info, self.embed, hidden_dim, dropout, config) for _ in range(num_gen)
-        )
-        self.predictor = make_predictor(info, self.embed, hidden_dim, info.num_classes, dropout, config)
+        self.selectors = nn.ModuleList(make_selector(info, hidden_dim, dropout, transformer) for _ in range(num_gen))
+        self.predictor = make_predictor(info, hidden_dim, info.num_classes, dropout, transformer)
 
     @property
     def selector(self) -> nn.Module:
@@ -38,7 +39,7 @@ class MGRModel(nn.Module):
 
 
 @register_method("mgr")
-class MGR(RNP):
+class MGR(RNP["MGR.Config"]):
     """MGR, multi-generator rationalization (Liu et al., ACL 2023); port of
     jugechengzi/Rationalization-MGR@3926fbd (``norm_beer.py``, ``model.py`` ``Multi_gen``,
     ``train_util.py`` ``train_multi_gen``, ``validate_util.py``).
@@ -101,6 +102,7 @@ class MGR(RNP):
     """
 
     description = "MGR: several selectors share one predictor; their RNP losses are summed"
+    model: MGRModel
     kind = "select_predict"
     version = "1"
 
@@ -179,12 +181,13 @@ class MGR(RNP):
         ``encoder_lr`` scaled alike)."""
         cfg = self.config
 
-        def scaled(rate: float | None, i: int) -> float | None:
-            return None if rate is None else rate + rate * (i * cfg.lr_lambda)
+        def scaled(rate: float, i: int) -> float:
+            return rate + rate * (i * cfg.lr_lambda)
 
         groups = []
         for i, selector in enumerate(self.model.selectors):
-            groups += param_groups(selector, scaled(cfg.lr, i), scaled(cfg.encoder_lr, i))
+            selector_encoder_lr = None if cfg.encoder_lr is None else scaled(cfg.encoder_lr, i)
+            groups += param_groups(selector, scaled(cfg.lr, i), selector_encoder_lr)
         encoder_lr = None if cfg.encoder_lr is None else cfg.encoder_lr / cfg.num_gen
         groups += param_groups(self.model.predictor, cfg.lr / cfg.num_gen, encoder_lr)
         return [torch.optim.Adam(groups)]

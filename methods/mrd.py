@@ -13,13 +13,13 @@ from torch import nn
 from ratbench.api import Batch, Presets, Provenance, merge_presets, register_method
 
 from ._blocks import Divergence, document_part, frozen, param_groups, prediction_divergence, straight_through
-from ._family import Forward, train_stats
+from ._family import Forward, SelectPredictModel, train_stats
 from ._presets import PADDED_LAYOUT, RNP_PRESETS
 from .rnp import RNP
 
 
 @register_method("mrd")
-class MRD(RNP):
+class MRD(RNP["MRD.Config"]):
     """MRD, Maximizing the Remaining Discrepancy (Liu et al., "Is the MMI Criterion Necessary for
     Interpretability? Degenerating Non-causal Features to Plain Noise for Self-Rationalization",
     NeurIPS 2024, arXiv 2410.06003); port of jugechengzi/Rationalization-MRD@b50f36e (``adv_causal.py``,
@@ -68,6 +68,7 @@ class MRD(RNP):
     """
 
     description = "MRD: the selector maximises KL(P(Y|X) || P(Y|X without the rationale)); predictor on remainder"
+    model: SelectPredictModel
     kind = "select_predict"
     version = "1"
 
@@ -91,6 +92,8 @@ class MRD(RNP):
         (reference ``--gen_sparse 1``, its default and README setting)."""
         pred_lr_rate: float = 1.0
         """The predictor's learning rate is lr / pred_lr_rate (reference ``--lr_lambda``: 1)."""
+
+        bounds: ClassVar[dict[str, str]] = {"pred_lr_rate": "(0, inf)"}
 
     # adv_causal.py's README run (Beer-Appearance, S about 10 %, seed 1); nothing else is given.
     presets: ClassVar[Presets] = merge_presets(

@@ -11,6 +11,7 @@ from torch import nn
 from ratbench.api import Batch, Presets, Provenance, merge_presets, register_method
 
 from ._blocks import frozen, visible
+from ._family import SelectPredictModel
 from ._presets import PADDED_LAYOUT, RNP_PRESETS
 from .rnp import RNP
 
@@ -18,7 +19,7 @@ NORM_EPS = 1e-6  # inside the log: log(1e-6 + ||h||), train_util.py:95
 
 
 @register_method("n2r")
-class N2R(RNP):
+class N2R(RNP["N2R.Config"]):
     """N2R, the norm-based criterion of "Breaking Free from MMI: A New Frontier in Rationalization
     by Probing Input Utilization" (Liu et al., ICLR 2025); port of
     jugechengzi/Rationalization-N2R@3576d4a, ``mochang.py`` (N2R+RNP, the variant its README
@@ -81,6 +82,7 @@ class N2R(RNP):
     """
 
     description = "N2R: RNP plus a selector step maximising log ||h(X_Z)|| of the frozen predictor"
+    model: SelectPredictModel
     kind = "select_predict"
     version = "1"
 

@@ -28,10 +28,12 @@ from ._blocks import (
     MASKED_SCORE,
     AttentionClassifier,
     EpochMeans,
+    Predictor,
     in_fp32,
     make_embedding,
     make_encoder,
     make_predictor,
+    make_transformer,
     pool_fill,
     trainable_groups,
     visible,
@@ -39,6 +41,7 @@ from ._blocks import (
 from ._noise import EPS, NoiseInjector
 from ._options import GRUOptions, TransformerOptions
 from ._presets import TRAINING_PRESETS
+from ._transformer import TransformerEncoder
 
 GRU_DROPOUT = 0.2  # the GRU adaptation's dropout (dropout=None)
 
@@ -88,7 +91,7 @@ class A2RSoftModel(nn.Module):
     a softmax over those positions (padding included, as the reference's, unless
     ``mask_padding``), the attention-weighted sum of the states, dropout and a Linear."""
 
-    def __init__(self, encoder: nn.Module, num_classes: int, dropout: float, mask_padding: bool) -> None:
+    def __init__(self, encoder: TransformerEncoder, num_classes: int, dropout: float, mask_padding: bool) -> None:
         super().__init__()
         self.encoder = encoder
         width = encoder.output_dim
@@ -116,7 +119,7 @@ class A2RPredictor(nn.Module):
     dense + tanh, BERT's ``pooler_output``; the raw state for a model without a pooler) or a
     masked max (``"max"``), dropout and a Linear."""
 
-    def __init__(self, encoder: nn.Module, num_classes: int, dropout: float, pooling: str) -> None:
+    def __init__(self, encoder: TransformerEncoder, num_classes: int, dropout: float, pooling: str) -> None:
         super().__init__()
         self.encoder = encoder
         self.pooling = pooling
@@ -144,23 +147,26 @@ class NIRModel(nn.Module):
         super().__init__()
         self.embed = make_embedding(info)
         hidden_dim, classes = config.hidden_dim, info.num_classes
+        self.soft: A2RSoftModel | AttentionClassifier
+        self.predictor: A2RPredictor | Predictor
+        self.max_positions = 0  # the transformer's positions (0: the GRUs have no limit)
         if info.encoder == "hf":
-            soft_encoder = make_encoder(info, self.embed.dim, hidden_dim, config)
+            soft_encoder = make_transformer(info, config)
+            self.max_positions = int(getattr(soft_encoder.transformer.config, "max_position_embeddings", 0))
             dropout = config.dropout
             if dropout is None:  # the reference's heads use the transformer's own dropout
                 dropout = float(getattr(soft_encoder.transformer.config, "hidden_dropout_prob", 0.1))
             self.soft = A2RSoftModel(soft_encoder, classes, dropout, config.mask_padding)
-            predictor_encoder = make_encoder(info, self.embed.dim, hidden_dim, config)
-            self.predictor = A2RPredictor(predictor_encoder, classes, dropout, config.pooling)
+            self.predictor = A2RPredictor(make_transformer(info, config), classes, dropout, config.pooling)
             return
         dropout = GRU_DROPOUT if config.dropout is None else config.dropout
-        encoder = make_encoder(info, self.embed.dim, hidden_dim, config)
-        self.soft = AttentionClassifier(self.embed.dim, hidden_dim, classes, dropout, config.scorer, encoder)
-        self.predictor = make_predictor(info, self.embed, hidden_dim, classes, dropout, config)
+        encoder = make_encoder(info, hidden_dim, config)
+        self.soft = AttentionClassifier(None, None, classes, dropout, config.scorer, encoder)
+        self.predictor = make_predictor(info, hidden_dim, classes, dropout, config)
 
 
 @register_method("nir")
-class NIR(Method):
+class NIR(Method["NIR.Config"]):
     """NIR, unsupervised selective rationalization with noise injection (Storek et al., ACL 2023):
     BERT-A2R + NI of the reference repository adamstorek/noise_injection@334e888 on a
     transformer (``data.encoder=hf:...``), adapted to GRU encoders on word-level data
@@ -234,6 +240,7 @@ class NIR(Method):
     """
 
     description = "NIR: A2R soft model + top-k selector, tf-idf noise injected into the selected tokens"
+    model: NIRModel
     kind = "select_predict"
     version = "2"  # 2: BERT-A2R as the reference (parity-tested); the GRU adaptation's defaults unchanged
     encoders = ("word", "hf")
@@ -246,7 +253,7 @@ class NIR(Method):
         """lambda, weight of the JS term tying the soft and the rationale predictions."""
         noise_p: float = 0.1
         """Noise proportion: mean replacement probability of a selected token."""
-        dropout: float | None = None
+        dropout: float | None = None  # type: ignore[assignment]  # widens GRUOptions' float: None = per encoder
         """Dropout before the output layers (on a transformer also before the token scorer);
         None: the transformer's hidden_dropout_prob (the reference's), 0.2 with the GRUs."""
         scorer: Literal["additive", "linear"] = "additive"
@@ -261,6 +268,8 @@ class NIR(Method):
         (None: True on a transformer, False on the GRUs)."""
         mask_padding: bool = False
         """hf: leave padding out of the soft model's softmax and the top-k (reference: False)."""
+
+        bounds: ClassVar[dict[str, str]] = {"noise_p": "[0, 1]"}
 
     # On a transformer the rationale predictor pools the [CLS] state, as the reference's.
     presets: ClassVar[Presets] = merge_presets(
@@ -297,9 +306,8 @@ class NIR(Method):
         "training batch size in the split's order: the soft model's softmax and top-k run over padding",
     )
 
-    def __init__(self, config: Config, info: DataInfo, device: torch.device) -> None:
+    def __init__(self, config: NIR.Config, info: DataInfo, device: torch.device) -> None:
         super().__init__(config, info, device)
-        self.config: NIR.Config = config
         self.a2r = info.encoder == "hf"
         self.ref_quirks = self.a2r if config.ref_quirks is None else config.ref_quirks
         self.model = NIRModel(info, config).to(device)
@@ -308,9 +316,7 @@ class NIR(Method):
             torch.optim.Adam(trainable_groups(self.model.predictor, config.lr, config.encoder_lr)),
         ]
         self.inject_noise = NoiseInjector(info, config.noise_p, device)
-        self.max_positions = 0
-        if self.a2r:
-            self.max_positions = int(getattr(self.model.soft.encoder.transformer.config, "max_position_embeddings", 0))
+        self.max_positions = self.model.max_positions
 
     # -- selection ---------------------------------------------------------------------------
     def _select(self, weights: torch.Tensor, batch: Batch) -> torch.Tensor:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import torch
 
 from ratbench.api import Batch, DataInfo, Provenance, register_method
 
+from ._family import SelectPredictModel
 from ._noise import NoiseInjector
 from ._options import PerturbOptions
 from ._presets import PADDED_LAYOUT
@@ -15,7 +17,7 @@ from .rnp import RNP
 
 
 @register_method("nir_rnp")
-class NIRRNP(RNP):
+class NIRRNP(RNP["NIRRNP.Config"]):
     """NIR as the VER paper's appendix describes its GRU baseline ("we use RNP as its
     backbone"): RNP whose predictor, in training, reads the selected tokens with NIR's tf-idf
     noise (:class:`NoiseInjector`, ``noise_p`` 0.1 as the paper chose). The selector still gets
@@ -29,6 +31,7 @@ class NIRRNP(RNP):
     """
 
     description = "NIR as the VER paper ran it: RNP whose predictor sees tf-idf noise in the selected tokens"
+    model: SelectPredictModel
     kind = "select_predict"
     version = "1"
     provenance = Provenance(
@@ -45,7 +48,9 @@ class NIRRNP(RNP):
         noise_p: float = 0.1
         """Noise proportion: mean replacement probability of a selected token."""
 
-    def __init__(self, config: Config, info: DataInfo, device: torch.device) -> None:
+        bounds: ClassVar[dict[str, str]] = {"noise_p": "[0, 1]"}
+
+    def __init__(self, config: NIRRNP.Config, info: DataInfo, device: torch.device) -> None:
         super().__init__(config, info, device)
         self.inject_noise = NoiseInjector(info, config.noise_p, device)
 

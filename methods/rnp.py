@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import torch
 
@@ -14,9 +14,11 @@ from ._family import Forward, SelectPredict, couple_learning_rates, selector_pre
 from ._options import DecoupleOptions, FoldOptions, TransformerOptions
 from ._presets import JUGECHENGZI_STREAM_NOTES, PADDED_LAYOUT, RNP_PRESETS
 
+ConfigT = TypeVar("ConfigT", bound="RNP.Config")
+
 
 @register_method("rnp")
-class RNP(SelectPredict):
+class RNP(SelectPredict[ConfigT]):
     """RNP (Lei et al., EMNLP 2016) with a Gumbel-softmax selector and the Chang et al. (2020)
     regularizers; port of jugechengzi/Rationalization-VER@bc1c435 run with ``--perturb_rate 0``.
 

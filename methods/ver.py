@@ -12,7 +12,7 @@ from .rnp import RNP
 
 
 @register_method("ver")
-class VER(RNP):
+class VER(RNP["VER.Config"]):
     """VER (vicinal evaluation rationalization, the VER paper in ../shared/docs/paper.txt);
     port of jugechengzi/Rationalization-VER@bc1c435 (``perturbation.py``, ``--perturb_rate``),
     proven step by step against it by ``tests/test_parity_jugechengzi.py``.

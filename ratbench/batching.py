@@ -67,7 +67,7 @@ def train_batches(
     if pad_to is None and bucket:
         pool = batch_size * pool_batches
         lengths = np.fromiter((len(ex.ids) for ex in examples), dtype=np.int64, count=len(examples))
-        chunks = []
+        chunks: list[np.ndarray] = []
         for start in range(0, len(order), pool):
             part = order[start : start + pool]
             part = part[np.argsort(lengths[part], kind="stable")]

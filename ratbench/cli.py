@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import itertools
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from ratbench.errors import RatbenchError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_RESULTS = Path("results")
@@ -32,7 +35,16 @@ def friendly_errors(func: F) -> F:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_USAGE)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper  # type: ignore[return-value]  # functools.wraps keeps F's signature; mypy cannot see it
+
+
+D = TypeVar("D", bound="DataclassInstance")
+
+
+def _from_options(cls: type[D]) -> D:
+    """A dataclass of the current command's options (its fields are named as the options are)."""
+    params = click.get_current_context().params
+    return cls(**{field.name: params[field.name] for field in dataclasses.fields(cls)})
 
 
 def _warn(message: str) -> None:
@@ -240,300 +252,49 @@ def run(
       ratbench run --methods ver,rnp --datasets beer,hotel --seeds 1-5
       ratbench run --grid table1 --seeds 1-5 --data-dir DIR --dry-run
     """
-    from ratbench import cells, grid
-    from ratbench.errors import MissingDataError
-    from ratbench.scheduler import grid_status, run_grid
+    from ratbench import launch, store
 
-    missing: list[MissingDataError] = []
-    extra_sets = ["data.lenient=true"] if lenient else []
-    requests = _run_requests(grid_name, methods, datasets, preset, [*sets, *extra_sets], data_dir)
-    seed_list = grid.parse_seeds(seeds, max_cells)
-    axes = grid.parse_sweep_axes(sweeps, [*sets, *extra_sets])
-    # every check that needs no data comes before the sweep's product is built
-    grid.check_grid_size([(m, d) for m, d, _, _ in requests], len(seed_list), axes, max_cells)
-    for run_methods, run_datasets, _, run_sets in requests:
-        grid.check_sweep_overrides(axes, run_sets, run_methods, run_datasets, epochs, [*sets, *extra_sets])
-    _check_cpu_threads(cpu_threads, force_threads, executor, ray_address)
-    gpus_per_cell = _check_executor_flags(executor, device, gpus, cells_per_gpu, workers, gpus_per_cell)
-    points = grid.sweep_points(axes)
-    specs = []
-    for (run_methods, run_datasets, run_preset, run_sets), point in itertools.product(requests, points):
-        specs += grid.expand(
-            run_methods,
-            run_datasets,
-            seed_list,
-            preset=run_preset,
-            sets=grid.parse_sets([*run_sets, *point]),
-            epochs=epochs,
-            limit=limit,
-            data_dir=data_dir,
-            max_cells=max_cells,
-            precision=precision,
-            cpu_threads=cpu_threads,
-            on_missing=missing.append if dry_run else None,
-            # where the cells train: --gpus implies cuda, and Ray trains on a GPU with --gpus-per-cell
-            device_kind="cuda" if device.startswith("cuda") or gpus or (executor == "ray" and gpus_per_cell) else "cpu",
-        )
-    grid.check_sweep_encoders(axes, specs)
-    unique: dict[str, Any] = {}  # a sweep of one method's key repeats the grid's other methods
-    for spec in specs:
-        unique.setdefault(spec.cell_id, spec)
-    specs = list(unique.values())
-    # Ray picks each task's GPU on its node: the driver needs none
-    gpu_ids = None if executor == "ray" else _gpu_ids(device, grid.parse_names(gpus, "--gpus") if gpus else None)
+    request, flags = _from_options(launch.RunRequest), _from_options(launch.ExecutorFlags)
+    flags.check(cpu_threads, force_threads)
+    plan = launch.plan(request, flags.device_kind, collect_missing=dry_run)
     if dry_run:
-        by_status = grid_status(specs, results_dir, stale_after)
-        click.echo(", ".join(f"{len(ids)} {name}" for name, ids in by_status.items()) + f" ({len(specs)} cells)")
-        for line in _settings_lines(specs):
-            click.echo(line)
-        for cell_id in by_status["todo"] + by_status["failed"] + by_status["stale"] + by_status["corrupt"]:
-            click.echo(f"  to run: {cell_id}")
-        problems = list(dict.fromkeys(str(problem) for problem in missing))
-        for problem in problems:
+        click.echo("\n".join(launch.dry_run_lines(plan.cells, results_dir, stale_after)))
+        for problem in plan.missing:
             click.echo(f"missing: {problem}", err=True)
-        if problems:
+        if plan.missing:
             click.echo(
-                f"error: {len(problems)} required file(s) or model(s) missing (listed above); the cell ids "
+                f"error: {len(plan.missing)} required file(s) or model(s) missing (listed above); the cell ids "
                 "above will change once they are there",
                 err=True,
             )
             sys.exit(EXIT_USAGE)
         return
-    from ratbench.executors import plan_slots, run_parallel
-    from ratbench.scheduler import CellProgress
-    from ratbench.text import check_embedding_files
-
-    _check_writable(results_dir)
-    todo = [spec for spec in specs if force or not cells.is_done(results_dir, spec)]
-    check_embedding_files({spec.dataset_config["embeddings"] for spec in todo})  # a bad file: one error, not N
-    if executor == "local" and not gpu_ids and workers * cpu_threads > (os.cpu_count() or 1):
-        _warn(
-            f"--workers {workers} x --cpu-threads {cpu_threads} is more than the {os.cpu_count()} CPU cores here; "
-            "the cells will compete for them (same numbers, more time)"
-        )
-    if executor == "local" and gpu_ids:
-        _warn_gpu_utilisation(todo, len(gpu_ids), cells_per_gpu)
-    slots = plan_slots(workers, gpu_ids, cells_per_gpu, max_slots=max(1, len(todo)))
-    progress = CellProgress(len(todo))
-    tracker = _tracker(results_dir, track, tracking_uri)
-
-    def on_cell(outcome: str, cell_id: str) -> None:
-        progress.update(outcome)
-        if outcome == "done" and tracker is not None:  # logged by this process only: no write races
-            tracker.log_cell(results_dir / "runs" / cell_id)
-
-    options = {"data_dir": data_dir, "force": force, "stale_after": stale_after, "on_cell": on_cell}
+    options = _from_options(launch.RunOptions)
+    todo = launch.prepare(plan.cells, options)
+    for warning in flags.warnings(todo, cpu_threads):
+        _warn(warning)
+    tracker = launch.tracker_for(results_dir, track, tracking_uri, warn=_warn)
     try:
-        if executor == "ray":
-            from ratbench.executors import run_ray
-
-            summary = run_ray(
-                specs, results_dir, ray_address, cpu_threads, gpus_per_cell, echo=progress.echo, **options
-            )
-        elif len(slots) > 1:
-            summary = run_parallel(specs, results_dir, slots, echo=progress.echo, **options)
-        else:  # one slot: run in this process (on its GPU, if it has one)
-            one_device = device if slots[0].gpu is None else f"cuda:{slots[0].gpu}"
-            summary = run_grid(specs, results_dir, device=one_device, echo=progress.echo, **options)
+        report = launch.execute(plan.cells, todo, options, flags.build(cpu_threads), tracker)
     except KeyboardInterrupt:
-        progress.close()
-        done = sum(cells.is_done(results_dir, spec) for spec in specs)
         click.echo(
-            f"interrupted: {done} of {len(specs)} cells are done, the claims of the others are released; "
-            "run the same command again to resume",
+            f"interrupted: {launch.count_done(plan.cells, results_dir)} of {len(plan.cells)} cells are done, the "
+            "claims of the others are released; run the same command again to resume",
             err=True,
         )
         sys.exit(EXIT_INTERRUPTED)
-    finally:
-        progress.close()
-    if tracker is not None:  # cells finished by an earlier, killed run or by another scheduler
-        finished = [cells.cell_dir(results_dir, spec) for spec in specs if cells.is_done(results_dir, spec)]
-        backfilled = tracker.mirror_all(finished)["logged"]
-        if backfilled:
-            click.echo(f"mlflow: mirrored {backfilled} finished cell(s) that the store did not hold yet")
+    summary = report.summary
+    if report.backfilled:
+        click.echo(f"mlflow: mirrored {report.backfilled} finished cell(s) that the store did not hold yet")
     click.echo(
         f"{summary.total} cells: {len(summary.finished)} ran, {len(summary.skipped)} already done, "
         f"{len(summary.elsewhere)} left to other schedulers, {len(summary.failed)} failed. "
-        f"Results in {results_dir}/runs"
+        f"Results in {store.runs_dir(results_dir)}"
     )
+    for cell_id, reason in summary.failed:
+        click.echo(f"  failed: {cell_id}: {reason}", err=True)
     if summary.failed:
-        for cell_id, reason in summary.failed:
-            click.echo(f"  failed: {cell_id}: {reason}", err=True)
         sys.exit(EXIT_FAILED_CELLS)
-
-
-def available_cpus() -> int:
-    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # macOS and Windows have no affinity mask
-        return os.cpu_count() or 1
-
-
-def _check_cpu_threads(cpu_threads: int, force: bool, executor: str, ray_address: str | None) -> None:
-    """``--cpu-threads`` above the cores here oversubscribes every cell (1,000 threads on 2 cores
-    do not finish an epoch), so it is refused unless forced; cells of a Ray cluster run elsewhere."""
-    cores = available_cpus()
-    if cpu_threads > cores and not force and not (executor == "ray" and ray_address):
-        raise RatbenchError(
-            f"--cpu-threads {cpu_threads} is more than the {cores} CPU cores available here; use "
-            f"--cpu-threads {cores} or less (--workers fills more cores), or --force-threads to allow it"
-        )
-
-
-def _run_requests(
-    grid_name: str | None,
-    methods: str | None,
-    datasets: str | None,
-    preset: str | None,
-    sets: list[str],
-    data_dir: Path | None,
-) -> list[tuple[list[str], list[str], str, list[str]]]:
-    """``(methods, datasets, preset, --set items)`` of each part of the requested grid: the
-    command-line product, or the runs of a paper grid (``--grid``) narrowed by ``--methods`` and
-    ``--datasets``."""
-    from ratbench import grid, paper_grids
-
-    method_names = grid.parse_names(methods, "--methods") if methods is not None else None
-    dataset_names = grid.parse_names(datasets, "--datasets") if datasets is not None else None
-    if grid_name is None:
-        if method_names is None or dataset_names is None:
-            raise RatbenchError("give --methods and --datasets, or --grid table1|table2|table3|leaderboard")
-        return [(method_names, dataset_names, preset or "paper", sets)]
-    paper = paper_grids.get_grid(grid_name)
-    if preset is not None and preset != paper.preset:
-        raise RatbenchError(
-            f"--grid {grid_name} runs with preset {paper.preset}; drop --preset {preset}, or use --methods and "
-            "--datasets to run another preset"
-        )
-    return [
-        (run_methods, run_datasets, paper.preset, run_sets)
-        for run_methods, run_datasets, run_sets in paper_grids.grid_requests(
-            paper, data_dir, sets, method_names, dataset_names
-        )
-    ]
-
-
-SETTING_KEYS = ("sparsity", "perturb_rate", "noise_p", "lr", "batch_size", "epochs")
-DATA_SETTING_KEYS = ("encoder", "embeddings", "max_len", "padding")
-
-
-def _settings_lines(specs: list[Any]) -> list[str]:
-    """One line per configuration of a grid: the method, the dataset and the settings that
-    decide a table row (sparsity target, learning rate, batch size, epochs, encoder, ...)."""
-    lines, seen = [], set()
-    for spec in specs:
-        if spec.config_id in seen:
-            continue
-        seen.add(spec.config_id)
-        method = [f"{key}={spec.method_config[key]}" for key in SETTING_KEYS if key in spec.method_config]
-        data = [f"{key}={spec.dataset_config[key]}" for key in DATA_SETTING_KEYS if key in spec.dataset_config]
-        preset = (spec.variant or {}).get("preset")
-        lines.append(f"  {spec.method} on {spec.dataset}.{spec.subset} (preset {preset}): {', '.join(method + data)}")
-    return lines
-
-
-def _gpu_ids(device: str, gpus: list[str] | None) -> list[str] | None:
-    """The GPUs a run uses (``--gpus``, or those ``--device`` names), after checking the device.
-
-    The numbers count the GPUs this process sees (``CUDA_VISIBLE_DEVICES``), as ``cuda:N`` does;
-    each worker is then given the matching entry of that list (``executors.plan_slots``).
-    """
-    from ratbench.runner import resolve_device
-
-    resolve_device(device)
-    if gpus:
-        for gpu in gpus:
-            if not gpu.isdigit():
-                raise RatbenchError(f"malformed --gpus {','.join(gpus)}: use GPU numbers, e.g. 0,1,3")
-            resolve_device(f"cuda:{gpu}")
-        return gpus
-    if not device.startswith("cuda"):
-        return None
-    import torch
-
-    # --device cuda:N means that GPU; --device cuda means every visible one
-    index = device.partition(":")[2]
-    return [index] if index else [str(i) for i in range(torch.cuda.device_count())]
-
-
-def _check_executor_flags(
-    executor: str, device: str, gpus: str | None, cells_per_gpu: int, workers: int, gpus_per_cell: float
-) -> float:
-    """Refuse the flags that the chosen executor would ignore (one line, before any cell runs);
-    return the GPU fraction per Ray task: ``--device cuda`` under Ray asks one GPU per cell unless
-    ``--gpus-per-cell`` says otherwise (without a GPU request Ray would train on the CPU)."""
-    if executor == "ray":
-        if gpus or cells_per_gpu != 1:
-            raise RatbenchError(
-                "--gpus and --cells-per-gpu are for --executor local; under Ray use --device cuda "
-                "[--gpus-per-cell F] (0.25: four cells share a GPU)"
-            )
-        if workers != 1:
-            raise RatbenchError(
-                "--workers is for --executor local; Ray runs as many cells at once as the cluster has "
-                "CPUs (--cpu-threads per cell) or GPUs (--gpus-per-cell per cell)"
-            )
-        if device not in ("cpu", "cuda"):
-            raise RatbenchError(
-                f"--device {device} with --executor ray: Ray chooses each task's GPU; use --device cuda "
-                "(one GPU per cell, or --gpus-per-cell F)"
-            )
-        return 1.0 if device == "cuda" and not gpus_per_cell else gpus_per_cell
-    if gpus_per_cell:
-        raise RatbenchError("--gpus-per-cell is for --executor ray; on this machine use --gpus and --cells-per-gpu K")
-    on_gpu = bool(gpus) or device.startswith("cuda")
-    if on_gpu and workers != 1:
-        raise RatbenchError(
-            f"--workers counts CPU worker processes; on GPUs use --cells-per-gpu {workers} "
-            f"({workers} cells at once on each GPU) instead of --workers {workers}"
-        )
-    if not on_gpu and cells_per_gpu != 1:
-        raise RatbenchError("--cells-per-gpu needs GPUs (--gpus or --device cuda); on the CPU use --workers N")
-    return gpus_per_cell
-
-
-def _warn_gpu_utilisation(todo: list[Any], n_gpus: int, cells_per_gpu: int) -> None:
-    """One small word-encoder (GRU) cell at a time leaves a GPU mostly idle: suggest
-    ``--cells-per-gpu``. Not a default, since the GPU memory a cell needs is not known here."""
-    if cells_per_gpu != 1 or len(todo) <= n_gpus:
-        return
-    if not all(spec.dataset_config.get("encoder", "word") == "word" for spec in todo):
-        return
-    k = min(4, -(-len(todo) // n_gpus))
-    _warn(
-        f"{len(todo)} word-encoder (GRU) cells on {n_gpus} GPU(s), one at a time on each, leave the GPU mostly "
-        f"idle; --cells-per-gpu {k} runs {k} at once on each GPU (--workers is for CPU runs)"
-    )
-
-
-def _check_writable(results_dir: Path) -> None:
-    """A results folder that cannot be written is one error before any cell starts."""
-    import tempfile
-
-    try:
-        runs = results_dir / "runs"
-        runs.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=runs, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise RatbenchError(
-            f"cannot write to --results-dir {results_dir} ({exc.strerror or exc}); choose a folder you can write to"
-        ) from None
-
-
-def _tracker(results_dir: Path, track: bool | None, uri: str | None) -> Any:
-    """The mlflow mirror for a run, or None when tracking is off (or mlflow absent by default)."""
-    import importlib.util
-
-    installed = importlib.util.find_spec("mlflow") is not None
-    if track is False or (track is None and not installed):
-        return None
-    if not installed:
-        raise RatbenchError("--track needs mlflow: pip install 'ratbench[mlflow]' (or use --no-track)")
-    from ratbench.tracking import Tracker
-
-    return Tracker(results_dir, uri, warn=_warn)
 
 
 @main.command(name="sync-mlflow")
@@ -617,7 +378,7 @@ def table(
     from ratbench.grid import parse_names, parse_seeds
     from ratbench.layouts import parse_metrics
     from ratbench.results import load_results
-    from ratbench.tables import prose, render
+    from ratbench.tables import TableRequest, prose, render
 
     seed_list = parse_seeds(seeds) if seeds is not None else None
     frame = load_results(results_dir, warn=_warn)
@@ -629,19 +390,19 @@ def table(
         if len(pair) != 2:
             raise RatbenchError(f"--compare {compare}: give two methods, BETTER,WORSE (e.g. ver,rnp)")
         verdicts = compare_lines(frame, mode, pair[0], pair[1], compare_metric, seed_list)
-    text = render(
-        frame,
+    request = TableRequest(
         mode=mode,
-        fmt=fmt,
-        seeds=seed_list,
-        include_stale=include_stale,
         layout=layout,
+        fmt=fmt,  # type: ignore[arg-type]  # click.Choice gives one of TableFormat's values
         metrics=parse_metrics(metrics) if metrics is not None else None,
         level=level,
         methods=parse_names(method_filter, "--methods") if method_filter is not None else None,
         datasets=parse_names(dataset_filter, "--datasets") if dataset_filter is not None else None,
+        seeds=seed_list,
+        include_stale=include_stale,
         with_paper=with_paper,
     )
+    text = render(frame, request)
     click.echo(text, nl=False)
     if verdicts and fmt == "csv":
         click.echo(prose(verdicts, fmt), err=True, nl=False)  # CSV has no place for prose: stdout stays CSV
@@ -735,12 +496,19 @@ def plot(figure: str, results_dir: Path, mode: str, metric: str, out: Path) -> N
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["eraser"]), default="eraser", show_default=True)
 @mode_option
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("export"),
+    show_default=True,
+    help="Folder to write <cell_id>/eraser.<mode>.jsonl into (PATH itself is never written).",
+)
 @friendly_errors
-def export(path: Path, fmt: str, mode: str) -> None:
+def export(path: Path, fmt: str, mode: str, out: Path) -> None:
     """Export the predictions of PATH (a results folder or one cell) for external scorers."""
     from ratbench.export import export_eraser
 
-    written, failed = export_eraser(path, mode, warn=_warn)
+    written, failed = export_eraser(path, mode, out, warn=_warn)
     for target in written:
         click.echo(target)
     if failed:

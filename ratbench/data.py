@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal, TypeVar, cast
 
 from ratbench.config import Config
 from ratbench.errors import DataFormatError, MissingDataError
@@ -67,20 +67,28 @@ class DataConfig(Config):
     """Skip malformed lines of the data files (and count them) instead of stopping at the first."""
 
 
-class DatasetAdapter(ABC):
+DataConfigT = TypeVar("DataConfigT", bound=DataConfig)
+"""The config class of an adapter: ``class Mine(DatasetAdapter["Mine.Config"])`` types
+``self.config`` as ``Mine.Config``."""
+
+
+class DatasetAdapter(ABC, Generic[DataConfigT]):
     """A dataset: a name, subsets, a typed frozen config, and ``read(split)``.
 
     The constructor is cheap; ``read`` does the heavy work. ``test`` is the human-annotated
-    split, the only one whose examples carry a rationale.
+    split, the only one whose examples carry a rationale. ``Config`` is the adapter's config
+    class; name it as the type argument too, so that ``self.config`` has its type.
     """
 
     name: ClassVar[str]
     version: ClassVar[str] = "1"
     description: ClassVar[str] = ""
     subsets: ClassVar[tuple[str, ...]]
-    num_classes: ClassVar[int] = 2
-    """Number of classes; an adapter whose subsets differ may set it on the instance."""
-    label_names: ClassVar[tuple[str, ...]] = ()
+    # Instance data with a class-level default: an adapter whose subsets differ sets them in
+    # its constructor (ERASER's evidence_inference has 3 classes); the runner reads the instance.
+    num_classes: int = 2
+    """Number of classes."""
+    label_names: tuple[str, ...] = ()
     """Class names by label index (exported predictions use them); empty = "0", "1", ..."""
     Config: ClassVar[type[DataConfig]] = DataConfig
     presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
@@ -92,6 +100,8 @@ class DatasetAdapter(ABC):
     source: ClassVar[str] = ""
     """Where users get the files (a URL or a short instruction), quoted in missing-file errors."""
 
+    config: DataConfigT
+
     def __init__(self, subset: str, config: DataConfig, data_dir: Path | None = None) -> None:
         self.subset = subset
         if not isinstance(config, self.Config):  # a plain DataConfig: this adapter's defaults for the rest
@@ -99,7 +109,8 @@ class DatasetAdapter(ABC):
             config = self.Config(
                 **{f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name in names}
             )
-        self.config = config
+        # ``Config`` is the class the type argument names (a class attribute cannot be typed by it)
+        self.config = cast(DataConfigT, config)
         self.data_dir = data_dir
         self.skipped: Counter[str] = Counter()  # malformed lines skipped per file (lenient mode)
         self._skipped_lines: set[tuple[str, int]] = set()  # a file read for several splits counts a line once

@@ -103,8 +103,9 @@ def _split_stats(
         stats.query_cut = 100 * safe_div(cut_queries, len(examples))
     if vocab_words is not None:
         stats.oov = 100 * safe_div(sum(t not in vocab_words for tokens in kept for t in tokens), n_kept)
-    if examples and all(ex.rationale is not None for ex in examples):
-        gold = sum(sum(ex.rationale[: len(tokens)]) for ex, tokens in zip(examples, kept, strict=True))  # type: ignore[index]
+    rationales = [ex.rationale for ex in examples if ex.rationale is not None]
+    if examples and len(rationales) == len(examples):
+        gold = sum(sum(rationale[: len(tokens)]) for rationale, tokens in zip(rationales, kept, strict=True))
         stats.gold_sparsity = 100 * safe_div(gold, n_kept)
     return stats
 
@@ -150,7 +151,7 @@ def check(adapter: DatasetAdapter) -> DataReport:
 
 def render(report: DataReport, embeddings: str) -> str:
     """Human-readable report."""
-    rows = []
+    rows: list[list[Any]] = []
     queries = any(s.query_cut is not None for s in report.splits)  # the column only for datasets with queries
     for s in report.splits:
         if s.missing:

@@ -54,6 +54,8 @@ class EpochDiagnostics:
         current: dict[str, np.ndarray] = {}
         with torch.random.fork_rng(devices=self.fork_devices), torch.no_grad():
             for batch in self.probe():
+                if batch.gold is None:
+                    raise ValueError("the diagnostics need an annotated probe (batch.gold is None)")
                 out = method.rationalize(batch, "reference")
                 gold_batch = gold_text(batch)
                 gold_logits = predictor_logits(method, gold_batch, gold_batch.mask)

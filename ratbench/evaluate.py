@@ -154,6 +154,8 @@ def gold_text(batch: Batch) -> Batch:
     ``validate_rationales`` feeds the predictor (it passes the gold as the mask): the gold
     positions and the context are the only real positions, so the predictor pools (and a
     transformer attends) over them only."""
+    if batch.gold is None:
+        raise ValueError("the gold-rationale accuracy needs an annotated split (batch.gold is None)")
     return dataclasses.replace(batch, mask=batch.gold + batch.context, selectable=batch.gold)
 
 
@@ -228,78 +230,160 @@ def score_rationales(
     each document word) and comprehensiveness/sufficiency (methods with a predictor) are added
     as ``ratbench.eraser_metrics`` defines them. Records are per document word.
     """
-    counts, piece_counts, eraser = RationaleCounts(), RationaleCounts(), EraserCounts()
-    sentences = sentences or {}
-    full_text_correct, has_predictor = 0, False  # full-text accuracy from the pass comprehensiveness needs
-    records: list[dict[str, Any]] = []
+    scorer = _RationaleScorer(method, sparsity, word_rule, sentences or {})
     for batch, out in outputs:
-        pred = binarize(out, batch, mode, sparsity, repr(method.name))
-        document_pred = pred * batch.selectable
-        full_probs = class_probabilities(method, batch, batch.mask)
-        has_predictor = full_probs is not None
-        if full_probs is not None:
-            full_text_correct += int((full_probs.argmax(-1) == batch.labels.cpu().numpy()).sum())
-            without_probs = class_probabilities(method, batch, batch.mask * (1 - document_pred))
-            only_probs = class_probabilities(method, batch, document_pred)
-        logits = out.logits
+        scorer.add_batch(batch, binarize(out, batch, mode, sparsity, repr(method.name)), out)
+    return scorer.result([batch for batch, _ in outputs])
+
+
+@dataclass(frozen=True)
+class _BatchArrays:
+    """One batch's evaluated rationale, gold rationale and outputs as numpy arrays."""
+
+    pred: np.ndarray  # the evaluated 0/1 rationale, [B, T]
+    gold: np.ndarray
+    document: np.ndarray  # Batch.selectable
+    mask: np.ndarray
+    word_index: np.ndarray
+    labels: np.ndarray
+    predicted: np.ndarray | None  # predicted labels; None without predictions
+    probs: np.ndarray | None  # class probabilities of the predictions
+    scores: np.ndarray | None  # token scores, for methods that give them
+
+    @classmethod
+    def of(cls, batch: Batch, pred: torch.Tensor, out: RationaleOutput) -> _BatchArrays:
+        """The arrays of ``batch`` (annotated) with the rationale ``pred`` and the method's ``out``."""
+        if batch.gold is None:
+            raise ValueError("score_rationales needs an annotated split (batch.gold is None)")
         pred_np, gold_np, document_np, mask_np, word_index_np = (
             t.detach().cpu().numpy() for t in (pred, batch.gold, batch.selectable, batch.mask, batch.word_index)
         )
-        labels_np = batch.labels.cpu().numpy()
-        predicted = None if logits is None else logits.argmax(-1).cpu().numpy()
-        probs = None if logits is None else torch.softmax(logits.float(), -1).cpu().numpy()
-        scores = None if out.scores is None else out.scores.float().cpu().numpy()
-        piece_counts.update(pred_np, gold_np, document_np, predicted, labels_np)
+        logits = out.logits
+        return cls(
+            pred=pred_np,
+            gold=gold_np,
+            document=document_np,
+            mask=mask_np,
+            word_index=word_index_np,
+            labels=batch.labels.cpu().numpy(),
+            predicted=None if logits is None else logits.argmax(-1).cpu().numpy(),
+            probs=None if logits is None else torch.softmax(logits.float(), -1).cpu().numpy(),
+            scores=None if out.scores is None else out.scores.float().cpu().numpy(),
+        )
+
+
+@dataclass(frozen=True)
+class _Faithfulness:
+    """The predictor's class probabilities on the full text, on the text without the rationale
+    and on the rationale alone (the context stays visible in each)."""
+
+    full: np.ndarray
+    without: np.ndarray
+    only: np.ndarray
+
+    @classmethod
+    def of(cls, method: Method, batch: Batch, document_pred: torch.Tensor) -> _Faithfulness | None:
+        """The three passes over ``batch`` with the rationale ``document_pred``; None for a
+        method without a predictor."""
+        full = class_probabilities(method, batch, batch.mask)
+        if full is None:
+            return None
+        without = class_probabilities(method, batch, batch.mask * (1 - document_pred))
+        only = class_probabilities(method, batch, document_pred)
+        assert without is not None and only is not None  # the same predictor as for `full`
+        return cls(full, without, only)
+
+    def add_row(self, eraser: EraserCounts, row: int) -> None:
+        """Comprehensiveness and sufficiency of one example, for its full-text predicted class."""
+        predicted_class = int(self.full[row].argmax())
+        eraser.add_faithfulness(
+            float(self.full[row, predicted_class]),
+            float(self.without[row, predicted_class]),
+            float(self.only[row, predicted_class]),
+        )
+
+
+class _RationaleScorer:
+    """The counts and per-example records of ``score_rationales``, batch by batch."""
+
+    def __init__(self, method: Method, sparsity: float | None, word_rule: str, sentences: Mapping[str, np.ndarray]):
+        self.method, self.sparsity, self.word_rule, self.sentences = method, sparsity, word_rule, sentences
+        self.counts, self.piece_counts, self.eraser = RationaleCounts(), RationaleCounts(), EraserCounts()
+        self.full_text_correct = 0  # full-text accuracy, from the pass comprehensiveness needs
+        self.has_predictor = False
+        self.records: list[dict[str, Any]] = []
+
+    def add_batch(self, batch: Batch, pred: torch.Tensor, out: RationaleOutput) -> None:
+        """Count one batch whose evaluated rationale is ``pred`` (from the method's ``out``)."""
+        faithfulness = _Faithfulness.of(self.method, batch, pred * batch.selectable)
+        self.has_predictor = faithfulness is not None
+        if faithfulness is not None:
+            self.full_text_correct += int((faithfulness.full.argmax(-1) == batch.labels.cpu().numpy()).sum())
+        arrays = _BatchArrays.of(batch, pred, out)
+        self.piece_counts.update(arrays.pred, arrays.gold, arrays.document, arrays.predicted, arrays.labels)
         for row, example_id in enumerate(batch.example_ids):
-            word_pred = words_of(pred_np[row], word_index_np[row], document_np[row], word_rule)
-            word_gold = words_of(gold_np[row], word_index_np[row], document_np[row], "first")
-            padding = pred_np[row][mask_np[row] == 0]  # selections there count in reference mode
-            n_words = len(word_pred)
-            counts.update_row(
-                np.concatenate([word_pred, padding]),
-                np.concatenate([word_gold, np.zeros_like(padding)]),
-                np.concatenate([np.ones(n_words), np.zeros_like(padding)]),
-                None if predicted is None else predicted[row],
-                labels_np[row],
-            )
-            # The row up to its last selection when that is on padding, beyond the text.
-            selected_padding = np.flatnonzero(padding)
-            shown = padding[: selected_padding[-1] + 1] if len(selected_padding) else padding[:0]
-            records.append(
-                {
-                    "id": example_id,
-                    "label": int(labels_np[row]),
-                    "pred": None if predicted is None else int(predicted[row]),
-                    "length": n_words,
-                    "mask": np.concatenate([word_pred, shown]).astype(int).tolist(),
-                    "gold": word_gold.astype(int).tolist(),
-                    "probs": None if probs is None else [round(float(p), 6) for p in probs[row]],
-                }
-            )
-            word_scores = None
-            if scores is not None:
-                word_scores = words_of(scores[row], word_index_np[row], document_np[row], "any")
-                records[-1]["token_scores"] = [round(float(v), 6) for v in word_scores]
-                eraser.add_scores(word_scores, word_gold)
-            eraser.add_spans(word_pred, word_gold)
-            if example_id in sentences and n_words:
-                rate = sparsity if sparsity is not None else float(word_pred.mean())
-                ranked = word_scores if word_scores is not None else word_pred
-                eraser.add_sentences(word_pred, ranked, word_gold, sentences[example_id][:n_words], rate)
-            if full_probs is not None:
-                predicted_class = int(full_probs[row].argmax())
-                eraser.add_faithfulness(
-                    float(full_probs[row, predicted_class]),
-                    float(without_probs[row, predicted_class]),
-                    float(only_probs[row, predicted_class]),
-                )
-    metrics = counts.metrics() | eraser.metrics()
-    metrics |= {
-        f"piece_{key}": value for key, value in piece_counts.metrics().items() if key not in ("Acc", "n_examples")
+            self._add_row(arrays, row, example_id)
+            if faithfulness is not None:
+                faithfulness.add_row(self.eraser, row)
+
+    def _add_row(self, arrays: _BatchArrays, row: int, example_id: str) -> None:
+        """Count one example on its document words (and its selections on padding), and record it."""
+        word_index, document = arrays.word_index[row], arrays.document[row]
+        word_pred = words_of(arrays.pred[row], word_index, document, self.word_rule)
+        word_gold = words_of(arrays.gold[row], word_index, document, "first")
+        padding = arrays.pred[row][arrays.mask[row] == 0]  # selections there count in reference mode
+        n_words = len(word_pred)
+        self.counts.update_row(
+            np.concatenate([word_pred, padding]),
+            np.concatenate([word_gold, np.zeros_like(padding)]),
+            np.concatenate([np.ones(n_words), np.zeros_like(padding)]),
+            None if arrays.predicted is None else arrays.predicted[row],
+            arrays.labels[row],
+        )
+        record = _row_record(arrays, row, example_id, word_pred, word_gold, padding)
+        self.records.append(record)
+        word_scores = None
+        if arrays.scores is not None:
+            word_scores = words_of(arrays.scores[row], word_index, document, "any")
+            record["token_scores"] = [round(float(v), 6) for v in word_scores]
+            self.eraser.add_scores(word_scores, word_gold)
+        self.eraser.add_spans(word_pred, word_gold)
+        if example_id in self.sentences and n_words:
+            rate = self.sparsity if self.sparsity is not None else float(word_pred.mean())
+            ranked = word_scores if word_scores is not None else word_pred
+            self.eraser.add_sentences(word_pred, ranked, word_gold, self.sentences[example_id][:n_words], rate)
+
+    def result(self, batches: list[Batch]) -> EvalResult:
+        """The metrics and records of everything added; ``batches`` (the same) give the
+        predictor's accuracy on the gold rationales."""
+        metrics = self.counts.metrics() | self.eraser.metrics()
+        metrics |= {
+            f"piece_{key}": value
+            for key, value in self.piece_counts.metrics().items()
+            if key not in ("Acc", "n_examples")
+        }
+        examples = self.counts.examples
+        metrics["acc_full_text"] = 100 * safe_div(self.full_text_correct, examples) if self.has_predictor else None
+        metrics["acc_gold_rationale"] = predictor_accuracy(self.method, batches, "gold")
+        return EvalResult(metrics, self.records)
+
+
+def _row_record(
+    arrays: _BatchArrays, row: int, example_id: str, word_pred: np.ndarray, word_gold: np.ndarray, padding: np.ndarray
+) -> dict[str, Any]:
+    """The ``rationales.jsonl.gz`` record of one example: its mask per document word, followed,
+    when the row's last selection is on padding (beyond the text), by the padding up to it."""
+    selected_padding = np.flatnonzero(padding)
+    shown = padding[: selected_padding[-1] + 1] if len(selected_padding) else padding[:0]
+    return {
+        "id": example_id,
+        "label": int(arrays.labels[row]),
+        "pred": None if arrays.predicted is None else int(arrays.predicted[row]),
+        "length": len(word_pred),
+        "mask": np.concatenate([word_pred, shown]).astype(int).tolist(),
+        "gold": word_gold.astype(int).tolist(),
+        "probs": None if arrays.probs is None else [round(float(p), 6) for p in arrays.probs[row]],
     }
-    metrics["acc_full_text"] = 100 * safe_div(full_text_correct, counts.examples) if has_predictor else None
-    metrics["acc_gold_rationale"] = predictor_accuracy(method, [batch for batch, _ in outputs], "gold")
-    return EvalResult(metrics, records)
 
 
 def evaluate_rationales(method: Method, batches: Iterable[Batch], mode: EvalMode, sparsity: float | None) -> EvalResult:

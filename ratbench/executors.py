@@ -1,6 +1,6 @@
 """Run a grid in several worker processes on one machine (CPU workers or GPU slots).
 
-Every worker walks the same cell list and runs each cell it can claim (``cells.try_claim``),
+Every worker walks the same cell list and runs each cell it can claim (``claims.try_claim``),
 so the claims that keep two schedulers apart also spread the cells over the workers, and a
 cell whose worker died is taken over by the next worker that reaches it. A worker sets
 ``CUDA_VISIBLE_DEVICES`` and its torch thread count before it imports torch.
@@ -14,6 +14,7 @@ stops claiming cells; its slot is restarted once with a fresh process (a fresh C
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing
 import os
 import queue
@@ -23,11 +24,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from ratbench import cells
+from ratbench import store
+from ratbench.cells import CellSpec
 from ratbench.errors import RatbenchError
-from ratbench.scheduler import GridSummary
+from ratbench.scheduler import Events, GridSummary, Outcome, RunOptions, run_in_process
 
 # A slot whose worker stopped on a broken GPU is started again this many times: a sticky error
 # (device assert, illegal address) dies with its CUDA context, a failing GPU does not.
@@ -90,66 +92,119 @@ def plan_slots(
     return [Slot(i, None) for i in range(count)]
 
 
+class Executor(Protocol):
+    """Runs cells. ``todo`` are the cells that were not done when the run started; each is
+    claimed before it runs, so a cell finished meanwhile elsewhere is skipped."""
+
+    def run(self, todo: Sequence[CellSpec], options: RunOptions, events: Events) -> GridSummary:
+        """Run the cells of ``todo``; report each outcome to ``events`` once."""
+        ...
+
+
+@dataclass(frozen=True)
+class InProcess:
+    """This process, one cell after another, on ``device`` (cpu, cuda or cuda:N)."""
+
+    device: str = "cpu"
+
+    def run(self, todo: Sequence[CellSpec], options: RunOptions, events: Events) -> GridSummary:
+        """Run ``todo`` here, in order."""
+        return run_in_process(todo, options, self.device, events)
+
+
+@dataclass(frozen=True)
+class LocalProcesses:
+    """Worker processes on this machine: ``workers`` CPU workers, or ``cells_per_gpu`` slots on
+    each of ``gpus`` (indices into the visible GPUs). Never more workers than cells to run;
+    a single slot runs in this process (on ``device``, or on its GPU)."""
+
+    workers: int = 1
+    gpus: tuple[str, ...] | None = None
+    cells_per_gpu: int = 1
+    device: str = "cpu"
+    on_start: Callable[[int, str | None], None] | None = None
+    """Called as each worker starts, with its slot index and ``CUDA_VISIBLE_DEVICES``."""
+
+    def run(self, todo: Sequence[CellSpec], options: RunOptions, events: Events) -> GridSummary:
+        """Run ``todo`` over the slots."""
+        slots = plan_slots(self.workers, self.gpus, self.cells_per_gpu, max_slots=max(1, len(todo)))
+        if len(slots) > 1:
+            return run_parallel(todo, options, slots, events, self.on_start)
+        device = self.device if slots[0].gpu is None else f"cuda:{slots[0].gpu}"
+        return InProcess(device).run(todo, options, events)
+
+
+@dataclass(frozen=True)
+class _Started:
+    slot: int
+    visible: str | None
+
+
+@dataclass(frozen=True)
+class _Line:
+    text: str
+
+
+@dataclass(frozen=True)
+class _Cell:
+    outcome: Outcome
+    cell_id: str
+
+
+@dataclass(frozen=True)
+class _Finished:
+    slot: int
+    summary: GridSummary
+
+
+@dataclass(frozen=True)
+class _Interrupted:
+    slot: int
+
+
 def _worker(
-    slot: Slot,
-    specs: list[cells.CellSpec],
-    results_dir: Path,
-    options: dict[str, Any],
-    events: multiprocessing.Queue,
+    slot: Slot, todo: list[CellSpec], options: RunOptions, n_slots: int, failed_since: float | None, messages: Any
 ) -> None:
     try:
-        _work(slot, specs, results_dir, options, events)
-    except KeyboardInterrupt:  # Ctrl-C reaches every worker: run_grid has released its claim
-        events.put(("interrupted", slot.index))
+        _work(slot, todo, options, n_slots, failed_since, messages)
+    except KeyboardInterrupt:  # Ctrl-C reaches every worker: run_in_process has released its claim
+        messages.put(_Interrupted(slot.index))
 
 
 def _work(
-    slot: Slot,
-    specs: list[cells.CellSpec],
-    results_dir: Path,
-    options: dict[str, Any],
-    events: multiprocessing.Queue,
+    slot: Slot, todo: list[CellSpec], options: RunOptions, n_slots: int, failed_since: float | None, messages: Any
 ) -> None:
     if slot.gpu is not None:  # before torch is imported in this process
         visible = slot.visible if slot.visible is not None else worker_visible_device(slot.gpu, parent_visible_gpus())
         os.environ["CUDA_VISIBLE_DEVICES"] = visible
-    events.put(("started", (slot.index, os.environ.get("CUDA_VISIBLE_DEVICES"))))
-    from ratbench.scheduler import run_grid
-
+    messages.put(_Started(slot.index, os.environ.get("CUDA_VISIBLE_DEVICES")))
     device = "cuda" if slot.gpu is not None else "cpu"
     # Start at a different cell in each worker so that they rarely race for the same claim.
-    shift = (slot.index * len(specs)) // max(options.pop("n_slots"), 1)
-    order = specs[shift:] + specs[:shift]
-    summary = run_grid(
-        order,
-        results_dir,
-        device=device,
-        echo=lambda line: events.put(("line", f"{line} [worker {slot.index}, pid {os.getpid()}]")),
-        quiet_skips=True,
-        # Cells another worker ran are that worker's to count.
-        on_cell=lambda outcome, cell_id: outcome in ("done", "failed") and events.put(("cell", (outcome, cell_id))),
-        epoch_bars=False,
-        list_unrun=False,  # the cells this worker leaves (a broken GPU) are the other workers' to run
-        **options,
-    )
-    events.put(("summary", (slot.index, summary)))
+    shift = (slot.index * len(todo)) // max(n_slots, 1)
+    order = todo[shift:] + todo[:shift]
+
+    def on_cell(outcome: Outcome, cell_id: str) -> None:
+        if outcome in ("done", "failed"):  # cells another worker ran are that worker's to count
+            messages.put(_Cell(outcome, cell_id))
+
+    events = Events(lambda line: messages.put(_Line(f"{line} [worker {slot.index}, pid {os.getpid()}]")), on_cell)
+    summary = run_in_process(order, options, device, events, worker=True, failed_since=failed_since)
+    messages.put(_Finished(slot.index, summary))
 
 
 def run_parallel(
-    specs: Sequence[cells.CellSpec],
-    results_dir: Path,
+    todo: Sequence[CellSpec],
+    options: RunOptions,
     slots: Sequence[Slot],
-    echo: Callable[[str], None] = print,
-    on_cell: Callable[[str, str], None] | None = None,
+    events: Events,
     on_start: Callable[[int, str | None], None] | None = None,
-    **options: Any,
 ) -> GridSummary:
-    """Run the grid with one process per slot; return the merged summary.
+    """Run ``todo`` with one process per slot; return the merged summary.
 
-    ``options`` are passed to ``run_grid`` (``data_dir``, ``force``, ``stale_after``). Cells
-    that are not done when every worker has exited (a worker crashed) are reported as failed.
-    ``on_start(slot index, CUDA_VISIBLE_DEVICES)`` is called as each worker starts. A worker that
-    stops on a broken GPU is reported in one line and its slot restarted (``MAX_RESTARTS``).
+    Cells that are not done when every worker has exited (a worker crashed) are reported as
+    failed. ``on_start(slot index, CUDA_VISIBLE_DEVICES)`` is called as each worker starts. A
+    worker that stops on a broken GPU is reported in one line and its slot restarted
+    (``MAX_RESTARTS``).
     """
     started = time.time()
     # Ctrl-C sets a flag that the event loop below checks: a KeyboardInterrupt raised at a random
@@ -157,12 +212,11 @@ def run_parallel(
     interrupted = threading.Event()
     previous_handler = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.set())
     context = multiprocessing.get_context("spawn")
-    events: multiprocessing.Queue = context.Queue()
-    worker_options = {**options, "n_slots": len(slots), "failed_since": started}
+    messages: multiprocessing.Queue = context.Queue()
 
     def start(slot: Slot) -> Any:
         process = context.Process(
-            target=_worker, args=(slot, list(specs), Path(results_dir), worker_options, events), daemon=True
+            target=_worker, args=(slot, list(todo), options, len(slots), started, messages), daemon=True
         )
         process.start()
         return process
@@ -170,8 +224,7 @@ def run_parallel(
     workers = [start(slot) for slot in slots]
     slot_of = {slot.index: slot for slot in slots}
     restarts = dict.fromkeys(slot_of, 0)
-    merged = GridSummary(total=len(specs))
-    n_todo = sum(options.get("force", False) or not cells.is_done(results_dir, spec) for spec in specs)
+    merged = GridSummary(total=len(todo))
     reported = 0
     running = len(workers)
     stopped = ""  # why a worker gave up its slot for good (a broken GPU)
@@ -180,37 +233,36 @@ def run_parallel(
             if interrupted.is_set():
                 raise KeyboardInterrupt
             try:
-                kind, payload = events.get(timeout=0.2)
+                message = messages.get(timeout=0.2)
             except queue.Empty:
                 if not any(worker.is_alive() for worker in workers):
                     break
                 continue
-            if kind == "line":
+            if isinstance(message, _Line):
                 reported += 1
-                echo(f"[{reported}/{n_todo}] {payload}")
-            elif kind == "cell":
-                if on_cell is not None:
-                    on_cell(*payload)
-            elif kind == "started":
+                events.echo(f"[{reported}/{len(todo)}] {message.text}")
+            elif isinstance(message, _Cell):
+                events.cell(message.outcome, message.cell_id)
+            elif isinstance(message, _Started):
                 if on_start is not None:
-                    on_start(*payload)
-            elif kind == "summary":
-                index, summary = payload
+                    on_start(message.slot, message.visible)
+            elif isinstance(message, _Finished):
+                summary = message.summary
                 merged.finished += summary.finished
                 merged.failed += summary.failed
-                if summary.stopped and restarts[index] < MAX_RESTARTS:
-                    restarts[index] += 1
-                    echo(f"worker {index} stopped: its GPU failed ({summary.stopped}); starting it again")
-                    workers.append(start(slot_of[index]))
+                if summary.stopped and restarts[message.slot] < MAX_RESTARTS:
+                    restarts[message.slot] += 1
+                    events.echo(f"worker {message.slot} stopped: its GPU failed ({summary.stopped}); starting it again")
+                    workers.append(start(slot_of[message.slot]))
                     continue
                 if summary.stopped:
                     stopped = summary.stopped
-                    echo(f"worker {index} stopped for good: its GPU failed again ({summary.stopped})")
+                    events.echo(f"worker {message.slot} stopped for good: its GPU failed again ({summary.stopped})")
                 running -= 1
             else:  # a worker stopped on Ctrl-C
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
-        _stop(workers, events)
+        _stop(workers, messages)
         raise
     finally:
         signal.signal(signal.SIGINT, previous_handler)
@@ -218,10 +270,10 @@ def run_parallel(
         worker.join()
     seen = set(merged.finished) | {cell for cell, _ in merged.failed}
     unfinished = f"not run: the workers stopped on a broken GPU ({stopped})" if stopped else ""
-    for spec in specs:
+    for spec in todo:
         if spec.cell_id in seen:
             continue
-        state = cells.status(results_dir, spec, options.get("stale_after", cells.DEFAULT_STALE_AFTER))
+        state = store.status(options.results_dir, spec, options.stale_after)
         if state == "done":
             merged.skipped.append(spec.cell_id)
         elif state == "running":  # held by a scheduler outside this run
@@ -233,7 +285,7 @@ def run_parallel(
     return merged
 
 
-def _stop(workers: Sequence[Any], events: multiprocessing.Queue, settle: float = 2.0, grace: float = 30.0) -> None:
+def _stop(workers: Sequence[Any], messages: multiprocessing.Queue, settle: float = 2.0, grace: float = 30.0) -> None:
     """After Ctrl-C: give the workers (which got the terminal's SIGINT too) ``settle`` seconds to
     clean up and exit, interrupt those still running (they did not get it, or lost it), wait for
     them, terminate any left after ``grace``, then close the queue so that nothing is left behind.
@@ -243,7 +295,7 @@ def _stop(workers: Sequence[Any], events: multiprocessing.Queue, settle: float =
     def wait(until: float) -> None:
         while any(worker.is_alive() for worker in workers) and time.time() < until:
             with contextlib.suppress(queue.Empty):
-                events.get(timeout=0.1)  # keep the queue drained so that a worker's put never blocks
+                messages.get(timeout=0.1)  # keep the queue drained so that a worker's put never blocks
 
     wait(time.time() + settle)
     for worker in workers:
@@ -255,116 +307,98 @@ def _stop(workers: Sequence[Any], events: multiprocessing.Queue, settle: float =
         if worker.is_alive():
             worker.terminate()
         worker.join()
-    events.close()
-    events.join_thread()
+    messages.close()
+    messages.join_thread()
 
 
-def _ray_cell(spec: cells.CellSpec, results_dir: str, device: str, options: dict[str, Any]) -> Any:
+def _ray_cell(spec: CellSpec, options: RunOptions, device: str) -> tuple[list[str], list[tuple[Outcome, str]], Any]:
     """One cell as a Ray task: the same claim-run-release path as a local scheduler."""
-
-    from ratbench.scheduler import run_grid
-
     lines: list[str] = []
-    outcomes: list[tuple[str, str]] = []
-    summary = run_grid(
-        [spec],
-        Path(results_dir),
-        device=device,
+    outcomes: list[tuple[Outcome, str]] = []
+    events = Events(
         echo=lambda line: lines.append(f"{line} [ray task, pid {os.getpid()}]"),
-        quiet_skips=True,
-        epoch_bars=False,
         on_cell=lambda outcome, cell_id: outcomes.append((outcome, cell_id)),
-        **options,
     )
+    summary = run_in_process([spec], options, device, events, worker=True)
     return lines, outcomes, summary
 
 
-def run_ray(
-    specs: Sequence[cells.CellSpec],
-    results_dir: Path,
-    address: str | None = None,
-    cpus_per_cell: int = 1,
-    gpus_per_cell: float = 0.0,
-    echo: Callable[[str], None] = print,
-    on_cell: Callable[[str, str], None] | None = None,
-    cell_task: Callable[..., Any] = _ray_cell,
-    **options: Any,
-) -> GridSummary:
-    """Run every cell that is not done as a Ray task (``ray.remote`` with ``cpus_per_cell`` and a
-    fractional ``gpus_per_cell``; Ray sets ``CUDA_VISIBLE_DEVICES``). ``results_dir`` must be
-    storage that every node sees. Connects to ``address`` (a running cluster), or starts a local
-    Ray instance when none is given and Ray is not initialised yet.
+@dataclass(frozen=True)
+class Ray:
+    """One Ray task per cell (``ray.remote`` with ``cpus_per_cell`` and a fractional
+    ``gpus_per_cell``; Ray sets ``CUDA_VISIBLE_DEVICES``). The results folder must be storage
+    that every node sees. Connects to ``address`` (a running cluster), or starts a local Ray
+    instance when none is given and Ray is not initialised yet.
 
     A task that dies outside the runner (its worker crashed, Ray's memory monitor killed it) is
     recorded as a failed cell, with the Ray error in its ``error.txt``, and the other cells go on.
     ``cell_task`` is the function each task runs (``_ray_cell``; tests replace it).
     """
-    try:
-        import ray
-        from ray.exceptions import RayError
-    except ImportError:
-        raise RatbenchError("--executor ray needs Ray: pip install 'ratbench[ray]'") from None
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    # No retry: a retried task on another node would find the dead task's claim live there.
-    task = ray.remote(num_cpus=cpus_per_cell, num_gpus=gpus_per_cell, max_retries=0)(cell_task)
-    device = "cuda" if gpus_per_cell > 0 else "cpu"
-    force = options.get("force", False)
-    merged = GridSummary(total=len(specs))
-    todo = []
-    for spec in specs:
-        if not force and cells.is_done(results_dir, spec):
-            merged.skipped.append(spec.cell_id)
-        else:
-            todo.append(spec)
-    spec_of = {task.remote(spec, str(Path(results_dir).resolve()), device, options): spec for spec in todo}
-    pending = list(spec_of)
-    reported = 0
-    while pending:
+
+    address: str | None = None
+    cpus_per_cell: int = 1
+    gpus_per_cell: float = 0.0
+    cell_task: Callable[..., Any] = _ray_cell
+
+    def run(self, todo: Sequence[CellSpec], options: RunOptions, events: Events) -> GridSummary:
+        """Run each cell of ``todo`` as a Ray task."""
         try:
-            done, pending = ray.wait(pending, num_returns=1)
-        except KeyboardInterrupt:  # a cancelled task gets KeyboardInterrupt: run_grid releases its claim
-            for ref in pending:
-                ray.cancel(ref)
-            raise
-        try:
-            lines, outcomes, summary = ray.get(done[0])
-        except RayError as exc:
-            spec = spec_of[done[0]]
-            if cells.is_done(results_dir, spec):  # died after writing its metrics: the cell is done
-                merged.finished.append(spec.cell_id)
-                if on_cell is not None:
-                    on_cell("done", spec.cell_id)
+            import ray
+            from ray.exceptions import RayError
+        except ImportError:
+            raise RatbenchError("--executor ray needs Ray: pip install 'ratbench[ray]'") from None
+        if not ray.is_initialized():
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+        # No retry: a retried task on another node would find the dead task's claim live there.
+        task = ray.remote(num_cpus=self.cpus_per_cell, num_gpus=self.gpus_per_cell, max_retries=0)(self.cell_task)
+        device = "cuda" if self.gpus_per_cell > 0 else "cpu"
+        shared = dataclasses.replace(options, results_dir=Path(options.results_dir).resolve())
+        merged = GridSummary(total=len(todo))
+        spec_of = {task.remote(spec, shared, device): spec for spec in todo}
+        pending = list(spec_of)
+        reported = 0
+        while pending:
+            try:
+                done, pending = ray.wait(pending, num_returns=1)
+            except KeyboardInterrupt:  # a cancelled task gets KeyboardInterrupt: its claim is released
+                for ref in pending:
+                    ray.cancel(ref)
+                raise
+            try:
+                lines, outcomes, summary = ray.get(done[0])
+            except RayError as exc:
+                spec = spec_of[done[0]]
+                if store.is_done(options.results_dir, spec):  # died after writing its metrics: done
+                    merged.finished.append(spec.cell_id)
+                    events.cell("done", spec.cell_id)
+                    continue
+                reason = _record_dead_task(options.results_dir, spec, exc)
+                reported += 1
+                events.echo(f"[{reported}/{len(todo)}] {spec.cell_id} FAILED {reason}")
+                merged.failed.append((spec.cell_id, reason))
+                events.cell("failed", spec.cell_id)
                 continue
-            reason = _record_dead_task(results_dir, spec, exc)
-            reported += 1
-            echo(f"[{reported}/{len(todo)}] {spec.cell_id} FAILED {reason}")
-            merged.failed.append((spec.cell_id, reason))
-            if on_cell is not None:
-                on_cell("failed", spec.cell_id)
-            continue
-        for line in lines:
-            reported += 1
-            echo(f"[{reported}/{len(todo)}] {line}")
-        for outcome in outcomes:
-            if on_cell is not None:
-                on_cell(*outcome)
-        merged.finished += summary.finished
-        merged.failed += summary.failed
-        merged.skipped += summary.skipped
-        merged.elsewhere += summary.elsewhere
-    return merged
+            for line in lines:
+                reported += 1
+                events.echo(f"[{reported}/{len(todo)}] {line}")
+            for outcome in outcomes:
+                events.cell(*outcome)
+            merged.finished += summary.finished
+            merged.failed += summary.failed
+            merged.skipped += summary.skipped
+            merged.elsewhere += summary.elsewhere
+        return merged
 
 
-def _record_dead_task(results_dir: Path, spec: cells.CellSpec, exc: Exception) -> str:
+def _record_dead_task(results_dir: Path, spec: CellSpec, exc: Exception) -> str:
     """Write the Ray error of a task that died outside the runner into the cell's ``error.txt``
     (its claim, held by a dead process, is taken over by the next run); return a one-line reason."""
     cause = getattr(exc, "cause", None)  # RayTaskError: the exception raised inside the task
     shown = cause if isinstance(cause, BaseException) else exc
     first = (str(shown).strip().splitlines() or [""])[0]
     reason = f"its Ray task died: {type(shown).__name__}: {first}".rstrip(": ")
-    folder = cells.cell_dir(results_dir, spec)
+    folder = store.cell_dir(results_dir, spec)
     with contextlib.suppress(OSError):
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / cells.ERROR_FILE).write_text(f"{reason}\n\n{exc}\n", encoding="utf-8")
+        (folder / store.ERROR_FILE).write_text(f"{reason}\n\n{exc}\n", encoding="utf-8")
     return reason

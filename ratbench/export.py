@@ -10,14 +10,11 @@ Selections on padding positions are not document tokens and are not exported.
 
 from __future__ import annotations
 
-import gzip
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ratbench import cells
-from ratbench.errors import RatbenchError
+from ratbench import store
 
 
 def mask_to_spans(mask: list[int]) -> list[dict[str, int]]:
@@ -32,66 +29,44 @@ def mask_to_spans(mask: list[int]) -> list[dict[str, int]]:
     return spans
 
 
-def eraser_lines(cell: Path, mode: str) -> Iterator[dict[str, Any]]:
+def eraser_lines(cell: Path | store.CellFolder, mode: str) -> Iterator[dict[str, Any]]:
     """The ERASER result lines of one finished cell in one evaluation mode."""
-    metrics = json.loads((cell / cells.METRICS_FILE).read_text(encoding="utf-8"))
-    label_names = metrics.get("label_names") or []
-    with gzip.open(cell / cells.RATIONALES_FILE, "rt", encoding="utf-8") as handle:
-        for line in handle:
-            record = json.loads(line)
-            if record["mode"] != mode:
-                continue
-            rationale: dict[str, Any] = {
-                "docid": record.get("docid", record["id"]),
-                "hard_rationale_predictions": mask_to_spans(record["mask"][: record["length"]]),
-            }
-            if record.get("token_scores") is not None:
-                rationale["soft_rationale_predictions"] = record["token_scores"]
-            out: dict[str, Any] = {"annotation_id": record["id"], "rationales": [rationale]}
-            if record.get("pred") is not None:
-                names = label_names or [str(i) for i in range(len(record["probs"]))]
-                out["classification"] = names[record["pred"]]
-                out["classification_scores"] = dict(zip(names, record["probs"], strict=True))
-            yield out
+    cell = cell if isinstance(cell, store.CellFolder) else store.CellFolder(Path(cell))
+    label_names = (cell.metrics() or {}).get("label_names") or []
+    for record in cell.rationales(mode):
+        rationale: dict[str, Any] = {
+            "docid": record.get("docid", record["id"]),
+            "hard_rationale_predictions": mask_to_spans(record["mask"][: record["length"]]),
+        }
+        if record.get("token_scores") is not None:
+            rationale["soft_rationale_predictions"] = record["token_scores"]
+        out: dict[str, Any] = {"annotation_id": record["id"], "rationales": [rationale]}
+        if record.get("pred") is not None:
+            names = label_names or [str(i) for i in range(len(record["probs"]))]
+            out["classification"] = names[record["pred"]]
+            out["classification_scores"] = dict(zip(names, record["probs"], strict=True))
+        yield out
 
 
-def finished_cells(path: Path, warn: Callable[[str], None] | None = None) -> list[Path]:
-    """``path`` itself if it is a finished cell folder, else every finished cell below it (below
-    ``path/runs`` for a results folder: the mlflow store's artifact copies are no cells); a
-    corrupt ``metrics.json`` below ``path`` is skipped and reported to ``warn``."""
-    path = Path(path)
-    if (path / cells.METRICS_FILE).is_file():
-        cells.read_metrics(path)  # a corrupt result raises CorruptResult: a one-line error
-        return [path]
-    if (path / "runs").is_dir():
-        path = path / "runs"
-
-    def on_corrupt(exc: cells.CorruptResult) -> None:
-        if warn is not None:
-            warn(f"skipping {exc} (rerun the cell with `ratbench run`)")
-
-    found = cells.finished_cells(path, on_corrupt)
-    if not found:
-        raise RatbenchError(f"no finished cell (a folder with a valid {cells.METRICS_FILE}) in {path}")
-    return found
-
-
-def export_eraser(path: Path, mode: str, warn: Callable[[str], None] | None = None) -> tuple[list[Path], list[Path]]:
-    """Write ``export/eraser.<mode>.jsonl`` in every finished cell under ``path``.
+def export_eraser(
+    path: Path, mode: str, out: Path, warn: Callable[[str], None] | None = None
+) -> tuple[list[Path], list[Path]]:
+    """Write ``<out>/<cell_id>/eraser.<mode>.jsonl`` for every finished cell under ``path`` (a
+    results folder or one cell); nothing under ``path`` is written.
 
     Returns the files written and the cells that could not be exported (an unreadable
     ``rationales.jsonl.gz``, reported to ``warn``); one such cell does not stop the others.
     """
     written, failed = [], []
-    for cell in finished_cells(path, warn):
+    for cell in store.find_cells(path, warn):
         try:
-            text = "".join(cells.dumps(line) + "\n" for line in eraser_lines(cell, mode))
+            text = "".join(store.dumps(line) + "\n" for line in eraser_lines(cell, mode))
         except (OSError, EOFError, ValueError, KeyError, TypeError, IndexError) as exc:
-            failed.append(cell)
+            failed.append(cell.path)
             if warn is not None:
-                warn(f"skipping {cell / cells.RATIONALES_FILE}: cannot be read ({type(exc).__name__}: {exc})")
+                warn(f"skipping {cell.file(store.RATIONALES_FILE)}: cannot be read ({type(exc).__name__}: {exc})")
             continue
-        target = cell / cells.EXPORT_DIR / f"eraser.{mode}.jsonl"
-        cells.atomic_write_text(target, text)
+        target = Path(out) / str((cell.metrics() or {})["cell_id"]) / f"eraser.{mode}.jsonl"
+        store.atomic_write_text(target, text)
         written.append(target)
     return written, failed

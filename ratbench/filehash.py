@@ -7,6 +7,10 @@ still seen. Hashing a large file takes seconds, so each hash is kept in a small 
 the file's absolute path with its size, mtime, inode and ctime: an unchanged file is hashed
 once, and any write to it (which sets its ctime, whatever is done to its mtime) hashes it
 anew. An unwritable cache folder only costs the caching.
+
+Hashing only fills the cache in memory; whoever computes hashes writes them back with
+:func:`save` when it is done (``ratbench run`` after expanding its grid, ``ratbench show``
+after checking its files), so that a pure step such as ``grid.expand`` writes nothing.
 """
 
 from __future__ import annotations
@@ -17,11 +21,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 CACHE_FILE = "sha256-cache.json"
 _CHUNK = 1 << 20
-_cache: dict[str, list] | None = None  # path -> [size, mtime_ns, inode, ctime_ns, sha256]
-_dirty = False
 
 
 def cache_dir() -> Path:
@@ -32,52 +35,69 @@ def cache_dir() -> Path:
     return Path(base) / "ratbench"
 
 
-def _load() -> dict[str, list]:
-    global _cache
-    if _cache is None:
-        try:
-            loaded = json.loads((cache_dir() / CACHE_FILE).read_text(encoding="utf-8"))
-            _cache = loaded if isinstance(loaded, dict) else {}
-        except (OSError, ValueError):
-            _cache = {}
-    return _cache
+class HashCache:
+    """The content hashes of files by absolute path, read from ``cache_dir()`` on first use and
+    written back by :meth:`save` (only when a hash was added)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, list[Any]] | None = None  # path -> [size, mtime_ns, inode, ctime_ns, sha256]
+        self._dirty = False
+
+    def _load(self) -> dict[str, list[Any]]:
+        if self._entries is None:
+            try:
+                loaded = json.loads((cache_dir() / CACHE_FILE).read_text(encoding="utf-8"))
+                self._entries = loaded if isinstance(loaded, dict) else {}
+            except (OSError, ValueError):
+                self._entries = {}
+        return self._entries
+
+    def save(self) -> None:
+        """Write new cache entries to disk (atomically; failures are ignored: it is only a cache)."""
+        if not self._dirty or self._entries is None:
+            return
+        folder = cache_dir()
+        with contextlib.suppress(OSError):
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{CACHE_FILE}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    json.dump(self._entries, handle)
+                os.replace(tmp, folder / CACHE_FILE)
+                self._dirty = False
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+
+    def file_sha256(self, path: Path) -> str:
+        """The sha256 of ``path``'s content (from the cache when the file is unchanged)."""
+        path = Path(path).absolute()
+        stat = path.stat()
+        key = [stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns]
+        entries = self._load()
+        entry = entries.get(str(path))
+        if isinstance(entry, list) and len(entry) == len(key) + 1 and entry[:-1] == key:
+            return str(entry[-1])
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+        entries[str(path)] = [*key, digest.hexdigest()]
+        self._dirty = True
+        return digest.hexdigest()
+
+
+CACHE = HashCache()
+"""The process's cache: every hash below goes through it; ``save()`` writes it back."""
 
 
 def save() -> None:
-    """Write new cache entries to disk (atomically; failures are ignored: it is only a cache)."""
-    global _dirty
-    if not _dirty or _cache is None:
-        return
-    folder = cache_dir()
-    with contextlib.suppress(OSError):
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{CACHE_FILE}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(_cache, handle)
-            os.replace(tmp, folder / CACHE_FILE)
-            _dirty = False
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+    """Write the new entries of the process's cache to disk (``HashCache.save``)."""
+    CACHE.save()
 
 
 def file_sha256(path: Path) -> str:
     """The sha256 of ``path``'s content (from the cache when the file is unchanged)."""
-    global _dirty
-    path = Path(path).absolute()
-    stat = path.stat()
-    key = [stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns]
-    cache = _load()
-    entry = cache.get(str(path))
-    if isinstance(entry, list) and len(entry) == len(key) + 1 and entry[:-1] == key:
-        return str(entry[-1])
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    cache[str(path)] = [*key, digest.hexdigest()]
-    _dirty = True
-    return digest.hexdigest()
+    return CACHE.file_sha256(path)
 
 
 def folder_sha256(path: Path) -> str:

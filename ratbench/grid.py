@@ -8,9 +8,8 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ratbench import filehash
 from ratbench.cells import CellSpec
 from ratbench.config import canonical_json
 from ratbench.data import DataConfig, DatasetAdapter
@@ -18,8 +17,12 @@ from ratbench.encoders import check_encoder
 from ratbench.errors import MissingDataError, RatbenchError, did_you_mean
 from ratbench.registry import DATASETS, METHODS
 from ratbench.text import check_embeddings
-from ratbench.variants import differences, make_variant
+from ratbench.variants import Variant, differences, make_variant
 from ratbench.versions import EVAL_VERSION, pipeline
+
+if TYPE_CHECKING:
+    from ratbench.config import Config
+    from ratbench.method import Method
 
 DATA_SCOPE = "data"  # --set data.key=value applies to every dataset in the grid
 
@@ -342,7 +345,7 @@ def method_scope_hint(scope: Any) -> str:
     return hint
 
 
-def check_method_presets(name: str, cls: type | None = None) -> None:
+def check_method_presets(name: str, cls: type[Method] | None = None) -> None:
     """Refuse a method whose ``presets`` or ``data_presets`` hold a scope that no cell can read
     (a typo such as ``hotle`` would otherwise be silently ignored), with one line naming the
     method, the preset, the scope and the valid forms. A scope of a dataset that is not
@@ -363,7 +366,7 @@ def check_method_presets(name: str, cls: type | None = None) -> None:
                     )
 
 
-def check_dataset_presets(name: str, cls: type | None = None) -> None:
+def check_dataset_presets(name: str, cls: type[DatasetAdapter] | None = None) -> None:
     """Refuse a dataset whose ``presets`` hold a scope other than ``*`` or one of its subsets
     (the only scopes its cells read, :func:`data_config_layers`), with one line naming the
     dataset, the preset, the scope and the valid forms. The registry calls it on every class it
@@ -396,9 +399,10 @@ def build_adapter(
     adapter_cls = DATASETS.get(dataset)
     preset_part, user_part = data_config_layers(dataset, subset, preset, sets, method)
     config = adapter_cls.Config.resolve(*preset_part, *user_part, owner=dataset)
-    for check, value in ((check_embeddings, config.embeddings), (check_encoder, config)):
+    checks: list[Callable[[], object]] = [lambda: check_embeddings(config.embeddings), lambda: check_encoder(config)]
+    for check in checks:
         try:
-            check(value)
+            check()
         except MissingDataError as exc:
             if on_missing is None:
                 raise
@@ -417,6 +421,38 @@ def data_changes(adapter: DatasetAdapter, preset: str, method: str | None = None
     return {f"{DATA_SCOPE if key in shared else adapter.name}.{key}": value for key, value in changed.items()}
 
 
+@dataclasses.dataclass(frozen=True)
+class GridRequest:
+    """One ``methods x datasets x seeds`` grid and the settings every cell of it shares (the
+    parameters of :func:`expand`; :func:`expand_request` takes it whole)."""
+
+    methods: tuple[str, ...]
+    datasets: tuple[str, ...]  # names or dataset.subset
+    seeds: tuple[int, ...]
+    preset: str = "paper"
+    sets: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)  # scope -> key -> value
+    epochs: int | None = None  # --epochs: every method's epochs
+    limit: int | None = None
+    data_dir: Path | None = None
+    max_cells: int = DEFAULT_MAX_CELLS
+    precision: str = "fp32"
+    cpu_threads: int = 1
+    device_kind: str = "cpu"  # cpu or cuda: part of the pipeline identity
+
+    def pipeline(self) -> dict[str, Any]:
+        """The ``pipeline`` of every cell of the grid (``versions.pipeline``)."""
+        return pipeline(self.precision, self.cpu_threads, self.device_kind)
+
+
+@dataclasses.dataclass(frozen=True)
+class _SharedData:
+    """A resolved adapter and the fingerprint of its files, shared by the methods whose
+    reference pipelines give it the same config."""
+
+    adapter: DatasetAdapter
+    fingerprint: dict[str, Any]
+
+
 def expand(
     methods: Sequence[str],
     datasets: Sequence[str],
@@ -432,7 +468,29 @@ def expand(
     on_missing: Callable[[MissingDataError], None] | None = None,
     device_kind: str = "cpu",
 ) -> list[CellSpec]:
-    """All cells of the grid, in method, dataset, subset, seed order.
+    """All cells of the grid, in method, dataset, subset, seed order (:func:`expand_request`
+    with the request's fields as arguments)."""
+    request = GridRequest(
+        methods=tuple(methods),
+        datasets=tuple(datasets),
+        seeds=tuple(seeds),
+        preset=preset,
+        sets=dict(sets or {}),
+        epochs=epochs,
+        limit=limit,
+        data_dir=data_dir,
+        max_cells=max_cells,
+        precision=precision,
+        cpu_threads=cpu_threads,
+        device_kind=device_kind,
+    )
+    return expand_request(request, on_missing)
+
+
+def expand_request(
+    request: GridRequest, on_missing: Callable[[MissingDataError], None] | None = None
+) -> list[CellSpec]:
+    """All cells of ``request``'s grid, in method, dataset, subset, seed order.
 
     Config precedence: class defaults < preset (``*`` < dataset < dataset.subset) < ``--set``
     (and ``--epochs``, which is ``--set <every method>.epochs``). A grid of more than
@@ -443,35 +501,64 @@ def expand(
     it binds, :func:`check_method_presets`), before any data file is looked at. ``device_kind``
     (``cpu`` or ``cuda``) is part of the pipeline identity (``versions.pipeline``): CPU cells keep
     their ids.
+
+    Expanding writes nothing: the content hashes of the data files stay in the process's cache
+    until the caller saves them (``filehash.save()``).
     """
-    sets = dict(sets or {})
-    for name in methods:
+    targets = _checked_targets(request)
+    shared = _shared_data(request, targets, on_missing)
+    specs: list[CellSpec] = []
+    for method in request.methods:
+        method_cls = _checked_method(method)
+        for dataset, subset in targets:
+            specs += _target_specs(request, method, method_cls, dataset, subset, shared[method, dataset, subset])
+    return specs
+
+
+def _checked_targets(request: GridRequest) -> list[tuple[str, str]]:
+    """The grid's ``(dataset, subset)`` targets, after every check that reads no data file: known
+    names, the grid's size, the ``--set`` scopes and ``--limit``; loading each class checks its
+    preset scopes."""
+    for name in request.methods:
         METHODS.check(name)
-    targets = dataset_targets(datasets)
+    targets = dataset_targets(request.datasets)
+    methods, seeds = request.methods, request.seeds
     size = len(methods) * len(targets) * len(seeds)
-    if size > max_cells:
+    if size > request.max_cells:
         raise RatbenchError(
             f"the grid has {size:,} cells ({len(methods)} methods x {len(targets)} dataset subsets x "
-            f"{len(seeds)} seeds), more than the limit of {max_cells:,}; pass --max-cells N to allow it"
+            f"{len(seeds)} seeds), more than the limit of {request.max_cells:,}; pass --max-cells N to allow it"
         )
     dataset_names = {dataset for dataset, _ in targets}
-    for scope in sets:
+    for scope in request.sets:
         if scope not in methods and scope not in dataset_names and scope != DATA_SCOPE:
             raise RatbenchError(
                 f"--set/--sweep {scope}.…: {scope!r} is not a method or dataset of this grid; "
                 f"use one of {', '.join([*methods, *sorted(dataset_names), DATA_SCOPE])}"
             )
-    if limit is not None and limit < 1:
-        raise RatbenchError(f"--limit must be at least 1, got {limit}")
+    if request.limit is not None and request.limit < 1:
+        raise RatbenchError(f"--limit must be at least 1, got {request.limit}")
     for name in methods:  # loading a class checks its preset scopes, before any data file is looked at
         METHODS.get(name)
     for dataset in dict.fromkeys(dataset for dataset, _ in targets):
         DATASETS.get(dataset)
+    return targets
 
-    # Each method reads the data through its reference pipeline (``Method.data_presets``), so
-    # an adapter is resolved per method; methods with the same data config share one adapter
-    # (its files checked and fingerprinted once), and a missing file is reported once.
-    adapter_keys, shared, fingerprints, reported = {}, {}, {}, set()
+
+def _shared_data(
+    request: GridRequest,
+    targets: Sequence[tuple[str, str]],
+    on_missing: Callable[[MissingDataError], None] | None,
+) -> dict[tuple[str, str, str], _SharedData]:
+    """The adapter and fingerprint of each ``(method, dataset, subset)``.
+
+    Each method reads the data through its reference pipeline (``Method.data_presets``), so an
+    adapter is resolved per method; methods with the same data config share one adapter (its
+    files checked and fingerprinted once), and a missing file is reported once: raised without
+    ``on_missing``."""
+    by_config: dict[tuple[str, str, str], _SharedData] = {}
+    shared: dict[tuple[str, str, str], _SharedData] = {}
+    reported: set[str] = set()
 
     def report(problem: MissingDataError) -> None:
         if str(problem) not in reported:
@@ -480,58 +567,74 @@ def expand(
                 raise problem
             on_missing(problem)
 
-    for method, (dataset, subset) in itertools.product(methods, targets):
-        adapter = build_adapter(dataset, subset, preset, sets, data_dir, report, method)
+    for method, (dataset, subset) in itertools.product(request.methods, targets):
+        adapter = build_adapter(dataset, subset, request.preset, request.sets, request.data_dir, report, method)
         key = (dataset, subset, canonical_json(adapter.config.to_dict()))
-        if key not in shared:
+        if key not in by_config:
             for problem in adapter.missing_files():
                 report(problem)
-            shared[key] = adapter
-            fingerprints[key] = adapter.fingerprint()
-        adapter_keys[method, dataset, subset] = key
+            by_config[key] = _SharedData(adapter, adapter.fingerprint())
+        shared[method, dataset, subset] = by_config[key]
+    return shared
 
-    specs = []
-    for method in methods:
-        method_cls = METHODS.get(method)
-        if method_cls.kind == "post_hoc" and "sparsity" not in method_cls.Config.field_types():
-            raise RatbenchError(
-                f"method {method} is post-hoc but its config has no `sparsity` field: add one (the share of "
-                "tokens the evaluator keeps from its scores)"
-            )
-        for dataset, subset in targets:
-            key = adapter_keys[method, dataset, subset]
-            adapter = shared[key]
-            encoder = adapter.config.encoder.partition(":")[0]
-            if encoder not in method_cls.encoders:
-                raise RatbenchError(
-                    f"method {method} runs on the {' or '.join(method_cls.encoders)} encoder only, not on "
-                    f"data.encoder={adapter.config.encoder}; run it in a grid without that setting"
-                )
-            scopes = preset_scopes(dataset, subset, encoder)
-            layers = preset_layers(method_cls.presets, preset, scopes, f"method {method}")
-            extra = {"epochs": epochs} if epochs is not None else {}
-            config = method_cls.Config.resolve(*layers, sets.get(method, {}), extra, owner=method)
-            baseline = method_cls.Config.resolve(*layers, owner=method)
-            variant = make_variant(
-                preset, differences(config.to_dict(), baseline.to_dict()), data_changes(adapter, preset, method), limit
-            )
-            for seed in seeds:
-                specs.append(
-                    CellSpec(
-                        method=method,
-                        method_version=method_cls.version,
-                        method_config=config.identity_dict(),
-                        dataset=dataset,
-                        dataset_version=type(adapter).version,
-                        subset=subset,
-                        dataset_config=adapter.config.to_dict(),
-                        dataset_fingerprint=fingerprints[key],
-                        eval_version=EVAL_VERSION,
-                        limit=limit,
-                        seed=seed,
-                        pipeline=pipeline(precision, cpu_threads, device_kind),
-                        variant=variant,
-                    )
-                )
-    filehash.save()  # the content hashes of the data files, for the next run
-    return specs
+
+def _checked_method(method: str) -> type[Method]:
+    """The class of ``method``; a post-hoc method must have a ``sparsity`` field."""
+    method_cls = METHODS.get(method)
+    if method_cls.kind == "post_hoc" and "sparsity" not in method_cls.Config.field_types():
+        raise RatbenchError(
+            f"method {method} is post-hoc but its config has no `sparsity` field: add one (the share of "
+            "tokens the evaluator keeps from its scores)"
+        )
+    return method_cls
+
+
+def _target_specs(
+    request: GridRequest, method: str, method_cls: type[Method], dataset: str, subset: str, data: _SharedData
+) -> list[CellSpec]:
+    """The cells of ``method`` on ``dataset.subset``, one per seed."""
+    config, variant = _method_config(request, method, method_cls, dataset, subset, data.adapter)
+    return [
+        CellSpec(
+            method=method,
+            method_version=method_cls.version,
+            method_config=config.identity_dict(),
+            dataset=dataset,
+            dataset_version=type(data.adapter).version,
+            subset=subset,
+            dataset_config=data.adapter.config.to_dict(),
+            dataset_fingerprint=data.fingerprint,
+            eval_version=EVAL_VERSION,
+            limit=request.limit,
+            seed=seed,
+            pipeline=request.pipeline(),
+            variant=variant,
+        )
+        for seed in request.seeds
+    ]
+
+
+def _method_config(
+    request: GridRequest, method: str, method_cls: type[Method], dataset: str, subset: str, adapter: DatasetAdapter
+) -> tuple[Config, Variant]:
+    """The config of ``method`` on ``dataset.subset`` (its preset's scopes for the adapter's
+    encoder < ``--set <method>.*`` < ``--epochs``) and the cell's variant: what the config and
+    the data config change from the preset alone."""
+    encoder = adapter.config.encoder.partition(":")[0]
+    if encoder not in method_cls.encoders:
+        raise RatbenchError(
+            f"method {method} runs on the {' or '.join(method_cls.encoders)} encoder only, not on "
+            f"data.encoder={adapter.config.encoder}; run it in a grid without that setting"
+        )
+    scopes = preset_scopes(dataset, subset, encoder)
+    layers = preset_layers(method_cls.presets, request.preset, scopes, f"method {method}")
+    extra = {"epochs": request.epochs} if request.epochs is not None else {}
+    config = method_cls.Config.resolve(*layers, request.sets.get(method, {}), extra, owner=method)
+    baseline = method_cls.Config.resolve(*layers, owner=method)
+    variant = make_variant(
+        request.preset,
+        differences(config.to_dict(), baseline.to_dict()),
+        data_changes(adapter, request.preset, method),
+        request.limit,
+    )
+    return config, variant

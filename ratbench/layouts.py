@@ -11,13 +11,18 @@ rows the paper copies, do.
 grid (``ratbench run --grid leaderboard``: every built-in select-then-predict method), F1 and S
 on Table 1's six datasets, and beside each F1 the method's published F1 on the same data with its
 source (``ratbench.published.published_f1``).
+
+Every layout but ``generic`` is read from its table's data file (``ratbench.paper_tables``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ratbench.errors import RatbenchError, did_you_mean
+from ratbench.paper_grids import load_grids
+from ratbench.paper_tables import table_columns, table_files
 from ratbench.types import METRIC_COLUMNS
 
 LEVELED = ("S", "P", "R", "F1", "macro_P", "macro_R", "macro_F1")
@@ -50,6 +55,7 @@ class Layout:
         name: the ``--layout`` name.
         title: the table's caption ("" for generic).
         groups: its ``dataset.subset`` columns in order; None: every one found.
+        group_titles: the title the paper prints over each of ``groups`` (empty: the names).
         metrics: the metric columns of each group.
         method_order: rows of these methods first, in this order; other methods follow.
         encoder: the encoder family its rows ran on (``word`` or ``hf``); None: any.
@@ -70,68 +76,47 @@ class Layout:
     level: str
     published: str | None
     published_column: bool = False
+    group_titles: tuple[str, ...] = ()
+
+    def group_title(self, group: str) -> str:
+        """The title of the column group ``group`` (its name where the layout gives none)."""
+        titles = dict(zip(self.groups or (), self.group_titles, strict=False))
+        return titles.get(group, group)
 
     def column(self, metric: str, level: str | None = None) -> str:
         """The results column of ``metric`` at ``level`` (default: the layout's)."""
         return f"piece_{metric}" if (level or self.level) == "piece" and metric in LEVELED else metric
 
 
-TABLE1_DATASETS = (
-    "beer.appearance",
-    "beer.aroma",
-    "beer.palate",
-    "hotel.location",
-    "hotel.service",
-    "hotel.cleanliness",
-)
+def _from_file(name: str, table: dict[str, Any]) -> Layout:
+    """The layout of the table file ``name`` (the rows of a table with no ``method_order``: its
+    grid's methods in the grid's order; the leaderboard's come from its grid when rendered)."""
+    spec = table["layout"]
+    columns = table_columns(name)
+    grid = load_grids().get(name)
+    return Layout(
+        name=name,
+        title=table["title"],
+        groups=tuple(dataset for dataset, _ in columns),
+        metrics=tuple(spec["metrics"]),
+        method_order=tuple(spec.get("method_order", grid.methods if grid is not None else ())),
+        encoder=spec["encoder"],
+        level=table["level"],
+        published=name if table["kind"] == "paper" else None,
+        published_column=spec.get("published_column", False),
+        group_titles=tuple(title for _, title in columns),
+    )
+
+
+GENERIC = Layout("generic", "", None, METRIC_COLUMNS, (), None, "word", None)
 
 LAYOUTS: dict[str, Layout] = {  # the generic table and the paper's (`ratbench report` shows each paper table)
-    "generic": Layout("generic", "", None, METRIC_COLUMNS, (), None, "word", None),
-    "table1": Layout(
-        "table1",
-        "Table 1: results on standard benchmarks (BiGRU encoder)",
-        TABLE1_DATASETS,
-        METRIC_COLUMNS,
-        ("lime", "attention", "rnp", "inter_rat", "nir_rnp", "dmr", "a2i", "ver"),
-        "word",
-        "word",
-        "table1",
-    ),
-    "table2": Layout(
-        "table2",
-        "Table 2: Beer-Appearance with a transformer encoder",
-        ("beer.appearance",),
-        ("S", "P", "R", "F1"),
-        ("rnp", "nir", "ver"),
-        "hf",
-        "piece",
-        "table2",
-    ),
-    "table3": Layout(
-        "table3",
-        "Table 3: MultiRC and FEVER with a transformer encoder",
-        ("eraser.multirc", "eraser.fever"),
-        METRIC_COLUMNS,
-        ("nir", "rnp", "ver"),
-        "hf",
-        "piece",
-        "table3",
-    ),
+    "generic": GENERIC,
+    **{name: _from_file(name, table) for name, table in table_files().items() if table["kind"] == "paper"},
 }
 
-
 OWN_LAYOUTS: dict[str, Layout] = {  # ratbench's own tables, not the paper's (so not in `ratbench report`)
-    "leaderboard": Layout(
-        "leaderboard",
-        "Leaderboard: built-in select-then-predict methods (BiGRU encoder)",
-        TABLE1_DATASETS,
-        ("F1", "S"),
-        (),  # the grid's order (ratbench.paper_grids.leaderboard_methods)
-        "word",
-        "word",
-        None,
-        published_column=True,
-    ),
+    name: _from_file(name, table) for name, table in table_files().items() if table["kind"] != "paper"
 }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from ratbench.config import Config
 
@@ -76,28 +76,25 @@ class MethodConfig(Config):
     """Batch size of the test (annotated) split; None: ``batch_size``. With a GRU that reads the
     padding, the batch layout changes the selections (Inter_RAT's reference tests at 1)."""
 
-    # Ranges of the fields that methods share by name; a field a method lacks is not checked.
+    # The fields above, and two names that mean one thing in every method: ``sparsity``, which
+    # the evaluator reads as a post-hoc method's top-k share, and ``*_lambda``, the weight of a
+    # loss term. A field of a config piece or of one method is bounded where it is declared
+    # (``GRUOptions.bounds``, ``InterRAT.Config.bounds``...); ``Config`` merges them.
     bounds: ClassVar[dict[str, str]] = {
         "epochs": "[1, inf)",
         "batch_size": "[1, inf)",
-        "eval_batch_size": "[1, inf)",
         "test_batch_size": "[1, inf)",
-        "hidden_dim": "[1, inf)",
-        "lr": "(0, inf)",
-        "*_lr_rate": "(0, inf)",
-        "min_lr": "[0, inf)",
-        "lr_decay": "(0, 1]",
         "sparsity": "(0, 1)",
-        "dropout": "[0, 1)",
-        "tau": "(0, inf)",
-        "temperature": "(0, inf)",
         "*_lambda": "[0, inf)",
-        "perturb_rate": "[0, 1]",
-        "noise_p": "[0, 1]",
     }
 
 
-class Method(ABC):
+ConfigT = TypeVar("ConfigT", bound=MethodConfig)
+"""The config class of a method: ``class Mine(SelectPredict["Mine.Config"])`` types
+``self.config`` as ``Mine.Config`` in every hook."""
+
+
+class Method(ABC, Generic[ConfigT]):
     """Base class of method plugins.
 
     Class attributes:
@@ -106,7 +103,9 @@ class Method(ABC):
             cell ids, so old results become stale instead of being mixed with new ones.
         kind: ``select_predict`` (returns a 0/1 mask and a prediction from it) or ``post_hoc``
             (returns token scores; the evaluator keeps the top-k at the target sparsity).
-        Config: the typed, frozen config class (subclass of ``MethodConfig``).
+        Config: the typed, frozen config class (subclass of ``MethodConfig``); name it as the
+            type argument too (``class Mine(Method["Mine.Config"])``), so that ``self.config``
+            has its type.
         presets: ``{preset: {scope: overrides}}``, scope ``"*"``, a dataset name or
             ``dataset.subset`` (more specific scopes win), each also after ``hf/`` for the cells
             on a transformer; a scope no cell can read is an error when the plugin registers.
@@ -147,10 +146,11 @@ class Method(ABC):
     method opts in to transformers (``("word", "hf")``: its networks take the token ids, as the
     blocks' ``make_*`` builders do); a grid that asks for another is refused before any cell."""
 
+    config: ConfigT
     model: nn.Module
     optimizers: list[torch.optim.Optimizer]
 
-    def __init__(self, config: MethodConfig, info: DataInfo, device: torch.device) -> None:
+    def __init__(self, config: ConfigT, info: DataInfo, device: torch.device) -> None:
         self.config = config
         self.info = info
         self.device = device

@@ -1,30 +1,30 @@
-"""The paper's grids (``ratbench run --grid table1|table2|table3``), read from a data file, and
-the leaderboard grid (``--grid leaderboard``), made from the method registry.
+"""The paper's grids (``ratbench run --grid table1|table2|table3``), read from the tables' data
+files, and the leaderboard grid (``--grid leaderboard``), made from the method registry.
 
-``resources/paper_grids.toml`` says, for each table of the VER paper, which methods ran on which
-datasets with which preset and ``--set`` values (sparsity targets, encoder, embeddings), with the
-source of each setting in a comment. A grid is one or more *runs* (a methods x datasets product
-with its own extra ``--set`` values, e.g. NIR without noise as the A2R row), so the file is data
-and this module only reads it and turns it into the arguments of :func:`ratbench.grid.expand`.
+The ``[grid]`` section of each paper table's file (``resources/paper_tables/NAME.toml``, see
+``ratbench.paper_tables``) says which methods ran on the table's datasets (its columns) with
+which preset and ``--set`` values (sparsity targets, encoder, embeddings), with the source of each
+setting in a comment. A grid is one or more *runs* (a methods x datasets product with its own
+extra ``--set`` values, e.g. NIR without noise as the A2R row), so the file is data and this
+module only reads it and turns it into the arguments of :func:`ratbench.grid.expand`.
 
-The leaderboard is every built-in select-then-predict method on Table 1's datasets with Table 1's
-data settings, each with its own ``paper`` preset; it is made from the registry each time it is
-asked for, so a plugin added to ``methods/`` joins it with no edit here.
+The leaderboard is every built-in select-then-predict method on the datasets of its ``base``
+table (Table 1) with that table's data settings, each with its own ``paper`` preset; its methods
+are read from the registry each time it is asked for, so a plugin added to ``methods/`` joins it
+with no edit here.
 """
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ratbench.errors import RatbenchError, did_you_mean
+from ratbench.paper_tables import LEADERBOARD, paper_table_names, table_columns, table_files
 
-GRIDS_FILE = "paper_grids.toml"
 DATA_DIR_PLACEHOLDER = "{data_dir}"
 
 
@@ -61,25 +61,21 @@ def _text(value: Any) -> str:
 
 @cache
 def load_grids() -> dict[str, PaperGrid]:
-    """Every grid of the packaged file, by name."""
-    text = resources.files("ratbench").joinpath("resources", GRIDS_FILE).read_text(encoding="utf-8")
+    """The grid of each of the paper's tables, by the table's name."""
     grids = {}
-    for name, table in tomllib.loads(text).items():
-        runs = tuple(GridRun(tuple(run["methods"]), dict(run.get("sets", {}))) for run in table["runs"])
+    for name in paper_table_names():
+        table = table_files()[name]
+        grid = table["grid"]
         grids[name] = PaperGrid(
             name=name,
             title=table["title"],
-            layout=table.get("layout", "generic"),
-            preset=table.get("preset", "paper"),
-            datasets=tuple(table["datasets"]),
-            sets=dict(table.get("sets", {})),
-            runs=runs,
+            layout=name,
+            preset=grid["preset"],
+            datasets=tuple(dataset for dataset, _ in table_columns(name)),
+            sets=dict(grid.get("sets", {})),
+            runs=tuple(GridRun(tuple(run["methods"]), dict(run.get("sets", {}))) for run in grid["part"]),
         )
     return grids
-
-
-LEADERBOARD = "leaderboard"
-LEADERBOARD_BASE = "table1"  # the grid whose datasets and data settings the leaderboard runs with
 
 
 def leaderboard_methods() -> tuple[str, ...]:
@@ -104,16 +100,18 @@ def leaderboard_methods() -> tuple[str, ...]:
 
 
 def leaderboard_grid() -> PaperGrid:
-    """The leaderboard grid: ``leaderboard_methods()`` x Table 1's six beer and hotel aspects,
-    preset ``paper`` (each method's own), with Table 1's data and dataset settings (100-d GloVe)
-    and none of its method settings (those are LIME's and attention's top 15 %)."""
-    base = load_grids()[LEADERBOARD_BASE]
+    """The leaderboard grid: ``leaderboard_methods()`` x its base table's datasets (Table 1's six
+    beer and hotel aspects), preset ``paper`` (each method's own), with the base grid's data and
+    dataset settings (100-d GloVe) and none of its method settings (those are LIME's and
+    attention's top 15 %)."""
+    table = table_files()[LEADERBOARD]
+    base = load_grids()[table["base"]]
     scopes = {"data", *(name.partition(".")[0] for name in base.datasets)}
     return PaperGrid(
         name=LEADERBOARD,
-        title="Leaderboard: every built-in select-then-predict method, BiGRU over 100-d GloVe",
+        title=table["title"],
         layout=LEADERBOARD,
-        preset="paper",
+        preset=table["grid"]["preset"],
         datasets=base.datasets,
         sets={key: value for key, value in base.sets.items() if key.partition(".")[0] in scopes},
         runs=(GridRun(leaderboard_methods()),),
@@ -137,10 +135,10 @@ def get_grid(name: str) -> PaperGrid:
 
 
 def grid_for_layout(layout: str) -> PaperGrid | None:
-    """The grid whose table is the layout called ``layout`` (None: no grid has that layout)."""
+    """The grid of the table whose layout is called ``layout`` (None: that table has no grid)."""
     if layout == LEADERBOARD:
         return leaderboard_grid()
-    return next((grid for grid in load_grids().values() if grid.layout == layout), None)
+    return load_grids().get(layout)
 
 
 def _pick(chosen: Sequence[str] | None, available: Sequence[str], what: str, grid: str) -> list[str]:

@@ -12,7 +12,7 @@
 * ``sparsity``: F1 against the achieved sparsity S, one point per row and dataset (compare
   methods at matched sparsity).
 
-Rows are the table's (``ratbench.tables``): one method and one variant, stale cells left out.
+Rows are the table's (``ratbench.rows``): one method and one variant, stale cells left out.
 The file is written atomically (``ratbench.outputs``): a kill leaves the previous figure intact.
 """
 
@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ratbench import cells
+from ratbench import store
 from ratbench.errors import RatbenchError, did_you_mean
 from ratbench.outputs import write_output
-from ratbench.tables import labels_for, table_cells
+from ratbench.rows import labels_for, table_cells
 
 FIGURES = ("curves", "sweep", "gold", "sparsity")
 FORMATS = (".png", ".pdf", ".svg")  # what --out may end in; the suffix picks matplotlib's format
@@ -111,7 +111,7 @@ def _epochs(results_dir: Path, cell_frame: pd.DataFrame, warn: Warn) -> pd.DataF
     """One line per (cell, epoch): the cell's row, group and seed and its epoch record."""
     lines = []
     for cell in cell_frame.drop_duplicates("cell_id").itertuples():
-        path = results_dir / "runs" / str(cell.cell_id) / cells.EPOCHS_FILE
+        path = store.cell_folder(results_dir, str(cell.cell_id)).file(store.EPOCHS_FILE)
         for record in _epoch_records(path, warn):
             lines.append({**record, "row": cell.row, "group": cell.group, "seed": cell.seed})
     return pd.DataFrame(lines)
@@ -237,7 +237,7 @@ def _config_value(results_dir: Path, cell_id: str, key: str) -> Any:
     swept value is the preset's has no difference to show in its variant); NaN if unreadable."""
     section, bare = ("dataset_config", key.split(".", 1)[1]) if "." in key else ("method_config", key)
     try:
-        spec = json.loads((results_dir / "runs" / cell_id / cells.SPEC_FILE).read_text(encoding="utf-8"))
+        spec = store.cell_folder(results_dir, cell_id).spec_json()
         if section == "method_config" and bare not in spec[section]:  # a flag at its identity-neutral value
             from ratbench.registry import METHODS
 

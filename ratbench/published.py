@@ -1,31 +1,34 @@
-"""The published rows of the VER paper's Tables 1-3 (``resources/paper_results.json``).
+"""The published rows of the VER paper's Tables 1-3 and the published F1 of the leaderboard.
 
-The file holds every number of the three tables as printed, ``[mean, std]`` over the paper's
-5 seeds (std None where the paper prints ``n/a``, the whole value None for ``N/A``), the rows the
-paper copies from CR and NIR marked ``*``, and each row's source. A row's ``method`` names the
-ratbench method that reproduces it (None: ratbench has no such method) and ``match`` the method
-settings its variant must have (``nir`` with ``noise_p=0`` is A2R); :func:`counterpart` finds the
-published row of one of our rows.
+The ``[published]`` section of each paper table's file (``resources/paper_tables/NAME.toml``, see
+``ratbench.paper_tables``) holds every number of the table as printed, ``[mean, std]`` over the
+paper's ``n_seeds`` seeds (std ``"n/a"`` where the paper prints n/a, the whole value ``"N/A"``
+where it prints N/A), the rows the paper copies from CR and NIR marked ``*``, and each row's
+source. A row's ``method`` names the ratbench method that reproduces it (absent: ratbench has no
+such method) and ``match`` the method settings its variant must have (``nir`` with
+``noise_p=0`` is A2R); :func:`counterpart` finds the published row of one of our rows.
 
 For the leaderboard (``ratbench table --layout leaderboard``), :func:`published_f1` gives a
-method's published F1 (and the S it was measured at) on the leaderboard's data: the VER paper's
-Table 1 for the methods it ran, and ``OTHER_PUBLISHED`` for the methods of other papers, each
-number one that ``shared/docs/FIELD.md`` (section 1.2) read in the source's own table on the same
-data (Lei et al.'s decorrelated beer subsets, the hotel aspects); numbers on the correlated beer
-data, or at low sparsity, are other experiments and are not here.
+method's published F1 (and the S it was measured at) on the leaderboard's data: the leaderboard's
+base table (the VER paper's Table 1) for the methods it ran, and :func:`other_published` (the
+``other`` numbers of the leaderboard's file) for the methods of other papers, each number one
+that ``shared/docs/FIELD.md`` (section 1.2) read in the source's own table on the same data (Lei
+et al.'s decorrelated beer subsets, the hotel aspects); numbers on the correlated beer data, or
+at low sparsity, are other experiments and are not there.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any
 
-RESULTS_FILE = "paper_results.json"
+from ratbench.paper_tables import LEADERBOARD, paper_table_names, table_files
+
 Value = tuple[float, float | None] | None
+NOT_PRINTED = "N/A"  # a value the paper does not print
+NO_STD = "n/a"  # a std the paper does not print
 
 
 @dataclass(frozen=True)
@@ -42,39 +45,51 @@ class PublishedRow:
 
 @dataclass(frozen=True)
 class PublishedTable:
-    """A table of the paper: title, the level its P/R/F1 count (word or piece) and its rows."""
+    """A table of the paper: title, the level its P/R/F1 count (word or piece), the seeds its
+    means and stds are over, and its rows."""
 
     title: str
     metric_level: str
+    n_seeds: int
     rows: tuple[PublishedRow, ...]
 
 
-def _value(raw: list[float | None] | None) -> Value:
-    return None if raw is None else (float(raw[0]), None if raw[1] is None else float(raw[1]))
+def _value(raw: list[float | str] | str) -> Value:
+    """A printed value: ``[mean, std]`` (std ``n/a``: none printed), or ``N/A``: None."""
+    if isinstance(raw, str):
+        if raw != NOT_PRINTED:
+            raise ValueError(f"a published value is [mean, std] or {NOT_PRINTED!r}, not {raw!r}")
+        return None
+    mean, std = raw
+    return float(mean), None if std == NO_STD else float(std)
+
+
+def _row(row: Mapping[str, Any]) -> PublishedRow:
+    return PublishedRow(
+        label=row["label"],
+        method=row.get("method"),
+        match=dict(row.get("match", {})),
+        source=row["source"],
+        results={
+            group: {metric: _value(value) for metric, value in values.items()}
+            for group, values in row["results"].items()
+        },
+    )
 
 
 @cache
 def load_published() -> tuple[int, dict[str, PublishedTable]]:
-    """The paper's seed count and its tables by name (``table1``, ``table2``, ``table3``)."""
-    text = resources.files("ratbench").joinpath("resources", RESULTS_FILE).read_text(encoding="utf-8")
-    data = json.loads(text)
+    """The paper's seed count (every table's) and its tables by name (``table1``, ...)."""
     tables = {}
-    for name, table in data["tables"].items():
-        rows = tuple(
-            PublishedRow(
-                label=row["label"],
-                method=row["method"],
-                match=row.get("match", {}),
-                source=row["source"],
-                results={
-                    group: {metric: _value(value) for metric, value in values.items()}
-                    for group, values in row["results"].items()
-                },
-            )
-            for row in table["rows"]
-        )
-        tables[name] = PublishedTable(table["title"], table["metric_level"], rows)
-    return int(data["n_seeds"]), tables
+    for name in paper_table_names():
+        table = table_files()[name]
+        published = table["published"]
+        rows = tuple(_row(row) for row in published["rows"])
+        tables[name] = PublishedTable(table["title"], table["level"], int(published["n_seeds"]), rows)
+    seed_counts = {table.n_seeds for table in tables.values()}
+    if len(seed_counts) != 1:  # one paper, one seed count: a file that says otherwise is a typo
+        raise ValueError(f"the paper's tables give different seed counts: {sorted(seed_counts)}")
+    return seed_counts.pop(), tables
 
 
 def counterpart(table: PublishedTable, method: str, method_changes: Mapping[str, Any]) -> PublishedRow | None:
@@ -101,72 +116,30 @@ class PublishedF1:
     sparsity: Mapping[str, float]
 
 
-def _single(method: str, source: str, values: Mapping[str, tuple[float, float]]) -> PublishedF1:
-    """A ``PublishedF1`` from ``{dataset.subset: (S, F1)}`` of a source that gives no std."""
-    return PublishedF1(
-        method, source, {g: (f1, None) for g, (_, f1) in values.items()}, {g: s for g, (s, _) in values.items()}
-    )
-
-
-OTHER_PUBLISHED: dict[str, PublishedF1] = {
-    published.method: published
-    for published in (
-        # FR's own numbers as DR's Table 3 quotes them ("*: from the paper of FR"); FR's README
-        # example run gives the same Beer-Appearance row.
-        _single(
-            "fr",
-            "FR (NeurIPS 2022), quoted in DR (KDD 2023) Table 3",
-            {
-                "beer.appearance": (18.4, 82.8),
-                "beer.aroma": (15.0, 73.4),
-                "beer.palate": (12.1, 67.0),
-                "hotel.location": (9.0, 57.1),
-                "hotel.service": (11.5, 44.8),
-                "hotel.cleanliness": (11.0, 38.7),
-            },
-        ),
-        _single(
-            "dr",
-            "DR (KDD 2023) Table 3",
-            {
-                "beer.appearance": (18.6, 84.5),
-                "beer.aroma": (15.6, 77.3),
-                "beer.palate": (13.3, 67.4),
-                "hotel.location": (9.6, 57.0),
-                "hotel.service": (11.5, 47.2),
-                "hotel.cleanliness": (10.0, 41.8),
-            },
-        ),
-        # Decorrelated beer (Table 5a) and hotel (Table 6); MGR's Table 3 is the correlated data.
-        _single(
-            "mgr",
-            "MGR (ACL 2023) Tables 5a, 6",
-            {
-                "beer.appearance": (18.4, 83.7),
-                "beer.aroma": (15.6, 76.5),
-                "beer.palate": (12.4, 66.6),
-                "hotel.location": (9.7, 56.2),
-                "hotel.service": (11.8, 45.7),
-                "hotel.cleanliness": (10.5, 40.7),
-            },
-        ),
-        # MCD's beer numbers (its Table 2) are on the correlated data; only Hotel-Service is comparable.
-        _single("mcd", "MCD (NeurIPS 2023) Table 3", {"hotel.service": (11.8, 47.8)}),
-    )
-}
-"""Published numbers of methods the VER paper did not run, by ratbench method name."""
-
-LEADERBOARD_TABLE = "table1"  # the VER paper's table on the leaderboard's data
+@cache
+def other_published() -> dict[str, PublishedF1]:
+    """Published numbers of methods the VER paper did not run, by ratbench method name (the
+    sources give S and F1, no std)."""
+    found = {}
+    for other in table_files()[LEADERBOARD]["published"]["other"]:
+        results = other["results"]
+        found[other["method"]] = PublishedF1(
+            other["method"],
+            other["source"],
+            {group: (float(values["F1"]), None) for group, values in results.items()},
+            {group: float(values["S"]) for group, values in results.items()},
+        )
+    return found
 
 
 def published_f1(method: str) -> PublishedF1 | None:
-    """The published F1 of ``method`` on the leaderboard's datasets: the VER paper's Table 1 row of
-    the method as ``paper`` runs it (mean (std) over the paper's seeds), else ``OTHER_PUBLISHED``;
-    None when no checked number exists."""
-    n_seeds, tables = load_published()
-    row = counterpart(tables[LEADERBOARD_TABLE], method, {})
+    """The published F1 of ``method`` on the leaderboard's datasets: the row of the method as
+    ``paper`` runs it in the leaderboard's base table (the VER paper's Table 1; mean (std) over the
+    paper's seeds), else ``other_published()``'s; None when no checked number exists."""
+    table = load_published()[1][table_files()[LEADERBOARD]["base"]]
+    row = counterpart(table, method, {})
     if row is None:
-        return OTHER_PUBLISHED.get(method)
-    f1 = {group: values["F1"] for group, values in row.results.items() if values.get("F1") is not None}
-    sparsity = {group: values["S"][0] for group, values in row.results.items() if values.get("S") is not None}
-    return PublishedF1(method, f"{row.source} ({n_seeds} seeds)", f1, sparsity)
+        return other_published().get(method)
+    f1 = {group: f1 for group, values in row.results.items() if (f1 := values.get("F1")) is not None}
+    sparsity = {group: s[0] for group, values in row.results.items() if (s := values.get("S")) is not None}
+    return PublishedF1(method, f"{row.source} ({table.n_seeds} seeds)", f1, sparsity)

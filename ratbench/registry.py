@@ -30,11 +30,22 @@ import importlib.metadata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from ratbench.errors import RatbenchError, did_you_mean
 
-T = TypeVar("T", bound=type)
+if TYPE_CHECKING:
+    from ratbench.data import DatasetAdapter
+    from ratbench.method import Method
+
+
+class Plugin(Protocol):
+    """What binding a plugin class relies on: the name the registry gives it."""
+
+    name: ClassVar[str]
+
+
+T = TypeVar("T", bound=type[Plugin])
 
 
 @dataclass
@@ -116,18 +127,24 @@ class Registry(Generic[T]):
                 func_name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
                 if func_name != self.decorator or not isinstance(deco.args[0], ast.Constant):
                     continue
+                name = deco.args[0].value
+                if not isinstance(name, str):
+                    continue
                 meta: dict[str, Any] = {}
                 for stmt in node.body:
-                    target = stmt.targets[0] if isinstance(stmt, ast.Assign) else None
-                    if isinstance(stmt, ast.AnnAssign):
-                        target = stmt.target
-                    if isinstance(target, ast.Name) and target.id in self.meta_keys and stmt.value:
+                    if isinstance(stmt, ast.Assign):
+                        target, value = stmt.targets[0], stmt.value
+                    elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+                        target, value = stmt.target, stmt.value
+                    else:
+                        continue
+                    if isinstance(target, ast.Name) and target.id in self.meta_keys:
                         with contextlib.suppress(ValueError):
-                            meta[target.id] = ast.literal_eval(stmt.value)
+                            meta[target.id] = ast.literal_eval(value)
                 if "description" not in meta:
                     doc = ast.get_docstring(node) or ""
                     meta["description"] = doc.strip().splitlines()[0] if doc.strip() else ""
-                found.append((deco.args[0].value, node.name, meta))
+                found.append((name, node.name, meta))
         return found
 
     def _scan_entry_points(self) -> list[PluginInfo]:
@@ -214,14 +231,14 @@ class Registry(Generic[T]):
         self._classes.pop(name, None)
 
 
-METHODS: Registry[type] = Registry(
+METHODS: Registry[type[Method[Any]]] = Registry(
     "methods",
     "register_method",
     "ratbench.method:Method",
     ("kind", "description", "version", "gold_label_at_test"),
     "ratbench.grid:check_method_presets",
 )
-DATASETS: Registry[type] = Registry(
+DATASETS: Registry[type[DatasetAdapter[Any]]] = Registry(
     "datasets",
     "register_dataset",
     "ratbench.data:DatasetAdapter",

@@ -25,13 +25,14 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from ratbench import cells
+from ratbench import store
 from ratbench.errors import RatbenchError, did_you_mean
 from ratbench.layouts import LAYOUTS
 from ratbench.paper_grids import PaperGrid
 from ratbench.results import KEY_COLUMNS, SPEC_COLUMNS
+from ratbench.rows import Row, labels_for, row_encoder, seed_text, table_cells
 from ratbench.stats import paired
-from ratbench.tables import Row, labels_for, render, row_encoder, seed_text, table_cells
+from ratbench.tables import TableRequest, render
 from ratbench.types import METRIC_COLUMNS
 from ratbench.variants import describe, items
 
@@ -248,30 +249,17 @@ def _seed_of(cell: str) -> int | None:
 def failed_cells(results_dir: Path, seeds: Sequence[int] | None = None) -> list[tuple[str, str]]:
     """``(cell id, first line of error.txt)`` of every cell that failed and has no result (of
     ``seeds`` only, when given)."""
-    failed = []
-    for error in sorted((results_dir / "runs").glob(f"*/*/*/seed*/{cells.ERROR_FILE}")):
-        folder = error.parent
-        if (folder / cells.METRICS_FILE).is_file():
-            continue
-        lines = error.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-        failed.append((str(folder.relative_to(results_dir / "runs")), lines[0] if lines else "(no message)"))
-    return [(cell, reason) for cell, reason in failed if seeds is None or _seed_of(cell) in seeds]
+    return [(cell, reason) for cell, reason in store.failed_cells(results_dir) if _of_seeds(cell, seeds)]
 
 
 def corrupt_cells(results_dir: Path, seeds: Sequence[int] | None = None) -> list[tuple[str, str]]:
     """``(cell id, what is wrong)`` of every cell whose ``metrics.json`` is corrupt: the tables
     leave it out, so the report must say it is there (of ``seeds`` only, when given)."""
-    root = results_dir / "runs"
-    corrupt = []
-    for path in sorted(root.glob(f"*/*/*/seed*/{cells.METRICS_FILE}")):
-        cell = str(path.parent.relative_to(root))
-        if seeds is not None and _seed_of(cell) not in seeds:
-            continue
-        try:
-            cells.read_metrics(path.parent)
-        except cells.CorruptResult as exc:
-            corrupt.append((cell, exc.reason))
-    return corrupt
+    return [(cell, reason) for cell, reason in store.corrupt_cells(results_dir) if _of_seeds(cell, seeds)]
+
+
+def _of_seeds(cell: str, seeds: Sequence[int] | None) -> bool:
+    return seeds is None or _seed_of(cell) in seeds
 
 
 @dataclass(frozen=True)
@@ -394,13 +382,14 @@ def _tables(frame: pd.DataFrame, mode: str, cell_frame: pd.DataFrame, seeds: Seq
         if fits.empty:
             continue
         shown |= set(fits.index)
-        parts += [f"### {layout.title}", "", render(frame, mode=mode, layout=name, with_paper=True, seeds=seeds)]
+        request = TableRequest(mode=mode, layout=name, seeds=seeds, with_paper=True)
+        parts += [f"### {layout.title}", "", render(frame, request)]
     rest = cell_frame.drop(index=list(shown))
     if not rest.empty:
         groups = list(dict.fromkeys(rest["group"]))
         title = "Other cells" if shown else "All cells"
         parts += [f"### {title} (datasets or encoders of no paper table)", ""]
-        parts.append(render(frame, mode=mode, datasets=groups, seeds=seeds))
+        parts.append(render(frame, TableRequest(mode=mode, datasets=groups, seeds=seeds)))
     return parts
 
 

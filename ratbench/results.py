@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from ratbench import cells
+from ratbench import cells, store
 from ratbench.variants import variant_key
 
 KEY_COLUMNS = ["method", "dataset", "subset", "config_id", "seed", "mode", "kind"]
@@ -36,9 +36,9 @@ different computation, so its cells are a row of their own; so is a device other
 the order of float reductions only, so cells that differ in it alone are seeds of one row."""
 
 
-def _spec_columns(folder: Path) -> dict[str, Any]:
+def _spec_columns(cell: store.CellFolder) -> dict[str, Any]:
     try:
-        spec = json.loads((folder / cells.SPEC_FILE).read_text(encoding="utf-8"))
+        spec = cell.spec_json()
         identity = cells.CellSpec.from_json(spec).identity()
     except (OSError, ValueError, TypeError):
         return dict.fromkeys(SPEC_COLUMNS)
@@ -70,15 +70,10 @@ def load_results(results_dir: Path, warn: Callable[[str], None] | None = None) -
     A cell whose ``metrics.json`` is corrupt is left out and reported to ``warn`` (one line
     naming the file).
     """
-
-    def on_corrupt(exc: cells.CorruptResult) -> None:
-        if warn is not None:
-            warn(f"skipping {exc} (rerun the cell with `ratbench run`)")
-
     rows = []
-    for folder in cells.finished_cells(Path(results_dir) / "runs", on_corrupt):
-        data = json.loads((folder / cells.METRICS_FILE).read_text(encoding="utf-8"))
-        from_spec = _spec_columns(folder)
+    for cell in store.finished_results(results_dir, warn):
+        data = cell.metrics() or {}
+        from_spec = _spec_columns(cell)
         for mode, metrics in data["modes"].items():
             row = {key: data.get(key) for key in KEY_COLUMNS if key != "mode"}
             row["mode"] = mode

@@ -16,13 +16,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
 
 import ratbench
-from ratbench import cells
+from ratbench import cells, store
 from ratbench.batching import eval_batches, train_batches
 from ratbench.counts import safe_div
 from ratbench.data import DatasetAdapter
@@ -30,9 +30,9 @@ from ratbench.diagnostics import PROBE_EXAMPLES, EpochDiagnostics
 from ratbench.encoders import make_encoder
 from ratbench.errors import RatbenchError
 from ratbench.evaluate import accuracy, iter_batches, predictor_accuracy, rationalize_split, score_rationales
-from ratbench.method import Method
+from ratbench.method import Method, MethodConfig
 from ratbench.registry import DATASETS, METHODS
-from ratbench.types import EVAL_MODES, SPLITS, DataInfo, EncodedExample, Example
+from ratbench.types import EVAL_MODES, SPLITS, Batch, DataInfo, EncodedExample, EvalMode, Example, RationaleOutput
 from ratbench.versions import LIMIT_SHUFFLE_SEED, source_revision
 
 CUBLAS_WORKSPACE = ":4096:8"  # a fixed cuBLAS workspace: required for deterministic cuBLAS (CUDA >= 10.2)
@@ -101,7 +101,7 @@ def cpu_snapshot(state: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, dict):
             copied = type(value)((key, to_cpu(item)) for key, item in value.items())
             if hasattr(value, "_metadata"):  # Module.state_dict's per-module versions, read when loading
-                copied._metadata = copy.deepcopy(value._metadata)  # type: ignore[attr-defined]
+                copied._metadata = copy.deepcopy(value._metadata)  # type: ignore[attr-defined]  # not on a plain dict
             return copied
         if isinstance(value, list) or type(value) is tuple:
             return type(value)(to_cpu(item) for item in value)
@@ -151,7 +151,7 @@ def prepare_data(spec: cells.CellSpec, data_dir: Path | None = None) -> Prepared
     adapter_cls: type[DatasetAdapter] = DATASETS.get(spec.dataset)
     config = adapter_cls.Config.resolve(spec.dataset_config, owner=spec.dataset)
     adapter = adapter_cls(spec.subset, config, data_dir)
-    raw = {split: limit_examples(list(adapter.read(split)), spec.limit) for split in SPLITS}
+    raw: dict[str, list[Example]] = {split: limit_examples(list(adapter.read(split)), spec.limit) for split in SPLITS}
     for split, examples in raw.items():
         if not examples:
             raise RatbenchError(f"dataset {spec.dataset}.{spec.subset} has no {split} examples")
@@ -161,8 +161,8 @@ def prepare_data(spec: cells.CellSpec, data_dir: Path | None = None) -> Prepared
     encoder.fit(raw)
     splits = {split: [encoder.encode(ex) for ex in examples] for split, examples in raw.items()}
     tokens = sum(len(ex.ids) if ex.selectable is None else int(ex.selectable.sum()) for ex in splits["test"])
-    gold = sum(float(ex.gold.sum()) for ex in splits["test"])
-    stats = {f"n_{split}": len(examples) for split, examples in splits.items()}
+    gold = sum(float(ex.gold.sum()) for ex in splits["test"] if ex.gold is not None)  # every one has it (above)
+    stats: dict[str, Any] = {f"n_{split}": len(examples) for split, examples in splits.items()}
     stats |= {"n_test_tokens": tokens, "test_gold_sparsity": 100 * safe_div(gold, tokens)}
     if adapter.skipped:
         stats["skipped_lines"] = dict(adapter.skipped)
@@ -223,29 +223,29 @@ def run_cell(
     """Train and evaluate one cell; return the content of its ``metrics.json``.
 
     The run writes into a fresh attempt folder inside the cell folder, which replaces the
-    cell's files only once everything is written (``cells.commit_attempt``): a failure, a crash
+    cell's files only once everything is written (``store.commit_attempt``): a failure, a crash
     or Ctrl-C leaves a previous result of the cell complete. A failure keeps the attempt's
     epochs as ``failed_epochs.jsonl``. Call it while holding the cell's claim.
     """
-    folder = cells.cell_dir(results_dir, spec)
+    folder = store.cell_dir(results_dir, spec)
     folder.mkdir(parents=True, exist_ok=True)
-    cells.discard_attempts(folder)
-    cells.quarantine_corrupt(folder)
-    if cells.read_metrics(folder) is None:  # a first run: the folder says which cell it is
-        cells.atomic_write_json(folder / cells.SPEC_FILE, spec.to_json())
-    attempt = cells.new_attempt(folder)
+    store.discard_attempts(folder)
+    store.quarantine_corrupt(folder)
+    if store.read_metrics(folder) is None:  # a first run: the folder says which cell it is
+        store.atomic_write_json(folder / store.SPEC_FILE, spec.to_json())
+    attempt = store.new_attempt(folder)
     release_gpu_memory()  # what a failed cell before this one left (its traceback held its tensors)
     try:
         metrics = _train_and_evaluate(spec, attempt, device, data_dir, on_epoch)
     except Exception:
-        if (attempt / cells.EPOCHS_FILE).is_file():
-            os.replace(attempt / cells.EPOCHS_FILE, folder / cells.FAILED_EPOCHS_FILE)
+        if (attempt / store.EPOCHS_FILE).is_file():
+            os.replace(attempt / store.EPOCHS_FILE, folder / store.FAILED_EPOCHS_FILE)
         raise
     finally:
-        if not (attempt / cells.METRICS_FILE).is_file():
+        if not (attempt / store.METRICS_FILE).is_file():
             shutil.rmtree(attempt, ignore_errors=True)
         release_gpu_memory()
-    cells.commit_attempt(attempt)
+    store.commit_attempt(attempt)
     return metrics
 
 
@@ -255,6 +255,44 @@ def release_gpu_memory() -> None:
     share the GPU's memory, and nothing else would return what a finished cell cached."""
     if torch.cuda.is_initialized():
         torch.cuda.empty_cache()
+
+
+@dataclass
+class Best:
+    """The epoch kept for one evaluation mode: its dev accuracy and number, and the state to
+    restore before the test (None: the method's live state is the kept one)."""
+
+    dev_acc: float = -1.0
+    epoch: int | None = None
+    state: dict[str, Any] | None = None
+
+
+@dataclass
+class _CellRun:
+    """What the steps of one cell's run share: the spec, its data, the method and where it runs."""
+
+    spec: cells.CellSpec
+    data: PreparedData
+    method_cls: type[Method]
+    config: MethodConfig
+    method: Method
+    device: str  # as given to run_cell (autocast reads its type)
+    torch_device: torch.device
+
+    @property
+    def post_hoc(self) -> bool:
+        """Whether the method scores tokens after the fact (selected on its classifier)."""
+        return self.method_cls.kind == "post_hoc"
+
+    def autocast(self) -> contextlib.AbstractContextManager[None]:
+        """The cell's precision (``pipeline.precision``) around a block of model calls."""
+        return autocast(self.device, self.spec.pipeline.get("precision", "fp32"))
+
+    def eval_batches(self, split: str, limit: int | None = None) -> Iterator[Batch]:
+        """The dev or test split's batches (its first ``limit`` examples), on the device."""
+        size = {"dev": self.config.batch_size, "test": self.config.test_batch_size or self.config.batch_size}
+        examples = self.data.splits[split][:limit]
+        return iter_batches(eval_batches(examples, size[split], self.data.pad_to, self.data.bucket), self.torch_device)
 
 
 def _train_and_evaluate(
@@ -275,9 +313,20 @@ def _train_and_evaluate(
     post-hoc method is selected on its classifier's full-text dev accuracy and its test
     explanations are computed once and scored in both modes.
     """
-    cells.atomic_write_json(out / cells.SPEC_FILE, spec.to_json())
+    store.atomic_write_json(out / store.SPEC_FILE, spec.to_json())
     started = time.time()
+    run = _start(spec, device, data_dir)
+    setup_seconds = time.time() - started  # claim-to-first-epoch overhead: data, vocabulary, model
+    best, train_seconds = _train(run, out / store.EPOCHS_FILE, on_epoch)
+    results, records = _evaluate(run, best)
+    _write_rationales(out / store.RATIONALES_FILE, records)
+    metrics = _metrics_record(run, results, train_seconds, setup_seconds, started)
+    store.atomic_write_json(out / store.METRICS_FILE, metrics)
+    return metrics
 
+
+def _start(spec: cells.CellSpec, device: str, data_dir: Path | None) -> _CellRun:
+    """Check the device against the cell id, seed, read the data and build the method."""
     torch_device = resolve_device(device)
     expected = spec.pipeline.get("device", "cpu")  # a spec without a device is a CPU cell
     if torch_device.type != expected:  # the id says where the numbers come from: it must be true
@@ -287,94 +336,131 @@ def _train_and_evaluate(
         )
     seed_everything(spec.seed, spec.pipeline.get("cpu_threads"), torch_device)  # no cpu_threads (old cells): as ran
     data = prepare_data(spec, data_dir)
-    method_cls: type[Method] = METHODS.get(spec.method)
+    method_cls = METHODS.get(spec.method)
     config = method_cls.Config.resolve(spec.method_config, owner=spec.method)
     method = method_cls(config, data.info, torch_device)
-    post_hoc = method_cls.kind == "post_hoc"
-    batch_rng = np.random.default_rng(spec.seed)
-    eval_size = {"dev": config.batch_size, "test": config.test_batch_size or config.batch_size}
-    precision = spec.pipeline.get("precision", "fp32")
+    return _CellRun(spec, data, method_cls, config, method, device, torch_device)
 
-    def split(name: str, limit: int | None = None) -> Any:
-        examples = data.splits[name][:limit]
-        return iter_batches(eval_batches(examples, eval_size[name], data.pad_to, data.bucket), torch_device)
 
-    def probe() -> Any:
-        return split("test", PROBE_EXAMPLES)
-
-    diagnostics = None if post_hoc else EpochDiagnostics(probe, torch_device)
-
-    best: dict[str, dict[str, Any]] = {mode: {"dev_acc": -1.0, "epoch": None, "state": None} for mode in EVAL_MODES}
-    keep_last = config.select_epoch == "last"
+def _train(
+    run: _CellRun, epochs_file: Path, on_epoch: Callable[[dict[str, Any]], None] | None
+) -> tuple[dict[EvalMode, Best], float]:
+    """The epoch loop: train, check, select, measure and log each epoch to ``epochs_file``.
+    Returns the kept epoch of each mode and the seconds spent training."""
+    config, data, method = run.config, run.data, run.method
+    batch_rng = np.random.default_rng(run.spec.seed)
+    diagnostics = (
+        None if run.post_hoc else EpochDiagnostics(lambda: run.eval_batches("test", PROBE_EXAMPLES), run.torch_device)
+    )
+    best = {mode: Best() for mode in EVAL_MODES}
     train_seconds = 0.0
-    setup_seconds = time.time() - started  # claim-to-first-epoch overhead: data, vocabulary, model
-    with open(out / cells.EPOCHS_FILE, "w", encoding="utf-8") as epochs_log:
+    with open(epochs_file, "w", encoding="utf-8") as epochs_log:
         for epoch in range(1, config.epochs + 1):
             tic = time.perf_counter()
             batches = train_batches(
                 data.splits["train"], config.batch_size, batch_rng, data.pad_to, data.pool_batches, data.bucket
             )
             record: dict[str, Any] = {"epoch": epoch}
-            with autocast(device, precision):
-                record.update(method.train_epoch(iter_batches(batches, torch_device)))
+            with run.autocast():
+                record.update(method.train_epoch(iter_batches(batches, run.torch_device)))
             record["train_seconds"] = time.perf_counter() - tic
             train_seconds += record["train_seconds"]
-            bad = non_finite(record)
-            if bad:
-                values = ", ".join(f"{key}={record[key]}" for key in bad)
-                cleaned = {key: None if key in bad else value for key, value in record.items()}
-                epochs_log.write(cells.dumps({**cleaned, "non_finite": bad}) + "\n")
-                raise NonFiniteError(
-                    f"epoch {epoch}: training became non-finite ({values}); the cell is not finished: "
-                    "lower the learning rate, or check the embeddings and the data for NaN/inf"
-                )
-            with autocast(device, precision):
-                if post_hoc:  # the classifier's full-text accuracy, the same for both modes
-                    dev_acc = predictor_accuracy(method, split("dev"), "full")
-                    dev_accs = dict.fromkeys(EVAL_MODES, dev_acc)
-                else:
-                    dev_accs = {mode: accuracy(method, split("dev"), mode) for mode in EVAL_MODES}
-            snapshot = None  # one copy of the state per epoch, shared by the modes it is best for
-            for mode, dev_acc in dev_accs.items():
-                if dev_acc is None:
-                    raise RatbenchError(f"method {spec.method!r} gives neither predictions nor a predictor")
-                record[f"dev_acc_{mode}"] = dev_acc
-                if keep_last:  # the final state is evaluated: no copies needed
-                    best[mode] = {"dev_acc": dev_acc, "epoch": epoch, "state": None}
-                elif dev_acc > best[mode]["dev_acc"]:
-                    snapshot = snapshot or cpu_snapshot(method.state_dict())
-                    best[mode] = {"dev_acc": dev_acc, "epoch": epoch, "state": snapshot}
+            _check_finite_epoch(epoch, record, epochs_log)
+            with run.autocast():
+                dev_accs = _dev_accuracies(run)
+            record.update({f"dev_acc_{mode}": dev_acc for mode, dev_acc in dev_accs.items()})
+            _select(best, dev_accs, epoch, method, keep_last=config.select_epoch == "last")
             if diagnostics is not None:
-                with autocast(device, precision):
+                with run.autocast():
                     record.update(diagnostics.measure(method))
-            epochs_log.write(cells.dumps(record) + "\n")
+            epochs_log.write(store.dumps(record) + "\n")
             epochs_log.flush()
             if on_epoch is not None:
                 on_epoch(record)
+    return best, train_seconds
 
+
+def _check_finite_epoch(epoch: int, record: dict[str, Any], epochs_log: IO[str]) -> None:
+    """Fail the cell when an epoch's training figures hold NaN or infinity, after logging the
+    epoch with those values as None and their keys under ``non_finite``."""
+    bad = non_finite(record)
+    if bad:
+        values = ", ".join(f"{key}={record[key]}" for key in bad)
+        cleaned = {key: None if key in bad else value for key, value in record.items()}
+        epochs_log.write(store.dumps({**cleaned, "non_finite": bad}) + "\n")
+        raise NonFiniteError(
+            f"epoch {epoch}: training became non-finite ({values}); the cell is not finished: "
+            "lower the learning rate, or check the embeddings and the data for NaN/inf"
+        )
+
+
+def _dev_accuracies(run: _CellRun) -> dict[EvalMode, float]:
+    """The dev accuracy of each mode: the full pipeline's, or a post-hoc method's classifier on
+    the full text (the same for both modes)."""
+    if run.post_hoc:
+        dev_accs = dict.fromkeys(EVAL_MODES, predictor_accuracy(run.method, run.eval_batches("dev"), "full"))
+    else:
+        dev_accs = {mode: accuracy(run.method, run.eval_batches("dev"), mode) for mode in EVAL_MODES}
+    checked: dict[EvalMode, float] = {}
+    for mode, dev_acc in dev_accs.items():
+        if dev_acc is None:
+            raise RatbenchError(f"method {run.spec.method!r} gives neither predictions nor a predictor")
+        checked[mode] = dev_acc
+    return checked
+
+
+def _select(
+    best: dict[EvalMode, Best], dev_accs: dict[EvalMode, float], epoch: int, method: Method, keep_last: bool
+) -> None:
+    """Keep ``epoch`` for each mode whose dev accuracy it improves (strict ``>``), or every
+    epoch with ``keep_last`` (the final state is evaluated: no copies needed). The modes an
+    epoch is best for share one copy of its state."""
+    snapshot = None
+    for mode, dev_acc in dev_accs.items():
+        if keep_last:
+            best[mode] = Best(dev_acc, epoch)
+        elif dev_acc > best[mode].dev_acc:
+            snapshot = snapshot or cpu_snapshot(method.state_dict())
+            best[mode] = Best(dev_acc, epoch, snapshot)
+
+
+def _evaluate(run: _CellRun, best: dict[EvalMode, Best]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Each mode's test metrics with its kept epoch (restored first), and the per-example
+    records of ``rationales.jsonl.gz``. A post-hoc method's test explanations are computed once
+    per kept epoch and scored in both modes."""
     results: dict[str, Any] = {}
     records: list[dict[str, Any]] = []
-    target = getattr(config, "sparsity", None)
-    explained: dict[Any, Any] = {}  # test outputs per (epoch, mode); per epoch only for post-hoc methods
+    target = getattr(run.config, "sparsity", None)
+    explained: dict[int | None, list[tuple[Batch, RationaleOutput]]] = {}  # post-hoc: per kept epoch
     for mode in EVAL_MODES:
-        if best[mode]["state"] is not None:
-            method.load_state_dict(best[mode]["state"])
-        key = best[mode]["epoch"] if post_hoc else (best[mode]["epoch"], mode)
-        with autocast(device, precision):
-            if key not in explained:
-                explained[key] = rationalize_split(method, split("test"), mode)
-            evaluation = score_rationales(method, explained[key], mode, target, data.word_rule, data.sentences)
-        results[mode] = {"best_epoch": best[mode]["epoch"], "dev_acc": best[mode]["dev_acc"], **evaluation.metrics}
+        kept = best[mode]
+        if kept.state is not None:
+            run.method.load_state_dict(kept.state)
+        with run.autocast():
+            if not run.post_hoc:
+                outputs = rationalize_split(run.method, run.eval_batches("test"), mode)
+            elif kept.epoch in explained:
+                outputs = explained[kept.epoch]
+            else:
+                outputs = explained[kept.epoch] = rationalize_split(run.method, run.eval_batches("test"), mode)
+            evaluation = score_rationales(run.method, outputs, mode, target, run.data.word_rule, run.data.sentences)
+        results[mode] = {"best_epoch": kept.epoch, "dev_acc": kept.dev_acc, **evaluation.metrics}
         records.extend(
-            {"mode": mode, "docid": data.docids.get(record["id"], record["id"]), **record}
+            {"mode": mode, "docid": run.data.docids.get(record["id"], record["id"]), **record}
             for record in evaluation.records
         )
     bad = non_finite(results)
     if bad:
         raise NonFiniteError(f"the test metrics are non-finite ({', '.join(bad)}); the cell is not finished")
-    _write_rationales(out / cells.RATIONALES_FILE, records)
+    return results, records
 
-    metrics = {
+
+def _metrics_record(
+    run: _CellRun, results: dict[str, Any], train_seconds: float, setup_seconds: float, started: float
+) -> dict[str, Any]:
+    """The content of the cell's ``metrics.json``."""
+    spec, config = run.spec, run.config
+    return {
         "status": "ok",
         "cell_id": spec.cell_id,
         "config_id": spec.config_id,
@@ -382,31 +468,29 @@ def _train_and_evaluate(
         "dataset": spec.dataset,
         "subset": spec.subset,
         "seed": spec.seed,
-        "kind": method_cls.kind,
+        "kind": run.method_cls.kind,
         "modes": results,
-        "data": data.stats,
-        "label_names": data.label_names,
+        "data": run.data.stats,
+        "label_names": run.data.label_names,
         "epochs": config.epochs,
         "seconds_per_epoch": train_seconds / max(config.epochs, 1),
         "setup_seconds": setup_seconds,
         "wall_seconds": time.time() - started,
-        "device": str(torch_device),
+        "device": str(run.torch_device),
         "versions": {
             "ratbench": ratbench.__version__,
             "git": source_revision(),
             "torch": torch.__version__,
             "python": platform.python_version(),
-            **device_versions(torch_device),
+            **device_versions(run.torch_device),
         },
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    cells.atomic_write_json(out / cells.METRICS_FILE, metrics)
-    return metrics
 
 
 def _write_rationales(path: Path, records: list[dict[str, Any]]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with gzip.open(tmp, "wt", encoding="utf-8") as handle:
         for record in records:
-            handle.write(cells.dumps(record) + "\n")
+            handle.write(store.dumps(record) + "\n")
     os.replace(tmp, path)

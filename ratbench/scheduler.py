@@ -1,4 +1,5 @@
-"""Run a list of cells: skip finished ones, run the rest, keep going past failures."""
+"""Run cells in one process: claim each, run it, record a failure and go on; and the types that
+every executor shares (``RunOptions``, ``Events``, ``GridSummary``)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,39 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from ratbench import cells
+from ratbench import claims, store
+from ratbench.cells import CellSpec
 from ratbench.errors import RatbenchError
+
+Outcome = Literal["done", "skipped", "failed", "elsewhere"]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How the cells of a grid run, the same under every executor (plain values: a copy goes
+    to each worker process or Ray task)."""
+
+    results_dir: Path
+    data_dir: Path | None = None
+    force: bool = False
+    """Rerun cells that are done."""
+    stale_after: float = claims.DEFAULT_STALE_AFTER
+    """Seconds after which another scheduler's claim on a cell is presumed abandoned."""
+
+
+@dataclass(frozen=True)
+class Events:
+    """Where a run reports: ``echo`` takes one line of progress, ``on_cell`` each cell's outcome."""
+
+    echo: Callable[[str], None] = print
+    on_cell: Callable[[Outcome, str], None] | None = None
+
+    def cell(self, outcome: Outcome, cell_id: str) -> None:
+        """Report one cell's outcome."""
+        if self.on_cell is not None:
+            self.on_cell(outcome, cell_id)
 
 
 @dataclass
@@ -52,10 +82,10 @@ class CellProgress:
     def __init__(self, total: int) -> None:
         from tqdm import tqdm
 
-        self.counts = {"done": 0, "skipped": 0, "failed": 0, "elsewhere": 0}
+        self.counts: dict[Outcome, int] = {"done": 0, "skipped": 0, "failed": 0, "elsewhere": 0}
         self.bar = tqdm(total=total, desc="cells", unit="cell", disable=None, file=sys.stderr, position=1)
 
-    def update(self, outcome: str, cell_id: str = "") -> None:
+    def update(self, outcome: Outcome) -> None:
         """Count one cell's outcome (done, skipped, failed or elsewhere)."""
         self.counts[outcome] += 1
         self.bar.update()
@@ -90,21 +120,16 @@ def broken_device(device: str) -> str:
     return ""
 
 
-def run_grid(
-    specs: Sequence[cells.CellSpec],
-    results_dir: Path,
-    device: str = "cpu",
-    data_dir: Path | None = None,
-    force: bool = False,
-    echo: Callable[[str], None] = print,
-    stale_after: float = cells.DEFAULT_STALE_AFTER,
-    quiet_skips: bool = False,
-    on_cell: Callable[[str, str], None] | None = None,
-    epoch_bars: bool = True,
+def run_in_process(
+    specs: Sequence[CellSpec],
+    options: RunOptions,
+    device: str,
+    events: Events,
+    worker: bool = False,
     failed_since: float | None = None,
-    list_unrun: bool = True,
 ) -> GridSummary:
-    """Run every cell of ``specs`` that is not done (all of them with ``force``), in order.
+    """Run the cells of ``specs`` in this process, in order, each one that this process can
+    claim and that is not done (every one with ``options.force``).
 
     Each cell is claimed before it runs (``claim.json``), so several schedulers can share one
     results folder: a cell claimed by a live scheduler is left to it, a stale claim (dead
@@ -112,85 +137,80 @@ def run_grid(
     leaves its traceback in ``error.txt`` and the grid goes on; with ``failed_since`` (the
     start of a parallel run) a cell that already failed in this run is not tried again.
 
-    When a failed cell leaves a CUDA device unusable (``broken_device``), no further cell is
-    claimed: ``summary.stopped`` says why, and with ``list_unrun`` the cells not run are listed
-    as failed (a parallel worker leaves them to the other workers instead).
+    ``worker``: this is one of several processes walking the same cells (a local worker or a
+    Ray task): no numbering, no skip messages, no epoch bars, and the cells left when its
+    device breaks are the other workers' to run. When a failed cell leaves a CUDA device
+    unusable (``broken_device``), no further cell is claimed: ``summary.stopped`` says why,
+    and outside a worker the cells not run are listed as failed.
     """
     from ratbench.runner import run_cell
 
-    def report(outcome: str, cell_id: str) -> None:
-        if on_cell is not None:
-            on_cell(outcome, cell_id)
-
     summary = GridSummary(total=len(specs))
-    todo = [spec for spec in specs if force or not cells.is_done(results_dir, spec)]
-    summary.skipped = [spec.cell_id for spec in specs if spec not in todo]
-    if summary.skipped and not quiet_skips:
-        echo(f"{len(summary.skipped)} of {len(specs)} cells already done (use --force to rerun them)")
-    for position, spec in enumerate(todo, start=1):
-        # Workers of a parallel run leave the numbering to the parent, which sees every cell.
-        prefix = spec.cell_id if quiet_skips else f"[{position}/{len(todo)}] {spec.cell_id}"
-        folder = cells.cell_dir(results_dir, spec)
-        if not cells.try_claim(folder, stale_after):
+    results_dir = options.results_dir
+    for position, spec in enumerate(specs, start=1):
+        prefix = spec.cell_id if worker else f"[{position}/{len(specs)}] {spec.cell_id}"
+        folder = store.cell_dir(results_dir, spec)
+        if not claims.try_claim(folder, options.stale_after):
             summary.elsewhere.append(spec.cell_id)
-            report("elsewhere", spec.cell_id)
-            if not quiet_skips:
-                echo(f"{prefix} skipped: being run by another scheduler ({folder / cells.CLAIM_FILE})")
+            events.cell("elsewhere", spec.cell_id)
+            if not worker:
+                events.echo(f"{prefix} skipped: being run by another scheduler ({folder / claims.CLAIM_FILE})")
             continue
-        error = folder / cells.ERROR_FILE
+        error = folder / store.ERROR_FILE
         if failed_since is not None and error.is_file() and error.stat().st_mtime >= failed_since:
-            cells.release_claim(folder)  # another worker of this run already failed it
+            claims.release_claim(folder)  # another worker of this run already failed it
             continue
-        if not force and cells.is_done(results_dir, spec):  # finished elsewhere meanwhile
-            cells.release_claim(folder)
+        if not options.force and store.is_done(results_dir, spec):  # finished elsewhere meanwhile
+            claims.release_claim(folder)
             summary.skipped.append(spec.cell_id)
-            report("skipped", spec.cell_id)
+            events.cell("skipped", spec.cell_id)
             continue
-        kept = cells.quarantine_corrupt(folder)
+        kept = store.quarantine_corrupt(folder)
         if kept is not None:
-            echo(f"{prefix}: its {cells.METRICS_FILE} was corrupt, kept as {kept.name}; running the cell again")
+            events.echo(f"{prefix}: its {store.METRICS_FILE} was corrupt, kept as {kept.name}; running the cell again")
         tic = time.time()
         epochs = int(spec.method_config.get("epochs", 0))
         try:
-            with _epoch_bar(epochs, prefix, epoch_bars) as bar:
+            with _epoch_bar(epochs, prefix, not worker) as bar:
                 # Without a terminal (a log file) the bar is off: one plain line per epoch instead.
                 def on_epoch(record: dict[str, Any], bar: Any = bar, label: str = prefix, total: int = epochs) -> None:
                     bar.update()
-                    if bar.disable and epoch_bars:
-                        echo(_epoch_line(label, record, total))
+                    if bar.disable and not worker:
+                        events.echo(_epoch_line(label, record, total))
 
-                metrics = run_cell(spec, results_dir, device=device, data_dir=data_dir, on_epoch=on_epoch)
+                metrics = run_cell(spec, results_dir, device=device, data_dir=options.data_dir, on_epoch=on_epoch)
         except Exception as exc:  # one failing cell must not stop the grid
-            (folder / cells.ERROR_FILE).write_text(traceback.format_exc(), encoding="utf-8")
+            (folder / store.ERROR_FILE).write_text(traceback.format_exc(), encoding="utf-8")
             reason = str(exc) if isinstance(exc, RatbenchError) else f"{type(exc).__name__}: {exc}"
             summary.failed.append((spec.cell_id, reason))
-            report("failed", spec.cell_id)
-            echo(f"{prefix} FAILED {reason} (traceback in {folder / cells.ERROR_FILE})")
+            events.cell("failed", spec.cell_id)
+            events.echo(f"{prefix} FAILED {reason} (traceback in {folder / store.ERROR_FILE})")
             summary.stopped = broken_device(device)
             if not summary.stopped:
                 continue
-            echo(f"{prefix}: {device} is unusable after this failure ({summary.stopped}); no more cells run here")
-            if list_unrun:
-                for rest in todo[position:]:
+            broken = f"{device} is unusable after this failure ({summary.stopped})"
+            events.echo(f"{prefix}: {broken}; no more cells run here")
+            if not worker:  # a worker leaves the rest to the other workers
+                for rest in specs[position:]:
                     summary.failed.append((rest.cell_id, f"not run: {device} failed ({summary.stopped})"))
-                    report("failed", rest.cell_id)
+                    events.cell("failed", rest.cell_id)
             break
         finally:
-            cells.release_claim(folder)
+            claims.release_claim(folder)
         summary.finished.append(spec.cell_id)
-        report("done", spec.cell_id)
+        events.cell("done", spec.cell_id)
         ref = metrics["modes"]["reference"]
         acc = "N/A" if ref["Acc"] is None else f"{ref['Acc']:.1f}"
         clock = f"{time.strftime('%H:%M:%S', time.localtime(tic))}-{time.strftime('%H:%M:%S')}"
-        echo(f"{prefix} ok F1={ref['F1']:.1f} S={ref['S']:.1f} Acc={acc} ({time.time() - tic:.1f}s, {clock})")
+        events.echo(f"{prefix} ok F1={ref['F1']:.1f} S={ref['S']:.1f} Acc={acc} ({time.time() - tic:.1f}s, {clock})")
     return summary
 
 
 def grid_status(
-    specs: Sequence[cells.CellSpec], results_dir: Path, stale_after: float = cells.DEFAULT_STALE_AFTER
+    specs: Sequence[CellSpec], results_dir: Path, stale_after: float = claims.DEFAULT_STALE_AFTER
 ) -> dict[str, list[str]]:
     """Cell ids by status: todo, done, failed, running, stale, corrupt (for ``--dry-run``)."""
-    by_status: dict[str, list[str]] = {name: [] for name in cells.STATUSES}
+    by_status: dict[str, list[str]] = {name: [] for name in store.STATUSES}
     for spec in specs:
-        by_status[cells.status(results_dir, spec, stale_after)].append(spec.cell_id)
+        by_status[store.status(results_dir, spec, stale_after)].append(spec.cell_id)
     return by_status

@@ -1,10 +1,11 @@
-"""Two-sided t-tests for comparing results over seeds (no SciPy needed).
+"""Two-sided t-tests for comparing results over seeds.
 
 ``welch_from_stats`` compares our seeds with a published mean and standard deviation (Welch's
 unequal-variance test, as ``scipy.stats.ttest_ind_from_stats(equal_var=False)``);
 ``paired`` compares two methods on the seeds they share (``scipy.stats.ttest_rel``). The
-t-distribution tail comes from the regularized incomplete beta function, evaluated by its
-continued fraction (modified Lentz method).
+statistic and degrees of freedom are computed here, where an undefined test (too few values,
+no variance) gives None instead of SciPy's NaN and warning; the tail probability is SciPy's
+Student t distribution.
 """
 
 from __future__ import annotations
@@ -25,41 +26,12 @@ class TTest:
     p: float | None
 
 
-def _beta_continued_fraction(a: float, b: float, x: float) -> float:
-    tiny, eps = 1e-300, 1e-15
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    result = d
-    for m in range(1, 1000):
-        for numerator in (
-            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
-        ):
-            d = 1.0 + numerator * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + numerator / c
-            c = c if abs(c) > tiny else tiny
-            result *= c * d
-        if abs(c * d - 1.0) < eps:
-            break
-    return result
-
-
-def incomplete_beta(a: float, b: float, x: float) -> float:
-    """The regularized incomplete beta function I_x(a, b) for 0 <= x <= 1."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    if x < (a + 1.0) / (a + b + 2.0):  # the fraction converges fast on this side
-        return math.exp(log_front) * _beta_continued_fraction(a, b, x) / a
-    return 1.0 - math.exp(log_front) * _beta_continued_fraction(b, a, 1.0 - x) / b
-
-
 def two_sided_p(t: float, df: float) -> float:
     """P(|T| >= |t|) for Student's t with ``df`` degrees of freedom."""
-    return incomplete_beta(df / 2.0, 0.5, df / (df + t * t))
+    # imported here: SciPy takes about a second to import, and only tables with tests need it
+    from scipy.stats import t as student_t
+
+    return float(2.0 * student_t.sf(abs(t), df))
 
 
 def welch_from_stats(mean1: float, std1: float, n1: int, mean2: float, std2: float, n2: int) -> TTest:

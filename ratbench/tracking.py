@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from ratbench import cells
+from ratbench import store
 from ratbench.errors import RatbenchError
 
 EXPERIMENT_PREFIX = "ratbench/"
@@ -43,7 +43,7 @@ ARTIFACTS_DIR = "mlartifacts"
 TAG_CELL_ID = "ratbench.cell_id"
 TAG_CONFIG_ID = "ratbench.config_id"
 TAG_METRICS_HASH = "ratbench.metrics_sha256"
-ARTIFACT_FILES = (cells.SPEC_FILE, cells.EPOCHS_FILE, cells.METRICS_FILE, cells.RATIONALES_FILE)
+ARTIFACT_FILES = (store.SPEC_FILE, store.EPOCHS_FILE, store.METRICS_FILE, store.RATIONALES_FILE)
 TRUNCATED = "...[truncated]"
 LOCK_TIMEOUT = 300.0  # seconds to wait for the sqlite writer lock before giving up
 LOCKED_RETRIES = 6  # attempts on "database is locked" (backoff 0.2 s, 0.4 s, ... 3.2 s)
@@ -134,16 +134,15 @@ def _one_line(exc: BaseException) -> str:
 class _Cell:
     """What one finished cell folder holds, read up front (before touching the store)."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
-        metrics_path = self.folder / cells.METRICS_FILE
+    def __init__(self, folder: Path | store.CellFolder) -> None:
+        self.cell = folder if isinstance(folder, store.CellFolder) else store.CellFolder(Path(folder))
+        self.folder = self.cell.path
+        metrics_path = self.cell.file(store.METRICS_FILE)
         try:
             raw = metrics_path.read_bytes()
             self.metrics: dict[str, Any] = json.loads(raw)
-            self.spec: dict[str, Any] = json.loads((self.folder / cells.SPEC_FILE).read_text(encoding="utf-8"))
-            epochs_path = self.folder / cells.EPOCHS_FILE
-            lines = epochs_path.read_text(encoding="utf-8").splitlines() if epochs_path.is_file() else []
-            self.epochs = [json.loads(line) for line in lines if line.strip()]
+            self.spec: dict[str, Any] = self.cell.spec_json()
+            self.epochs = [json.loads(line) for line in self.cell.epoch_lines() if line.strip()]
         except (OSError, ValueError) as exc:
             raise _CellError(f"cannot read finished cell {self.folder}: {_one_line(exc)}") from exc
         self.metrics_hash = hashlib.sha256(raw).hexdigest()
@@ -218,7 +217,7 @@ class Tracker:
     store is created once, by whoever comes first, and writes never collide. "database is
     locked" (e.g. from a reader such as ``mlflow ui``) is retried with backoff.
 
-    Failure policy: ``log_cell`` never raises. A failure is reported once per tracker, to
+    Failure policy: ``mirror`` never raises. A failure is reported once per tracker, to
     ``warn`` (one line; default: a ``TrackingWarning``), naming the URI and ``ratbench
     sync-mlflow``; after a store failure the tracker stops trying (``disabled``) unless
     ``stop_after_failure=False``, so an unreachable server cannot slow a grid down. An
@@ -246,11 +245,7 @@ class Tracker:
         db = sqlite_path(self.uri)
         self._db = db if db is None or db.is_absolute() else db.absolute()
 
-    def log_cell(self, cell_dir: Path) -> bool:
-        """Mirror one finished cell; True when it is in mlflow afterwards (logged or already there)."""
-        return self.mirror(cell_dir) != "failed"
-
-    def mirror(self, cell_dir: Path) -> Outcome:
+    def mirror(self, cell_dir: Path | store.CellFolder) -> Outcome:
         """Mirror one finished cell: ``logged``, ``skipped`` (already mirrored) or ``failed``."""
         if self.disabled:
             return "failed"
@@ -269,7 +264,7 @@ class Tracker:
             self._warn(f"{reason}; the result is safe on disk: run `ratbench sync-mlflow` later to backfill")
             return "failed"
 
-    def mirror_all(self, folders: Sequence[Path]) -> dict[Outcome, int]:
+    def mirror_all(self, folders: Sequence[Path | store.CellFolder]) -> dict[Outcome, int]:
         """Mirror every finished cell of ``folders`` that the store does not hold yet; return the
         count of each outcome. One search per experiment finds the cells already mirrored, so a
         sweep over a large grid costs no query per cell."""
@@ -286,7 +281,7 @@ class Tracker:
             if (cell.cell_id, cell.metrics_hash) in present:
                 counts["skipped"] += 1
             else:
-                counts[self.mirror(cell.folder)] += 1
+                counts[self.mirror(cell.cell)] += 1
         return counts
 
     def _mirrored(self, datasets: set[str]) -> set[tuple[str, str]]:
@@ -412,8 +407,8 @@ class Tracker:
             metrics += [Metric(k, v, ms, 0) for k, v in _final_metrics(cell.metrics).items()]
             client.log_batch(run_id, metrics=metrics, params=params, synchronous=True)
             for name in ARTIFACT_FILES:
-                if (cell.folder / name).is_file():
-                    client.log_artifact(run_id, str(cell.folder / name))
+                if cell.cell.file(name).is_file():
+                    client.log_artifact(run_id, str(cell.cell.file(name)))
             client.set_terminated(run_id, "FINISHED", end_time=cell.end_ms)
         except BaseException:
             with contextlib.suppress(Exception):  # the next attempt deletes it and logs anew
@@ -433,13 +428,8 @@ def sync(results_dir: Path, uri: str | None = None, warn: Callable[[str], None] 
         import mlflow  # noqa: F401
     except ImportError as exc:
         raise RatbenchError("mlflow is not installed: pip install 'ratbench[mlflow]'") from exc
-    if not (Path(results_dir) / "runs").is_dir():
-        raise RatbenchError(f"no runs/ folder under {results_dir}: nothing to sync")
-
-    def on_corrupt(exc: cells.CorruptResult) -> None:
-        if warn is not None:
-            warn(f"skipping {exc} (rerun the cell with `ratbench run`)")
-
+    if not store.runs_dir(results_dir).is_dir():
+        raise RatbenchError(f"no {store.RUNS_DIR}/ folder under {results_dir}: nothing to sync")
     tracker = Tracker(results_dir, uri, warn=warn)
-    counts = tracker.mirror_all(cells.finished_cells(Path(results_dir) / "runs", on_corrupt))
+    counts = tracker.mirror_all(store.finished_results(results_dir, warn))
     return counts["logged"], counts["skipped"], counts["failed"]

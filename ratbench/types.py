@@ -73,7 +73,7 @@ class EncodedExample:
     """The number of positions before truncation (None: ``len(ids)``, nothing was cut)."""
 
 
-@dataclass
+@dataclass(init=False)
 class Batch:
     """A padded batch; ``T`` is the longest example in the batch, not the global max length.
 
@@ -100,21 +100,34 @@ class Batch:
     labels: torch.Tensor
     gold: torch.Tensor | None
     example_ids: list[str]
-    selectable: torch.Tensor | None = None
-    word_index: torch.Tensor | None = None
-    has_context: bool = False
-    lengths: torch.Tensor | None = None
+    selectable: torch.Tensor
+    word_index: torch.Tensor
+    has_context: bool
+    lengths: torch.Tensor
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        labels: torch.Tensor,
+        gold: torch.Tensor | None,
+        example_ids: list[str],
+        selectable: torch.Tensor | None = None,
+        word_index: torch.Tensor | None = None,
+        has_context: bool = False,
+        lengths: torch.Tensor | None = None,
+    ) -> None:
+        # Written out so that the defaulted tensors are plain tensors once built (never None).
         import torch
 
-        if self.selectable is None:
-            self.selectable = self.mask
-        if self.lengths is None:
-            self.lengths = self.mask.sum(dim=1).long()
-        if self.word_index is None:
-            positions = torch.arange(self.mask.shape[1], device=self.mask.device).expand_as(self.mask)
-            self.word_index = torch.where(self.mask > 0, positions, -1)
+        self.ids, self.mask, self.labels, self.gold, self.example_ids = ids, mask, labels, gold, example_ids
+        self.selectable = mask if selectable is None else selectable
+        self.lengths = mask.sum(dim=1).long() if lengths is None else lengths
+        if word_index is None:
+            positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+            word_index = torch.where(mask > 0, positions, -1)
+        self.word_index = word_index
+        self.has_context = has_context
 
     @property
     def context(self) -> torch.Tensor:

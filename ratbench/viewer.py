@@ -15,19 +15,18 @@ so that two methods' rationales of one review sit side by side.
 
 from __future__ import annotations
 
-import gzip
 import html
 import json
 import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ratbench import cells
+from ratbench import cells, store
 from ratbench.counts import f1_score, safe_div
 from ratbench.errors import RatbenchError
-from ratbench.export import finished_cells
 from ratbench.variants import row_labels
 
 
@@ -92,20 +91,14 @@ def is_wrong(record: dict[str, Any]) -> bool:
 # -- loading ---------------------------------------------------------------------------------
 
 
-def _read_records(path: Path, mode: str) -> dict[str, dict[str, Any]]:
-    records = {}
+def _read_records(cell: store.CellFolder, mode: str) -> dict[str, dict[str, Any]]:
     try:
-        with gzip.open(path / cells.RATIONALES_FILE, "rt", encoding="utf-8") as handle:
-            for line in handle:
-                record = json.loads(line)
-                if record["mode"] == mode:
-                    records[record["id"]] = record
+        return {record["id"]: record for record in cell.rationales(mode)}
     except (OSError, EOFError, ValueError, KeyError) as exc:
         raise RatbenchError(
-            f"{path / cells.RATIONALES_FILE} cannot be read ({type(exc).__name__}: {exc}); "
+            f"{cell.file(store.RATIONALES_FILE)} cannot be read ({type(exc).__name__}: {exc}); "
             "rerun the cell with `ratbench run --force`"
         ) from None
-    return records
 
 
 def load_cells(
@@ -120,11 +113,11 @@ def load_cells(
     labelled ``method (variant words) seedN`` and ordered by method, label and seed."""
     found: dict[Path, cells.CellSpec] = {}
     for path in paths:
-        for folder in finished_cells(Path(path), warn):
-            spec = cells.CellSpec.from_json(json.loads((folder / cells.SPEC_FILE).read_text(encoding="utf-8")))
+        for cell in store.find_cells(Path(path), warn):
+            spec = cell.spec()
             if (methods and spec.method not in methods) or (seeds and spec.seed not in seeds):
                 continue
-            found[folder.resolve()] = spec
+            found[cell.path.resolve()] = spec
     if not found:
         wanted = (f" of method {', '.join(methods)}" if methods else "") + (
             f" of seed {', '.join(map(str, seeds))}" if seeds else ""
@@ -160,9 +153,9 @@ def load_cells(
     for method, members in by_method.items():
         labels = row_labels(method, [spec.variant or {} for _, spec in members])
         for (path, spec), label in zip(members, labels, strict=True):
-            metrics = json.loads((path / cells.METRICS_FILE).read_text(encoding="utf-8"))
-            names = metrics.get("label_names") or []
-            shown.append(ShownCell(label, path, spec, names, _read_records(path, mode)))
+            cell = store.CellFolder(path)
+            names = (cell.metrics() or {}).get("label_names") or []
+            shown.append(ShownCell(label, path, spec, names, _read_records(cell, mode)))
     shown.sort(key=lambda cell: (cell.spec.method, cell.row, cell.spec.seed))
     return shown
 
@@ -195,7 +188,7 @@ def check_data(shown: Sequence[ShownCell], adapter: Any) -> None:
                 kind = "folder" if Path(path).is_dir() else "file"
                 raise RatbenchError(
                     f"{path}: not the {kind} {cell.label} was run on (its content differs from the sha256 in "
-                    f"{cell.path / cells.SPEC_FILE}); point --data-dir at the data the cell was run on"
+                    f"{cell.path / store.SPEC_FILE}); point --data-dir at the data the cell was run on"
                 )
     filehash.save()  # the hashes, for the next show of these files
 
@@ -254,7 +247,9 @@ def _word(word: str, kind: str, colour: bool) -> str:
 
 def _wrap(words: Sequence[tuple[str, int]], width: int, indent: str) -> list[str]:
     """Lines of the (text, visible width) items, wrapped at ``width`` visible characters."""
-    lines, line, used = [], [], len(indent)
+    lines: list[str] = []
+    line: list[str] = []
+    used = len(indent)
     for text, visible in words:
         if line and used + 1 + visible > width:
             lines.append(indent + " ".join(line))
@@ -334,117 +329,10 @@ def render_terminal(
 
 # -- HTML ------------------------------------------------------------------------------------
 
-_STYLE = """
-body { font: 15px/1.5 system-ui, sans-serif; margin: 0; color: #1d1d1f; background: #fafafa; }
-header { padding: 12px 20px; background: #fff; border-bottom: 1px solid #ddd; position: sticky; top: 0; }
-h1 { font-size: 18px; margin: 0 0 6px; }
-nav { display: flex; gap: 10px; align-items: center; flex-wrap: wrap; margin-top: 6px; }
-#panes { display: flex; gap: 16px; padding: 16px 20px; align-items: flex-start; }
-.pane { flex: 1 1 0; min-width: 0; background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 12px; }
-.meta { color: #444; font-size: 14px; margin: 8px 0; }
-.wrong { color: #b00020; font-weight: 600; }
-.right { color: #1b5e20; font-weight: 600; }
-.text { line-height: 1.9; }
-.query { color: #555; font-style: italic; margin-bottom: 8px; }
-.tok { padding: 1px 2px; border-radius: 3px; }
-.tok.tp { background: #8fd694; }
-.tok.fp { background: #f4a3a3; }
-.tok.fn { text-decoration: underline 2px #d18b00; background: #fff3d6; }
-.pad { color: #888; font-size: 13px; }
-"""
 
-_SCRIPT = """
-const DATA = JSON.parse(document.getElementById("ratbench-data").textContent);
-const examples = DATA.examples;
-const exampleSelect = document.getElementById("example");
-const onlyWrong = document.getElementById("only-wrong");
-const panes = Array.from(document.querySelectorAll(".pane"));
-
-function labelName(names, index) {
-  if (index === null || index === undefined) return "-";
-  return index < names.length ? names[index] : String(index);
-}
-
-function isWrong(record) { return record.pred !== null && record.pred !== record.label; }
-
-function visible() {
-  const picked = panes.map(p => Number(p.querySelector("select").value));
-  return examples.filter(ex => !onlyWrong.checked ||
-    picked.some(c => DATA.cells[c].records[ex.id] && isWrong(DATA.cells[c].records[ex.id])));
-}
-
-function fillExamples() {
-  const keep = exampleSelect.value;
-  exampleSelect.textContent = "";
-  for (const ex of visible()) {
-    const option = document.createElement("option");
-    option.value = ex.id;
-    option.textContent = ex.id + " (" + labelName(DATA.label_names, ex.label) + ")";
-    exampleSelect.appendChild(option);
-  }
-  if (Array.from(exampleSelect.options).some(o => o.value === keep)) exampleSelect.value = keep;
-  render();
-}
-
-function renderPane(pane, ex) {
-  const cell = DATA.cells[Number(pane.querySelector("select").value)];
-  const meta = pane.querySelector(".meta");
-  const text = pane.querySelector(".text");
-  meta.textContent = "";
-  text.textContent = "";
-  pane.dataset.cell = cell.label;
-  if (!ex) { meta.textContent = "no example to show"; return; }
-  const record = cell.records[ex.id];
-  if (!record) { meta.textContent = "not in this cell's test split"; return; }
-  const verdict = document.createElement("span");
-  if (record.pred !== null) {
-    verdict.className = isWrong(record) ? "wrong" : "right";
-    verdict.textContent = isWrong(record) ? " wrong" : " right";
-  }
-  meta.append("label " + labelName(cell.label_names, record.label) +
-    " \u00b7 predicted " + labelName(cell.label_names, record.pred), verdict,
-    " \\u00b7 P " + record.P.toFixed(1) + " R " + record.R.toFixed(1) + " F1 " + record.F1.toFixed(1) +
-    " \\u00b7 " + record.sel.length + " selected, " + ex.gold.length + " gold words");
-  if (ex.query) {
-    const query = document.createElement("div");
-    query.className = "query";
-    query.textContent = "query: " + ex.query.join(" ");
-    text.appendChild(query);
-  }
-  const selected = new Set(record.sel);
-  const gold = new Set(ex.gold);
-  ex.words.slice(0, record.length).forEach((word, i) => {
-    const kind = selected.has(i) ? (gold.has(i) ? "tp" : "fp") : (gold.has(i) ? "fn" : "");
-    const span = document.createElement("span");
-    span.textContent = word;
-    span.className = kind ? "tok " + kind : "tok";
-    text.append(span, " ");
-  });
-  if (record.padding) {
-    const pad = document.createElement("span");
-    pad.className = "pad";
-    pad.textContent = "(+" + record.padding + " selected padding positions)";
-    text.appendChild(pad);
-  }
-}
-
-function render() {
-  const ex = examples.find(e => e.id === exampleSelect.value);
-  panes.forEach(pane => renderPane(pane, ex));
-}
-
-function step(delta) {
-  const n = exampleSelect.options.length;
-  if (n) { exampleSelect.selectedIndex = (exampleSelect.selectedIndex + delta + n) % n; render(); }
-}
-
-panes.forEach(pane => pane.querySelector("select").addEventListener("change", fillExamples));
-exampleSelect.addEventListener("change", render);
-onlyWrong.addEventListener("change", fillExamples);
-document.getElementById("prev").addEventListener("click", () => step(-1));
-document.getElementById("next").addEventListener("click", () => step(1));
-fillExamples();
-"""
+def _resource(name: str) -> str:
+    """A file of the viewer's page (``ratbench/resources/viewer.css``, ``viewer.js``)."""
+    return resources.files("ratbench").joinpath("resources", name).read_text(encoding="utf-8")
 
 
 def _page_data(shown: Sequence[ShownCell], documents: dict[str, Document], ids: Sequence[str]) -> dict[str, Any]:
@@ -466,17 +354,17 @@ def _page_data(shown: Sequence[ShownCell], documents: dict[str, Document], ids: 
     for cell in shown:
         records = {}
         for example_id in ids:
-            record = cell.records.get(example_id)
-            if record is None:
+            shown_record = cell.records.get(example_id)
+            if shown_record is None:
                 continue
-            length = record["length"]
+            length = shown_record["length"]
             records[example_id] = {
-                "label": record["label"],
-                "pred": record.get("pred"),
+                "label": shown_record["label"],
+                "pred": shown_record.get("pred"),
                 "length": length,
-                "sel": [i for i, m in enumerate(record["mask"][:length]) if m],
-                "padding": sum(record["mask"][length:]),
-                **{key: round(value, 1) for key, value in example_scores(record).items()},
+                "sel": [i for i, m in enumerate(shown_record["mask"][:length]) if m],
+                "padding": sum(shown_record["mask"][length:]),
+                **{key: round(value, 1) for key, value in example_scores(shown_record).items()},
             }
         cells_data.append({"label": cell.label, "label_names": cell.label_names, "records": records})
     return {"label_names": shown[0].label_names, "examples": examples, "cells": cells_data}
@@ -521,13 +409,15 @@ def render_html(
     )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>{_STYLE}</style></head>
+<style>
+{_resource("viewer.css")}</style></head>
 <body><header><h1>{html.escape(title)}</h1><div class="legend">{legend}</div>
 <nav><label>example <select id="example"></select></label>
 <button id="prev" type="button">previous</button><button id="next" type="button">next</button>
 <label><input type="checkbox" id="only-wrong"> only examples a shown cell predicts wrongly</label></nav></header>
 <main id="panes">{pane_html}</main>
 <script id="ratbench-data" type="application/json">{data}</script>
-<script>{_SCRIPT}</script>
+<script>
+{_resource("viewer.js")}</script>
 </body></html>
 """

@@ -189,7 +189,7 @@ def write_cell(
     without training: ``spec.json`` with its variant and the installed versions, and a
     ``metrics.json`` whose P = R = F1 = ``f1`` (pieces: ``f1 - 1``), Acc = 80 + seed (None for a
     post-hoc method) and acc_gold_rationale = ``f1``."""
-    from ratbench import cells
+    from ratbench import cells, store
     from ratbench.registry import DATASETS, METHODS
     from ratbench.variants import make_variant
     from ratbench.versions import EVAL_VERSION, pipeline
@@ -212,9 +212,9 @@ def write_cell(
         pipeline=pipeline("fp32"),
         variant=variant,
     )
-    folder = cells.cell_dir(root, spec)
+    folder = store.cell_dir(root, spec)
     folder.mkdir(parents=True)
-    cells.atomic_write_json(folder / cells.SPEC_FILE, spec.to_json())
+    store.atomic_write_json(folder / store.SPEC_FILE, spec.to_json())
     post_hoc = method_cls.kind == "post_hoc"
     mode = {"S": 15.0 + seed / 10, "Acc": None if post_hoc else 80.0 + seed, "P": f1, "R": f1, "F1": f1}
     mode |= {f"piece_{key}": mode[key] - 1 for key in ("S", "P", "R", "F1")} | {"acc_gold_rationale": f1}
@@ -226,7 +226,7 @@ def write_cell(
         "finished_at": "2026-12-01T00:00:00+0000",
         "versions": {"ratbench": "0.test", "git": "abc123", "torch": "2.test", "python": "3.test"},
     }
-    cells.atomic_write_json(folder / cells.METRICS_FILE, metrics)
+    store.atomic_write_json(folder / store.METRICS_FILE, metrics)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from bad_input import RUN, TINY, Case, check_outcome, run_cases
 
-from ratbench import cells
+from ratbench import claims, store
 
 
 def _glove(content: bytes) -> Callable[[Path], None]:
@@ -36,7 +36,7 @@ def _claim(content: str) -> Callable[[Path], None]:
         )
         cell = tmp / "r" / "runs" / out.stdout.split("to run: ")[1].strip()
         cell.mkdir(parents=True)
-        (cell / cells.CLAIM_FILE).write_text(content)
+        (cell / claims.CLAIM_FILE).write_text(content)
 
     return prepare
 
@@ -83,8 +83,8 @@ def _no_cells_left(tmp: Path, out: str, err: str) -> None:
 
 def _failed_not_done(tmp: Path, out: str, err: str) -> None:
     [error] = list(tmp.glob("r/runs/**/error.txt"))
-    assert not (error.parent / cells.METRICS_FILE).exists()
-    for line in (error.parent / cells.FAILED_EPOCHS_FILE).read_text().splitlines():
+    assert not (error.parent / store.METRICS_FILE).exists()
+    for line in (error.parent / store.FAILED_EPOCHS_FILE).read_text().splitlines():
         json.loads(line, parse_constant=lambda name: pytest.fail(f"non-strict JSON: {name}"))
 
 
@@ -218,7 +218,7 @@ def test_ctrl_c_exits_130_releases_every_claim_and_keeps_finished_cells(tmp_path
             "--set", "synthetic.n_train=200", "--results-dir", str(tmp_path), "--workers", "2"]  # fmt: skip
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 120
-    while time.time() < deadline and len(list(tmp_path.glob(f"runs/**/{cells.CLAIM_FILE}"))) < 2:
+    while time.time() < deadline and len(list(tmp_path.glob(f"runs/**/{claims.CLAIM_FILE}"))) < 2:
         time.sleep(0.05)
     time.sleep(0.5)  # inside the cells
     os.killpg(process.pid, signal.SIGINT)
@@ -226,8 +226,8 @@ def test_ctrl_c_exits_130_releases_every_claim_and_keeps_finished_cells(tmp_path
     assert process.returncode == 130, err
     assert err.startswith("interrupted: ") and err.count("\n") == 1, err
     assert "semaphore" not in err and "Traceback" not in err
-    assert not list(tmp_path.glob(f"runs/**/{cells.CLAIM_FILE}"))
-    assert not list(tmp_path.glob(f"runs/**/{cells.ATTEMPT_PREFIX}*"))
-    for metrics in tmp_path.glob(f"runs/**/{cells.METRICS_FILE}"):
-        assert cells.read_metrics(metrics.parent) is not None
+    assert not list(tmp_path.glob(f"runs/**/{claims.CLAIM_FILE}"))
+    assert not list(tmp_path.glob(f"runs/**/{store.ATTEMPT_PREFIX}*"))
+    for metrics in tmp_path.glob(f"runs/**/{store.METRICS_FILE}"):
+        assert store.read_metrics(metrics.parent) is not None
     shutil.rmtree(tmp_path)

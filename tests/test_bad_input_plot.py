@@ -23,7 +23,7 @@ import pytest
 from bad_input import TINY, Case, check_outcome, run_cases
 from conftest import write_cell
 
-from ratbench import cells
+from ratbench import store
 
 pytest.importorskip("matplotlib")
 
@@ -40,7 +40,7 @@ def _copy(grid: str, cut_epochs: bool = False, to: str = "r") -> Callable[[Path]
     def prepare(tmp: Path) -> None:
         shutil.copytree(SOURCES[grid], tmp / to)
         if cut_epochs:
-            epochs = sorted((tmp / to).glob(f"runs/rnp/**/{cells.EPOCHS_FILE}"))[0]
+            epochs = sorted((tmp / to).glob(f"runs/rnp/**/{store.EPOCHS_FILE}"))[0]
             with epochs.open("a") as handle:
                 handle.write('{"epoch": 2, "loss": 0.9, "diag_ann')
 
@@ -147,7 +147,7 @@ def _string_sweep(root: Path) -> None:
     for seed in (1, 2):
         write_cell(root, "attention", "synthetic.appearance", seed, 40.0 + seed)
         write_cell(root, "attention", "synthetic.appearance", seed, 45.0 + seed, {"scorer": "linear"})
-    for spec_path in (root / "runs").glob(f"**/{cells.SPEC_FILE}"):
+    for spec_path in (root / "runs").glob(f"**/{store.SPEC_FILE}"):
         spec = json.loads(spec_path.read_text())
         spec["method_config"].setdefault("scorer", "additive")
         spec_path.write_text(json.dumps(spec))

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from bad_input import Case, check_outcome, run_cases
 
-from ratbench import cells
+from ratbench import cells, store
 from ratbench.registry import DATASETS, METHODS
 from ratbench.variants import make_variant
 from ratbench.versions import EVAL_VERSION, pipeline
@@ -63,9 +63,9 @@ def _cell(
         pipeline=pipeline(precision, threads),
         variant=make_variant(preset, method_changes or {}, data or {}, limit),
     )
-    folder = cells.cell_dir(root, spec)
+    folder = store.cell_dir(root, spec)
     folder.mkdir(parents=True)
-    cells.atomic_write_json(folder / cells.SPEC_FILE, spec.to_json())
+    store.atomic_write_json(folder / store.SPEC_FILE, spec.to_json())
     mode = {"S": 15.0, "Acc": None if method_cls.kind == "post_hoc" else 80.0 + seed, "P": f1, "R": f1, "F1": f1}
     mode |= {f"piece_{key}": mode[key] - 1 for key in ("S", "P", "R", "F1")}
     metrics = {
@@ -75,7 +75,7 @@ def _cell(
         "modes": {"reference": mode, "clean": mode},
         "finished_at": f"2026-12-01T00:00:0{seed % 10}+0000",
     }
-    cells.atomic_write_json(folder / cells.METRICS_FILE, metrics)
+    store.atomic_write_json(folder / store.METRICS_FILE, metrics)
     return folder
 
 
@@ -105,7 +105,7 @@ def _table3_smoke(tmp: Path) -> None:
 def _corrupt(tmp: Path) -> None:
     _ver_rnp(tmp)
     folder = _cell(tmp / "r", "rnp", "synthetic.appearance", 3, 43.0)
-    (folder / cells.METRICS_FILE).write_text('{"status": "ok", "modes": {"ref')
+    (folder / store.METRICS_FILE).write_text('{"status": "ok", "modes": {"ref')
 
 
 def _symlink(tmp: Path) -> None:
@@ -282,5 +282,5 @@ def test_bad_input_report(outcomes: dict, name: str) -> None:
 def test_cells_written_here_are_what_a_run_writes(tmp_path: Path) -> None:
     """``_cell`` writes a spec whose ids are its own and a metrics.json a finished cell has."""
     folder = _cell(tmp_path, "rnp", "synthetic.appearance", 1, 40.0, threads=2)
-    spec = json.loads((folder / cells.SPEC_FILE).read_text())
-    assert cells.CellSpec.from_json(spec).cell_id == spec["cell_id"] and cells.read_metrics(folder) is not None
+    spec = json.loads((folder / store.SPEC_FILE).read_text())
+    assert cells.CellSpec.from_json(spec).cell_id == spec["cell_id"] and store.read_metrics(folder) is not None

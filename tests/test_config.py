@@ -161,3 +161,50 @@ def test_max_len_below_one_is_a_config_error_for_every_dataset() -> None:
 def test_a_non_finite_float_is_refused_even_without_bounds() -> None:
     with pytest.raises(RatbenchError, match=r"^lr must be a finite number, got nan$"):
         Demo(lr=float("nan"))  # direct construction, not through resolve
+
+
+# The fields every method config may share by name (``MethodConfig.bounds``): the evaluator's
+# ``sparsity`` and the ``*_lambda`` loss weights. Every other bound sits on the class declaring its field.
+SHARED_BOUNDS = {"sparsity", "*_lambda"}
+
+
+def test_each_bound_is_declared_by_the_class_that_declares_its_field() -> None:
+    """No config class bounds a field it does not declare itself (``MethodConfig`` does not know
+    ``perturb_rate`` or ``temperature``: ``PerturbOptions`` and DMR do)."""
+    from ratbench.method import MethodConfig
+    from ratbench.registry import DATASETS, METHODS
+
+    configs = [METHODS.get(name).Config for name in METHODS.names()]
+    configs += [DATASETS.get(name).Config for name in DATASETS.names()]
+    for config in configs:
+        for klass in config.__mro__:
+            own = set(vars(klass).get("__annotations__", {}))
+            for key in vars(klass).get("bounds", {}):
+                shared = klass is MethodConfig and key in SHARED_BOUNDS
+                assert key in own or shared, f"{klass.__qualname__}.bounds names {key!r}, a field it does not declare"
+
+
+@pytest.mark.parametrize(
+    ("method", "key", "value", "message"),
+    [
+        ("ver", "perturb_rate", "1.5", "ver.perturb_rate must be in [0, 1], got 1.5"),
+        ("nir", "noise_p", "-0.1", "nir.noise_p must be in [0, 1], got -0.1"),
+        ("nir_rnp", "noise_p", "2", "nir_rnp.noise_p must be in [0, 1], got 2.0"),
+        ("dmr", "temperature", "0", "dmr.temperature must be > 0, got 0.0"),
+        ("dmr_ref", "temperature", "0", "dmr_ref.temperature must be > 0, got 0.0"),
+        ("inter_rat", "lr_decay", "1.5", "inter_rat.lr_decay must be in (0, 1], got 1.5"),
+        ("inter_rat", "min_lr", "-1", "inter_rat.min_lr must be >= 0, got -1.0"),
+        ("lime", "eval_batch_size", "0", "lime.eval_batch_size must be >= 1, got 0"),
+        ("a2i", "adv_lr_rate", "0", "a2i.adv_lr_rate must be > 0, got 0.0"),
+        ("mrd", "pred_lr_rate", "0", "mrd.pred_lr_rate must be > 0, got 0.0"),
+        ("rnp", "tau", "0", "rnp.tau must be > 0, got 0.0"),
+        ("attention", "lr", "0", "attention.lr must be > 0, got 0.0"),
+        ("dmr_ref", "om_lambda", "-1", "dmr_ref.om_lambda must be >= 0, got -1.0"),
+    ],
+)
+def test_the_bounds_of_one_method_still_apply_to_it(method: str, key: str, value: str, message: str) -> None:
+    from ratbench.registry import METHODS
+
+    with pytest.raises(RatbenchError) as info:
+        METHODS.get(method).Config.resolve({key: value}, owner=method)
+    assert str(info.value) == message

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from test_runner import SCRIPTED_DEV_ACC, _grid, _metrics_without_timing, scripted  # noqa: F401 (a fixture)
 
-from ratbench import cells
+from ratbench import cells, store
 from ratbench.diagnostics import EpochDiagnostics
-from ratbench.scheduler import run_grid
+from ratbench.launch import run_cells
 
 
 def _epochs(root: Path, spec: cells.CellSpec) -> list[dict]:
-    return [json.loads(line) for line in (cells.cell_dir(root, spec) / cells.EPOCHS_FILE).open()]
+    return [json.loads(line) for line in (store.cell_dir(root, spec) / store.EPOCHS_FILE).open()]
 
 
 @pytest.mark.usefixtures("toy_dataset", "scripted")
@@ -24,7 +24,7 @@ def test_the_figures_on_a_scripted_method(tmp_path: Path) -> None:
     """The scripted method predicts the label from the gold rationale (one-hot logits), is right on
     SCRIPTED_DEV_ACC of its own selections and selects the first `epoch` tokens."""
     [spec] = _grid(["scripted"], [1])
-    assert run_grid([spec], tmp_path, echo=lambda _: None).ok
+    assert run_cells([spec], tmp_path, echo=lambda _: None).ok
     epochs = _epochs(tmp_path, spec)
     assert [e["diag_gold_acc"] for e in epochs] == [100.0] * 4
     assert all(e["diag_gold_ce_mean"] == pytest.approx(math.log(1 + math.exp(-1))) for e in epochs)
@@ -38,11 +38,11 @@ def test_the_figures_on_a_scripted_method(tmp_path: Path) -> None:
 def test_diagnostics_change_no_result(toy_dataset: type, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The probe's Gumbel draws run on a forked random state: the same metrics without them."""
     [spec] = _grid(["ver"], [1], n="40")
-    run_grid([spec], tmp_path / "with", echo=lambda _: None)
+    run_cells([spec], tmp_path / "with", echo=lambda _: None)
     monkeypatch.setattr(EpochDiagnostics, "measure", lambda self, method: {})
-    run_grid([spec], tmp_path / "without", echo=lambda _: None)
+    run_cells([spec], tmp_path / "without", echo=lambda _: None)
     with_, without = (
-        _metrics_without_timing(cells.cell_dir(tmp_path / d, spec) / cells.METRICS_FILE) for d in ("with", "without")
+        _metrics_without_timing(store.cell_dir(tmp_path / d, spec) / store.METRICS_FILE) for d in ("with", "without")
     )
     assert with_ == without
     recorded = _epochs(tmp_path / "with", spec)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import tiny_synthetic_specs
 
-from ratbench import cells
+from ratbench import cells, claims, store
 from ratbench.errors import RatbenchError
 from ratbench.executors import Slot, plan_slots, run_parallel
+from ratbench.scheduler import Events, RunOptions, run_in_process
 
 
 def test_plan_slots_for_gpus_and_cpu_workers() -> None:
@@ -35,27 +37,15 @@ def test_two_workers_run_every_cell_once_in_two_processes(tmp_path: Path) -> Non
     lines: list[str] = []
     outcomes: list[str] = []
     slots = [Slot(0, None), Slot(1, None)]
-    summary = run_parallel(specs, tmp_path, slots, echo=lines.append, on_cell=lambda o, c: outcomes.append((o, c)))
+    events = Events(lines.append, lambda o, c: outcomes.append((o, c)))
+    summary = run_parallel(specs, RunOptions(tmp_path), slots, events)
     assert sorted(outcomes) == sorted(("done", s.cell_id) for s in specs)  # what the cell bar counts
     assert summary.ok and sorted(summary.finished) == sorted(s.cell_id for s in specs)
-    assert all(cells.is_done(tmp_path, spec) for spec in specs)
+    assert all(store.is_done(tmp_path, spec) for spec in specs)
     pids = {re.search(r"pid (\d+)\]", line).group(1) for line in lines if " ok F1=" in line}
     assert len(pids) == 2 and str(os.getpid()) not in pids
-    again = run_parallel(specs, tmp_path, slots, echo=lines.append)
+    again = run_parallel(specs, RunOptions(tmp_path), slots, Events(lines.append))
     assert again.finished == [] and len(again.skipped) == 4
-
-
-@pytest.mark.slow
-def test_a_failing_cell_in_a_worker_is_recorded_and_the_others_finish(tmp_path: Path) -> None:
-    """A cell that raises inside a worker leaves error.txt and is listed; the grid goes on."""
-    import dataclasses
-
-    good = tiny_synthetic_specs([1, 2])
-    bad = dataclasses.replace(good[0], seed=3, method_config={**good[0].method_config, "batch_size": 0})
-    summary = run_parallel([*good, bad], tmp_path, [Slot(0, None), Slot(1, None)], echo=lambda _: None)
-    assert [cell for cell, _ in summary.failed] == [bad.cell_id]
-    assert sorted(summary.finished) == sorted(s.cell_id for s in good)
-    assert "Traceback" in (cells.cell_dir(tmp_path, bad) / cells.ERROR_FILE).read_text()
 
 
 # --- issue 19: GPU numbering, sticky CUDA errors, executor flags, GPU utilisation ---
@@ -80,7 +70,8 @@ def test_a_spawned_worker_sees_the_parents_entry(monkeypatch: pytest.MonkeyPatch
     """Real spawn workers under CUDA_VISIBLE_DEVICES=2,3 see 2 and 3 (not 0 and 1)."""
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
     seen: dict[int, str | None] = {}
-    summary = run_parallel([], tmp_path, plan_slots(1, ["0", "1"], 1), echo=lambda _: None, on_start=seen.__setitem__)
+    slots = plan_slots(1, ["0", "1"], 1)
+    summary = run_parallel([], RunOptions(tmp_path), slots, Events(lambda _: None), on_start=seen.__setitem__)
     assert summary.ok and seen == {0: "2", 1: "3"}
 
 
@@ -112,18 +103,16 @@ def _fail_cells(monkeypatch: pytest.MonkeyPatch, cell_error: Exception, sync_err
 
 def test_a_sticky_cuda_error_stops_the_scheduler(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """After a failed cell the device is checked: a CUDA error stops the run, the rest are listed."""
-    from ratbench.scheduler import run_grid
-
     error = FakeCudaError("CUDA error: device-side assert triggered\nmore")
     attempted = _fail_cells(monkeypatch, error, error)
     specs = tiny_synthetic_specs([1, 2, 3])
     lines: list[str] = []
-    summary = run_grid(specs, tmp_path, device="cuda:0", echo=lines.append)
+    summary = run_in_process(specs, RunOptions(tmp_path), "cuda:0", Events(lines.append))
     assert attempted == [specs[0].cell_id]
     assert summary.stopped == "FakeCudaError: CUDA error: device-side assert triggered"
     assert [reason.startswith("not run: cuda:0 failed") for _, reason in summary.failed] == [False, True, True]
     assert sum("no more cells run here" in line for line in lines) == 1
-    assert not any((cells.cell_dir(tmp_path, s) / cells.CLAIM_FILE).exists() for s in specs)
+    assert not any((store.cell_dir(tmp_path, s) / claims.CLAIM_FILE).exists() for s in specs)
 
 
 def test_out_of_memory_and_cpu_failures_do_not_stop_the_scheduler(
@@ -132,14 +121,12 @@ def test_out_of_memory_and_cpu_failures_do_not_stop_the_scheduler(
     """An OOM is not sticky (the next cell may fit), and a CPU run is never checked."""
     import torch
 
-    from ratbench.scheduler import run_grid
-
     specs = tiny_synthetic_specs([1, 2, 3])
     attempted = _fail_cells(monkeypatch, torch.OutOfMemoryError("CUDA out of memory"), None)
-    summary = run_grid(specs, tmp_path, device="cuda", echo=lambda _: None)
+    summary = run_in_process(specs, RunOptions(tmp_path), "cuda", Events(lambda _: None))
     assert len(attempted) == 3 and summary.stopped == "" and len(summary.failed) == 3
     attempted = _fail_cells(monkeypatch, ValueError("bad"), FakeCudaError("CUDA error"))
-    summary = run_grid(specs, tmp_path, device="cpu", echo=lambda _: None, force=True)
+    summary = run_in_process(specs, RunOptions(tmp_path, force=True), "cpu", Events(lambda _: None))
     assert len(attempted) == 3 and summary.stopped == ""
 
 
@@ -148,32 +135,33 @@ def test_a_worker_on_a_broken_gpu_stops_claiming_cells(monkeypatch: pytest.Monke
     the other workers, and a summary saying why it stopped."""
     import queue as queue_module
 
-    from ratbench.executors import _work
+    from ratbench.executors import _Finished, _work
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # restored after the test; _work sets it
     error = FakeCudaError("CUDA error: an illegal memory access was encountered")
     attempted = _fail_cells(monkeypatch, error, error)
     specs = tiny_synthetic_specs([1, 2, 3])
     events: queue_module.Queue = queue_module.Queue()
-    _work(Slot(0, "0", "0"), specs, tmp_path, {"n_slots": 1}, events)  # type: ignore[arg-type]
+    _work(Slot(0, "0", "0"), specs, RunOptions(tmp_path), 1, None, events)
     sent = [events.get_nowait() for _ in range(events.qsize())]
-    index, summary = next(payload for kind, payload in sent if kind == "summary")
-    assert len(attempted) == 1 and index == 0 and summary.stopped.startswith("FakeCudaError: CUDA error")
+    finished = next(message for message in sent if isinstance(message, _Finished))
+    summary = finished.summary
+    assert len(attempted) == 1 and finished.slot == 0 and summary.stopped.startswith("FakeCudaError: CUDA error")
     assert [cell for cell, _ in summary.failed] == attempted  # the rest is not reported as failed
 
 
-def _stopping_worker(slot: Slot, specs: list, results_dir: Path, options: dict, events: object) -> None:
+def _stopping_worker(slot: Slot, todo: list, options: RunOptions, n_slots: int, since: float, messages: Any) -> None:
     """A worker whose GPU breaks at once (first start only, unless ``always`` is in the folder)."""
-    from ratbench.executors import _worker
+    from ratbench.executors import _Finished, _Started, _worker
     from ratbench.scheduler import GridSummary
 
-    marker = results_dir / f"started-{slot.index}"
-    if marker.exists() and not (results_dir / "always").exists():
-        _worker(slot, specs, results_dir, options, events)
+    marker = options.results_dir / f"started-{slot.index}"
+    if marker.exists() and not (options.results_dir / "always").exists():
+        _worker(slot, todo, options, n_slots, since, messages)
         return
     marker.touch()
-    events.put(("started", (slot.index, None)))  # type: ignore[attr-defined]
-    events.put(("summary", (slot.index, GridSummary(stopped="FakeCudaError: CUDA error"))))  # type: ignore[attr-defined]
+    messages.put(_Started(slot.index, None))
+    messages.put(_Finished(slot.index, GridSummary(stopped="FakeCudaError: CUDA error")))
 
 
 @pytest.mark.slow
@@ -187,13 +175,13 @@ def test_a_stopped_worker_is_restarted_once_then_reported(monkeypatch: pytest.Mo
     lines: list[str] = []
     starts: list[int] = []
     summary = run_parallel(
-        [], tmp_path / "a", [Slot(0, None)], echo=lines.append, on_start=lambda i, _: starts.append(i)
+        [], RunOptions(tmp_path / "a"), [Slot(0, None)], Events(lines.append), on_start=lambda i, _: starts.append(i)
     )
     assert summary.ok and starts == [0, 0] and any("starting it again" in line for line in lines)
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "always").touch()
     specs = tiny_synthetic_specs([1])
-    summary = run_parallel(specs, tmp_path / "b", [Slot(0, None)], echo=lines.append)
+    summary = run_parallel(specs, RunOptions(tmp_path / "b"), [Slot(0, None)], Events(lines.append))
     assert any("stopped for good" in line for line in lines)
     assert summary.failed == [
         (specs[0].cell_id, "not run: the workers stopped on a broken GPU (FakeCudaError: CUDA error)")
@@ -231,12 +219,12 @@ def test_flags_the_executor_would_ignore_are_refused(tmp_path: Path, args: list[
 
 def test_ray_with_device_cuda_asks_one_gpu_per_cell() -> None:
     """--device cuda under Ray means --gpus-per-cell 1 (not a CPU run); a fraction is kept."""
-    from ratbench.cli import _check_executor_flags
+    from ratbench.launch import ExecutorFlags
 
-    assert _check_executor_flags("ray", "cuda", None, 1, 1, 0.0) == 1.0
-    assert _check_executor_flags("ray", "cuda", None, 1, 1, 0.25) == 0.25
-    assert _check_executor_flags("ray", "cpu", None, 1, 1, 0.0) == 0.0
-    assert _check_executor_flags("local", "cuda", "0,1", 4, 1, 0.0) == 0.0
+    assert ExecutorFlags("ray", "cuda").ray_gpus_per_cell() == 1.0
+    assert ExecutorFlags("ray", "cuda", gpus_per_cell=0.25).ray_gpus_per_cell() == 0.25
+    assert ExecutorFlags("ray", "cpu").ray_gpus_per_cell() == 0.0
+    assert ExecutorFlags("local", "cuda", "0,1", cells_per_gpu=4).ray_gpus_per_cell() == 0.0
 
 
 def test_ray_dry_run_with_device_cuda_needs_no_gpu_on_the_driver(tmp_path: Path) -> None:
@@ -245,19 +233,17 @@ def test_ray_dry_run_with_device_cuda_needs_no_gpu_on_the_driver(tmp_path: Path)
     assert code == 0 and "to run:" in output
 
 
-def test_one_cell_per_gpu_on_a_gru_grid_suggests_cells_per_gpu(capsys: pytest.CaptureFixture[str]) -> None:
+def test_one_cell_per_gpu_on_a_gru_grid_suggests_cells_per_gpu() -> None:
     """Many small GRU cells on one GPU: a warning suggesting --cells-per-gpu; none when K > 1,
     when there are no more cells than GPUs, or for transformer cells."""
     import dataclasses
 
-    from ratbench.cli import _warn_gpu_utilisation
+    from ratbench.launch import gpu_utilisation_warnings
 
     specs = tiny_synthetic_specs([1, 2, 3, 4, 5, 6])
-    _warn_gpu_utilisation(specs, 1, 1)
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--cells-per-gpu 4" in err and "--workers is for CPU runs" in err
-    _warn_gpu_utilisation(specs, 1, 2)
-    _warn_gpu_utilisation(specs[:2], 2, 1)
+    [warning] = gpu_utilisation_warnings(specs, 1, 1)
+    assert "--cells-per-gpu 4" in warning and "--workers is for CPU runs" in warning
+    assert gpu_utilisation_warnings(specs, 1, 2) == []
+    assert gpu_utilisation_warnings(specs[:2], 2, 1) == []
     hf = [dataclasses.replace(s, dataset_config={**s.dataset_config, "encoder": "hf:minilm"}) for s in specs]
-    _warn_gpu_utilisation(hf, 1, 1)
-    assert capsys.readouterr().err == ""
+    assert gpu_utilisation_warnings(hf, 1, 1) == []

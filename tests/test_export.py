@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import fake_metrics
 
-from ratbench import cells, grid
+from ratbench import grid, store
 from ratbench.cli import main
 from ratbench.export import eraser_lines, mask_to_spans
-from ratbench.scheduler import run_grid
+from ratbench.launch import run_cells
 
 
 def eraser_token_prf(truth: list[dict], predictions: list[dict]) -> tuple[float, float, float]:
@@ -48,8 +48,8 @@ def test_mask_to_spans() -> None:
 
 def _fake_cell(folder: Path, records: list[dict]) -> None:
     folder.mkdir(parents=True)
-    (folder / cells.METRICS_FILE).write_text(json.dumps(fake_metrics(label_names=["NEG", "POS"])))
-    with gzip.open(folder / cells.RATIONALES_FILE, "wt") as handle:
+    (folder / store.METRICS_FILE).write_text(json.dumps(fake_metrics(label_names=["NEG", "POS"])))
+    with gzip.open(folder / store.RATIONALES_FILE, "wt") as handle:
         for record in records:
             handle.write(json.dumps(record) + "\n")
 
@@ -89,13 +89,15 @@ def test_exporting_the_gold_rationale_scores_token_f1_100(tmp_path: Path) -> Non
 def test_cli_export_of_a_real_run(toy_dataset: type, tmp_path: Path) -> None:
     """`ratbench export RESULTS --format eraser` writes one line per test example per cell."""
     specs = grid.expand(["rnp"], ["toy"], [1, 2], preset="demo", epochs=1, sets={"toy": {"n": "12"}})
-    run_grid(specs, tmp_path, echo=lambda _: None)
+    run_cells(specs, tmp_path, echo=lambda _: None)
     # The mlflow store keeps copies of the cells' files; they are no cells to export.
-    shutil.copytree(cells.cell_dir(tmp_path, specs[0]), tmp_path / "mlartifacts" / "1" / "abc" / "artifacts")
-    result = CliRunner().invoke(main, ["export", str(tmp_path), "--format", "eraser", "--mode", "clean"])
+    shutil.copytree(store.cell_dir(tmp_path, specs[0]), tmp_path / "mlartifacts" / "1" / "abc" / "artifacts")
+    out = tmp_path / "exported"
+    args = ["export", str(tmp_path), "--format", "eraser", "--mode", "clean", "--out", str(out)]
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     written = [Path(line) for line in result.stdout.splitlines()]
-    assert len(written) == 2 and all(p.name == "eraser.clean.jsonl" for p in written)
+    assert written == [out / spec.cell_id / "eraser.clean.jsonl" for spec in specs]
     lines = [json.loads(line) for line in written[0].read_text().splitlines()]
     assert len(lines) == 12
     for line in lines:

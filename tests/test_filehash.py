@@ -14,7 +14,7 @@ from ratbench import filehash, grid
 @pytest.fixture
 def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("RATBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(filehash, "_cache", None)
+    monkeypatch.setattr(filehash, "CACHE", filehash.HashCache())
     return tmp_path / "cache"
 
 
@@ -50,7 +50,7 @@ def test_hashes_are_computed_once_and_cached_on_disk(fresh_cache: Path, tmp_path
     digest = filehash.file_sha256(path)
     assert digest == "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
     filehash.save()
-    monkeypatch.setattr(filehash, "_cache", None)
+    monkeypatch.setattr(filehash, "CACHE", filehash.HashCache())
     monkeypatch.setattr(filehash.hashlib, "sha256", lambda: pytest.fail("hashed again"))
     assert filehash.file_sha256(path) == digest  # from the cache file
 
@@ -59,7 +59,7 @@ def test_an_unwritable_cache_only_costs_the_caching(tmp_path: Path, monkeypatch:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     monkeypatch.setenv("RATBENCH_CACHE_DIR", str(blocker / "sub"))
-    monkeypatch.setattr(filehash, "_cache", None)
+    monkeypatch.setattr(filehash, "CACHE", filehash.HashCache())
     path = tmp_path / "x"
     path.write_text("x")
     assert len(filehash.file_sha256(path)) == 64
@@ -72,3 +72,20 @@ def test_a_folder_hash_covers_names_and_contents(tmp_path: Path) -> None:
     before = filehash.folder_sha256(tmp_path / "d")
     (tmp_path / "d" / "b").write_text("")
     assert filehash.folder_sha256(tmp_path / "d") != before
+
+
+def test_expanding_a_grid_writes_no_cache_until_the_caller_saves(
+    fresh_cache: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    """``grid.expand`` fingerprints the data files but leaves writing the hashes to its caller."""
+    folder = tmp_path / "data" / "hotel"
+    folder.mkdir(parents=True)
+    shutil.copy(shared_data / "hotel" / "hotel_Cleanliness.annotated.tsv", folder / "ann.tsv")
+    sets = {"hotel": {"annotation_file": "ann.tsv"}}
+    [spec] = grid.expand(
+        ["rnp"], ["hotel.cleanliness"], [1], sets=sets, data_dir=folder.parent, on_missing=lambda _: None
+    )
+    assert spec.dataset_fingerprint["files"]
+    assert not (fresh_cache / filehash.CACHE_FILE).exists()
+    filehash.save()
+    assert str((folder / "ann.tsv").absolute()) in (fresh_cache / filehash.CACHE_FILE).read_text()

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import torch
 
-from ratbench import cells, grid, runner
+from ratbench import cells, grid, runner, store
 from ratbench.errors import RatbenchError
 from ratbench.registry import DATASETS, METHODS
 from ratbench.results import load_results
@@ -65,7 +65,7 @@ def test_metrics_record_the_gpu_versions_and_a_cell_runs_on_its_own_device_kind(
     assert {key: metrics["versions"][key] for key in ("gpu", "cuda", "cudnn")} == dict.fromkeys(
         ("gpu", "cuda", "cudnn")
     )
-    on_disk = json.loads((cells.cell_dir(tmp_path, spec) / cells.METRICS_FILE).read_text())
+    on_disk = json.loads((store.cell_dir(tmp_path, spec) / store.METRICS_FILE).read_text())
     assert on_disk["versions"]["gpu"] is None and on_disk["device"] == "cpu"
     assert set(load_results(tmp_path)["device"]) == {"cpu"}  # no "device" in the spec: a CPU cell
 

@@ -118,3 +118,29 @@ def test_seeds_out_of_range_or_too_many_are_refused_before_any_list_is_built(tex
     with pytest.raises(RatbenchError, match=message):
         grid.parse_seeds(text, max_count=20_000)
     assert grid.parse_seeds("3-5,1,4", max_count=4) == [1, 3, 4, 5]  # overlaps count once
+
+
+def test_a_grid_request_expands_like_the_keyword_form() -> None:
+    """``expand_request(GridRequest(...))`` gives the cells ``expand(...)`` gives for the same
+    arguments, in method, dataset, subset, seed order; methods with the same data share one
+    fingerprint."""
+    request = grid.GridRequest(
+        methods=("ver", "rnp"),
+        datasets=("synthetic",),
+        seeds=(2, 1),
+        preset="demo",
+        sets={"ver": {"perturb_rate": "0.5"}},
+        epochs=2,
+        limit=100,
+        cpu_threads=2,
+    )
+    specs = grid.expand_request(request)
+    keyword = grid.expand(
+        ["ver", "rnp"], ["synthetic"], [2, 1], "demo", {"ver": {"perturb_rate": "0.5"}}, 2, 100, cpu_threads=2
+    )
+    assert [spec.to_json() for spec in specs] == [spec.to_json() for spec in keyword]
+    order = [(spec.method, spec.subset, spec.seed) for spec in specs]
+    assert order[:3] == [("ver", "appearance", 2), ("ver", "appearance", 1), ("ver", "aroma", 2)]
+    assert len(specs) == 2 * 3 * 2 and all(spec.pipeline["cpu_threads"] == 2 for spec in specs)
+    by_subset = {(spec.method, spec.subset): spec.dataset_fingerprint for spec in specs}
+    assert by_subset["ver", "aroma"] == by_subset["rnp", "aroma"]

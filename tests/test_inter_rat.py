@@ -4,13 +4,18 @@ sum / #selected pooling, per-example regularizers, padding never selected, and t
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from conftest import tiny_batches, tiny_examples, tiny_method
 
+from ratbench import grid
 from ratbench._plugins.methods.inter_rat import per_example_regularizers
+from ratbench.errors import RatbenchError
+from ratbench.registry import METHODS
 from ratbench.types import EncodedExample
 
 
@@ -18,15 +23,37 @@ def _labelled(labels: list[int]) -> tuple[EncodedExample, ...]:
     return tuple(EncodedExample(str(i), np.array([1, 2]), label, None) for i, label in enumerate(labels))
 
 
-def test_priors_from_training_labels_or_the_reference_constants() -> None:
+def test_priors_from_training_labels_uniform_or_given() -> None:
     train = _labelled([1, 1, 1, 0])
     assert tiny_method("inter_rat", train=train).model.priors.tolist() == [0.25, 0.75]
-    beer = tiny_method("inter_rat", train=train, dataset="beer", priors="reference")
-    assert beer.model.priors.tolist() == pytest.approx([0.05, 0.95])
-    assert tiny_method("inter_rat", train=train, dataset="hotel", priors="reference").model.priors.tolist() == [
-        0.5,
-        0.5,
-    ]
+    assert tiny_method("inter_rat", train=train, priors="uniform").model.priors.tolist() == [0.5, 0.5]
+    given = tiny_method("inter_rat", train=train, priors=(0.05, 0.95))
+    assert given.model.priors.tolist() == pytest.approx([0.05, 0.95])
+    assert given.model.prior_values == (0.05, 0.95)  # the reference's Python constants, exactly
+    assert METHODS.get("inter_rat").Config.resolve({"priors": "0.05,0.95"}).priors == (0.05, 0.95)  # --set
+
+
+def test_the_paper_preset_gives_the_reference_priors_on_beer_and_uniform_elsewhere() -> None:
+    """The reference hard-codes (0.05, 0.95) for its beer files and (0.5, 0.5) elsewhere: a preset
+    scoped to beer, so that the method never reads the dataset's name."""
+    datasets = ["beer.aroma", "synthetic.aroma"]
+    specs = grid.expand(["inter_rat"], datasets, [1], preset="paper", on_missing=lambda missing: None)
+    assert {spec.dataset: spec.method_config["priors"] for spec in specs} == {
+        "beer": [0.05, 0.95],
+        "synthetic": "uniform",
+    }
+    assert "info.dataset" not in inspect.getsource(inspect.getmodule(METHODS.get("inter_rat")))
+
+
+@pytest.mark.parametrize("priors", ["reference", "0.5", "0.2,0.2", "-0.5,1.5"])
+def test_priors_that_are_no_distribution_are_refused(priors: str) -> None:
+    with pytest.raises(RatbenchError, match=r"^inter_rat\.priors "):
+        METHODS.get("inter_rat").Config.resolve({"priors": priors}, owner="inter_rat")
+
+
+def test_priors_of_another_class_count_are_refused() -> None:
+    with pytest.raises(RatbenchError, match="3 class priors for 2 classes"):
+        tiny_method("inter_rat", priors=(0.2, 0.3, 0.5))
 
 
 def test_adjustment_and_pooling_match_a_restatement() -> None:

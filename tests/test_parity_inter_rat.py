@@ -93,10 +93,17 @@ def fixture() -> dict[str, Any]:
     return torch.load(FIXTURE, weights_only=True)
 
 
+def ratbench_config(recorded: dict[str, Any]) -> dict[str, Any]:
+    """The recorded config in ratbench's keys: the fixture names the reference's hard-coded beer
+    priors ``"reference"``; ratbench's ``paper`` preset gives them for beer."""
+    beer_priors = METHODS.get("inter_rat").presets["paper"]["beer"]["priors"]
+    return {**recorded, "priors": beer_priors} if recorded.get("priors") == "reference" else recorded
+
+
 def build_method(fx: dict[str, Any], **changes: Any) -> Any:
     """ratbench's inter_rat with the fixture's config, embeddings and initial weights."""
     cls = METHODS.get("inter_rat")
-    config = cls.Config(**{**fx["config"], **changes})
+    config = cls.Config(**{**ratbench_config(fx["config"]), **changes})
     info = DataInfo(num_classes=2, embeddings=fx["embeddings"].numpy(), dataset="beer", subset="appearance")
     method = cls(config, info, torch.device("cpu"))
     weights = unflatten(fx["initial_weights"], fx["parameters"])

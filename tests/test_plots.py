@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import write_cell
 
-from ratbench import cells
+from ratbench import store
 from ratbench.cli import main
 
 pytest.importorskip("matplotlib")
@@ -21,17 +21,17 @@ pytest.importorskip("matplotlib")
 
 def _add_epochs(root: Path, f1: float) -> None:
     """Give every cell under ``root`` three epochs of diagnostics and a best epoch (2)."""
-    for metrics_path in (root / "runs").glob(f"*/*/*/seed*/{cells.METRICS_FILE}"):
+    for metrics_path in (root / "runs").glob(f"*/*/*/seed*/{store.METRICS_FILE}"):
         metrics = json.loads(metrics_path.read_text())
         for mode in metrics["modes"].values():
             mode["best_epoch"] = 2
-        cells.atomic_write_json(metrics_path, metrics)
+        store.atomic_write_json(metrics_path, metrics)
         seed = metrics["seed"]
         lines = [
             {"epoch": e, "loss": 1.0 / e, "diag_annotation_F1": f1 * e / 3 + seed, "diag_gold_ce_mean": 0.5 / e}
             for e in (1, 2, 3)
         ]
-        (metrics_path.parent / cells.EPOCHS_FILE).write_text("".join(json.dumps(line) + "\n" for line in lines))
+        (metrics_path.parent / store.EPOCHS_FILE).write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def results(tmp_path: Path) -> Path:
                 write_cell(tmp_path, "ver", target, seed, 40.0 + seed + gain, {"perturb_rate": rate})
             write_cell(tmp_path, "ver", target, seed, 44.0 + seed)  # the preset's 0.3: not in the variant
     _add_epochs(tmp_path, 60.0)
-    for spec_path in (tmp_path / "runs" / "ver").glob(f"*/*/seed*/{cells.SPEC_FILE}"):
+    for spec_path in (tmp_path / "runs" / "ver").glob(f"*/*/seed*/{store.SPEC_FILE}"):
         spec = json.loads(spec_path.read_text())
         spec["method_config"].setdefault("perturb_rate", 0.3)  # as a real run resolves it
         spec_path.write_text(json.dumps(spec))
@@ -53,7 +53,7 @@ def results(tmp_path: Path) -> Path:
 def test_the_sweep_reads_the_presets_value_from_the_spec(results: Path) -> None:
     from ratbench.plots import _config_value
 
-    specs = sorted((results / "runs" / "ver").glob(f"*/*/seed1/{cells.SPEC_FILE}"))
+    specs = sorted((results / "runs" / "ver").glob(f"*/*/seed1/{store.SPEC_FILE}"))
     values = sorted(_config_value(results, str(p.parent.relative_to(results / "runs")), "perturb_rate") for p in specs)
     assert values == [0.0, 0.0, 0.3, 0.3, 0.5, 0.5]
 
@@ -108,9 +108,9 @@ def _one_epoch(root: Path) -> Path:
     for seed in (1, 2):
         write_cell(root, "rnp", "synthetic.appearance", seed, 40.0 + seed)
         write_cell(root, "ver", "synthetic.appearance", seed, 42.0 + seed)
-    for metrics_path in (root / "runs").glob(f"**/{cells.METRICS_FILE}"):
+    for metrics_path in (root / "runs").glob(f"**/{store.METRICS_FILE}"):
         line = {"epoch": 1, "loss": 0.7, "diag_annotation_F1": 20.0, "diag_gold_ce_mean": 0.6}
-        (metrics_path.parent / cells.EPOCHS_FILE).write_text(json.dumps(line) + "\n")
+        (metrics_path.parent / store.EPOCHS_FILE).write_text(json.dumps(line) + "\n")
     return root
 
 
@@ -146,7 +146,7 @@ def test_a_failing_write_leaves_the_previous_figure(
 
 def test_a_cut_epochs_line_is_skipped_with_one_warning(results: Path, tmp_path: Path) -> None:
     """D14: a kill mid-write leaves a cut last line in epochs.jsonl; curves and gold skip it."""
-    epochs = sorted(results.glob(f"runs/rnp/**/seed1/{cells.EPOCHS_FILE}"))[0]
+    epochs = sorted(results.glob(f"runs/rnp/**/seed1/{store.EPOCHS_FILE}"))[0]
     with epochs.open("a") as handle:
         handle.write('{"epoch": 4, "loss": 0.9, "diag_ann')
     for figure in ("curves", "gold"):
@@ -179,7 +179,7 @@ def test_a_string_key_is_swept_on_a_categorical_axis(tmp_path: Path, drawn: list
         write_cell(root, "attention", "synthetic.appearance", seed, 40.0 + seed)
         for scorer in ("linear", "dot"):
             write_cell(root, "attention", "synthetic.appearance", seed, 45.0 + seed, {"scorer": scorer})
-    for spec_path in root.glob(f"runs/**/{cells.SPEC_FILE}"):
+    for spec_path in root.glob(f"runs/**/{store.SPEC_FILE}"):
         spec = json.loads(spec_path.read_text())
         spec["method_config"].setdefault("scorer", "additive")  # as a run resolves the preset's
         spec_path.write_text(json.dumps(spec))
@@ -200,7 +200,7 @@ def test_a_data_key_is_a_swept_key(tmp_path: Path, drawn: list[Any]) -> None:
         for max_len in (40, 80, None):
             changes = {"data.max_len": max_len} if max_len else {}
             write_cell(root, "rnp", "synthetic.appearance", seed, 40.0 + (max_len or 256) / 40, data_changes=changes)
-    for spec_path in root.glob(f"runs/**/{cells.SPEC_FILE}"):
+    for spec_path in root.glob(f"runs/**/{store.SPEC_FILE}"):
         spec = json.loads(spec_path.read_text())
         spec["dataset_config"]["max_len"] = (spec["variant"]["data"] or {}).get("data.max_len", 256)
         spec_path.write_text(json.dumps(spec))

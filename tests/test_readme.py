@@ -15,10 +15,10 @@ import pytest
 from test_method_contract import check_contract
 from test_query_inputs import check_query_inputs
 
-from ratbench import cells, grid
+from ratbench import grid, store
 from ratbench.errors import RatbenchError
+from ratbench.launch import run_cells
 from ratbench.registry import DATASETS, METHODS
-from ratbench.scheduler import run_grid
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -65,9 +65,9 @@ def test_readme_method_example_runs_next_to_rnp(example_method: ModuleType, toy_
     assert set(re.findall(r"^from (ratbench\S*) import", source, flags=re.M)) == {"ratbench.api"}
     specs = grid.expand(["budget_rnp", "rnp"], ["toy"], [1], preset="demo", sets={"toy": {"n": "30"}})
     assert specs[0].method_config["budget_lambda"] == 2.0 and specs[0].method_config["epochs"] == 10
-    summary = run_grid(specs, tmp_path, echo=lambda _: None)
+    summary = run_cells(specs, tmp_path, echo=lambda _: None)
     assert summary.ok, summary.failed
-    epochs = (cells.cell_dir(tmp_path, specs[0]) / cells.EPOCHS_FILE).read_text().splitlines()
+    epochs = (store.cell_dir(tmp_path, specs[0]) / store.EPOCHS_FILE).read_text().splitlines()
     assert {"budget_loss", "continuity_loss", "cls_loss"} <= set(json.loads(epochs[0]))
     assert "sparsity_loss" not in json.loads(epochs[0])
 
@@ -96,9 +96,9 @@ def test_readme_dataset_example_reads_files_and_reports_errors(example_dataset: 
     for split in ("train", "dev", "test"):
         (folder / f"{split}.tsv").write_text("".join("\t".join(r) + "\n" for r in rows), encoding="utf-8")
     specs = grid.expand(["rnp"], ["mytsv"], [1], preset="demo", epochs=1, data_dir=tmp_path / "data")
-    summary = run_grid(specs, tmp_path / "results", data_dir=tmp_path / "data", echo=lambda _: None)
+    summary = run_cells(specs, tmp_path / "results", data_dir=tmp_path / "data", echo=lambda _: None)
     assert summary.ok, summary.failed
-    metrics = json.loads((cells.cell_dir(tmp_path / "results", specs[0]) / cells.METRICS_FILE).read_text())
+    metrics = json.loads((store.cell_dir(tmp_path / "results", specs[0]) / store.METRICS_FILE).read_text())
     assert metrics["data"]["n_test"] == 20
     assert metrics["data"]["test_gold_sparsity"] == pytest.approx(100 / 3)
     adapter = DATASETS.get("mytsv")("main", DATASETS.get("mytsv").Config(), tmp_path / "nowhere")

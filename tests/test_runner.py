@@ -14,12 +14,12 @@ import pytest
 import torch
 from torch import nn
 
-from ratbench import cells, grid
+from ratbench import cells, claims, grid, store
 from ratbench.evaluate import f1_score, safe_div
+from ratbench.launch import run_cells
 from ratbench.method import Method, MethodConfig
 from ratbench.registry import METHODS
 from ratbench.runner import run_cell
-from ratbench.scheduler import run_grid
 from ratbench.types import Batch, EvalMode, RationaleOutput
 
 # Dev accuracy the scripted method reaches after each epoch: the best is 80 at epoch 2
@@ -84,15 +84,15 @@ def test_best_dev_epoch_is_strictly_greater_earliest_and_its_state_is_tested(
 ) -> None:
     """Selection keeps epoch 2 (80 %), not the tie at epoch 3, and evaluates epoch 2's state."""
     [spec] = _grid(["scripted"], [1])
-    summary = run_grid([spec], tmp_path, echo=lambda _: None)
+    summary = run_cells([spec], tmp_path, echo=lambda _: None)
     assert summary.ok
-    metrics = json.loads((cells.cell_dir(tmp_path, spec) / cells.METRICS_FILE).read_text())
+    metrics = json.loads((store.cell_dir(tmp_path, spec) / store.METRICS_FILE).read_text())
     for mode in ("reference", "clean"):
         result = metrics["modes"][mode]
         assert result["best_epoch"] == 2 and result["dev_acc"] == 80.0
         # The epoch-2 state selects exactly 2 tokens per example.
         assert result["S"] == pytest.approx(100 * 2 * 10 / metrics["data"]["n_test_tokens"])
-    epochs = [json.loads(line) for line in (cells.cell_dir(tmp_path, spec) / cells.EPOCHS_FILE).open()]
+    epochs = [json.loads(line) for line in (store.cell_dir(tmp_path, spec) / store.EPOCHS_FILE).open()]
     assert [e["epoch"] for e in epochs] == [1, 2, 3, 4]
     assert [e["dev_acc_reference"] for e in epochs] == list(SCRIPTED_DEV_ACC)
 
@@ -101,8 +101,8 @@ def test_select_epoch_last_evaluates_the_final_state(toy_dataset: type, scripted
     """``select_epoch=last`` (Inter_RAT's and DMR's references keep their final model): the last
     epoch is evaluated whatever its dev accuracy, with its own state."""
     [spec] = grid.expand(["scripted"], ["toy"], [1], sets={"toy": {"n": "10"}, "scripted": {"select_epoch": "last"}})
-    assert run_grid([spec], tmp_path, echo=lambda _: None).ok
-    metrics = json.loads((cells.cell_dir(tmp_path, spec) / cells.METRICS_FILE).read_text())
+    assert run_cells([spec], tmp_path, echo=lambda _: None).ok
+    metrics = json.loads((store.cell_dir(tmp_path, spec) / store.METRICS_FILE).read_text())
     for mode in ("reference", "clean"):
         result = metrics["modes"][mode]
         assert result["best_epoch"] == 4 and result["dev_acc"] == SCRIPTED_DEV_ACC[3]
@@ -112,12 +112,12 @@ def test_select_epoch_last_evaluates_the_final_state(toy_dataset: type, scripted
 def test_cell_folder_and_recomputable_rationales(toy_dataset: type, tmp_path: Path) -> None:
     """spec.json, epochs.jsonl, rationales.jsonl.gz and metrics.json; metrics recompute from rationales."""
     [spec] = _grid(["rnp"], [1], n="40")
-    run_grid([spec], tmp_path, echo=lambda _: None)
-    folder = cells.cell_dir(tmp_path, spec)
-    assert json.loads((folder / cells.SPEC_FILE).read_text())["cell_id"] == spec.cell_id
-    assert len((folder / cells.EPOCHS_FILE).read_text().splitlines()) == spec.method_config["epochs"]
-    metrics = json.loads((folder / cells.METRICS_FILE).read_text())
-    with gzip.open(folder / cells.RATIONALES_FILE, "rt") as handle:
+    run_cells([spec], tmp_path, echo=lambda _: None)
+    folder = store.cell_dir(tmp_path, spec)
+    assert json.loads((folder / store.SPEC_FILE).read_text())["cell_id"] == spec.cell_id
+    assert len((folder / store.EPOCHS_FILE).read_text().splitlines()) == spec.method_config["epochs"]
+    metrics = json.loads((folder / store.METRICS_FILE).read_text())
+    with gzip.open(folder / store.RATIONALES_FILE, "rt") as handle:
         records = [json.loads(line) for line in handle]
     for mode in ("reference", "clean"):
         rows = [r for r in records if r["mode"] == mode]
@@ -145,37 +145,37 @@ def _metrics_without_timing(path: Path) -> dict:
 def test_same_seed_gives_identical_metrics_and_another_seed_differs(toy_dataset: type, tmp_path: Path) -> None:
     """One seeding point per cell: rerunning a cell reproduces every metric exactly."""
     specs = _grid(["ver"], [1, 2], n="40")
-    run_grid(specs, tmp_path / "a", echo=lambda _: None)
-    run_grid(specs, tmp_path / "b", echo=lambda _: None)
-    a1, b1 = (_metrics_without_timing(cells.cell_dir(tmp_path / d, specs[0]) / cells.METRICS_FILE) for d in "ab")
+    run_cells(specs, tmp_path / "a", echo=lambda _: None)
+    run_cells(specs, tmp_path / "b", echo=lambda _: None)
+    a1, b1 = (_metrics_without_timing(store.cell_dir(tmp_path / d, specs[0]) / store.METRICS_FILE) for d in "ab")
     assert a1 == b1
-    a2 = _metrics_without_timing(cells.cell_dir(tmp_path / "a", specs[1]) / cells.METRICS_FILE)
+    a2 = _metrics_without_timing(store.cell_dir(tmp_path / "a", specs[1]) / store.METRICS_FILE)
     assert a2["modes"] != a1["modes"]
 
 
 def test_done_cells_are_skipped_and_a_deleted_metrics_file_is_redone(toy_dataset: type, tmp_path: Path) -> None:
     """Rerun: 0 cells; delete one metrics.json: exactly that cell runs again; --force reruns all."""
     specs = _grid(["rnp", "ver"], [1, 2])
-    first = run_grid(specs, tmp_path, echo=lambda _: None)
+    first = run_cells(specs, tmp_path, echo=lambda _: None)
     assert len(first.finished) == 4
-    second = run_grid(specs, tmp_path, echo=lambda _: None)
+    second = run_cells(specs, tmp_path, echo=lambda _: None)
     assert second.finished == [] and len(second.skipped) == 4
-    (cells.cell_dir(tmp_path, specs[2]) / cells.METRICS_FILE).unlink()
-    third = run_grid(specs, tmp_path, echo=lambda _: None)
+    (store.cell_dir(tmp_path, specs[2]) / store.METRICS_FILE).unlink()
+    third = run_cells(specs, tmp_path, echo=lambda _: None)
     assert third.finished == [specs[2].cell_id]
-    assert len(run_grid(specs, tmp_path, force=True, echo=lambda _: None).finished) == 4
+    assert len(run_cells(specs, tmp_path, force=True, echo=lambda _: None).finished) == 4
 
 
 def test_a_failing_cell_is_recorded_and_the_grid_goes_on(toy_dataset: type, tmp_path: Path) -> None:
     """A crash leaves error.txt with the traceback and no metrics.json; the next cell still runs."""
     bad = dataclasses.replace(_grid(["rnp"], [1])[0], method_config={"epochs": 1, "batch_size": 0})
     good = _grid(["rnp"], [2])[0]
-    summary = run_grid([bad, good], tmp_path, echo=lambda _: None)
+    summary = run_cells([bad, good], tmp_path, echo=lambda _: None)
     assert [cell for cell, _ in summary.failed] == [bad.cell_id]
     assert summary.finished == [good.cell_id]
-    folder = cells.cell_dir(tmp_path, bad)
-    assert "Traceback" in (folder / cells.ERROR_FILE).read_text()
-    assert not (folder / cells.METRICS_FILE).exists()
+    folder = store.cell_dir(tmp_path, bad)
+    assert "Traceback" in (folder / store.ERROR_FILE).read_text()
+    assert not (folder / store.METRICS_FILE).exists()
 
 
 class Exploding(Scripted):
@@ -211,15 +211,15 @@ def test_a_non_finite_loss_fails_the_cell_and_never_finishes_it(
     """NaN in training: error.txt names the epoch, no metrics.json, the epochs so far in strict JSON."""
     exploding.FAIL_AT = 3
     [spec] = _grid(["exploding"], [1])
-    summary = run_grid([spec], tmp_path, echo=lambda _: None)
+    summary = run_cells([spec], tmp_path, echo=lambda _: None)
     [(cell_id, reason)] = summary.failed
     assert cell_id == spec.cell_id and "epoch 3: training became non-finite (loss=nan)" in reason
-    folder = cells.cell_dir(tmp_path, spec)
-    assert not (folder / cells.METRICS_FILE).exists() and cells.status(tmp_path, spec) == "failed"
-    epochs = [json.loads(line, parse_constant=pytest.fail) for line in (folder / cells.FAILED_EPOCHS_FILE).open()]
+    folder = store.cell_dir(tmp_path, spec)
+    assert not (folder / store.METRICS_FILE).exists() and store.status(tmp_path, spec) == "failed"
+    epochs = [json.loads(line, parse_constant=pytest.fail) for line in (folder / store.FAILED_EPOCHS_FILE).open()]
     assert [e["epoch"] for e in epochs] == [1, 2, 3] and epochs[-1]["loss"] is None
     assert epochs[-1]["non_finite"] == ["loss"]
-    assert not list(folder.glob(f"{cells.ATTEMPT_PREFIX}*"))
+    assert not list(folder.glob(f"{store.ATTEMPT_PREFIX}*"))
 
 
 @pytest.mark.parametrize("how", ["interrupt", "nan"])
@@ -228,35 +228,40 @@ def test_a_forced_rerun_that_does_not_finish_keeps_the_old_result(
 ) -> None:
     """--force writes a fresh attempt; Ctrl-C or a failure mid-run leaves the old files untouched."""
     [spec] = _grid(["exploding"], [1])
-    assert run_grid([spec], tmp_path, echo=lambda _: None).ok
-    folder = cells.cell_dir(tmp_path, spec)
+    assert run_cells([spec], tmp_path, echo=lambda _: None).ok
+    folder = store.cell_dir(tmp_path, spec)
     before = _files(folder)
     exploding.FAIL_AT, exploding.INTERRUPT = 2, how == "interrupt"
     if how == "interrupt":
         with pytest.raises(KeyboardInterrupt):
-            run_grid([spec], tmp_path, force=True, echo=lambda _: None)
+            run_cells([spec], tmp_path, force=True, echo=lambda _: None)
     else:
-        assert not run_grid([spec], tmp_path, force=True, echo=lambda _: None).ok
+        assert not run_cells([spec], tmp_path, force=True, echo=lambda _: None).ok
     after = _files(folder)
     assert {k: v for k, v in after.items() if k in before} == before  # every old file as it was
-    assert set(after) - set(before) <= {cells.ERROR_FILE, cells.FAILED_EPOCHS_FILE}
-    assert cells.is_done(tmp_path, spec) and not (folder / cells.CLAIM_FILE).exists()
+    assert set(after) - set(before) <= {store.ERROR_FILE, store.FAILED_EPOCHS_FILE}
+    assert store.is_done(tmp_path, spec) and not (folder / claims.CLAIM_FILE).exists()
 
 
-def test_a_commit_cut_short_is_finished_by_the_next_reader(toy_dataset: type, scripted: type, tmp_path: Path) -> None:
-    """A crash between installing an attempt's files and its metrics.json is rolled forward."""
+def test_a_commit_cut_short_is_finished_when_the_next_run_starts(
+    toy_dataset: type, scripted: type, tmp_path: Path
+) -> None:
+    """A crash between installing an attempt's files and its metrics.json is rolled forward by
+    the recovery at the start of the next run (``store.recover``), not by a reader."""
     [spec] = _grid(["scripted"], [1])
-    run_grid([spec], tmp_path, echo=lambda _: None)
-    folder = cells.cell_dir(tmp_path, spec)
-    old = json.loads((folder / cells.METRICS_FILE).read_text())
-    attempt = cells.new_attempt(folder)
-    for name in (*cells.RESULT_FILES, cells.METRICS_FILE):
+    run_cells([spec], tmp_path, echo=lambda _: None)
+    folder = store.cell_dir(tmp_path, spec)
+    old = json.loads((folder / store.METRICS_FILE).read_text())
+    attempt = store.new_attempt(folder)
+    for name in (*store.RESULT_FILES, store.METRICS_FILE):
         (attempt / name).write_bytes((folder / name).read_bytes())
     new = {**old, "finished_at": "new"}
-    cells.atomic_write_json(attempt / cells.METRICS_FILE, new)
-    os.replace(attempt / cells.SPEC_FILE, folder / cells.SPEC_FILE)  # the crash: only one file moved
-    assert cells.is_done(tmp_path, spec)
-    assert json.loads((folder / cells.METRICS_FILE).read_text()) == new and not attempt.exists()
+    store.atomic_write_json(attempt / store.METRICS_FILE, new)
+    os.replace(attempt / store.SPEC_FILE, folder / store.SPEC_FILE)  # the crash: only one file moved
+    assert store.is_done(tmp_path, spec)  # the old result, complete; reading changes nothing
+    assert json.loads((folder / store.METRICS_FILE).read_text()) == old and attempt.exists()
+    store.recover(folder)
+    assert json.loads((folder / store.METRICS_FILE).read_text()) == new and not attempt.exists()
 
 
 class Counting(Scripted):
@@ -311,7 +316,7 @@ def test_each_cell_runs_with_its_own_cpu_thread_count(
         for threads in (1, 2):
             [spec] = grid.expand(["scripted"], ["toy"], [1], sets={"toy": {"n": "10"}}, cpu_threads=threads)
             torch.set_num_threads(3 - threads)  # the process starts with the other count
-            assert run_grid([spec], tmp_path, echo=lambda _: None).ok
+            assert run_cells([spec], tmp_path, echo=lambda _: None).ok
             assert spec.pipeline["cpu_threads"] == threads
     finally:
         torch.set_num_threads(before)

@@ -16,9 +16,9 @@ from types import SimpleNamespace
 import pytest
 from click.testing import CliRunner
 
-from ratbench import cells, grid
+from ratbench import grid, store
 from ratbench.cli import main
-from ratbench.scheduler import run_grid
+from ratbench.launch import run_cells
 from ratbench.viewer import Document, ShownCell, marks, render_html
 
 TINY = {
@@ -88,14 +88,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A results folder with an RNP and a VER cell of the demo preset (tiny sizes)."""
     results = tmp_path_factory.mktemp("show")
     specs = grid.expand(["rnp", "ver"], ["synthetic.appearance"], [1], preset="demo", epochs=1, sets=TINY)
-    assert run_grid(specs, results, echo=lambda _: None).ok
+    assert run_cells(specs, results, echo=lambda _: None).ok
     return results
 
 
 def _records(results: Path, method: str, mode: str = "reference") -> dict[str, dict]:
     """The cell's test records by example id (the file is in batch order, not the split's)."""
     [folder] = (results / "runs" / method).glob("*/*/seed1")
-    with gzip.open(folder / cells.RATIONALES_FILE, "rt") as handle:
+    with gzip.open(folder / store.RATIONALES_FILE, "rt") as handle:
         return {r["id"]: r for r in map(json.loads, handle) if r["mode"] == mode}
 
 
@@ -154,7 +154,7 @@ def test_cells_of_several_datasets_need_dataset(demo: Path, tmp_path: Path) -> N
     other = grid.expand(
         ["rnp"], ["synthetic.palate"], [1], preset="demo", epochs=1, sets={k: v for k, v in TINY.items() if k != "ver"}
     )
-    assert run_grid(other, tmp_path, echo=lambda _: None).ok
+    assert run_cells(other, tmp_path, echo=lambda _: None).ok
     code, _, err = _show(str(demo), str(tmp_path))
     assert code == 2
     assert err.strip() == (
@@ -256,7 +256,7 @@ def odd(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     odd_fever(root / "data")
     sets = {"eraser": ERASER_SETS, "rnp": {"hidden_dim": "16"}}
     specs = grid.expand(["rnp"], ["eraser.fever"], [1], preset="demo", epochs=1, sets=sets, data_dir=root / "data")
-    assert run_grid(specs, root / "results", data_dir=root / "data", echo=lambda _: None).ok
+    assert run_cells(specs, root / "results", data_dir=root / "data", echo=lambda _: None).ok
     return root / "results", root / "data"
 
 

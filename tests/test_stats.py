@@ -1,4 +1,4 @@
-"""The t-tests of ratbench.stats against SciPy's."""
+"""The t-tests of ratbench.stats against closed forms and SciPy's tests."""
 
 from __future__ import annotations
 
@@ -8,7 +8,21 @@ import pytest
 
 from ratbench import stats
 
-scipy_stats = pytest.importorskip("scipy.stats")  # scikit-learn, a test dependency, brings SciPy
+scipy_stats = pytest.importorskip("scipy.stats")
+
+
+@pytest.mark.parametrize(
+    ("t", "df", "p"),
+    [
+        (1.0, 1.0, 0.5),  # Cauchy: P(|T| >= 1) = 1/2
+        (-1.0, 1.0, 0.5),  # two-sided: the sign does not matter
+        (2.0, 2.0, 1 - 2 / math.sqrt(6)),  # df = 2: P(|T| >= t) = 1 - t / sqrt(2 + t^2)
+        (2.7764451051977987, 4.0, 0.05),  # the 97.5% quantile of t(4), as printed in tables
+        (0.0, 7.5, 1.0),
+    ],
+)
+def test_two_sided_p_matches_closed_forms(t: float, df: float, p: float) -> None:
+    assert stats.two_sided_p(t, df) == pytest.approx(p, rel=1e-12)
 
 
 @pytest.mark.parametrize(

@@ -112,14 +112,14 @@ def test_a_transformer_only_key_swept_on_the_word_encoder_is_refused() -> None:
 
 def test_cpu_threads_above_the_cores_are_refused_unless_forced(tmp_path: Path) -> None:
     """1,000 threads on 2 cores never finish an epoch; --force-threads allows it (D11)."""
-    from ratbench.cli import _check_cpu_threads, available_cpus
+    from ratbench.launch import available_cpus, check_cpu_threads
 
     cores = available_cpus()
-    _check_cpu_threads(cores, False, "local", None)
+    check_cpu_threads(cores, False, "local", None)
     with pytest.raises(RatbenchError, match=f"--cpu-threads {cores + 1} is more than the {cores} CPU cores"):
-        _check_cpu_threads(cores + 1, False, "local", None)
-    _check_cpu_threads(1000, True, "local", None)
-    _check_cpu_threads(1000, False, "ray", "ray://cluster:10001")  # the cells run on the cluster's nodes
+        check_cpu_threads(cores + 1, False, "local", None)
+    check_cpu_threads(1000, True, "local", None)
+    check_cpu_threads(1000, False, "ray", "ray://cluster:10001")  # the cells run on the cluster's nodes
     args = ["run", "--methods", "rnp", "--datasets", "synthetic.appearance", "--preset", "demo", "--dry-run",
             "--results-dir", str(tmp_path), "--cpu-threads", "1000"]  # fmt: skip
     assert CliRunner().invoke(main, args).exit_code == 2

@@ -16,6 +16,7 @@ from ratbench.types import Example
 
 # the plugin folder datasets/ is mounted as the package ratbench._plugins.datasets
 syn = importlib.import_module("ratbench._plugins.datasets.synthetic")
+lexicon = importlib.import_module("ratbench._plugins.datasets._synthetic_lexicon")
 Synthetic = syn.Synthetic
 SMALL = {"n_train": 300, "n_dev": 100, "n_test": 200}
 
@@ -228,7 +229,12 @@ def test_sentiment_polarity_handles_negation() -> None:
 
 
 def test_wording_strength_follows_the_score() -> None:
-    strong = set(syn._SHARED[0][3] + syn._SHARED[1][3]) | {"absolutely", "extremely", "incredibly", "truly"}
+    strong = set(lexicon.SHARED_ADJECTIVES[0][3] + lexicon.SHARED_ADJECTIVES[1][3]) | {
+        "absolutely",
+        "extremely",
+        "incredibly",
+        "truly",
+    }
     by_level: dict[int, list[bool]] = {1: [], 3: []}
     for review in syn.generate_reviews(_cfg(label_noise=0.0), "dev") + syn.generate_reviews(_cfg(), "test"):
         for a in range(len(Synthetic.subsets)):

@@ -17,7 +17,10 @@ from click.testing import CliRunner
 from conftest import write_cell
 
 from ratbench.cli import main
-from ratbench.layouts import parse_metrics
+from ratbench.layouts import LAYOUTS, get_layout, parse_metrics
+from ratbench.paper_grids import get_grid
+from ratbench.paper_tables import table_files
+from ratbench.published import load_published
 
 GOLDEN = Path(__file__).parent / "golden" / "tables"
 TABLE1_METHODS = ["ver", "rnp", "lime", "attention", "a2i", "dmr", "nir_rnp", "inter_rat"]  # not the paper's order
@@ -148,3 +151,29 @@ def test_with_paper_beside_no_results_shows_the_papers_rows_and_ours_as_dashes(t
     assert list(rows) == ["A2R* [paper]", "NIR* [paper]", "VER [paper]", "nir", "nir (noise_p=0.0)", "rnp", "ver"]
     assert all(set(rows[label]) == {"-"} for label in ("nir", "nir (noise_p=0.0)", "rnp", "ver"))
     assert "S, P, R and F1 count word pieces (as CR and NIR do)." in text
+
+
+def test_each_table_is_one_data_file_its_layout_grid_and_published_rows_read() -> None:
+    """A table's file is the one place its title, columns, level, rows and published numbers are
+    written: its layout, grid and published table read them there (so they have one title), and
+    a key no reader knows is a typo."""
+    files = table_files()
+    assert sorted(files) == ["leaderboard", "table1", "table2", "table3"]
+    assert list(LAYOUTS) == ["generic", "table1", "table2", "table3"]  # the paper's: what `ratbench report` shows
+    for name, table in files.items():
+        assert set(table) <= {"kind", "title", "level", "columns", "base", "layout", "grid", "published"}, name
+        assert set(table["layout"]) <= {"metrics", "encoder", "method_order", "published_column"}, name
+        assert set(table["grid"]) <= {"preset", "sets", "part"}, name
+        layout, grid = get_layout(name), get_grid(name)
+        assert layout.title == grid.title == table["title"] and layout.groups == grid.datasets, name
+        assert len(layout.group_titles) == len(layout.groups or ()), name
+        if table["kind"] == "paper":
+            published = load_published()[1][name]
+            assert (published.title, published.metric_level) == (layout.title, layout.level), name
+            assert {group for row in published.rows for group in row.results} == set(layout.groups or ()), name
+            assert set(grid.methods) <= set(layout.method_order), name
+        else:
+            assert table["kind"] == "own" and name not in load_published()[1], name
+    leaderboard, table1 = get_layout("leaderboard"), get_layout("table1")
+    assert (leaderboard.groups, leaderboard.group_titles) == (table1.groups, table1.group_titles)
+    assert table1.group_title("hotel.service") == "Hotel-Service" and table1.group_title("x.y") == "x.y"

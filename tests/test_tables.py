@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from conftest import fake_metrics
 
-from ratbench import cells
+from ratbench import store
 from ratbench.errors import RatbenchError
 from ratbench.registry import METHODS
 from ratbench.results import load_results
-from ratbench.tables import render
+from ratbench.tables import TableRequest, render
 from ratbench.variants import make_variant, variant_key
 from ratbench.versions import EVAL_VERSION, PIPELINE_VERSION
 
@@ -103,7 +103,7 @@ def _write_cell(
     folder = root / "runs" / cell_id
     ids = {"cell_id": cell_id, "config_id": config_id, "method": method, "dataset": "synthetic", "subset": subset}
     metrics = {**fake_metrics(f1=f1), **ids, "seed": seed, "finished_at": finished_at}
-    cells.atomic_write_json(folder / cells.METRICS_FILE, metrics)
+    store.atomic_write_json(folder / store.METRICS_FILE, metrics)
     spec = {
         "method": method,
         "method_version": METHODS.get(method).version,
@@ -119,7 +119,7 @@ def _write_cell(
         "pipeline": {"version": PIPELINE_VERSION, **(pipeline or {})},
         "variant": variant,
     }
-    cells.atomic_write_json(folder / cells.SPEC_FILE, spec)
+    store.atomic_write_json(folder / store.SPEC_FILE, spec)
 
 
 def test_regression_rows_never_mix_flag_values_across_subsets(tmp_path: Path) -> None:
@@ -153,7 +153,7 @@ def test_stale_cells_are_hidden_with_a_note_and_shown_on_request() -> None:
     assert [row[0] for row in rows] == ["rnp"] and rows[0][1:] == ["15.0 (0.0)", "80.0 (0.0)"] + ["40.0 (0.0)"] * 3
     assert "4 stale cell(s) hidden" in " ".join(text.split()) and "--include-stale" in text
 
-    shown = {row[0]: row for row in _rows(render(frame, include_stale=True))}
+    shown = {row[0]: row for row in _rows(render(frame, TableRequest(include_stale=True)))}
     assert shown["rnp"][5] == "40.0 (0.0)"
     superseded = next(label for label in shown if "superseded" in label)
     assert shown[superseded][5] == "10.0 (0.0)" and "config=c-old" in superseded
@@ -164,9 +164,9 @@ def test_stale_cells_are_hidden_with_a_note_and_shown_on_request() -> None:
 def test_cells_without_a_variant_are_stale() -> None:
     frame = pd.DataFrame([_cell("rnp", "aroma", "c-x", 1, 40.0, variant=None) for _ in range(1)])
     frame["variant"] = None
-    with pytest.raises(Exception, match="all 1 finished cells are stale"):
+    with pytest.raises(RatbenchError, match="all 1 finished cells are stale"):
         render(frame)
-    assert "rnp [stale: no variant recorded]" in render(frame, include_stale=True)
+    assert "rnp [stale: no variant recorded]" in render(frame, TableRequest(include_stale=True))
 
 
 def test_cpu_threads_cells_are_seeds_of_one_row_and_bf16_cells_a_row_of_their_own(tmp_path: Path) -> None:
@@ -187,7 +187,7 @@ def test_cpu_threads_cells_are_seeds_of_one_row_and_bf16_cells_a_row_of_their_ow
     assert rows["rnp (precision=bf16)"][5] == "60.0 [n=1]"
     words = " ".join(text.split())
     assert "1 stale cell(s) hidden" in words and "rnp (1 and 2 threads)" in words
-    stale = {row[0] for row in _rows(render(load_results(tmp_path), include_stale=True))}
+    stale = {row[0] for row in _rows(render(load_results(tmp_path), TableRequest(include_stale=True)))}
     assert "rnp [stale: superseded by a newer run of seed 2 with cpu_threads=2]" in stale
 
 
@@ -197,20 +197,20 @@ def test_seeds_are_a_list_that_picks_cells_and_sets_the_expected_count() -> None
         [_cell("rnp", "aroma", "c-r", seed, 40.0 + seed) for seed in (1, 2, 3)]
         + [_cell("ver", "aroma", "c-v", 1, 50.0)]
     )
-    rows = {row[0]: row for row in _rows(render(frame, seeds=[1, 2]))}
+    rows = {row[0]: row for row in _rows(render(frame, TableRequest(seeds=[1, 2])))}
     assert rows["rnp"][5] == "41.5 (0.7)" and rows["ver"][5] == "50.0 [n=1]"
     with pytest.raises(
         RatbenchError, match=r"--seeds 7-9: no finished cell has these seeds \(the cells have seeds 1-3\)"
     ):
-        render(frame, seeds=[7, 8, 9])
+        render(frame, TableRequest(seeds=[7, 8, 9]))
 
 
 def test_footnotes_say_what_the_shown_rows_count() -> None:
     """D31, D32: word pieces of the word encoder are its words; ``word_rule=first`` rows select
     a word by its first piece."""
     word = pd.DataFrame([_cell("rnp", "aroma", "c-w", 1, 40.0)])
-    assert "whose pieces are its words" in " ".join(render(word, level="piece").split())
-    assert "as CR and NIR do" not in render(word, level="piece")
+    assert "whose pieces are its words" in " ".join(render(word, TableRequest(level="piece")).split())
+    assert "as CR and NIR do" not in render(word, TableRequest(level="piece"))
     hf = {"data.encoder": "hf:minilm"}
     first = variant_key(make_variant("demo", {}, {**hf, "data.word_rule": "first"}, None))
     anyway = variant_key(make_variant("demo", {}, hf, None))
@@ -222,3 +222,14 @@ def test_footnotes_say_what_the_shown_rows_count() -> None:
     assert "any of its pieces is; in the rows with data.word_rule=first, when its first piece is" in " ".join(
         render(both).split()
     )
+
+
+def test_a_request_does_not_change_when_its_lists_do() -> None:
+    """A request holds copies of the lists it was given: the table it asks for stays the same."""
+    frame = pd.DataFrame([_cell("rnp", "aroma", "c-r", seed, 40.0 + seed) for seed in (1, 2, 3)])
+    seeds = [1, 2]
+    request = TableRequest(seeds=seeds, metrics=["S", "F1"], fmt="latex")
+    before = render(frame, request)
+    seeds.append(3)
+    assert request.seeds == (1, 2) and request.metrics == ("S", "F1")
+    assert render(frame, request) == before

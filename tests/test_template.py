@@ -19,7 +19,17 @@ from test_method_contract import check_contract
 from torch import nn
 
 from ratbench import _plugins, grid
-from ratbench.api import RNP_PRESETS, Batch, ConfigValueError, Forward, Presets, SelectPredict, blocks, register_method
+from ratbench.api import (
+    RNP_PRESETS,
+    Batch,
+    ConfigValueError,
+    Forward,
+    Presets,
+    SelectPredict,
+    TransformerOptions,
+    blocks,
+    register_method,
+)
 from ratbench.batching import train_batches
 from ratbench.registry import METHODS
 from ratbench.runner import prepare_data, run_cell
@@ -43,7 +53,7 @@ class ToyMGR(SelectPredict):
         model = super().build_model()
         cfg = self.config
         model.others = nn.ModuleList(
-            blocks.make_selector(self.info, model.embed, cfg.hidden_dim, cfg.dropout, cfg)
+            blocks.make_selector(self.info, cfg.hidden_dim, cfg.dropout, TransformerOptions())
             for _ in range(cfg.generators - 1)
         )
         return model

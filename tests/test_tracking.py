@@ -17,7 +17,7 @@ import pytest
 
 mlflow = pytest.importorskip("mlflow")
 
-from ratbench import cells, grid, tracking  # noqa: E402
+from ratbench import grid, store, tracking  # noqa: E402
 from ratbench.errors import RatbenchError  # noqa: E402
 
 EPOCHS = 2
@@ -30,14 +30,14 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A results folder with six finished rnp x toy cells (two epochs each), made once."""
     from conftest import Toy
 
+    from ratbench.launch import run_cells
     from ratbench.registry import DATASETS
-    from ratbench.scheduler import run_grid
 
     results = tmp_path_factory.mktemp("finished")
     DATASETS.register("toy")(Toy)
     try:
         specs = grid.expand(["rnp"], ["toy"], SEEDS, preset="demo", epochs=EPOCHS, sets={"toy": {"n": "12"}})
-        summary = run_grid(specs, results, echo=lambda _: None)
+        summary = run_cells(specs, results, echo=lambda _: None)
     finally:
         DATASETS._unregister("toy")
     assert summary.ok and len(summary.finished) == len(SEEDS)
@@ -96,13 +96,13 @@ def test_flatten_and_truncation() -> None:
 def test_one_run_per_cell_with_tags_params_and_metrics(results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A cell becomes one FINISHED run: tags, flattened spec, per-epoch history and final metrics."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    cell = cells.finished_cells(results / "runs")[0]
-    spec = json.loads((cell / cells.SPEC_FILE).read_text())
-    metrics = json.loads((cell / cells.METRICS_FILE).read_text())
+    cell = store.finished_cells(results / "runs")[0].path
+    spec = json.loads((cell / store.SPEC_FILE).read_text())
+    metrics = json.loads((cell / store.METRICS_FILE).read_text())
     tracker = tracking.Tracker(results)
     with warnings.catch_warnings():
         warnings.simplefilter("error", tracking.TrackingWarning)
-        assert tracker.log_cell(cell) is True
+        assert tracker.mirror(cell) != "failed"
 
     [run] = _runs(tracker.uri)
     client = mlflow.MlflowClient(tracker.uri)
@@ -116,7 +116,7 @@ def test_one_run_per_cell_with_tags_params_and_metrics(results: Path, monkeypatc
     assert set(params) >= {f"method_config.{k}" for k in spec["method_config"]}
     history = client.get_metric_history(run.info.run_id, "loss")
     assert [m.step for m in history] == list(range(1, EPOCHS + 1))
-    epochs = [json.loads(line) for line in (cell / cells.EPOCHS_FILE).read_text().splitlines()]
+    epochs = [json.loads(line) for line in (cell / store.EPOCHS_FILE).read_text().splitlines()]
     assert [m.value for m in history] == pytest.approx([e["loss"] for e in epochs])
     assert len(client.get_metric_history(run.info.run_id, "dev_acc_clean")) == EPOCHS
     final = run.data.metrics
@@ -125,7 +125,7 @@ def test_one_run_per_cell_with_tags_params_and_metrics(results: Path, monkeypatc
     assert final["data.n_test"] == metrics["data"]["n_test"]
     assert "epoch" not in final
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert artifacts == {cells.RATIONALES_FILE, cells.SPEC_FILE, cells.EPOCHS_FILE, cells.METRICS_FILE}
+    assert artifacts == {store.RATIONALES_FILE, store.SPEC_FILE, store.EPOCHS_FILE, store.METRICS_FILE}
     assert (results / tracking.ARTIFACTS_DIR).is_dir() and not Path("mlruns").exists()
 
 
@@ -133,15 +133,15 @@ def test_none_metric_is_skipped_and_long_param_truncated(results: Path) -> None:
     """None final metrics are left out; an over-long spec value is logged truncated to mlflow's limit."""
     from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
-    cell = cells.finished_cells(results / "runs")[0]
-    metrics = json.loads((cell / cells.METRICS_FILE).read_text())
+    cell = store.finished_cells(results / "runs")[0].path
+    metrics = json.loads((cell / store.METRICS_FILE).read_text())
     metrics["modes"]["reference"]["Acc"] = None
-    (cell / cells.METRICS_FILE).write_text(json.dumps(metrics))
-    spec = json.loads((cell / cells.SPEC_FILE).read_text())
+    (cell / store.METRICS_FILE).write_text(json.dumps(metrics))
+    spec = json.loads((cell / store.SPEC_FILE).read_text())
     spec["dataset_fingerprint"]["note"] = "z" * (MAX_PARAM_VAL_LENGTH + 100)
-    (cell / cells.SPEC_FILE).write_text(json.dumps(spec))
+    (cell / store.SPEC_FILE).write_text(json.dumps(spec))
     tracker = tracking.Tracker(results, _uri(results))
-    assert tracker.log_cell(cell)
+    assert tracker.mirror(cell) != "failed"
     [run] = _runs(tracker.uri)
     assert "reference.Acc" not in run.data.metrics and "clean.Acc" in run.data.metrics
     note = run.data.params["dataset_fingerprint.note"]
@@ -150,16 +150,16 @@ def test_none_metric_is_skipped_and_long_param_truncated(results: Path) -> None:
 
 def test_logging_twice_keeps_one_run_and_a_new_result_replaces_it(results: Path) -> None:
     """Logging a cell again is a no-op; a changed metrics.json (a --force rerun) replaces the run."""
-    cell = cells.finished_cells(results / "runs")[0]
+    cell = store.finished_cells(results / "runs")[0].path
     tracker = tracking.Tracker(results, _uri(results))
     assert tracker.mirror(cell) == "logged"
     assert tracker.mirror(cell) == "skipped"
     assert tracking.Tracker(results, _uri(results)).mirror(cell) == "skipped"  # a fresh process, same store
     [first] = _runs(tracker.uri)
 
-    metrics = json.loads((cell / cells.METRICS_FILE).read_text())
+    metrics = json.loads((cell / store.METRICS_FILE).read_text())
     metrics["modes"]["reference"]["F1"] = 99.5
-    (cell / cells.METRICS_FILE).write_text(json.dumps(metrics))
+    (cell / store.METRICS_FILE).write_text(json.dumps(metrics))
     assert tracker.mirror(cell) == "logged"
     [second] = _runs(tracker.uri)
     assert second.info.run_id != first.info.run_id and second.data.metrics["reference.F1"] == 99.5
@@ -170,15 +170,15 @@ def test_sync_backfills_every_finished_cell(results: Path) -> None:
     no finished cell: it is named in a warning and not mirrored."""
     broken = results / "runs" / "rnp" / "toy.main" / "c-broken" / "seed1"
     broken.mkdir(parents=True)
-    (broken / cells.METRICS_FILE).write_text("{not json")
+    (broken / store.METRICS_FILE).write_text("{not json")
     (results / "runs" / "rnp" / "toy.main" / "c-unfinished" / "seed1").mkdir(parents=True)  # no metrics.json
 
     warnings: list[str] = []
     assert tracking.sync(results, _uri(results), warn=warnings.append) == (len(SEEDS), 0, 0)
-    assert len(warnings) == 1 and str(broken / cells.METRICS_FILE) in warnings[0] and "not valid JSON" in warnings[0]
+    assert len(warnings) == 1 and str(broken / store.METRICS_FILE) in warnings[0] and "not valid JSON" in warnings[0]
     runs = _runs(_uri(results))
     assert sorted(r.data.tags[tracking.TAG_CELL_ID] for r in runs) == sorted(
-        str(p.relative_to(results / "runs")) for p in cells.finished_cells(results / "runs")
+        str(p.relative_to(results / "runs")) for p in [cell.path for cell in store.finished_cells(results / "runs")]
     )
     assert tracking.sync(results, _uri(results), warn=warnings.append) == (0, len(SEEDS), 0)
     assert len(_runs(_uri(results))) == len(SEEDS)
@@ -193,9 +193,9 @@ def test_sync_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         tracking.sync(tmp_path)
 
 
-@pytest.mark.parametrize("store", ["http", "sqlite-unwritable", "sqlite-garbage", "no-mlflow"])
+@pytest.mark.parametrize("backend", ["http", "sqlite-unwritable", "sqlite-garbage", "no-mlflow"])
 def test_broken_store_warns_once_returns_false_and_leaves_the_cell_alone(
-    results: Path, store: str, monkeypatch: pytest.MonkeyPatch
+    results: Path, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An unreachable/broken store (or no mlflow) warns once, returns False, never raises, touches nothing."""
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -205,17 +205,17 @@ def test_broken_store_warns_once_returns_false_and_leaves_the_cell_alone(
         "sqlite-unwritable": "sqlite:////proc/ratbench-nonexistent/mlflow.db",
         "sqlite-garbage": _uri(results),
         "no-mlflow": _uri(results),
-    }[store]
-    if store == "sqlite-garbage":
+    }[backend]
+    if backend == "sqlite-garbage":
         (results / tracking.DB_FILE).write_bytes(b"this is not a sqlite database" * 100)
-    if store == "no-mlflow":
+    if backend == "no-mlflow":
         monkeypatch.setitem(sys.modules, "mlflow", None)
-    first, second = cells.finished_cells(results / "runs")[:2]
+    first, second = [cell.path for cell in store.finished_cells(results / "runs")][:2]
     before = _snapshot(results / "runs")
     tracker = tracking.Tracker(results, uri)
     with pytest.warns(tracking.TrackingWarning) as caught:
-        assert tracker.log_cell(first) is False
-        assert tracker.log_cell(second) is False  # disabled after the failure: no retry, no second warning
+        assert tracker.mirror(first) == "failed"
+        assert tracker.mirror(second) == "failed"  # disabled after the failure: no retry, no second warning
     assert len(caught) == 1 and tracker.disabled
     message = str(caught[0].message)
     assert uri in message and "ratbench sync-mlflow" in message and "\n" not in message
@@ -230,7 +230,7 @@ def _concurrent_worker(results: str, uri: str, mine: list[str], barrier: Any, qu
 
     from ratbench import tracking
 
-    everything = [str(p) for p in cells.finished_cells(Path(results) / "runs")]
+    everything = [str(p) for p in [cell.path for cell in store.finished_cells(Path(results) / "runs")]]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         barrier.wait(timeout=60)
@@ -242,7 +242,7 @@ def _concurrent_worker(results: str, uri: str, mine: list[str], barrier: Any, qu
 def test_concurrent_writers_share_one_fresh_sqlite_store(results: Path, tmp_path: Path) -> None:
     """Three spawned processes logging into one new sqlite store: no failure, one FINISHED run per cell."""
     uri = "sqlite:///" + (tmp_path / "store" / "mlflow.db").as_posix()  # does not exist yet
-    folders = [str(p) for p in cells.finished_cells(results / "runs")]
+    folders = [str(p) for p in [cell.path for cell in store.finished_cells(results / "runs")]]
     ctx = multiprocessing.get_context("spawn")
     barrier, queue = ctx.Barrier(3), ctx.Queue()
     procs = [
@@ -274,12 +274,14 @@ def test_mlflow_search_runs_finds_one_finished_run_per_cell(results: Path, monke
     assert tracking.sync(results) == (len(SEEDS), 0, 0)
     assert tracking.sync(results) == (0, len(SEEDS), 0)
     frame = mlflow.search_runs(experiment_names=[EXPERIMENT])
-    expected = sorted(str(p.relative_to(results / "runs")) for p in cells.finished_cells(results / "runs"))
+    expected = sorted(
+        str(p.relative_to(results / "runs")) for p in [cell.path for cell in store.finished_cells(results / "runs")]
+    )
     assert sorted(frame[f"tags.{tracking.TAG_CELL_ID}"]) == expected
     assert set(frame["status"]) == {"FINISHED"}
     assert frame.set_index(f"tags.{tracking.TAG_CELL_ID}")["metrics.reference.F1"].to_dict() == pytest.approx(
         {
-            cell: json.loads((results / "runs" / cell / cells.METRICS_FILE).read_text())["modes"]["reference"]["F1"]
+            cell: json.loads((results / "runs" / cell / store.METRICS_FILE).read_text())["modes"]["reference"]["F1"]
             for cell in expected
         }
     )
