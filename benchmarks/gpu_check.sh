@@ -106,8 +106,8 @@ import sys, time, warnings
 import numpy as np, torch
 sys.path.insert(0, "benchmarks")
 from throughput import build_method, make_examples, make_info
-from ratbench.batching import train_batches
-from ratbench.evaluate import iter_batches
+from ratbench.data.batching import train_batches
+from ratbench.evaluation.evaluator import iter_batches
 dev = torch.device("cuda")
 rng = np.random.default_rng(0)
 examples, info = make_examples(2048, rng), make_info(rng)

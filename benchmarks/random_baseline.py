@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ratbench import store
+from ratbench.execution import store
 
 
 def micro_f1(true_positive: float, predicted: float, gold: float) -> float:

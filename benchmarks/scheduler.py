@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from ratbench import grid
-from ratbench.executors import LocalProcesses
-from ratbench.launch import execute, prepare, run_cells
-from ratbench.scheduler import RunOptions
+from ratbench.execution import grid
+from ratbench.execution.executors import LocalProcesses
+from ratbench.execution.launch import execute, prepare, run_cells
+from ratbench.execution.scheduler import RunOptions
 
 
 def specs_for(seeds: int, epochs: int, n_train: int) -> list:

@@ -24,13 +24,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ratbench import grid
 from ratbench._plugins.datasets.synthetic import ASPECTS, Synthetic, generate_reviews
 from ratbench._plugins.methods._blocks import FrozenEmbedding, Selector
-from ratbench.batching import eval_batches, train_batches
-from ratbench.evaluate import RationaleCounts
-from ratbench.runner import run_cell, seed_everything
-from ratbench.text import encode, random_vocab
+from ratbench.data.batching import eval_batches, train_batches
+from ratbench.data.vocab import encode, random_vocab
+from ratbench.evaluation.evaluator import RationaleCounts
+from ratbench.execution import grid
+from ratbench.execution.runner import run_cell, seed_everything
 from ratbench.types import Example
 
 

@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ratbench.batching import train_batches
-from ratbench.evaluate import iter_batches
+from ratbench.data.batching import train_batches
+from ratbench.evaluation.evaluator import iter_batches
 from ratbench.method import Method
 from ratbench.registry import METHODS
 from ratbench.types import DataInfo, EncodedExample

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ratbench.batching import collate
-from ratbench.encoders import resolve_model
+from ratbench.data.batching import collate
+from ratbench.data.encoders import resolve_model
+from ratbench.execution.runner import autocast
 from ratbench.registry import METHODS
-from ratbench.runner import autocast
 from ratbench.types import DataInfo, EncodedExample
 
 

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from ratbench import store
-from ratbench.results import load_results
-from ratbench.stats import paired, welch_from_stats
+from ratbench.execution import store
+from ratbench.reporting.results import load_results
+from ratbench.reporting.stats import paired, welch_from_stats
 
 
 def key_value(variant: str | None, key: str, default: str) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from ratbench.data import DataConfig, DatasetAdapter, balance_classes
+from ratbench.data.adapter import DataConfig, DatasetAdapter, balance_classes
 from ratbench.errors import DataFormatError, RatbenchError
 from ratbench.registry import register_dataset
 from ratbench.types import Example, Split

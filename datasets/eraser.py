@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ratbench.data import DataConfig, DatasetAdapter
+from ratbench.data.adapter import DataConfig, DatasetAdapter
 from ratbench.errors import DataFormatError, MissingDataError, RatbenchError
 from ratbench.registry import register_dataset
 from ratbench.types import SPLITS, Example, Split

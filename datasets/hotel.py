@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from ratbench.data import DataConfig, DatasetAdapter, balance_classes
+from ratbench.data.adapter import DataConfig, DatasetAdapter, balance_classes
 from ratbench.errors import RatbenchError
 from ratbench.registry import register_dataset
 from ratbench.types import Example, Split

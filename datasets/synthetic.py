@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ratbench.data import DataConfig, DatasetAdapter
+from ratbench.data.adapter import DataConfig, DatasetAdapter
 from ratbench.errors import RatbenchError
 from ratbench.registry import register_dataset
 from ratbench.types import SPLITS, Example, Split

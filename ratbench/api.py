@@ -23,7 +23,7 @@ import importlib
 from typing import Any
 
 from ratbench.config import Config, ConfigValueError
-from ratbench.data import DataConfig, DatasetAdapter
+from ratbench.data.adapter import DataConfig, DatasetAdapter
 from ratbench.errors import DataFormatError, MissingDataError, RatbenchError
 from ratbench.method import Kind, Method, MethodConfig, Presets, Provenance, merge_presets
 from ratbench.registry import DATASETS, METHODS, register_dataset, register_method
@@ -35,7 +35,7 @@ _LAZY = {
     "SelectPredict": (f"{_PLUGINS}._family", "SelectPredict"),
     "Forward": (f"{_PLUGINS}._family", "Forward"),
     "blocks": (f"{_PLUGINS}._blocks", None),
-    "top_k_mask": ("ratbench.evaluate", "top_k_mask"),
+    "top_k_mask": ("ratbench.evaluation.evaluator", "top_k_mask"),
     "GRUOptions": (f"{_PLUGINS}._options", "GRUOptions"),
     "SelectionOptions": (f"{_PLUGINS}._options", "SelectionOptions"),
     "TransformerOptions": (f"{_PLUGINS}._options", "TransformerOptions"),

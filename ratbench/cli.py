@@ -252,7 +252,7 @@ def run(
       ratbench run --methods ver,rnp --datasets beer,hotel --seeds 1-5
       ratbench run --grid table1 --seeds 1-5 --data-dir DIR --dry-run
     """
-    from ratbench import launch, store
+    from ratbench.execution import launch, store
 
     request, flags = _from_options(launch.RunRequest), _from_options(launch.ExecutorFlags)
     flags.check(cpu_threads, force_threads)
@@ -303,7 +303,7 @@ def run(
 @friendly_errors
 def sync_mlflow(results_dir: Path, tracking_uri: str | None) -> None:
     """Mirror every finished cell into mlflow (one run per cell; cells already there are skipped)."""
-    from ratbench.tracking import default_tracking_uri, redact_uri, sync
+    from ratbench.execution.tracking import default_tracking_uri, redact_uri, sync
 
     uri = tracking_uri or default_tracking_uri(results_dir)
     logged, skipped, failed = sync(results_dir, uri, warn=_warn)
@@ -375,16 +375,16 @@ def table(
       ratbench table --layout table3 --metrics S,Acc,F1,iou_F1 --format latex
       ratbench table --compare ver,rnp
     """
-    from ratbench.grid import parse_names, parse_seeds
-    from ratbench.layouts import parse_metrics
-    from ratbench.results import load_results
-    from ratbench.tables import TableRequest, prose, render
+    from ratbench.execution.grid import parse_names, parse_seeds
+    from ratbench.reporting.layouts import parse_metrics
+    from ratbench.reporting.results import load_results
+    from ratbench.reporting.tables import TableRequest, prose, render
 
     seed_list = parse_seeds(seeds) if seeds is not None else None
     frame = load_results(results_dir, warn=_warn)
     verdicts: list[str] = []
     if compare is not None:  # before the table: a bad --compare prints nothing but its one line
-        from ratbench.report import compare_lines
+        from ratbench.reporting.report import compare_lines
 
         pair = parse_names(compare, "--compare")
         if len(pair) != 2:
@@ -434,10 +434,10 @@ def report(results_dir: Path, mode: str, grid_name: str | None, seeds: str | Non
       ratbench report --results-dir results/demo
       ratbench report --grid table1 --seeds 1-5 --out report.md
     """
-    from ratbench import grid, paper_grids
+    from ratbench.execution import grid, paper_grids
     from ratbench.outputs import output_target, write_output_text
-    from ratbench.report import build_report
-    from ratbench.results import load_results
+    from ratbench.reporting.report import build_report
+    from ratbench.reporting.results import load_results
 
     paper = paper_grids.get_grid(grid_name) if grid_name is not None else None
     seed_list = grid.parse_seeds(seeds) if seeds is not None else None
@@ -483,9 +483,9 @@ def plot(figure: str, results_dir: Path, mode: str, metric: str, out: Path) -> N
       ratbench plot --figure curves --metric loss --out loss.svg
       ratbench plot --figure sweep --out sweep.pdf
     """
-    from ratbench.plots import check_request
-    from ratbench.plots import plot as draw
-    from ratbench.results import load_results
+    from ratbench.reporting.plots import check_request
+    from ratbench.reporting.plots import plot as draw
+    from ratbench.reporting.results import load_results
 
     check_request(figure, out, metric)  # before reading the results
     draw(results_dir, load_results(results_dir, warn=_warn), figure, out, mode, metric, warn=_warn)
@@ -506,7 +506,7 @@ def plot(figure: str, results_dir: Path, mode: str, metric: str, out: Path) -> N
 @friendly_errors
 def export(path: Path, fmt: str, mode: str, out: Path) -> None:
     """Export the predictions of PATH (a results folder or one cell) for external scorers."""
-    from ratbench.export import export_eraser
+    from ratbench.reporting.export import export_eraser
 
     written, failed = export_eraser(path, mode, out, warn=_warn)
     for target in written:
@@ -566,7 +566,9 @@ def show(
       ratbench show results/demo --methods rnp,ver --only-wrong
       ratbench show results/demo --methods rnp,ver --html demo.html
     """
-    from ratbench import grid, outputs, viewer
+    from ratbench import outputs
+    from ratbench.execution import grid
+    from ratbench.reporting import viewer
 
     if html_out is not None:
         outputs.output_target(html_out, "--html")  # a FIFO or device there: refused before any work
@@ -604,7 +606,8 @@ def data() -> None:
 @friendly_errors
 def data_check(name: str, preset: str, sets: tuple[str, ...], data_dir: Path | None, lenient: bool) -> None:
     """Validate NAME[.SUBSET]'s files and print counts, lengths, OOV, gold sparsity and overlap."""
-    from ratbench import datacheck, grid
+    from ratbench.data import check as datacheck
+    from ratbench.execution import grid
 
     overrides = grid.parse_sets([*sets, "data.lenient=true"] if lenient else sets)
     unreadable = []

@@ -1,6 +1,6 @@
 """The torch-free count helpers of the evaluator, viewer, datacheck and export.
 
-Kept apart from :mod:`ratbench.evaluate` (which needs torch) so that the commands that only read
+Kept apart from :mod:`ratbench.evaluation.evaluator` (which needs torch) so that the commands that only read
 counts (``show``, ``datacheck``, ``export``) start without loading torch.
 """
 

@@ -13,11 +13,11 @@ A file says everything about its table, so nothing about a table is written twic
   also a dataset of its grid) and the ``title`` the paper prints over it; or ``base``: the name
   of the table whose columns it has (the leaderboard's also takes that table's data settings
   and published rows).
-* ``[layout]`` (read by :mod:`ratbench.layouts`): ``metrics``, ``encoder``, and optionally
+* ``[layout]`` (read by :mod:`ratbench.reporting.layouts`): ``metrics``, ``encoder``, and optionally
   ``method_order`` (default: the grid's methods in its order) and ``published_column``.
-* ``[grid]`` (read by :mod:`ratbench.paper_grids`): ``preset``, the grid-wide ``--set`` values
+* ``[grid]`` (read by :mod:`ratbench.execution.paper_grids`): ``preset``, the grid-wide ``--set`` values
   ``sets`` and its ``part`` tables (one per methods x datasets product).
-* ``[published]`` (read by :mod:`ratbench.published`): the paper's ``n_seeds`` and ``rows``, or
+* ``[published]`` (read by :mod:`ratbench.reporting.published`): the paper's ``n_seeds`` and ``rows``, or
   the leaderboard's numbers of ``other`` papers.
 
 This module only finds and parses the files; each of those modules reads its own section.
@@ -32,7 +32,7 @@ from typing import Any
 
 TABLES_FOLDER = "paper_tables"
 LEADERBOARD = "leaderboard"
-"""ratbench's own table: a row per built-in select-then-predict method (``ratbench.paper_grids``)."""
+"""ratbench's own table: a row per built-in select-then-predict method (``ratbench.execution.paper_grids``)."""
 
 
 @cache

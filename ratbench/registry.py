@@ -17,7 +17,7 @@ plugin is used. A plugin class registers itself with the decorator of its kind::
 
 Binding a class (by its decorator, or on the first use of an undecorated entry point class)
 checks that it subclasses its kind's base and that every scope of its presets can apply to some
-cell (``ratbench.grid.check_method_presets`` / ``check_dataset_presets``): a bad class is never
+cell (``ratbench.execution.grid.check_method_presets`` / ``check_dataset_presets``): a bad class is never
 registered. Duplicate names are an error; an unknown name says "did you mean" and lists what exists.
 """
 
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 from ratbench.errors import RatbenchError, did_you_mean
 
 if TYPE_CHECKING:
-    from ratbench.data import DatasetAdapter
+    from ratbench.data.adapter import DatasetAdapter
     from ratbench.method import Method
 
 
@@ -69,7 +69,7 @@ class Registry(Generic[T]):
         self.decorator = decorator  # decorator name looked for in plugin sources
         self.base = base  # "module:Class" every plugin must subclass
         # "module:function" called as function(name, cls) on every class bound (imported lazily:
-        # ratbench.grid imports this module); it raises on preset scopes that no cell can read
+        # ratbench.execution.grid imports this module); it raises on preset scopes that no cell can read
         self.presets_check = presets_check
         self.meta_keys = meta_keys
         self.entry_point_group = f"ratbench.{kind}"
@@ -236,14 +236,14 @@ METHODS: Registry[type[Method[Any]]] = Registry(
     "register_method",
     "ratbench.method:Method",
     ("kind", "description", "version", "gold_label_at_test"),
-    "ratbench.grid:check_method_presets",
+    "ratbench.execution.grid:check_method_presets",
 )
 DATASETS: Registry[type[DatasetAdapter[Any]]] = Registry(
     "datasets",
     "register_dataset",
-    "ratbench.data:DatasetAdapter",
+    "ratbench.data.adapter:DatasetAdapter",
     ("subsets", "description", "version"),
-    "ratbench.grid:check_dataset_presets",
+    "ratbench.execution.grid:check_dataset_presets",
 )
 register_method = METHODS.register
 register_dataset = DATASETS.register

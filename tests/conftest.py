@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from ratbench.batching import train_batches
-from ratbench.data import DataConfig, DatasetAdapter
+from ratbench.data.adapter import DataConfig, DatasetAdapter
+from ratbench.data.batching import train_batches
 from ratbench.registry import DATASETS, METHODS
 from ratbench.types import Batch, DataInfo, EncodedExample, Example
 
@@ -189,9 +189,9 @@ def write_cell(
     without training: ``spec.json`` with its variant and the installed versions, and a
     ``metrics.json`` whose P = R = F1 = ``f1`` (pieces: ``f1 - 1``), Acc = 80 + seed (None for a
     post-hoc method) and acc_gold_rationale = ``f1``."""
-    from ratbench import cells, store
+    from ratbench.execution import cells, store
+    from ratbench.execution.variants import make_variant
     from ratbench.registry import DATASETS, METHODS
-    from ratbench.variants import make_variant
     from ratbench.versions import EVAL_VERSION, pipeline
 
     dataset, _, subset = target.partition(".")
@@ -241,7 +241,7 @@ def one_torch_thread() -> Iterator[None]:
 def tiny_synthetic_specs(seeds: list[int]) -> list:
     """RNP cells on a few dozen synthetic reviews (demo preset, one epoch, hidden size 16): a
     real grid that trains in about a second per cell, for the executors' tests."""
-    from ratbench import grid
+    from ratbench.execution import grid
 
     sets = {"synthetic": {"n_train": "40", "n_dev": "16", "n_test": "16"}, "rnp": {"hidden_dim": "16"}}
     return grid.expand(["rnp"], ["synthetic.appearance"], seeds, preset="demo", epochs=1, sets=sets)

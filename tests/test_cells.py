@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import fake_metrics
 
-from ratbench import store
 from ratbench.cli import main
+from ratbench.execution import store
 
 GRID = ["run", "--methods", "rnp", "--datasets", "toy", "--seeds", "1-2", "--preset", "demo", "--epochs", "1"]
 

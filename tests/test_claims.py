@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import fake_metrics
 
-from ratbench import claims, grid, store
 from ratbench.cli import main
+from ratbench.execution import claims, grid, store
 
 # A tiny synthetic grid that a fresh `ratbench` process can run (no in-test plugins needed).
 TINY = [

@@ -7,9 +7,9 @@ from typing import Literal
 
 import pytest
 
-from ratbench.cells import CellSpec
 from ratbench.config import Config, canonical_json, stable_hash
 from ratbench.errors import RatbenchError
+from ratbench.execution.cells import CellSpec
 
 
 @dataclasses.dataclass(frozen=True)

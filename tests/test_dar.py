@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from conftest import tiny_batches, tiny_examples, tiny_method
 
-from ratbench.grid import preset_layers, preset_scopes
+from ratbench.execution.grid import preset_layers, preset_scopes
 from ratbench.registry import METHODS
 
 

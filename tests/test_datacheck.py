@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ratbench import datacheck
 from ratbench.cli import main
-from ratbench.data import DataConfig, DatasetAdapter
+from ratbench.data import check as datacheck
+from ratbench.data.adapter import DataConfig, DatasetAdapter
 from ratbench.errors import MissingDataError
 from ratbench.registry import DATASETS
 from ratbench.types import Example

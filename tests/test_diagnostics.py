@@ -1,4 +1,4 @@
-"""Per-epoch diagnostics (ratbench.diagnostics): the figures on a scripted method, their
+"""Per-epoch diagnostics (ratbench.evaluation.diagnostics): the figures on a scripted method, their
 presence in a real cell's epochs.jsonl, and no effect on the results."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from test_runner import SCRIPTED_DEV_ACC, _grid, _metrics_without_timing, scripted  # noqa: F401 (a fixture)
 
-from ratbench import cells, store
-from ratbench.diagnostics import EpochDiagnostics
-from ratbench.launch import run_cells
+from ratbench.evaluation.diagnostics import EpochDiagnostics
+from ratbench.execution import cells, store
+from ratbench.execution.launch import run_cells
 
 
 def _epochs(root: Path, spec: cells.CellSpec) -> list[dict]:

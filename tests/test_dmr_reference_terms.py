@@ -24,7 +24,7 @@ from conftest import tiny_batches, tiny_examples, tiny_method
 
 from ratbench._plugins.methods._distill import distillation_loss, feature_matching
 from ratbench._plugins.methods.dmr_ref import DMRRef, argue_loss, deal_rows, reference_select
-from ratbench.evaluate import evaluate_rationales
+from ratbench.evaluation.evaluator import evaluate_rationales
 from ratbench.types import Batch
 
 C = 2  # the reference is binary (path 0 = negative generator, 1 = positive)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from ratbench.eraser_metrics import EraserCounts, auprc, spans, top_sentences
-from ratbench.evaluate import rationalize_split, score_rationales
+from ratbench.evaluation.eraser import EraserCounts, auprc, spans, top_sentences
+from ratbench.evaluation.evaluator import rationalize_split, score_rationales
 from ratbench.method import Method
 from ratbench.types import Batch, RationaleOutput
 
@@ -154,11 +154,11 @@ class GoldMethod(Method):
 
 @pytest.mark.skipif(not (FEVER / "fever" / "val.jsonl").is_file(), reason="needs ../shared/data/eraser")
 def test_the_gold_rationale_scores_100_on_real_fever_documents() -> None:
-    from ratbench.batching import eval_batches
-    from ratbench.cells import CellSpec
-    from ratbench.data import DataConfig
-    from ratbench.grid import build_adapter
-    from ratbench.runner import prepare_data
+    from ratbench.data.adapter import DataConfig
+    from ratbench.data.batching import eval_batches
+    from ratbench.execution.cells import CellSpec
+    from ratbench.execution.grid import build_adapter
+    from ratbench.execution.runner import prepare_data
     from ratbench.versions import EVAL_VERSION, pipeline
 
     adapter = build_adapter(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ratbench.evaluate import RationaleCounts, evaluate_rationales, f1_score, safe_div, top_k_mask
+from ratbench.evaluation.evaluator import RationaleCounts, evaluate_rationales, f1_score, safe_div, top_k_mask
 from ratbench.method import Method
 from ratbench.types import Batch, RationaleOutput
 
@@ -425,7 +425,7 @@ def test_evaluate_requires_gold():
 
 def test_words_of_maps_pieces_to_words_by_the_any_and_first_rules() -> None:
     """Word pieces of one word count once: selected when any piece is (or its first piece is)."""
-    from ratbench.evaluate import words_of
+    from ratbench.evaluation.evaluator import words_of
 
     # [CLS] un ##believ ##able beer [SEP]: three words' pieces, context at both ends
     word_index = np.array([-1, 0, 0, 0, 1, -1])

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from conftest import tiny_synthetic_specs
 
-from ratbench import cells, claims, store
-from ratbench.executors import Executor, InProcess, LocalProcesses, Ray
-from ratbench.launch import run_cells
-from ratbench.scheduler import Events, RunOptions
+from ratbench.execution import cells, claims, store
+from ratbench.execution.executors import Executor, InProcess, LocalProcesses, Ray
+from ratbench.execution.launch import run_cells
+from ratbench.execution.scheduler import Events, RunOptions
 
 EXECUTORS: dict[str, Callable[[], Executor]] = {
     "in-process": InProcess,
@@ -64,7 +64,7 @@ def test_every_executor_keeps_the_contract(name: str, request: pytest.FixtureReq
 @pytest.mark.slow
 def test_a_task_that_dies_outside_the_runner_is_a_failed_cell(ray_instance: None, tmp_path: Path) -> None:
     """A Ray worker that crashes (here: exits) on one cell fails that cell; the others finish."""
-    from ratbench.executors import _ray_cell
+    from ratbench.execution.executors import _ray_cell
 
     specs = tiny_synthetic_specs([1, 2])
     doomed = specs[1].cell_id

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from conftest import tiny_synthetic_specs
 
-from ratbench import cells, claims, store
 from ratbench.errors import RatbenchError
-from ratbench.executors import Slot, plan_slots, run_parallel
-from ratbench.scheduler import Events, RunOptions, run_in_process
+from ratbench.execution import cells, claims, store
+from ratbench.execution.executors import Slot, plan_slots, run_parallel
+from ratbench.execution.scheduler import Events, RunOptions, run_in_process
 
 
 def test_plan_slots_for_gpus_and_cpu_workers() -> None:
@@ -84,7 +84,7 @@ def _fail_cells(monkeypatch: pytest.MonkeyPatch, cell_error: Exception, sync_err
     return the list the attempted cell ids are appended to."""
     import torch
 
-    from ratbench import runner
+    from ratbench.execution import runner
 
     attempted: list[str] = []
 
@@ -135,7 +135,7 @@ def test_a_worker_on_a_broken_gpu_stops_claiming_cells(monkeypatch: pytest.Monke
     the other workers, and a summary saying why it stopped."""
     import queue as queue_module
 
-    from ratbench.executors import _Finished, _work
+    from ratbench.execution.executors import _Finished, _work
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # restored after the test; _work sets it
     error = FakeCudaError("CUDA error: an illegal memory access was encountered")
@@ -152,8 +152,8 @@ def test_a_worker_on_a_broken_gpu_stops_claiming_cells(monkeypatch: pytest.Monke
 
 def _stopping_worker(slot: Slot, todo: list, options: RunOptions, n_slots: int, since: float, messages: Any) -> None:
     """A worker whose GPU breaks at once (first start only, unless ``always`` is in the folder)."""
-    from ratbench.executors import _Finished, _Started, _worker
-    from ratbench.scheduler import GridSummary
+    from ratbench.execution.executors import _Finished, _Started, _worker
+    from ratbench.execution.scheduler import GridSummary
 
     marker = options.results_dir / f"started-{slot.index}"
     if marker.exists() and not (options.results_dir / "always").exists():
@@ -168,7 +168,7 @@ def _stopping_worker(slot: Slot, todo: list, options: RunOptions, n_slots: int, 
 def test_a_stopped_worker_is_restarted_once_then_reported(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A worker that stopped on a broken GPU gets a fresh process once; a second stop is final,
     and the cells nobody ran are failed with the reason."""
-    from ratbench import executors
+    from ratbench.execution import executors
 
     monkeypatch.setattr(executors, "_worker", _stopping_worker)
     (tmp_path / "a").mkdir()
@@ -219,7 +219,7 @@ def test_flags_the_executor_would_ignore_are_refused(tmp_path: Path, args: list[
 
 def test_ray_with_device_cuda_asks_one_gpu_per_cell() -> None:
     """--device cuda under Ray means --gpus-per-cell 1 (not a CPU run); a fraction is kept."""
-    from ratbench.launch import ExecutorFlags
+    from ratbench.execution.launch import ExecutorFlags
 
     assert ExecutorFlags("ray", "cuda").ray_gpus_per_cell() == 1.0
     assert ExecutorFlags("ray", "cuda", gpus_per_cell=0.25).ray_gpus_per_cell() == 0.25
@@ -238,7 +238,7 @@ def test_one_cell_per_gpu_on_a_gru_grid_suggests_cells_per_gpu() -> None:
     when there are no more cells than GPUs, or for transformer cells."""
     import dataclasses
 
-    from ratbench.launch import gpu_utilisation_warnings
+    from ratbench.execution.launch import gpu_utilisation_warnings
 
     specs = tiny_synthetic_specs([1, 2, 3, 4, 5, 6])
     [warning] = gpu_utilisation_warnings(specs, 1, 1)

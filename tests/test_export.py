@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import fake_metrics
 
-from ratbench import grid, store
 from ratbench.cli import main
-from ratbench.export import eraser_lines, mask_to_spans
-from ratbench.launch import run_cells
+from ratbench.execution import grid, store
+from ratbench.execution.launch import run_cells
+from ratbench.reporting.export import eraser_lines, mask_to_spans
 
 
 def eraser_token_prf(truth: list[dict], predictions: list[dict]) -> tuple[float, float, float]:

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from ratbench.cli import main
-from ratbench.data import DataConfig
+from ratbench.data.adapter import DataConfig
 from ratbench.registry import METHODS
 
 REPO = Path(__file__).resolve().parents[1]

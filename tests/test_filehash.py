@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ratbench import filehash, grid
+from ratbench.data import filehash
+from ratbench.execution import grid
 
 
 @pytest.fixture

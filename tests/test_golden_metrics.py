@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ratbench import grid
+from ratbench.execution import grid
+from ratbench.execution.runner import run_cell
 from ratbench.registry import METHODS
-from ratbench.runner import run_cell
 
 GOLDEN = Path(__file__).parent / "golden" / "word_metrics.json"
 SETS = {"toy": {"n": "24"}, "lime": {"num_samples": "40"}}

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import torch
 
-from ratbench import cells, grid, runner, store
 from ratbench.errors import RatbenchError
+from ratbench.execution import cells, grid, runner, store
 from ratbench.registry import DATASETS, METHODS
-from ratbench.results import load_results
+from ratbench.reporting.results import load_results
 from ratbench.types import Batch, transfer_options
 from ratbench.versions import EVAL_VERSION, PIPELINE_VERSION, pipeline
 
@@ -197,7 +197,7 @@ def test_best_epoch_snapshots_are_cpu_copies_and_restore_the_state(
 def test_gpu_cells_are_a_labelled_row_of_their_own() -> None:
     """A cell run on a GPU reads as the variant word ``device=cuda`` (its own row, never averaged
     with CPU seeds); a CPU cell adds nothing."""
-    from ratbench.variants import items
+    from ratbench.execution.variants import items
 
     assert items({"preset": "paper", "device": "cuda"})[-1] == "device=cuda"
     assert items({"preset": "paper", "device": "cpu"}) == items({"preset": "paper"}) == ["preset=paper"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ratbench import grid
 from ratbench.errors import RatbenchError
+from ratbench.execution import grid
 from ratbench.registry import METHODS
 from ratbench.types import Example
 

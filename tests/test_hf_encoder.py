@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from ratbench.batching import collate
-from ratbench.data import DataConfig
-from ratbench.encoders import HFEncoder, check_encoder, looks_like_hub_name
+from ratbench.data.adapter import DataConfig
+from ratbench.data.batching import collate
+from ratbench.data.encoders import HFEncoder, check_encoder, looks_like_hub_name
 from ratbench.errors import RatbenchError
-from ratbench.evaluate import score_rationales
+from ratbench.evaluation.evaluator import score_rationales
 from ratbench.types import Example, RationaleOutput
 
 pytest.importorskip("transformers")

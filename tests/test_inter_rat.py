@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from conftest import tiny_batches, tiny_examples, tiny_method
 
-from ratbench import grid
 from ratbench._plugins.methods.inter_rat import per_example_regularizers
 from ratbench.errors import RatbenchError
+from ratbench.execution import grid
 from ratbench.registry import METHODS
 from ratbench.types import EncodedExample
 

@@ -21,11 +21,11 @@ from conftest import write_cell
 from test_paper_grids import _run, _settings
 from test_table_layouts import _check_golden
 
-from ratbench import paper_grids
 from ratbench.api import RNP_PRESETS, Method, Presets, SelectPredict, register_method
 from ratbench.cli import main
-from ratbench.published import other_published, published_f1
+from ratbench.execution import paper_grids
 from ratbench.registry import METHODS
+from ratbench.reporting.published import other_published, published_f1
 
 TARGETS = ["beer.appearance", "beer.aroma", "beer.palate", "hotel.location", "hotel.service", "hotel.cleanliness"]
 

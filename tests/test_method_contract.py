@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from ratbench import cells, grid
-from ratbench.batching import eval_batches, train_batches
+from ratbench.data.batching import eval_batches, train_batches
 from ratbench.errors import RatbenchError
-from ratbench.evaluate import binarize
+from ratbench.evaluation.evaluator import binarize
+from ratbench.execution import cells, grid
+from ratbench.execution.runner import prepare_data, run_cell, seed_everything
 from ratbench.registry import METHODS
-from ratbench.runner import prepare_data, run_cell, seed_everything
 
 SETS = {"toy": {"n": "24"}}
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ratbench.batching import collate
+from ratbench.data.batching import collate
 from ratbench.errors import RatbenchError
 from ratbench.registry import METHODS
 from ratbench.types import DataInfo, EncodedExample

@@ -27,7 +27,7 @@ from ratbench._plugins.methods._blocks import (
     in_fp32,
     pool_fill,
 )
-from ratbench.evaluate import binarize
+from ratbench.evaluation.evaluator import binarize
 from ratbench.registry import METHODS
 
 AUTOCAST_DTYPES = [torch.float16, torch.bfloat16]

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from conftest import tiny_batches, tiny_examples, tiny_method
 
 from ratbench._plugins.methods import _noise, nir
-from ratbench.batching import collate
+from ratbench.data.batching import collate
 from ratbench.registry import METHODS
 from ratbench.types import Batch, DataInfo, EncodedExample
 

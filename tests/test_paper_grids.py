@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ratbench import paper_grids
 from ratbench.cli import main
+from ratbench.execution import paper_grids
 from ratbench.registry import DATASETS, METHODS
 
 
@@ -119,7 +119,7 @@ def test_the_paper_preset_is_the_reference_layout_and_demo_stays_bucketed(datase
     """`--preset paper` is each method's reference pipeline (RNP family: every batch padded to
     max_len; Inter_RAT: each batch to its longest, max 300, lower-cased lookups, test batches of
     1); `--preset demo` keeps the fast length-bucketed batches for every method."""
-    from ratbench.grid import data_config_layers
+    from ratbench.execution.grid import data_config_layers
 
     adapter_cls = DATASETS.get(dataset)
     for subset in adapter_cls.subsets:
@@ -135,14 +135,14 @@ def test_the_paper_preset_is_the_reference_layout_and_demo_stays_bucketed(datase
 
 
 def _paper_layers(method: str) -> list:
-    from ratbench.grid import preset_layers, preset_scopes
+    from ratbench.execution.grid import preset_layers, preset_scopes
 
     return preset_layers(METHODS.get(method).presets, "paper", preset_scopes("beer", "appearance"), method)
 
 
 def test_a_bucketed_paper_row_says_so_in_its_label(tmp_path: Path) -> None:
     """Bucketing under `paper` is an opt-in for speed: the row's variant names it."""
-    from ratbench import grid
+    from ratbench.execution import grid
 
     [plain] = grid.expand(["rnp"], ["synthetic.aroma"], [1], "paper")
     [bucketed] = grid.expand(["rnp"], ["synthetic.aroma"], [1], "paper", sets={"data": {"padding": "bucket"}})
@@ -153,7 +153,7 @@ def test_a_bucketed_paper_row_says_so_in_its_label(tmp_path: Path) -> None:
 def test_a_transformer_scoped_data_preset_is_the_plain_row() -> None:
     """NIR's reference layout on a transformer (`hf/*` data preset: per-batch longest padding) is
     its `paper` row, not a variant of it; on the word encoder it keeps the padded layout."""
-    from ratbench import grid
+    from ratbench.execution import grid
 
     [hf] = grid.expand(["nir"], ["synthetic.aroma"], [1], "paper", sets={"data": {"encoder": "hf:minilm"}})
     [word] = grid.expand(["nir"], ["synthetic.aroma"], [1], "paper")

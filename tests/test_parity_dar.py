@@ -45,7 +45,7 @@ from test_parity_jugechengzi import (
     unpack,
 )
 
-from ratbench.batching import collate
+from ratbench.data.batching import collate
 from ratbench.method import Method
 from ratbench.registry import METHODS
 from ratbench.types import DataInfo

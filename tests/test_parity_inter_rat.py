@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from parity_tape import DrawTape
 
 from ratbench._plugins.methods import inter_rat as inter_rat_module
-from ratbench.batching import collate, eval_batches
-from ratbench.evaluate import accuracy, rationalize_split, score_rationales
+from ratbench.data.batching import collate, eval_batches
+from ratbench.evaluation.evaluator import accuracy, rationalize_split, score_rationales
 from ratbench.registry import METHODS
 from ratbench.types import Batch, DataInfo, EncodedExample
 

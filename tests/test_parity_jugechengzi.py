@@ -33,8 +33,8 @@ import pytest
 import torch
 from parity_tape import DrawMismatch, DrawTape
 
-from ratbench.batching import collate, eval_batches
-from ratbench.evaluate import accuracy, predictor_accuracy, rationalize_split, score_rationales
+from ratbench.data.batching import collate, eval_batches
+from ratbench.evaluation.evaluator import accuracy, predictor_accuracy, rationalize_split, score_rationales
 from ratbench.method import Method
 from ratbench.registry import METHODS
 from ratbench.types import Batch, DataInfo, EncodedExample

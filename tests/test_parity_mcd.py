@@ -52,8 +52,8 @@ from test_parity_jugechengzi import (
     unpack,
 )
 
-from ratbench.batching import eval_batches
-from ratbench.evaluate import predictor_accuracy
+from ratbench.data.batching import eval_batches
+from ratbench.evaluation.evaluator import predictor_accuracy
 from ratbench.method import Method
 from ratbench.types import Batch
 

@@ -54,8 +54,8 @@ from test_parity_jugechengzi import (
     unpack,
 )
 
-from ratbench.batching import collate, eval_batches
-from ratbench.evaluate import rationalize_split, score_rationales
+from ratbench.data.batching import collate, eval_batches
+from ratbench.evaluation.evaluator import rationalize_split, score_rationales
 from ratbench.method import Method
 from ratbench.registry import METHODS
 from ratbench.types import DataInfo

@@ -43,7 +43,7 @@ from test_parity_jugechengzi import (
     unpack,
 )
 
-from ratbench.batching import eval_batches
+from ratbench.data.batching import eval_batches
 from ratbench.method import Method
 from ratbench.registry import METHODS
 from ratbench.types import Batch

@@ -45,7 +45,7 @@ from test_parity_jugechengzi import (
     unpack,
 )
 
-from ratbench.batching import eval_batches
+from ratbench.data.batching import eval_batches
 from ratbench.method import Method
 from ratbench.types import Batch
 

@@ -29,9 +29,9 @@ import pytest
 import torch
 from parity_tape import DrawTape, fingerprint
 
-from ratbench.batching import collate
-from ratbench.data import DataConfig
-from ratbench.evaluate import rationalize_split, score_rationales
+from ratbench.data.adapter import DataConfig
+from ratbench.data.batching import collate
+from ratbench.evaluation.evaluator import rationalize_split, score_rationales
 from ratbench.registry import METHODS
 from ratbench.types import Batch, DataInfo, Example
 
@@ -96,7 +96,7 @@ def examples(fx: dict[str, Any], split: str) -> list[Example]:
 def build(fx: dict[str, Any], folder: Path) -> tuple[Any, list[Any], list[Any]]:
     """ratbench's ``nir`` on the fixture's BERT with the reference's weights, and the encoded
     training and test examples (ratbench's ``HFEncoder``, ``[CLS] query [SEP] document [SEP]``)."""
-    from ratbench.encoders import HFEncoder
+    from ratbench.data.encoders import HFEncoder
 
     encoder = HFEncoder(DataConfig(encoder=f"hf:{folder}", max_len=fx["config"]["max_length"]))
     train = [encoder.encode(ex) for ex in examples(fx, "train")]

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import write_cell
 
-from ratbench import store
 from ratbench.cli import main
+from ratbench.execution import store
 
 pytest.importorskip("matplotlib")
 
@@ -51,7 +51,7 @@ def results(tmp_path: Path) -> Path:
 
 
 def test_the_sweep_reads_the_presets_value_from_the_spec(results: Path) -> None:
-    from ratbench.plots import _config_value
+    from ratbench.reporting.plots import _config_value
 
     specs = sorted((results / "runs" / "ver").glob(f"*/*/seed1/{store.SPEC_FILE}"))
     values = sorted(_config_value(results, str(p.parent.relative_to(results / "runs")), "perturb_rate") for p in specs)

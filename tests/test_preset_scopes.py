@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 from conftest import Toy
 
-from ratbench import grid
 from ratbench.cli import main
 from ratbench.errors import RatbenchError
+from ratbench.execution import grid
 from ratbench.method import Method, Presets
 from ratbench.registry import DATASETS, METHODS
 

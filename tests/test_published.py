@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ratbench.published import counterpart, load_published
+from ratbench.reporting.published import counterpart, load_published
 
 PAPER = Path(__file__).resolve().parents[1] / ".." / "shared" / "docs" / "paper.txt"
 GROUPS = {

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from ratbench import grid
-from ratbench.batching import collate, eval_batches
-from ratbench.data import DataConfig
-from ratbench.encoders import WordEncoder, check_encoder, layout, query_budget
+from ratbench.data.adapter import DataConfig
+from ratbench.data.batching import collate, eval_batches
+from ratbench.data.encoders import WordEncoder, check_encoder, layout, query_budget
 from ratbench.errors import RatbenchError
-from ratbench.evaluate import RationaleCounts, score_rationales
+from ratbench.evaluation.evaluator import RationaleCounts, score_rationales
+from ratbench.execution import grid
+from ratbench.execution.runner import prepare_data, run_cell, seed_everything
 from ratbench.registry import METHODS
-from ratbench.runner import prepare_data, run_cell, seed_everything
 from ratbench.types import Example, RationaleOutput
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ratbench import claims, grid, store
 from ratbench.cli import main
-from ratbench.results import load_results
+from ratbench.execution import claims, grid, store
+from ratbench.reporting.results import load_results
 
 TINY = [
     "--methods", "rnp", "--datasets", "synthetic.appearance", "--preset", "demo", "--epochs", "2",

@@ -15,9 +15,9 @@ import pytest
 from test_method_contract import check_contract
 from test_query_inputs import check_query_inputs
 
-from ratbench import grid, store
 from ratbench.errors import RatbenchError
-from ratbench.launch import run_cells
+from ratbench.execution import grid, store
+from ratbench.execution.launch import run_cells
 from ratbench.registry import DATASETS, METHODS
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -15,10 +15,10 @@ from conftest import write_cell
 
 from ratbench.cli import main
 from ratbench.errors import RatbenchError
-from ratbench.paper_grids import get_grid
-from ratbench.report import build_report, check_claims, compare_lines, fills, grid_slots, load_claims
-from ratbench.results import load_results
-from ratbench.rows import labels_for, table_cells
+from ratbench.execution.paper_grids import get_grid
+from ratbench.reporting.report import build_report, check_claims, compare_lines, fills, grid_slots, load_claims
+from ratbench.reporting.results import load_results
+from ratbench.reporting.rows import labels_for, table_cells
 
 TABLE1 = {"data.embeddings": "glove:/data/glove.6B.100d.txt"}  # what `run --grid table1 --data-dir /data` records
 

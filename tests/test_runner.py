@@ -14,12 +14,12 @@ import pytest
 import torch
 from torch import nn
 
-from ratbench import cells, claims, grid, store
-from ratbench.evaluate import f1_score, safe_div
-from ratbench.launch import run_cells
+from ratbench.evaluation.evaluator import f1_score, safe_div
+from ratbench.execution import cells, claims, grid, store
+from ratbench.execution.launch import run_cells
+from ratbench.execution.runner import run_cell
 from ratbench.method import Method, MethodConfig
 from ratbench.registry import METHODS
-from ratbench.runner import run_cell
 from ratbench.types import Batch, EvalMode, RationaleOutput
 
 # Dev accuracy the scripted method reaches after each epoch: the best is 80 at epoch 2

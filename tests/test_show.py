@@ -16,10 +16,10 @@ from types import SimpleNamespace
 import pytest
 from click.testing import CliRunner
 
-from ratbench import grid, store
 from ratbench.cli import main
-from ratbench.launch import run_cells
-from ratbench.viewer import Document, ShownCell, marks, render_html
+from ratbench.execution import grid, store
+from ratbench.execution.launch import run_cells
+from ratbench.reporting.viewer import Document, ShownCell, marks, render_html
 
 TINY = {
     "synthetic": {
@@ -216,7 +216,7 @@ def test_the_panes_first_show_different_methods() -> None:
     """Two panes over rnp seeds 1-2 and ver seeds 1-2 start with rnp seed1 beside ver seed1."""
     from types import SimpleNamespace
 
-    from ratbench.viewer import first_cells
+    from ratbench.reporting.viewer import first_cells
 
     shown = [SimpleNamespace(spec=SimpleNamespace(method=m)) for m in ("rnp", "rnp", "ver", "ver")]
     assert first_cells(shown, 2) == [0, 2]

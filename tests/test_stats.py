@@ -1,4 +1,4 @@
-"""The t-tests of ratbench.stats against closed forms and SciPy's tests."""
+"""The t-tests of ratbench.reporting.stats against closed forms and SciPy's tests."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from ratbench import stats
+from ratbench.reporting import stats
 
 scipy_stats = pytest.importorskip("scipy.stats")
 

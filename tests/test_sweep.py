@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ratbench import grid
 from ratbench.cli import main
 from ratbench.errors import RatbenchError
-from ratbench.variants import row_labels
+from ratbench.execution import grid
+from ratbench.execution.variants import row_labels
 
 
 def test_sweeps_are_a_product_in_the_order_given() -> None:
@@ -112,7 +112,7 @@ def test_a_transformer_only_key_swept_on_the_word_encoder_is_refused() -> None:
 
 def test_cpu_threads_above_the_cores_are_refused_unless_forced(tmp_path: Path) -> None:
     """1,000 threads on 2 cores never finish an epoch; --force-threads allows it (D11)."""
-    from ratbench.launch import available_cpus, check_cpu_threads
+    from ratbench.execution.launch import available_cpus, check_cpu_threads
 
     cores = available_cpus()
     check_cpu_threads(cores, False, "local", None)

@@ -17,10 +17,10 @@ from click.testing import CliRunner
 from conftest import write_cell
 
 from ratbench.cli import main
-from ratbench.layouts import LAYOUTS, get_layout, parse_metrics
-from ratbench.paper_grids import get_grid
+from ratbench.execution.paper_grids import get_grid
 from ratbench.paper_tables import table_files
-from ratbench.published import load_published
+from ratbench.reporting.layouts import LAYOUTS, get_layout, parse_metrics
+from ratbench.reporting.published import load_published
 
 GOLDEN = Path(__file__).parent / "golden" / "tables"
 TABLE1_METHODS = ["ver", "rnp", "lime", "attention", "a2i", "dmr", "nir_rnp", "inter_rat"]  # not the paper's order

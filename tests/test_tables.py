@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 from conftest import fake_metrics
 
-from ratbench import store
 from ratbench.errors import RatbenchError
+from ratbench.execution import store
+from ratbench.execution.variants import make_variant, variant_key
 from ratbench.registry import METHODS
-from ratbench.results import load_results
-from ratbench.tables import TableRequest, render
-from ratbench.variants import make_variant, variant_key
+from ratbench.reporting.results import load_results
+from ratbench.reporting.tables import TableRequest, render
 from ratbench.versions import EVAL_VERSION, PIPELINE_VERSION
 
 

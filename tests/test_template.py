@@ -18,7 +18,7 @@ from conftest import tiny_batches, tiny_examples, tiny_method
 from test_method_contract import check_contract
 from torch import nn
 
-from ratbench import _plugins, grid
+from ratbench import _plugins
 from ratbench.api import (
     RNP_PRESETS,
     Batch,
@@ -30,9 +30,10 @@ from ratbench.api import (
     blocks,
     register_method,
 )
-from ratbench.batching import train_batches
+from ratbench.data.batching import train_batches
+from ratbench.execution import grid
+from ratbench.execution.runner import prepare_data, run_cell
 from ratbench.registry import METHODS
-from ratbench.runner import prepare_data, run_cell
 
 
 class ToyMGR(SelectPredict):

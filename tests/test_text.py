@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ratbench.data import DataConfig
+from ratbench.data.adapter import DataConfig
+from ratbench.data.vocab import build_vocab, check_embeddings, encode, load_glove_text, random_vocab
 from ratbench.errors import DataFormatError, RatbenchError
-from ratbench.text import build_vocab, check_embeddings, encode, load_glove_text, random_vocab
 from ratbench.types import Example
 
 

@@ -9,7 +9,13 @@ import sys
 import pytest
 
 # The plugin API too: plugins import it, and ``ratbench ls`` lists them without torch.
-MODULES = ["ratbench.viewer", "ratbench.datacheck", "ratbench.export", "ratbench.counts", "ratbench.api"]
+MODULES = [
+    "ratbench.reporting.viewer",
+    "ratbench.data.check",
+    "ratbench.reporting.export",
+    "ratbench.counts",
+    "ratbench.api",
+]
 
 
 @pytest.mark.parametrize("module", MODULES)

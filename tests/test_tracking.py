@@ -17,8 +17,8 @@ import pytest
 
 mlflow = pytest.importorskip("mlflow")
 
-from ratbench import grid, store, tracking  # noqa: E402
 from ratbench.errors import RatbenchError  # noqa: E402
+from ratbench.execution import grid, store, tracking  # noqa: E402
 
 EPOCHS = 2
 SEEDS = [1, 2, 3, 4, 5, 6]
@@ -30,7 +30,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A results folder with six finished rnp x toy cells (two epochs each), made once."""
     from conftest import Toy
 
-    from ratbench.launch import run_cells
+    from ratbench.execution.launch import run_cells
     from ratbench.registry import DATASETS
 
     results = tmp_path_factory.mktemp("finished")
@@ -80,8 +80,8 @@ def test_default_uri_is_sqlite_in_results_unless_env_says_otherwise(
 
 
 def test_import_does_not_need_mlflow() -> None:
-    """``import ratbench.tracking`` imports no mlflow module."""
-    code = "import sys, ratbench.tracking; assert not [m for m in sys.modules if m.startswith('mlflow')]"
+    """``import ratbench.execution.tracking`` imports no mlflow module."""
+    code = "import sys, ratbench.execution.tracking; assert not [m for m in sys.modules if m.startswith('mlflow')]"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -228,7 +228,7 @@ def _concurrent_worker(results: str, uri: str, mine: list[str], barrier: Any, qu
 
     from mlflow import MlflowClient  # noqa: F401  (imported before the barrier: start together)
 
-    from ratbench import tracking
+    from ratbench.execution import tracking
 
     everything = [str(p) for p in [cell.path for cell in store.finished_cells(Path(results) / "runs")]]
     with warnings.catch_warnings(record=True) as caught:

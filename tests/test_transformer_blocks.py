@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from ratbench import grid
-from ratbench.batching import train_batches
+from ratbench.data.batching import train_batches
+from ratbench.execution import grid
+from ratbench.execution.runner import prepare_data, seed_everything
 from ratbench.registry import METHODS
-from ratbench.runner import prepare_data, seed_everything
 
 pytest.importorskip("transformers")
 

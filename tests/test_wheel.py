@@ -49,8 +49,8 @@ def test_wheel_in_fresh_venv_lists_plugins(tmp_path: Path) -> None:
         """
         import importlib.util, json
         from ratbench.registry import DATASETS, METHODS
-        from ratbench.paper_grids import load_grids
-        from ratbench.published import load_published
+        from ratbench.execution.paper_grids import load_grids
+        from ratbench.reporting.published import load_published
         from importlib import resources
         import tomllib
         claims = resources.files("ratbench").joinpath("resources", "paper_claims.toml").read_text()

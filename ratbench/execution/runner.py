@@ -22,14 +22,20 @@ import numpy as np
 import torch
 
 import ratbench
-from ratbench import cells, store
-from ratbench.batching import eval_batches, train_batches
 from ratbench.counts import safe_div
-from ratbench.data import DatasetAdapter
-from ratbench.diagnostics import PROBE_EXAMPLES, EpochDiagnostics
-from ratbench.encoders import make_encoder
+from ratbench.data.adapter import DatasetAdapter
+from ratbench.data.batching import eval_batches, train_batches
+from ratbench.data.encoders import make_encoder
 from ratbench.errors import RatbenchError
-from ratbench.evaluate import accuracy, iter_batches, predictor_accuracy, rationalize_split, score_rationales
+from ratbench.evaluation.diagnostics import PROBE_EXAMPLES, EpochDiagnostics
+from ratbench.evaluation.evaluator import (
+    accuracy,
+    iter_batches,
+    predictor_accuracy,
+    rationalize_split,
+    score_rationales,
+)
+from ratbench.execution import cells, store
 from ratbench.method import Method, MethodConfig
 from ratbench.registry import DATASETS, METHODS
 from ratbench.types import EVAL_MODES, SPLITS, Batch, DataInfo, EncodedExample, EvalMode, Example, RationaleOutput
@@ -305,7 +311,7 @@ def _train_and_evaluate(
     """Seed, train and evaluate, writing every file of the cell into ``out`` (metrics.json last).
 
     Per epoch: train, then dev accuracy in both evaluation modes, then (select-then-predict
-    methods) the diagnostics of ``ratbench.diagnostics`` on a probe of the test split, which
+    methods) the diagnostics of ``ratbench.evaluation.diagnostics`` on a probe of the test split, which
     change no result. For each mode the epoch with
     the best dev accuracy (strict ``>``: the earliest epoch wins ties) is kept, and at the end
     the kept state (``Method.state_dict``) is evaluated on the annotated test split in that

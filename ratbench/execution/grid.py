@@ -10,14 +10,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ratbench.cells import CellSpec
 from ratbench.config import canonical_json
-from ratbench.data import DataConfig, DatasetAdapter
-from ratbench.encoders import check_encoder
+from ratbench.data.adapter import DataConfig, DatasetAdapter
+from ratbench.data.encoders import check_encoder
+from ratbench.data.vocab import check_embeddings
 from ratbench.errors import MissingDataError, RatbenchError, did_you_mean
+from ratbench.execution.cells import CellSpec
+from ratbench.execution.variants import Variant, differences, make_variant
 from ratbench.registry import DATASETS, METHODS
-from ratbench.text import check_embeddings
-from ratbench.variants import Variant, differences, make_variant
 from ratbench.versions import EVAL_VERSION, pipeline
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ which positions belong to the document (``selectable``), the document word of ea
 (``word_index``) and the gold rationale per position. The query of an example (ERASER's claim or
 question) comes first and is context: visible to every model, never selectable, never counted.
 
-* ``word``: the reference's GloVe-vocabulary encoding (``ratbench.text``). With a query the
+* ``word``: the reference's GloVe-vocabulary encoding (``ratbench.data.vocab``). With a query the
   input is ``query <sep> document``; ``<sep>`` is one extra embedding row (seeded random
   vector of GloVe's norm), added only for datasets that have queries, so that the inputs of
   every other dataset are exactly as before.
@@ -39,8 +39,8 @@ from ratbench.errors import MissingDataError, RatbenchError
 from ratbench.types import EncodedExample, Example
 
 if TYPE_CHECKING:
-    from ratbench.data import DataConfig
-    from ratbench.text import Vocab
+    from ratbench.data.adapter import DataConfig
+    from ratbench.data.vocab import Vocab
 
 
 class TextEncoder(ABC):
@@ -125,7 +125,7 @@ class WordEncoder(TextEncoder):
     def fit(self, splits: Mapping[str, Sequence[Example]]) -> None:
         """The vocabulary of ``config.embeddings`` (from the training words for ``random``), plus
         the separator row when any example has a query."""
-        from ratbench.text import build_vocab
+        from ratbench.data.vocab import build_vocab
 
         vocab = build_vocab(self.config, [self._lookup_form(ex) for ex in splits["train"]])
         if any(ex.query for examples in splits.values() for ex in examples):
@@ -141,7 +141,7 @@ class WordEncoder(TextEncoder):
         """Without a query: the first ``max_len`` tokens, looked up (OOV -> 0, still a real
         token). With one: ``query <sep> document``, the query capped at ``max_query_len``,
         the document cut at the tail to fill ``max_len``."""
-        from ratbench.text import encode
+        from ratbench.data.vocab import encode
 
         assert self.vocab is not None, "fit() first"
         example = self._lookup_form(example)

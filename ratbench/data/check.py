@@ -20,10 +20,10 @@ from typing import Any
 from tabulate import tabulate
 
 from ratbench.counts import safe_div
-from ratbench.data import DataConfig, DatasetAdapter
-from ratbench.encoders import HFEncoder, layout
+from ratbench.data.adapter import DataConfig, DatasetAdapter
+from ratbench.data.encoders import HFEncoder, layout
+from ratbench.data.vocab import build_vocab
 from ratbench.errors import MissingDataError
-from ratbench.text import build_vocab
 from ratbench.types import SPLITS, Example
 
 

@@ -12,7 +12,7 @@
 * ``sparsity``: F1 against the achieved sparsity S, one point per row and dataset (compare
   methods at matched sparsity).
 
-Rows are the table's (``ratbench.rows``): one method and one variant, stale cells left out.
+Rows are the table's (``ratbench.reporting.rows``): one method and one variant, stale cells left out.
 The file is written atomically (``ratbench.outputs``): a kill leaves the previous figure intact.
 """
 
@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ratbench import store
 from ratbench.errors import RatbenchError, did_you_mean
+from ratbench.execution import store
 from ratbench.outputs import write_output
-from ratbench.rows import labels_for, table_cells
+from ratbench.reporting.rows import labels_for, table_cells
 
 FIGURES = ("curves", "sweep", "gold", "sparsity")
 FORMATS = (".png", ".pdf", ".svg")  # what --out may end in; the suffix picks matplotlib's format

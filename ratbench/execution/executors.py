@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ratbench import store
-from ratbench.cells import CellSpec
 from ratbench.errors import RatbenchError
-from ratbench.scheduler import Events, GridSummary, Outcome, RunOptions, run_in_process
+from ratbench.execution import store
+from ratbench.execution.cells import CellSpec
+from ratbench.execution.scheduler import Events, GridSummary, Outcome, RunOptions, run_in_process
 
 # A slot whose worker stopped on a broken GPU is started again this many times: a sticky error
 # (device assert, illegal address) dies with its CUDA context, a failing GPU does not.

@@ -15,7 +15,7 @@ hash) is skipped, so grids and ``ratbench sync-mlflow`` never duplicate runs. A 
 unreachable store never loses a result or stops a grid: the tracker warns once, stops
 mirroring, and ``ratbench sync-mlflow`` backfills later.
 
-mlflow is imported lazily, inside functions: ``import ratbench.tracking`` works without it.
+mlflow is imported lazily, inside functions: ``import ratbench.execution.tracking`` works without it.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from ratbench import store
 from ratbench.errors import RatbenchError
+from ratbench.execution import store
 
 EXPERIMENT_PREFIX = "ratbench/"
 DB_FILE = "mlflow.db"

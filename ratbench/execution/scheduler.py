@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ratbench import claims, store
-from ratbench.cells import CellSpec
 from ratbench.errors import RatbenchError
+from ratbench.execution import claims, store
+from ratbench.execution.cells import CellSpec
 
 Outcome = Literal["done", "skipped", "failed", "elsewhere"]
 
@@ -143,7 +143,7 @@ def run_in_process(
     unusable (``broken_device``), no further cell is claimed: ``summary.stopped`` says why,
     and outside a worker the cells not run are listed as failed.
     """
-    from ratbench.runner import run_cell
+    from ratbench.execution.runner import run_cell
 
     summary = GridSummary(total=len(specs))
     results_dir = options.results_dir

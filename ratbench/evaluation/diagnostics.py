@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ratbench.counts import f1_score, safe_div
-from ratbench.evaluate import binarize, gold_text, predictor_logits
+from ratbench.evaluation.evaluator import binarize, gold_text, predictor_logits
 from ratbench.method import Method
 from ratbench.types import Batch
 

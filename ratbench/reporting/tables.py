@@ -1,10 +1,10 @@
-"""Render a table of results: a row per method and variant (``ratbench.rows``), a column group
+"""Render a table of results: a row per method and variant (``ratbench.reporting.rows``), a column group
 (S, Acc, P, R, F1 by default) per dataset.subset, each value ``mean (std)`` over seeds, in
 Markdown, LaTeX, HTML or CSV.
 
-What to show is one ``TableRequest`` (the layout, ``ratbench.layouts``, and how to narrow or
+What to show is one ``TableRequest`` (the layout, ``ratbench.reporting.layouts``, and how to narrow or
 change it); ``render(frame, request)`` gives the text. Which cells make which row, and which are
-stale, is ``ratbench.rows``'s; this module only computes the statistics shown and lays them out.
+stale, is ``ratbench.reporting.rows``'s; this module only computes the statistics shown and lays them out.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import pandas as pd
 from tabulate import tabulate
 
 from ratbench.errors import RatbenchError
-from ratbench.layouts import Layout, get_layout
-from ratbench.published import PublishedF1, PublishedTable, counterpart, load_published, published_f1
-from ratbench.rows import Row, has_settings, labels_for, method_changes, row_encoder, table_cells, word_rule
-from ratbench.stats import welch_from_stats
+from ratbench.execution.variants import describe
+from ratbench.reporting.layouts import Layout, get_layout
+from ratbench.reporting.published import PublishedF1, PublishedTable, counterpart, load_published, published_f1
+from ratbench.reporting.rows import Row, has_settings, labels_for, method_changes, row_encoder, table_cells, word_rule
+from ratbench.reporting.stats import welch_from_stats
 from ratbench.types import METRIC_COLUMNS
-from ratbench.variants import describe
 
 TableFormat = Literal["github", "latex", "csv", "html"]
 COLUMNS = METRIC_COLUMNS
@@ -39,7 +39,7 @@ class TableRequest:
 
     Attributes:
         mode: the evaluation mode whose results are shown.
-        layout: the ``--layout`` (``ratbench.layouts``): column groups, metrics, encoder, row order.
+        layout: the ``--layout`` (``ratbench.reporting.layouts``): column groups, metrics, encoder, row order.
         fmt: ``github`` (Markdown), ``latex``, ``html`` or ``csv``.
         metrics: the metric columns of each group instead of the layout's.
         level: what S, P, R and F1 count (``word`` or ``piece``) instead of the layout's level.
@@ -47,7 +47,7 @@ class TableRequest:
         datasets: only these column groups (NAME or NAME.SUBSET).
         seeds: only the cells of these seeds, and rows with fewer are marked ``[n=k]`` (None:
             every seed; ``[n=k]`` below the most in any cell).
-        include_stale: stale cells as rows of their own (``ratbench.rows``), not left out.
+        include_stale: stale cells as rows of their own (``ratbench.reporting.rows``), not left out.
         with_paper: the paper's rows (marked published) and, for each of our rows with a
             published counterpart, the F1 difference and Welch's t-test p-value; a row of the
             paper's grid that no cell fills is a row of ``-`` (so the paper's table shows beside
@@ -186,7 +186,7 @@ def _order(rows: list[Row], layout: Layout) -> list[Row]:
 
 
 def render(frame: pd.DataFrame, request: TableRequest = DEFAULT_REQUEST) -> str:
-    """The table of the results ``frame`` (``ratbench.results.load_results``) that ``request``
+    """The table of the results ``frame`` (``ratbench.reporting.results.load_results``) that ``request``
     asks for, as text. The best mean F1 of each column group is in bold; notes under the table
     say what each row is.
     """
@@ -286,7 +286,7 @@ def _own_grid(layout: Layout, methods: Sequence[str] | None) -> tuple[str, ...] 
     are among them; None for the other layouts."""
     if not layout.published_column:
         return None
-    from ratbench.paper_grids import grid_for_layout
+    from ratbench.execution.paper_grids import grid_for_layout
 
     grid = grid_for_layout(layout.name)
     own = grid.methods if grid is not None else ()
@@ -300,9 +300,9 @@ def _own_grid(layout: Layout, methods: Sequence[str] | None) -> tuple[str, ...] 
 
 
 def _unfilled_grid_rows(layout: Layout, rows: list[Row], methods: Sequence[str] | None) -> list[tuple[str, str]]:
-    """``(method, label)`` of each row of the layout's paper grid (``ratbench.paper_grids``) that no
+    """``(method, label)`` of each row of the layout's paper grid (``ratbench.execution.paper_grids``) that no
     row of ``rows`` fills: the method with its run's own settings (``nir (noise_p=0.0)``)."""
-    from ratbench.paper_grids import grid_for_layout
+    from ratbench.execution.paper_grids import grid_for_layout
 
     grid = grid_for_layout(layout.name)
     unfilled: dict[str, str] = {}

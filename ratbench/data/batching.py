@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from ratbench.data import DataConfig
+from ratbench.data.adapter import DataConfig
 from ratbench.types import Batch, EncodedExample
 
 

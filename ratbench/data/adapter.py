@@ -180,7 +180,7 @@ class DatasetAdapter(ABC, Generic[DataConfigT]):
         """What identifies the data: name, version, subset, and the content hash of each of its
         files and folders (not their paths or times: a copy elsewhere keeps the cell ids), plus
         that of a GloVe file named by ``embeddings``."""
-        from ratbench.filehash import content_sha256
+        from ratbench.data.filehash import content_sha256
 
         paths = dict(self.content_paths())
         if self.config.embeddings.startswith("glove:"):

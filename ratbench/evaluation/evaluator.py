@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ratbench.counts import f1_score, safe_div
-from ratbench.eraser_metrics import EraserCounts
+from ratbench.evaluation.eraser import EraserCounts
 from ratbench.method import Method
 from ratbench.types import Batch, EvalMode, RationaleOutput
 
@@ -228,7 +228,7 @@ def score_rationales(
     the share of sentences kept for the sentence-level figures. ERASER's IOU F1, AUPRC (methods
     with token scores), sentence P/R/F1 (examples with ``sentences``: example id -> sentence of
     each document word) and comprehensiveness/sufficiency (methods with a predictor) are added
-    as ``ratbench.eraser_metrics`` defines them. Records are per document word.
+    as ``ratbench.evaluation.eraser`` defines them. Records are per document word.
     """
     scorer = _RationaleScorer(method, sparsity, word_rule, sentences or {})
     for batch, out in outputs:

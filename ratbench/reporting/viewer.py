@@ -24,10 +24,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ratbench import cells, store
 from ratbench.counts import f1_score, safe_div
 from ratbench.errors import RatbenchError
-from ratbench.variants import row_labels
+from ratbench.execution import cells, store
+from ratbench.execution.variants import row_labels
 
 
 @dataclass
@@ -171,7 +171,7 @@ def check_data(shown: Sequence[ShownCell], adapter: Any) -> None:
     differs from the sha256 a shown cell's ``spec.json`` records for it: the cell's masks would
     be painted over other words. A file the cell did not record (or that is missing now, which
     reading reports) is not compared."""
-    from ratbench import filehash
+    from ratbench.data import filehash
 
     paths = adapter.content_paths()
     for role in SHOWN_ROLES:
@@ -196,8 +196,8 @@ def check_data(shown: Sequence[ShownCell], adapter: Any) -> None:
 def load_documents(shown: Sequence[ShownCell], data_dir: Path | None = None) -> dict[str, Document]:
     """The test split of the first shown cell's dataset (its recorded config and limit), by
     example id, after ``check_data``: the files must be those every shown cell was run on."""
+    from ratbench.execution.runner import limit_examples
     from ratbench.registry import DATASETS
-    from ratbench.runner import limit_examples
 
     spec = shown[0].spec
     adapter_cls = DATASETS.get(spec.dataset)
@@ -215,7 +215,7 @@ def _piece_decoder(adapter: Any, config: Any) -> Callable[[Sequence[str]], tuple
     if not (adapter.tokens_are_piece_ids and config.encoder.startswith("hf:")):
         return tuple
     try:
-        from ratbench.encoders import HFEncoder
+        from ratbench.data.encoders import HFEncoder
 
         tokenizer = HFEncoder(config, tokens_are_piece_ids=True).tokenizer
     except Exception:  # no tokenizer here: the ids themselves are still a faithful view

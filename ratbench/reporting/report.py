@@ -25,16 +25,16 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from ratbench import store
 from ratbench.errors import RatbenchError, did_you_mean
-from ratbench.layouts import LAYOUTS
-from ratbench.paper_grids import PaperGrid
-from ratbench.results import KEY_COLUMNS, SPEC_COLUMNS
-from ratbench.rows import Row, labels_for, row_encoder, seed_text, table_cells
-from ratbench.stats import paired
-from ratbench.tables import TableRequest, render
+from ratbench.execution import store
+from ratbench.execution.paper_grids import PaperGrid
+from ratbench.execution.variants import describe, items
+from ratbench.reporting.layouts import LAYOUTS
+from ratbench.reporting.results import KEY_COLUMNS, SPEC_COLUMNS
+from ratbench.reporting.rows import Row, labels_for, row_encoder, seed_text, table_cells
+from ratbench.reporting.stats import paired
+from ratbench.reporting.tables import TableRequest, render
 from ratbench.types import METRIC_COLUMNS
-from ratbench.variants import describe, items
 
 CLAIMS_FILE = "paper_claims.toml"
 SIGNIFICANCE = 0.05
@@ -277,8 +277,8 @@ def grid_slots(grid: PaperGrid) -> list[GridSlot]:
     """Every (row, dataset.subset) of ``grid``, with its variant from the grid's own expansion
     (as ``run --grid`` makes it; the data files need not be here). A value that holds the data
     folder holds ``DATA_DIR_STANDIN`` instead."""
-    from ratbench.grid import expand, parse_sets
-    from ratbench.paper_grids import grid_requests
+    from ratbench.execution.grid import expand, parse_sets
+    from ratbench.execution.paper_grids import grid_requests
 
     slots = []
     standin = Path(DATA_DIR_STANDIN)

@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from ratbench import cells, store
-from ratbench.variants import variant_key
+from ratbench.execution import cells, store
+from ratbench.execution.variants import variant_key
 
 KEY_COLUMNS = ["method", "dataset", "subset", "config_id", "seed", "mode", "kind"]
 SPEC_COLUMNS = [

@@ -6,7 +6,7 @@ The ``[grid]`` section of each paper table's file (``resources/paper_tables/NAME
 which preset and ``--set`` values (sparsity targets, encoder, embeddings), with the source of each
 setting in a comment. A grid is one or more *runs* (a methods x datasets product with its own
 extra ``--set`` values, e.g. NIR without noise as the A2R row), so the file is data and this
-module only reads it and turns it into the arguments of :func:`ratbench.grid.expand`.
+module only reads it and turns it into the arguments of :func:`ratbench.execution.grid.expand`.
 
 The leaderboard is every built-in select-then-predict method on the datasets of its ``base``
 table (Table 1) with that table's data settings, each with its own ``paper`` preset; its methods

@@ -1,7 +1,7 @@
 """The rows of a table and which cells are stale: the model that ``ratbench table``,
-``ratbench report`` and ``ratbench plot`` share (``ratbench.tables`` renders it).
+``ratbench report`` and ``ratbench plot`` share (``ratbench.reporting.tables`` renders it).
 
-A row is one method plus one variant (``ratbench.variants``: the preset and the overrides the
+A row is one method plus one variant (``ratbench.execution.variants``: the preset and the overrides the
 user asked for, the same for every dataset), so a row never mixes configurations across
 columns; a method with several variants gets a row per variant, labelled by how they differ
 (``ver (perturb_rate=0.5)``). Stale cells are hidden unless asked for: cells of an older method,
@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from ratbench.errors import RatbenchError
-from ratbench.variants import row_labels
+from ratbench.execution.variants import row_labels
 from ratbench.versions import EVAL_VERSION, PIPELINE_VERSION
 
 SPEC_DEFAULTS = ("variant", "identity", "method_version", "dataset_version", "eval_version", "pipeline_version")

@@ -23,14 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ratbench import filehash, grid, store
-from ratbench.cells import CellSpec
+from ratbench.data import filehash
 from ratbench.errors import MissingDataError, RatbenchError
-from ratbench.scheduler import Events, GridSummary, Outcome, RunOptions
+from ratbench.execution import grid, store
+from ratbench.execution.cells import CellSpec
+from ratbench.execution.scheduler import Events, GridSummary, Outcome, RunOptions
 
 if TYPE_CHECKING:
-    from ratbench.executors import Executor
-    from ratbench.tracking import Tracker
+    from ratbench.execution.executors import Executor
+    from ratbench.execution.tracking import Tracker
 
 SETTING_KEYS = ("sparsity", "perturb_rate", "noise_p", "lr", "batch_size", "epochs")
 """Method settings that ``--dry-run`` shows per configuration, when the method has them."""
@@ -135,7 +136,7 @@ class ExecutorFlags:
 
     def build(self, cpu_threads: int) -> Executor:
         """The executor these flags choose (a Ray task asks for the cell's ``cpu_threads`` CPUs)."""
-        from ratbench.executors import LocalProcesses, Ray
+        from ratbench.execution.executors import LocalProcesses, Ray
 
         if self.executor == "ray":
             return Ray(self.ray_address, cpus_per_cell=cpu_threads, gpus_per_cell=self.ray_gpus_per_cell())
@@ -217,7 +218,7 @@ def run_requests(
     """``(methods, datasets, preset, --set items)`` of each part of the requested grid: the
     command-line product, or the runs of a paper grid (``--grid``) narrowed by ``--methods`` and
     ``--datasets``."""
-    from ratbench import paper_grids
+    from ratbench.execution import paper_grids
 
     method_names = grid.parse_names(methods, "--methods") if methods is not None else None
     dataset_names = grid.parse_names(datasets, "--datasets") if datasets is not None else None
@@ -242,7 +243,7 @@ def run_requests(
 def dry_run_lines(cells: Sequence[CellSpec], results_dir: Path, stale_after: float) -> list[str]:
     """What ``--dry-run`` prints: the count of cells per status, one line per configuration
     with its settings, and the cells a run would run. Reads the results folder only."""
-    from ratbench.scheduler import grid_status
+    from ratbench.execution.scheduler import grid_status
 
     by_status = grid_status(cells, results_dir, stale_after)
     lines = [", ".join(f"{len(ids)} {name}" for name, ids in by_status.items()) + f" ({len(cells)} cells)"]
@@ -270,7 +271,7 @@ def prepare(cells: Sequence[CellSpec], options: RunOptions) -> list[CellSpec]:
     """Before a run: check that the results folder can be written, recover each cell's folder
     (``store.recover``), and return the cells to run (every one with ``options.force``), after
     reading their embedding files once (a malformed file: one error, not one per cell)."""
-    from ratbench.text import check_embedding_files
+    from ratbench.data.vocab import check_embedding_files
 
     check_writable(options.results_dir)
     for spec in cells:
@@ -291,7 +292,7 @@ def execute(
     """Run ``todo`` (from ``prepare``) on ``executor`` with a bar over the cells; mirror each
     finished cell to mlflow as it finishes, then the finished cells of ``cells`` the mirror does
     not hold yet (finished by a killed run or by another scheduler)."""
-    from ratbench.scheduler import CellProgress
+    from ratbench.execution.scheduler import CellProgress
 
     progress = CellProgress(len(todo))
     say = echo or progress.echo
@@ -328,7 +329,7 @@ def run_cells(
 ) -> GridSummary:
     """Run ``cells`` in this process, as ``ratbench run`` does without tracking (for scripts,
     notebooks and tests)."""
-    from ratbench.executors import InProcess
+    from ratbench.execution.executors import InProcess
 
     options = RunOptions(Path(results_dir), data_dir, force)
     return execute(cells, prepare(cells, options), options, InProcess(device), echo=echo).summary
@@ -364,7 +365,7 @@ def gpu_ids(device: str, gpus: list[str] | None) -> list[str] | None:
     The numbers count the GPUs this process sees (``CUDA_VISIBLE_DEVICES``), as ``cuda:N`` does;
     each worker is then given the matching entry of that list (``executors.plan_slots``).
     """
-    from ratbench.runner import resolve_device
+    from ratbench.execution.runner import resolve_device
 
     resolve_device(device)
     if gpus:
@@ -418,6 +419,6 @@ def tracker_for(results_dir: Path, track: bool | None, uri: str | None, warn: Ca
         return None
     if not installed:
         raise RatbenchError("--track needs mlflow: pip install 'ratbench[mlflow]' (or use --no-track)")
-    from ratbench.tracking import Tracker
+    from ratbench.execution.tracking import Tracker
 
     return Tracker(results_dir, uri, warn=warn)

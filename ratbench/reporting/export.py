@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ratbench import store
+from ratbench.execution import store
 
 
 def mask_to_spans(mask: list[int]) -> list[dict[str, int]]:

@@ -1,0 +1,2 @@
+"""Reading finished cells: results frames, table rows and rendering, paper tables, statistics,
+the report, plots, the viewer and the ERASER export."""
