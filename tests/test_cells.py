@@ -94,3 +94,18 @@ def test_result_files_get_the_umask_mode_not_0600(toy_dataset: type, tmp_path: P
     assert {p.name for p in files} >= {store.METRICS_FILE, store.SPEC_FILE, store.EPOCHS_FILE, store.RATIONALES_FILE}
     assert {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o644}
     assert stat.S_IMODE((tmp_path / "group-writable.txt").stat().st_mode) == 0o664
+
+
+def test_metrics_json_is_the_typed_record_the_readers_expect(tmp_path: Path) -> None:
+    """A real cell's metrics.json has every required key of ``CellResult`` and no key it does
+    not declare; the keys a reader must find are its required keys."""
+    from conftest import tiny_synthetic_specs
+
+    from ratbench.execution.launch import run_cells
+
+    [spec] = tiny_synthetic_specs([1])
+    assert run_cells([spec], tmp_path, echo=lambda _: None).ok
+    written = json.loads((store.cell_dir(tmp_path, spec) / store.METRICS_FILE).read_text())
+    required = store.CellResult.__required_keys__
+    assert required == {*store.METRIC_KEYS, "status"}
+    assert required <= set(written) <= required | store.CellResult.__optional_keys__

@@ -225,7 +225,7 @@ def run_cell(
     device: str = "cpu",
     data_dir: Path | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
+) -> store.CellResult:
     """Train and evaluate one cell; return the content of its ``metrics.json``.
 
     The run writes into a fresh attempt folder inside the cell folder, which replaces the
@@ -307,7 +307,7 @@ def _train_and_evaluate(
     device: str,
     data_dir: Path | None,
     on_epoch: Callable[[dict[str, Any]], None] | None,
-) -> dict[str, Any]:
+) -> store.CellResult:
     """Seed, train and evaluate, writing every file of the cell into ``out`` (metrics.json last).
 
     Per epoch: train, then dev accuracy in both evaluation modes, then (select-then-predict
@@ -463,7 +463,7 @@ def _evaluate(run: _CellRun, best: dict[EvalMode, Best]) -> tuple[dict[str, Any]
 
 def _metrics_record(
     run: _CellRun, results: dict[str, Any], train_seconds: float, setup_seconds: float, started: float
-) -> dict[str, Any]:
+) -> store.CellResult:
     """The content of the cell's ``metrics.json``."""
     spec, config = run.spec, run.config
     return {

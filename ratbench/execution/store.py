@@ -33,7 +33,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, cast
 
 from ratbench.errors import RatbenchError
 from ratbench.execution import claims
@@ -51,8 +51,41 @@ ATTEMPT_PREFIX = ".attempt-"
 # Installed from a finished attempt before metrics.json, which comes last: it marks the cell done.
 RESULT_FILES = (SPEC_FILE, EPOCHS_FILE, RATIONALES_FILE)
 METRIC_KEYS = ("cell_id", "config_id", "method", "dataset", "subset", "seed", "modes")
+"""The keys a finished cell's ``metrics.json`` must have besides ``status`` (``CellResult``'s
+required keys), in the order a missing one is named."""
 Status = Literal["todo", "done", "failed", "running", "stale", "corrupt"]
 STATUSES: tuple[Status, ...] = ("todo", "done", "failed", "running", "stale", "corrupt")
+
+
+class _FinishedCell(TypedDict):
+    """The keys every finished cell's ``metrics.json`` has (``METRIC_KEYS`` and ``status``)."""
+
+    status: Literal["ok"]
+    cell_id: str
+    config_id: str
+    method: str
+    dataset: str
+    subset: str
+    seed: int
+    modes: dict[str, dict[str, Any]]
+    """Per evaluation mode: the test metrics (``types.METRIC_COLUMNS`` and more)."""
+
+
+class CellResult(_FinishedCell, total=False):
+    """What a finished cell's ``metrics.json`` holds (``runner`` writes it, ``validate_metrics``
+    checks it); cells of older versions may lack the keys declared here."""
+
+    kind: str
+    data: dict[str, Any]
+    """Example counts and lengths of the splits (``runner``'s data statistics)."""
+    label_names: list[str] | None
+    epochs: int
+    seconds_per_epoch: float
+    setup_seconds: float
+    wall_seconds: float
+    device: str
+    versions: dict[str, str | None]
+    finished_at: str
 
 
 class CorruptResult(RatbenchError):
@@ -141,13 +174,13 @@ def validate_metrics(data: Any) -> str | None:
     return None
 
 
-def read_metrics(folder: Path) -> dict[str, Any] | None:
+def read_metrics(folder: Path) -> CellResult | None:
     """The installed ``metrics.json`` of a cell folder: None when there is none,
     ``CorruptResult`` when it does not parse or is not a finished result."""
     return _read_metrics_file(Path(folder) / METRICS_FILE)
 
 
-def _read_metrics_file(path: Path) -> dict[str, Any] | None:
+def _read_metrics_file(path: Path) -> CellResult | None:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -161,7 +194,7 @@ def _read_metrics_file(path: Path) -> dict[str, Any] | None:
     problem = validate_metrics(data)
     if problem is not None:
         raise CorruptResult(path, problem)
-    return data
+    return cast(CellResult, data)
 
 
 def quarantine_corrupt(folder: Path) -> Path | None:
@@ -265,10 +298,17 @@ class CellFolder:
             return pending / name
         return self.path / name
 
-    def metrics(self) -> dict[str, Any] | None:
+    def metrics(self) -> CellResult | None:
         """The finished result: None when there is none; ``CorruptResult`` when its
         ``metrics.json`` does not parse or is not a finished result."""
         return _read_metrics_file(self.file(METRICS_FILE))
+
+    def result(self) -> CellResult:
+        """The finished result of a cell known to be finished (``CorruptResult`` otherwise)."""
+        result = self.metrics()
+        if result is None:
+            raise CorruptResult(self.file(METRICS_FILE), "missing (the cell is not finished)")
+        return result
 
     def is_done(self) -> bool:
         """Whether the cell holds a valid finished result."""

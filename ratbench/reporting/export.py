@@ -32,7 +32,7 @@ def mask_to_spans(mask: list[int]) -> list[dict[str, int]]:
 def eraser_lines(cell: Path | store.CellFolder, mode: str) -> Iterator[dict[str, Any]]:
     """The ERASER result lines of one finished cell in one evaluation mode."""
     cell = cell if isinstance(cell, store.CellFolder) else store.CellFolder(Path(cell))
-    label_names = (cell.metrics() or {}).get("label_names") or []
+    label_names = cell.result().get("label_names") or []
     for record in cell.rationales(mode):
         rationale: dict[str, Any] = {
             "docid": record.get("docid", record["id"]),
@@ -66,7 +66,7 @@ def export_eraser(
             if warn is not None:
                 warn(f"skipping {cell.file(store.RATIONALES_FILE)}: cannot be read ({type(exc).__name__}: {exc})")
             continue
-        target = Path(out) / str((cell.metrics() or {})["cell_id"]) / f"eraser.{mode}.jsonl"
+        target = Path(out) / cell.result()["cell_id"] / f"eraser.{mode}.jsonl"
         store.atomic_write_text(target, text)
         written.append(target)
     return written, failed

@@ -72,7 +72,7 @@ def load_results(results_dir: Path, warn: Callable[[str], None] | None = None) -
     """
     rows = []
     for cell in store.finished_results(results_dir, warn):
-        data = cell.metrics() or {}
+        data = cell.result()
         from_spec = _spec_columns(cell)
         for mode, metrics in data["modes"].items():
             row = {key: data.get(key) for key in KEY_COLUMNS if key != "mode"}

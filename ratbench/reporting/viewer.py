@@ -154,7 +154,7 @@ def load_cells(
         labels = row_labels(method, [spec.variant or {} for _, spec in members])
         for (path, spec), label in zip(members, labels, strict=True):
             cell = store.CellFolder(path)
-            names = (cell.metrics() or {}).get("label_names") or []
+            names = cell.result().get("label_names") or []
             shown.append(ShownCell(label, path, spec, names, _read_records(cell, mode)))
     shown.sort(key=lambda cell: (cell.spec.method, cell.row, cell.spec.seed))
     return shown
