@@ -107,7 +107,7 @@ def make_info(rng: np.random.Generator) -> DataInfo:
     """Random ``[VOCAB_SIZE + 1, EMBEDDING_DIM]`` embeddings with a zero padding row."""
     embeddings = rng.normal(0.0, 1.0, size=(VOCAB_SIZE + 1, EMBEDDING_DIM)).astype(np.float32)
     embeddings[0] = 0.0
-    return DataInfo(num_classes=2, embeddings=embeddings, dataset="bench", subset="x")
+    return DataInfo(num_classes=2, embeddings=embeddings)
 
 
 def build_method(name: str, info: DataInfo, device: torch.device) -> Method:

@@ -55,7 +55,7 @@ def main() -> None:
     batches = [
         collate(examples[i : i + args.batch_size]).to(args.device) for i in range(0, len(examples), args.batch_size)
     ]
-    info = DataInfo(2, None, "bench", "x", encoder="hf", model_path=str(path), pad_id=0)
+    info = DataInfo(2, None, encoder="hf", model_path=str(path), pad_id=0)
     rnp = METHODS.get("rnp")
     method = rnp(rnp.Config(hidden_dim=200, batch_size=args.batch_size, lr=1e-5), info, torch.device(args.device))
     times = []

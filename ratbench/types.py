@@ -198,7 +198,8 @@ class RationaleOutput:
 
 @dataclass(frozen=True)
 class DataInfo:
-    """What a method may know about its data when it is built.
+    """What a method may know about its data when it is built (not the dataset's name: a method
+    never branches on it; per-dataset settings are preset scopes).
 
     ``train`` is the encoded training split, for methods that derive statistics from the
     training corpus (NIR's tf-idf noise, Inter_RAT's class priors); never the dev or test split.
@@ -208,8 +209,6 @@ class DataInfo:
 
     num_classes: int
     embeddings: np.ndarray | None  # word encoder: [V + 1, D]; row 0 (padding / OOV) is all zeros
-    dataset: str
-    subset: str
     train: tuple[EncodedExample, ...] = ()
     encoder: str = "word"
     model_path: str | None = None

@@ -156,11 +156,11 @@ def tiny_batches(examples: list[EncodedExample], size: int = 4) -> list[Batch]:
     return list(train_batches(examples, size, np.random.default_rng(0)))
 
 
-def tiny_method(name: str, train: tuple[EncodedExample, ...] = (), dataset: str = "t", **config: object):
+def tiny_method(name: str, train: tuple[EncodedExample, ...] = (), **config: object):
     """A registered method over a 20-word random 8-d vocabulary, hidden size 8, seeded."""
     vectors = np.random.default_rng(0).normal(size=(21, 8)).astype(np.float32)
     vectors[0] = 0
-    info = DataInfo(num_classes=2, embeddings=vectors, dataset=dataset, subset="t", train=tuple(train))
+    info = DataInfo(num_classes=2, embeddings=vectors, train=tuple(train))
     torch.manual_seed(0)
     cls = METHODS.get(name)
     return cls(cls.Config(**{"hidden_dim": 8, "batch_size": 4, "lr": 1e-2, **config}), info, torch.device("cpu"))

@@ -265,7 +265,7 @@ def test_the_blocks_ask_the_encoder_not_its_type():
 
 def test_the_factories_size_the_bigru_from_the_word_vectors():
     """No width is read from the embedding layer: the BiGRU's input is the vectors' dimension."""
-    info = DataInfo(num_classes=3, embeddings=np.zeros((11, 7), dtype=np.float32), dataset="t", subset="t")
+    info = DataInfo(num_classes=3, embeddings=np.zeros((11, 7), dtype=np.float32))
     options = TransformerOptions(pooling="cls")  # read on a transformer only
     encoder = make_encoder(info, 10, options)
     assert isinstance(encoder, BiGRU) and encoder.gru.input_size == 7 and encoder.output_dim == 10

@@ -20,7 +20,7 @@ def tiny_mgr(**config: object):
     rng = np.random.default_rng(0)
     embeddings = rng.normal(size=(12, 8)).astype(np.float32)
     embeddings[0] = 0
-    info = DataInfo(num_classes=2, embeddings=embeddings, dataset="toy", subset="mgr")
+    info = DataInfo(num_classes=2, embeddings=embeddings)
     torch.manual_seed(0)
     return cls(cls.Config(**{"hidden_dim": 8, "lr": 1e-2, **config}), info, torch.device("cpu"))
 

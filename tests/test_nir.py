@@ -184,7 +184,7 @@ CLS, SEP = 2, 3
 def _a2r(tiny_hf_model: Path, **config: object) -> nir.NIR:
     """``nir`` on the tiny BERT of ``conftest`` (noise off unless asked: the layouts alone)."""
     train = (EncodedExample("t", np.asarray([CLS, 5, 6, SEP, 10, 11, 12, SEP]), 0, None),)
-    info = DataInfo(2, None, "t", "t", train, encoder="hf", model_path=str(tiny_hf_model), pad_id=0)
+    info = DataInfo(2, None, train, encoder="hf", model_path=str(tiny_hf_model), pad_id=0)
     cls = METHODS.get("nir")
     return cls(cls.Config.resolve({"noise_p": 0.0, **config}), info, torch.device("cpu"))
 

@@ -77,7 +77,7 @@ def renamed(packed: dict[str, Any]) -> dict[str, torch.Tensor]:
 def build_method(fx: dict[str, Any], **overrides: Any) -> Method:
     """ratbench's ``dar`` with the fixture's settings and the reference's initial weights."""
     cls = METHODS.get("dar")
-    info = DataInfo(num_classes=2, embeddings=fx["embeddings"].numpy(), dataset="parity", subset="dar")
+    info = DataInfo(num_classes=2, embeddings=fx["embeddings"].numpy())
     method = cls(cls.Config(**{**fx["config"], **overrides}), info, torch.device("cpu"))
     initial = {**renamed(fx["teacher"]["initial_weights"]), **renamed(fx["initial_weights"])}
     params = dict(method.model.named_parameters())

@@ -104,7 +104,7 @@ def build_method(fx: dict[str, Any], **changes: Any) -> Any:
     """ratbench's inter_rat with the fixture's config, embeddings and initial weights."""
     cls = METHODS.get("inter_rat")
     config = cls.Config(**{**ratbench_config(fx["config"]), **changes})
-    info = DataInfo(num_classes=2, embeddings=fx["embeddings"].numpy(), dataset="beer", subset="appearance")
+    info = DataInfo(num_classes=2, embeddings=fx["embeddings"].numpy())
     method = cls(config, info, torch.device("cpu"))
     weights = unflatten(fx["initial_weights"], fx["parameters"])
     params = dict(method.model.named_parameters())

@@ -122,7 +122,7 @@ def build_method(fx: dict[str, Any], **overrides: Any) -> Method:
     config = {**fx["config"], **overrides}
     if fx["method"] == "ver" and "short_rows" in {f.name for f in dataclasses.fields(cls.Config)}:
         config.setdefault("short_rows", "reference")  # the reference's sampler, whatever the default
-    info = DataInfo(num_classes=2, embeddings=fx["embeddings"].numpy(), dataset="parity", subset=fx["case"])
+    info = DataInfo(num_classes=2, embeddings=fx["embeddings"].numpy())
     method = cls(cls.Config(**config), info, torch.device("cpu"))
     initial = renamed(unpack(fx["initial_weights"]))
     params = dict(method.model.named_parameters())

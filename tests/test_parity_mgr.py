@@ -86,7 +86,7 @@ def renamed(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def build_mgr(fx: dict[str, Any], **overrides: Any) -> Method:
     """ratbench's registered ``mgr`` with the fixture's hyperparameters and the reference's initial weights."""
     cls = METHODS.get(fx["method"])
-    info = DataInfo(num_classes=2, embeddings=fx["embeddings"].numpy(), dataset="parity", subset=fx["case"])
+    info = DataInfo(num_classes=2, embeddings=fx["embeddings"].numpy())
     method = cls(cls.Config(**{**fx["config"], **overrides}), info, torch.device("cpu"))
     initial = renamed(unpack(fx["initial_weights"]))
     params = dict(method.model.named_parameters())

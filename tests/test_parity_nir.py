@@ -101,7 +101,7 @@ def build(fx: dict[str, Any], folder: Path) -> tuple[Any, list[Any], list[Any]]:
     encoder = HFEncoder(DataConfig(encoder=f"hf:{folder}", max_len=fx["config"]["max_length"]))
     train = [encoder.encode(ex) for ex in examples(fx, "train")]
     test = [encoder.encode(ex) for ex in examples(fx, "test")]
-    info = DataInfo(num_classes=2, dataset="nir_parity", subset="main", train=tuple(train), **encoder.info())
+    info = DataInfo(num_classes=2, train=tuple(train), **encoder.info())
     cls = METHODS.get("nir")
     cfg = fx["config"]
     config = cls.Config.resolve(

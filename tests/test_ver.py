@@ -230,7 +230,7 @@ def make_info(seed: int = 0) -> DataInfo:
     rng = np.random.default_rng(seed)
     emb = rng.standard_normal((VOCAB + 1, 6)).astype("float32")
     emb[0] = 0
-    return DataInfo(num_classes=2, embeddings=emb, dataset="t", subset="t")
+    return DataInfo(num_classes=2, embeddings=emb)
 
 
 def make_ver(**overrides) -> VER:

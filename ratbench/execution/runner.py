@@ -172,9 +172,7 @@ def prepare_data(spec: cells.CellSpec, data_dir: Path | None = None) -> Prepared
     stats |= {"n_test_tokens": tokens, "test_gold_sparsity": 100 * safe_div(gold, tokens)}
     if adapter.skipped:
         stats["skipped_lines"] = dict(adapter.skipped)
-    info = DataInfo(
-        adapter.num_classes, dataset=spec.dataset, subset=spec.subset, train=tuple(splits["train"]), **encoder.info()
-    )
+    info = DataInfo(adapter.num_classes, train=tuple(splits["train"]), **encoder.info())
     pad_to = config.max_len if config.padding == "max_len" else None
     docids = {ex.id: ex.docid for ex in raw["test"] if ex.docid is not None}
     label_names = list(adapter.label_names) or [str(i) for i in range(adapter.num_classes)]
