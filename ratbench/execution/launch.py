@@ -184,10 +184,10 @@ def plan(request: RunRequest, device_kind: str = "cpu", collect_missing: bool = 
     for (run_methods, run_datasets, run_preset, run_sets), point in itertools.product(
         requests, grid.sweep_points(axes)
     ):
-        specs += grid.expand(
-            run_methods,
-            run_datasets,
-            seed_list,
+        grid_request = grid.GridRequest(
+            methods=tuple(run_methods),
+            datasets=tuple(run_datasets),
+            seeds=tuple(seed_list),
             preset=run_preset,
             sets=grid.parse_sets([*run_sets, *point]),
             epochs=request.epochs,
@@ -196,9 +196,9 @@ def plan(request: RunRequest, device_kind: str = "cpu", collect_missing: bool = 
             max_cells=request.max_cells,
             precision=request.precision,
             cpu_threads=request.cpu_threads,
-            on_missing=missing.append if collect_missing else None,
             device_kind=device_kind,
         )
+        specs += grid.expand_request(grid_request, on_missing=missing.append if collect_missing else None)
     filehash.save()  # the data files' content hashes, for the next run
     grid.check_sweep_encoders(axes, specs)
     unique: dict[str, CellSpec] = {}  # a sweep of one method's key repeats the grid's other methods
