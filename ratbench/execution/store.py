@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import gzip
 import json
 import math
@@ -284,8 +285,10 @@ class CellFolder:
         parts = self.path.parts
         return "/".join(parts[parts.index(RUNS_DIR) + 1 :]) if RUNS_DIR in parts else str(self.path)
 
+    @functools.cached_property
     def _pending(self) -> Path | None:
-        """The newest finished attempt that is not installed yet (None: there is none)."""
+        """The newest finished attempt that is not installed yet (None: there is none); looked up
+        once per view, not once per file read."""
         finished = sorted(
             self.path.glob(f"{ATTEMPT_PREFIX}*/{METRICS_FILE}"), key=lambda p: (p.stat().st_mtime, str(p))
         )
@@ -293,7 +296,7 @@ class CellFolder:
 
     def file(self, name: str) -> Path:
         """Where the cell's file ``name`` is (it need not exist)."""
-        pending = self._pending()
+        pending = self._pending
         if pending is not None and (pending / name).exists():
             return pending / name
         return self.path / name
@@ -340,7 +343,7 @@ class CellFolder:
 
     def error(self) -> str | None:
         """The traceback of the last failed attempt, when the cell has no newer result."""
-        if self._pending() is not None:
+        if self._pending is not None:
             return None  # the finished attempt's commit removes error.txt
         path = self.path / ERROR_FILE
         return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
