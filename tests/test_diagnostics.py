@@ -37,7 +37,7 @@ def test_the_figures_on_a_scripted_method(tmp_path: Path) -> None:
 
 def test_diagnostics_change_no_result(toy_dataset: type, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The probe's Gumbel draws run on a forked random state: the same metrics without them."""
-    [spec] = _grid(["ver"], [1], n="40")
+    [spec] = _grid(["ver"], [1], epochs=12, n="40")
     run_cells([spec], tmp_path / "with", echo=lambda _: None)
     monkeypatch.setattr(EpochDiagnostics, "measure", lambda self, method: {})
     run_cells([spec], tmp_path / "without", echo=lambda _: None)
