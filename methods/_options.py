@@ -76,6 +76,7 @@ class PerturbOptions:
     (``methods/_vicinal.py``)."""
 
     bounds: ClassVar[dict[str, str]] = {"perturb_rate": "[0, 1]"}
+    key_settings: ClassVar[tuple[str, ...]] = ("perturb_rate",)
 
     perturb_rate: float = 0.0
     """VER's perturbation of the predictor's training mask: the probability of flipping each

@@ -270,6 +270,7 @@ class NIR(Method["NIR.Config"]):
         """hf: leave padding out of the soft model's softmax and the top-k (reference: False)."""
 
         bounds: ClassVar[dict[str, str]] = {"noise_p": "[0, 1]"}
+        key_settings: ClassVar[tuple[str, ...]] = ("noise_p",)
 
     # On a transformer the rationale predictor pools the [CLS] state, as the reference's.
     presets: ClassVar[Presets] = merge_presets(

@@ -49,6 +49,7 @@ class NIRRNP(RNP["NIRRNP.Config"]):
         """Noise proportion: mean replacement probability of a selected token."""
 
         bounds: ClassVar[dict[str, str]] = {"noise_p": "[0, 1]"}
+        key_settings: ClassVar[tuple[str, ...]] = ("noise_p",)
 
     def __init__(self, config: NIRRNP.Config, info: DataInfo, device: torch.device) -> None:
         super().__init__(config, info, device)

@@ -70,6 +70,10 @@ class Config:
     its id hashes), so that a new flag does not make every earlier cell stale. Merged over the
     base classes, as ``bounds``."""
 
+    key_settings: ClassVar[tuple[str, ...]] = ()
+    """Field names that tell this config's variants apart at a glance (``ratbench run --dry-run``
+    prints them per configuration). Merged over the base classes, bases first."""
+
     def __post_init__(self) -> None:
         rules: dict[str, str] = {}
         for klass in reversed(type(self).__mro__):
@@ -122,6 +126,14 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         """Return the config as a plain JSON-compatible dict."""
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def key_fields(cls) -> list[str]:
+        """The ``key_settings`` of the class and its bases that are fields of this class, bases'
+        first, each once."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        merged = [name for klass in reversed(cls.__mro__) for name in vars(klass).get("key_settings", ())]
+        return [name for name in dict.fromkeys(merged) if name in names]
 
     @classmethod
     def neutral_values(cls) -> dict[str, Any]:

@@ -87,6 +87,7 @@ class MethodConfig(Config):
         "sparsity": "(0, 1)",
         "*_lambda": "[0, inf)",
     }
+    key_settings: ClassVar[tuple[str, ...]] = ("sparsity", "lr", "batch_size", "epochs")
 
 
 ConfigT = TypeVar("ConfigT", bound=MethodConfig)

@@ -208,3 +208,39 @@ def test_the_bounds_of_one_method_still_apply_to_it(method: str, key: str, value
     with pytest.raises(RatbenchError) as info:
         METHODS.get(method).Config.resolve({key: value}, owner=method)
     assert str(info.value) == message
+
+
+def test_key_settings_merge_over_the_bases_and_keep_only_fields() -> None:
+    """``key_fields``: the bases' ``key_settings`` first, then the class's own, each once, and only
+    names that are fields (``MethodConfig`` names ``sparsity``, which a config may not have)."""
+
+    class Piece:
+        key_settings = ("width", "epochs")
+
+    @dataclasses.dataclass(frozen=True)
+    class Base(Config):
+        key_settings = ("epochs", "sparsity")
+        epochs: int = 1
+
+    @dataclasses.dataclass(frozen=True)
+    class Mine(Base, Piece):
+        key_settings = ("depth",)
+        width: int = 2
+        depth: int = 3
+
+    assert Mine.key_fields() == ["width", "epochs", "depth"]
+    assert Base.key_fields() == ["epochs"]
+
+
+def test_every_method_shows_its_training_settings_and_its_own_knob() -> None:
+    """``--dry-run`` prints ``key_fields``: every method's epochs and batch size, VER's perturbation
+    rate, NIR's noise proportion; every dataset's encoder and max_len."""
+    from ratbench.registry import DATASETS, METHODS
+
+    for name in METHODS.names():
+        assert {"epochs", "batch_size"} <= set(METHODS.get(name).Config.key_fields()), name
+    assert "perturb_rate" in METHODS.get("ver").Config.key_fields()
+    assert "noise_p" in METHODS.get("nir").Config.key_fields()
+    assert "noise_p" in METHODS.get("nir_rnp").Config.key_fields()
+    for name in DATASETS.names():
+        assert {"encoder", "max_len"} <= set(DATASETS.get(name).Config.key_fields()), name

@@ -26,6 +26,7 @@ class DataConfig(Config):
         "embedding_norm": "(0, inf)",
         "bucket_batches": "[1, inf)",
     }
+    key_settings: ClassVar[tuple[str, ...]] = ("encoder", "embeddings", "max_len", "padding")
 
     max_len: int = 256
     """Keep the first ``max_len`` positions (truncation happens before the vocabulary lookup); with

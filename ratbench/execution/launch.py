@@ -21,21 +21,19 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from ratbench.config import Config
 from ratbench.data import filehash
 from ratbench.errors import MissingDataError, RatbenchError
 from ratbench.execution import grid, store
 from ratbench.execution.cells import CellSpec
 from ratbench.execution.scheduler import Events, GridSummary, Outcome, RunOptions
+from ratbench.registry import DATASETS, METHODS
 
 if TYPE_CHECKING:
     from ratbench.execution.executors import Executor
     from ratbench.execution.tracking import Tracker
-
-SETTING_KEYS = ("sparsity", "perturb_rate", "noise_p", "lr", "batch_size", "epochs")
-"""Method settings that ``--dry-run`` shows per configuration, when the method has them."""
-DATA_SETTING_KEYS = ("encoder", "embeddings", "max_len", "padding")
 
 
 @dataclass(frozen=True)
@@ -260,11 +258,17 @@ def settings_lines(cells: Sequence[CellSpec]) -> list[str]:
         if spec.config_id in seen:
             continue
         seen.add(spec.config_id)
-        method = [f"{key}={spec.method_config[key]}" for key in SETTING_KEYS if key in spec.method_config]
-        data = [f"{key}={spec.dataset_config[key]}" for key in DATA_SETTING_KEYS if key in spec.dataset_config]
+        method = _key_settings(METHODS.get(spec.method).Config, spec.method_config)
+        data = _key_settings(DATASETS.get(spec.dataset).Config, spec.dataset_config)
         preset = (spec.variant or {}).get("preset")
         lines.append(f"  {spec.method} on {spec.dataset}.{spec.subset} (preset {preset}): {', '.join(method + data)}")
     return lines
+
+
+def _key_settings(config_class: type[Config], values: dict[str, Any]) -> list[str]:
+    """``key=value`` for the config's ``key_settings`` in a cell's stored config (which leaves
+    out identity-neutral values)."""
+    return [f"{key}={values[key]}" for key in config_class.key_fields() if key in values]
 
 
 def prepare(cells: Sequence[CellSpec], options: RunOptions) -> list[CellSpec]:
