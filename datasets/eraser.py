@@ -185,8 +185,30 @@ def _read_lines(path: Path) -> tuple[list[tuple[int, str]], list[int]]:
     return lines, undecodable
 
 
+def _split_lines(adapter: DatasetAdapter[Any], split: Split, path: Path) -> list[tuple[int, str]]:
+    """The lines of a split's file (``_read_lines``), its undecodable lines reported as bad."""
+    lines, undecodable = _read_lines(adapter.require_file(split, path))
+    for line_no in undecodable:
+        adapter.bad_line(path, line_no, "not UTF-8 text")
+    return lines
+
+
 class _Bad(Exception):
     """A malformed line (internal: turned into ``bad_line``)."""
+
+
+def _json_object(text: str, required: Sequence[str]) -> dict[str, Any]:
+    """A line's JSON object holding every ``required`` key, else ``_Bad`` saying what is wrong."""
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _Bad(f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+    if not isinstance(row, dict):
+        raise _Bad(f"expected a JSON object, got {type(row).__name__}")
+    missing = [k for k in required if k not in row]
+    if missing:
+        raise _Bad(f"missing key(s) {', '.join(missing)}")
+    return row
 
 
 def _is_int(value: Any) -> bool:
@@ -318,10 +340,8 @@ class Eraser(DatasetAdapter["Eraser.Config"]):
     def read(self, split: Split) -> Iterator[Example]:
         """Yield the annotations of ``split`` (file order, after the carve-out)."""
         cfg = self.config
-        path = self.require_file(split, self.files()[split])
-        lines, undecodable = _read_lines(path)
-        for line_no in undecodable:
-            self.bad_line(path, line_no, "not UTF-8 text")
+        path = self.files()[split]
+        lines = _split_lines(self, split, path)
         stem = cfg.stems()[split]
         group = self._groups[stem]
         units = [_doc_unit(text, i) for i, (_, text) in enumerate(lines)] if cfg.carve_by == "document" else None
@@ -339,15 +359,7 @@ class Eraser(DatasetAdapter["Eraser.Config"]):
             yield example
 
     def _parse(self, text: str, path: Path, line_no: int, annotated: bool) -> Example:
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise _Bad(f"invalid JSON: {exc.msg} (column {exc.colno})") from None
-        if not isinstance(row, dict):
-            raise _Bad(f"expected a JSON object, got {type(row).__name__}")
-        missing = [k for k in REQUIRED_KEYS if k not in row]
-        if missing:
-            raise _Bad(f"missing key(s) {', '.join(missing)}")
+        row = _json_object(text, REQUIRED_KEYS)
         ann_id = row["annotation_id"]
         if not isinstance(ann_id, str) or not ann_id:
             raise _Bad(f"annotation_id must be a non-empty string, got {ann_id!r}")
@@ -511,10 +523,8 @@ class MoviesWordpiece(DatasetAdapter["MoviesWordpiece.Config"]):
     def read(self, split: Split) -> Iterator[Example]:
         """Yield the reviews of ``split`` (file order, after the carve-out)."""
         cfg = self.config
-        path = self.require_file(split, self.files()[split])
-        lines, undecodable = _read_lines(path)
-        for line_no in undecodable:
-            self.bad_line(path, line_no, "not UTF-8 text")
+        path = self.files()[split]
+        lines = _split_lines(self, split, path)
         stem = cfg.stems()[split]
         for i in carve_indices(len(lines), self._groups[stem], split, cfg.carve_seed):
             line_no, text = lines[i]
@@ -524,15 +534,7 @@ class MoviesWordpiece(DatasetAdapter["MoviesWordpiece.Config"]):
                 self.bad_line(path, line_no, str(exc))
 
     def _parse(self, text: str, example_id: str, annotated: bool) -> Example:
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise _Bad(f"invalid JSON: {exc.msg} (column {exc.colno})") from None
-        if not isinstance(row, dict):
-            raise _Bad(f"expected a JSON object, got {type(row).__name__}")
-        missing = [k for k in ("label_ids", "input_ids", "tag_ids") if k not in row]
-        if missing:
-            raise _Bad(f"missing key(s) {', '.join(missing)}")
+        row = _json_object(text, ("label_ids", "input_ids", "tag_ids"))
         label_ids, input_ids, tags = row["label_ids"], row["input_ids"], row["tag_ids"]
         if not isinstance(label_ids, list) or not label_ids or str(label_ids[0]) not in ("0", "1"):
             raise _Bad(f"label_ids[0] must be 0 or 1, got {label_ids!r}")
