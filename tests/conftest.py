@@ -184,11 +184,17 @@ def write_cell(
     f1: float,
     method_changes: dict | None = None,
     data_changes: dict | None = None,
-) -> None:
+    *,
+    preset: str = "paper",
+    limit: int | None = None,
+    precision: str = "fp32",
+    threads: int = 1,
+) -> Path:
     """A finished cell of ``method`` on ``target`` (dataset.subset), as a run writes it but
-    without training: ``spec.json`` with its variant and the installed versions, and a
-    ``metrics.json`` whose P = R = F1 = ``f1`` (pieces: ``f1 - 1``), Acc = 80 + seed (None for a
-    post-hoc method) and acc_gold_rationale = ``f1``."""
+    without training: ``spec.json`` with its variant (``preset``, ``--limit``) and pipeline
+    (``--precision``, ``--cpu-threads``), and a ``metrics.json`` whose P = R = F1 = ``f1``
+    (pieces: ``f1 - 1``), Acc = 80 + seed (None for a post-hoc method) and acc_gold_rationale =
+    ``f1``. Returns the cell's folder."""
     from ratbench.execution import cells, store
     from ratbench.execution.variants import make_variant
     from ratbench.registry import DATASETS, METHODS
@@ -196,20 +202,22 @@ def write_cell(
 
     dataset, _, subset = target.partition(".")
     method_cls = METHODS.get(method)
-    variant = make_variant("paper", method_changes or {}, data_changes or {}, None)
+    variant = make_variant(preset, method_changes or {}, data_changes or {}, limit)
+    marker, plain = sorted((data_changes or {}).items()), preset == "paper" and limit is None
     spec = cells.CellSpec(
         method=method,
         method_version=method_cls.version,
-        method_config={**(method_changes or {}), "marker": repr(sorted((data_changes or {}).items()))},
+        # the variant is not in the identity: the marker gives each variant its own config id
+        method_config={**(method_changes or {}), "marker": repr(marker if plain else [preset, marker, limit])},
         dataset=dataset,
         dataset_version=DATASETS.get(dataset).version,
         subset=subset,
         dataset_config={},
         dataset_fingerprint={},
         eval_version=EVAL_VERSION,
-        limit=None,
+        limit=limit,
         seed=seed,
-        pipeline=pipeline("fp32"),
+        pipeline=pipeline(precision, threads),
         variant=variant,
     )
     folder = store.cell_dir(root, spec)
@@ -227,6 +235,7 @@ def write_cell(
         "versions": {"ratbench": "0.test", "git": "abc123", "torch": "2.test", "python": "3.test"},
     }
     store.atomic_write_json(folder / store.METRICS_FILE, metrics)
+    return folder
 
 
 @pytest.fixture

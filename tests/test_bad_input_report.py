@@ -3,7 +3,7 @@ D31, D32, ``--with-paper`` beside no rows), each as a real ``ratbench`` process:
 line saying what is wrong, and a table or report that is never garbage (a row is one method and
 one variant, said in words; a grid slot is filled only by a cell of the grid's variant).
 
-Results folders are written without training (``_cell``: the spec and ids a run writes, with its
+Results folders are written without training (``conftest.write_cell``: the spec and ids a run writes, with its
 ``--precision`` and ``--cpu-threads`` in the pipeline). The cases run as subprocesses three at a
 time in a module fixture; each test then checks one.
 """
@@ -20,91 +20,40 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from bad_input import Case, check_outcome, run_cases
+from conftest import write_cell
 
 from ratbench.execution import cells, store
-from ratbench.execution.variants import make_variant
-from ratbench.registry import DATASETS, METHODS
-from ratbench.versions import EVAL_VERSION, pipeline
 
 HF = {"data.encoder": "hf:bert-base-uncased"}
 GLOVE = {"data.embeddings": "glove:/data/glove.6B.100d.txt"}  # what `run --grid table1 --data-dir /data` records
 
 
-def _cell(
-    root: Path,
-    method: str,
-    target: str,
-    seed: int,
-    f1: float,
-    *,
-    preset: str = "paper",
-    method_changes: dict | None = None,
-    data: dict | None = None,
-    limit: int | None = None,
-    precision: str = "fp32",
-    threads: int = 1,
-) -> Path:
-    """A finished cell as a run writes it, without training: P = R = F1 = ``f1``, pieces one
-    lower, Acc = 80 + seed (None for a post-hoc method). Returns its folder."""
-    dataset, _, subset = target.partition(".")
-    method_cls = METHODS.get(method)
-    spec = cells.CellSpec(
-        method=method,
-        method_version=method_cls.version,
-        method_config={**(method_changes or {}), "marker": repr([preset, sorted((data or {}).items()), limit])},
-        dataset=dataset,
-        dataset_version=DATASETS.get(dataset).version,
-        subset=subset,
-        dataset_config={},
-        dataset_fingerprint={},
-        eval_version=EVAL_VERSION,
-        limit=limit,
-        seed=seed,
-        pipeline=pipeline(precision, threads),
-        variant=make_variant(preset, method_changes or {}, data or {}, limit),
-    )
-    folder = store.cell_dir(root, spec)
-    folder.mkdir(parents=True)
-    store.atomic_write_json(folder / store.SPEC_FILE, spec.to_json())
-    mode = {"S": 15.0, "Acc": None if method_cls.kind == "post_hoc" else 80.0 + seed, "P": f1, "R": f1, "F1": f1}
-    mode |= {f"piece_{key}": mode[key] - 1 for key in ("S", "P", "R", "F1")}
-    metrics = {
-        "status": "ok",
-        "kind": method_cls.kind,
-        **{key: getattr(spec, key) for key in ("cell_id", "config_id", "method", "dataset", "subset", "seed")},
-        "modes": {"reference": mode, "clean": mode},
-        "finished_at": f"2026-12-01T00:00:0{seed % 10}+0000",
-    }
-    store.atomic_write_json(folder / store.METRICS_FILE, metrics)
-    return folder
-
-
 def _ver_rnp(tmp: Path, rnp_seeds: tuple[int, ...] = (1, 2), rnp_data: dict | None = None) -> None:
     """VER on seeds 1-2 and RNP (on ``rnp_seeds``, with ``rnp_data``) on synthetic.appearance."""
     for seed in (1, 2):
-        _cell(tmp / "r", "ver", "synthetic.appearance", seed, 50.0 + seed)
+        write_cell(tmp / "r", "ver", "synthetic.appearance", seed, 50.0 + seed)
     for seed in rnp_seeds:
-        _cell(tmp / "r", "rnp", "synthetic.appearance", seed, 40.0 + seed, data=rnp_data)
+        write_cell(tmp / "r", "rnp", "synthetic.appearance", seed, 40.0 + seed, data_changes=rnp_data)
 
 
 def _threads_and_precision(tmp: Path) -> None:
     """D5's repro: bf16 seed 1, then fp32 seeds 1-2, then seed 3 on two threads (each its own config id)."""
-    _cell(tmp / "r", "rnp", "synthetic.appearance", 1, 45.0, precision="bf16")
+    write_cell(tmp / "r", "rnp", "synthetic.appearance", 1, 45.0, precision="bf16")
     for seed in (1, 2):
-        _cell(tmp / "r", "rnp", "synthetic.appearance", seed, 40.0 + seed)
-    _cell(tmp / "r", "rnp", "synthetic.appearance", 3, 43.0, threads=2)
+        write_cell(tmp / "r", "rnp", "synthetic.appearance", seed, 40.0 + seed)
+    write_cell(tmp / "r", "rnp", "synthetic.appearance", 3, 43.0, threads=2)
 
 
 def _table3_smoke(tmp: Path) -> None:
     """A demo, hf:minilm, limit-60 smoke cell of RNP on FEVER, and VER on FEVER as Table 3's grid runs it."""
     smoke = {"data.encoder": "hf:minilm", "data.max_len": 128}
-    _cell(tmp / "r", "rnp", "eraser.fever", 1, 30.0, preset="demo", data=smoke, limit=60)
-    _cell(tmp / "r", "ver", "eraser.fever", 1, 40.0, data=HF)
+    write_cell(tmp / "r", "rnp", "eraser.fever", 1, 30.0, preset="demo", data_changes=smoke, limit=60)
+    write_cell(tmp / "r", "ver", "eraser.fever", 1, 40.0, data_changes=HF)
 
 
 def _corrupt(tmp: Path) -> None:
     _ver_rnp(tmp)
-    folder = _cell(tmp / "r", "rnp", "synthetic.appearance", 3, 43.0)
+    folder = write_cell(tmp / "r", "rnp", "synthetic.appearance", 3, 43.0)
     (folder / store.METRICS_FILE).write_text('{"status": "ok", "modes": {"ref')
 
 
@@ -121,12 +70,12 @@ def _fifo(tmp: Path) -> None:
 
 def _beer_appearance(tmp: Path) -> None:
     for seed in (1, 2):
-        _cell(tmp / "r", "rnp", "beer.appearance", seed, 60.0 + seed, data=GLOVE)
+        write_cell(tmp / "r", "rnp", "beer.appearance", seed, 60.0 + seed, data_changes=GLOVE)
 
 
 def _word_rule_first(tmp: Path) -> None:
     for seed in (1, 2):
-        _cell(tmp / "r", "rnp", "beer.appearance", seed, 30.0, data={**HF, "data.word_rule": "first"})
+        write_cell(tmp / "r", "rnp", "beer.appearance", seed, 30.0, data_changes={**HF, "data.word_rule": "first"})
 
 
 def _csv_without_verdict(tmp: Path, out: str, err: str) -> bool:
@@ -210,7 +159,7 @@ CASES: dict[str, Case] = {
     "d19-metric-not-available": Case(
         [*TABLE, "--compare", "lime,rnp", "--compare-metric", "Acc"], 2,
         "error: --compare lime,rnp: nothing to compare: lime has no Acc on synthetic.appearance (N/A)",
-        prepare=lambda tmp: [_cell(tmp / "r", m, "synthetic.appearance", 1, 40.0) for m in ("lime", "rnp")],
+        prepare=lambda tmp: [write_cell(tmp / "r", m, "synthetic.appearance", 1, 40.0) for m in ("lime", "rnp")],
     ),
     "d19-different-data-settings": Case(
         [*TABLE, "--compare", "ver,rnp"], 2,
@@ -281,6 +230,6 @@ def test_bad_input_report(outcomes: dict, name: str) -> None:
 
 def test_cells_written_here_are_what_a_run_writes(tmp_path: Path) -> None:
     """``_cell`` writes a spec whose ids are its own and a metrics.json a finished cell has."""
-    folder = _cell(tmp_path, "rnp", "synthetic.appearance", 1, 40.0, threads=2)
+    folder = write_cell(tmp_path, "rnp", "synthetic.appearance", 1, 40.0, threads=2)
     spec = json.loads((folder / store.SPEC_FILE).read_text())
     assert cells.CellSpec.from_json(spec).cell_id == spec["cell_id"] and store.read_metrics(folder) is not None
