@@ -15,6 +15,12 @@ from ratbench.errors import DataFormatError, MissingDataError
 from ratbench.types import Example, Split
 
 
+def encoder_kind(encoder: str) -> str:
+    """The family of a ``data.encoder`` value: ``word``, or ``hf`` for ``hf:PATH_OR_NAME`` (the
+    names of ``Method.encoders`` and of the ``hf/`` preset scopes)."""
+    return encoder.partition(":")[0]
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig(Config):
     """Preprocessing choices shared by word-level datasets; each one enters the cell identity."""

@@ -20,7 +20,7 @@ from typing import Any
 from tabulate import tabulate
 
 from ratbench.counts import safe_div
-from ratbench.data.adapter import DataConfig, DatasetAdapter
+from ratbench.data.adapter import DataConfig, DatasetAdapter, encoder_kind
 from ratbench.data.encoders import HFEncoder, layout
 from ratbench.data.vocab import build_vocab
 from ratbench.errors import MissingDataError
@@ -81,7 +81,7 @@ def _measure(adapter: DatasetAdapter) -> Measure:
 def _split_stats(
     split: str, examples: list[Example], vocab_words: dict[str, int] | None, config: DataConfig, measure: Measure
 ) -> SplitStats:
-    kind = config.encoder.partition(":")[0]
+    kind = encoder_kind(config.encoder)
     kept, cut_documents, cut_queries = [], 0, 0
     for ex in examples:
         query, document, words = measure(ex)

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ratbench.data.adapter import encoder_kind
 from ratbench.errors import MissingDataError, RatbenchError
 from ratbench.types import EncodedExample, Example
 
@@ -93,7 +94,7 @@ def check_room(config: DataConfig) -> None:
     """Refuse a ``max_len`` that leaves no position for the document (before any cell: such a
     cell trains on empty documents). The check assumes a query (ERASER's claims), the worst case,
     since the config alone does not say whether the dataset has one."""
-    kind = config.encoder.partition(":")[0]
+    kind = encoder_kind(config.encoder)
     if kind not in SPECIALS:
         return
     minimum = next(n for n in range(1, 64) if layout(n, 1, n, config.max_query_len, kind)[1] >= 1)

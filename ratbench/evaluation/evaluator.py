@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -159,7 +159,7 @@ def gold_text(batch: Batch) -> Batch:
     return dataclasses.replace(batch, mask=batch.gold + batch.context, selectable=batch.gold)
 
 
-def predictor_accuracy(method: Method, batches: Iterable[Batch], which: str) -> float | None:
+def predictor_accuracy(method: Method, batches: Iterable[Batch], which: Literal["full", "gold"]) -> float | None:
     """Accuracy (percent) of the method's predictor on the full text (``which="full"``) or on
     the gold rationale (``"gold"``: ``gold_text``, the context stays visible); None if the
     method has no predictor."""

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ratbench.config import canonical_json
-from ratbench.data.adapter import DataConfig, DatasetAdapter
+from ratbench.data.adapter import DataConfig, DatasetAdapter, encoder_kind
 from ratbench.data.encoders import check_encoder
 from ratbench.data.vocab import check_embeddings
 from ratbench.errors import MissingDataError, RatbenchError, did_you_mean
@@ -280,7 +280,7 @@ def data_config_layers(
         table = METHODS.get(method).data_presets.get(preset, {})
         if table:
             encoder = encoder or adapter_cls.Config.resolve(*layers, *user, owner=dataset).encoder
-            scopes = preset_scopes(dataset, subset, encoder.partition(":")[0])
+            scopes = preset_scopes(dataset, subset, encoder_kind(encoder))
             layers += [table[scope] for scope in scopes if scope in table]
     return layers, user
 
@@ -620,7 +620,7 @@ def _method_config(
     """The config of ``method`` on ``dataset.subset`` (its preset's scopes for the adapter's
     encoder < ``--set <method>.*`` < ``--epochs``) and the cell's variant: what the config and
     the data config change from the preset alone."""
-    encoder = adapter.config.encoder.partition(":")[0]
+    encoder = encoder_kind(adapter.config.encoder)
     if encoder not in method_cls.encoders:
         raise RatbenchError(
             f"method {method} runs on the {' or '.join(method_cls.encoders)} encoder only, not on "

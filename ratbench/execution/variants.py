@@ -17,7 +17,7 @@ The variant is computed when the grid is expanded and stored in each cell's ``sp
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 Variant = dict[str, Any]
@@ -81,8 +81,3 @@ def row_labels(method: str, variants: Sequence[Mapping[str, Any]]) -> list[str]:
 def describe(variant: Mapping[str, Any]) -> str:
     """All of the variant in words, for a table's notes."""
     return ", ".join(items(variant))
-
-
-def unique(values: Iterable[str]) -> list[str]:
-    """``values`` without repeats, in first-seen order."""
-    return list(dict.fromkeys(values))

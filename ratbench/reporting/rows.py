@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from ratbench.data.adapter import encoder_kind
 from ratbench.errors import RatbenchError
 from ratbench.execution.variants import row_labels
 from ratbench.versions import EVAL_VERSION, PIPELINE_VERSION
@@ -215,7 +216,7 @@ def labels_for(rows: list[Row]) -> dict[Row, str]:
 def row_encoder(row: Row) -> str:
     """The encoder family (``word`` or ``hf``) of a row's variant."""
     data = (json.loads(row.variant) or {}).get("data") or {}
-    return str(data.get("data.encoder", "word")).partition(":")[0]
+    return encoder_kind(str(data.get("data.encoder", "word")))
 
 
 def method_changes(row: Row) -> dict[str, Any]:

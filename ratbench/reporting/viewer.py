@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ratbench.counts import f1_score, safe_div
+from ratbench.data.adapter import encoder_kind
 from ratbench.errors import RatbenchError
 from ratbench.execution import cells, store
 from ratbench.execution.variants import row_labels
@@ -212,7 +213,7 @@ def load_documents(shown: Sequence[ShownCell], data_dir: Path | None = None) -> 
 def _piece_decoder(adapter: Any, config: Any) -> Callable[[Sequence[str]], tuple[str, ...]]:
     """Word-piece ids (``movies_wordpiece``) as pieces, with the cell's tokenizer when it can be
     loaded from local files; other datasets' tokens are words already."""
-    if not (adapter.tokens_are_piece_ids and config.encoder.startswith("hf:")):
+    if not (adapter.tokens_are_piece_ids and encoder_kind(config.encoder) == "hf"):
         return tuple
     try:
         from ratbench.data.encoders import HFEncoder
