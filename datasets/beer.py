@@ -10,8 +10,9 @@ import io
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
+from ratbench.config import ConfigValueError
 from ratbench.data.adapter import DataConfig, DatasetAdapter, balance_classes
 from ratbench.errors import DataFormatError, RatbenchError
 from ratbench.registry import register_dataset
@@ -98,6 +99,8 @@ class Beer(DatasetAdapter["Beer.Config"]):
     class Config(DataConfig):
         """How the BeerAdvocate files are read, labelled and balanced (all enter the data's identity)."""
 
+        bounds: ClassVar[dict[str, str]] = {"neg_threshold": "[0, 1]", "pos_threshold": "[0, 1]"}
+
         variant: Literal["decorrelated", "correlated"] = "decorrelated"
         """``decorrelated``: the per-aspect files ``reviews.aspect{N}.{train,heldout}.txt(.gz)``
         (VER, FR, A2I); ``correlated``: the shared ``reviews.260k.{train,heldout}.txt(.gz)`` (MGR)."""
@@ -122,15 +125,11 @@ class Beer(DatasetAdapter["Beer.Config"]):
         keeps them with an all-zero rationale (Inter_RAT's reference)."""
 
         def __post_init__(self) -> None:
-            super().__post_init__()
-            problems = []
-            if not 0.0 <= self.neg_threshold < self.pos_threshold <= 1.0:
-                problems.append(
-                    "need 0 <= neg_threshold < pos_threshold <= 1, "
-                    f"got neg_threshold={self.neg_threshold}, pos_threshold={self.pos_threshold}"
+            super().__post_init__()  # the bounds
+            if not self.neg_threshold < self.pos_threshold:
+                raise ConfigValueError(
+                    "pos_threshold", f"must be above neg_threshold ({self.neg_threshold}), got {self.pos_threshold}"
                 )
-            if problems:
-                raise RatbenchError(f"beer dataset config: {'; '.join(problems)}")
 
     # -- files ----------------------------------------------------------------------------
     @property

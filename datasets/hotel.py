@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from ratbench.config import ConfigValueError
 from ratbench.data.adapter import DataConfig, DatasetAdapter, balance_classes
 from ratbench.errors import RatbenchError
 from ratbench.registry import register_dataset
@@ -119,17 +120,13 @@ class Hotel(DatasetAdapter["Hotel.Config"]):
 
         def __post_init__(self) -> None:
             super().__post_init__()
-            problems = []
-            if self.annotation_file:
-                try:
-                    self.annotation_file.format(Aspect="Location")
-                except (KeyError, IndexError, ValueError) as exc:
-                    problems.append(
-                        f"annotation_file may only contain the placeholder {{Aspect}}, got "
-                        f"{self.annotation_file!r} ({exc!r})"
-                    )
-            if problems:
-                raise RatbenchError(f"hotel dataset config: {'; '.join(problems)}")
+            try:
+                self.annotation_file.format(Aspect="Location")
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ConfigValueError(
+                    "annotation_file",
+                    f"may only contain the placeholder {{Aspect}}, got {self.annotation_file!r} ({exc!r})",
+                ) from None
 
     def __init__(self, subset: str, config: DataConfig, data_dir: Path | None = None) -> None:
         super().__init__(subset, config, data_dir)

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ratbench.config import ConfigValueError
 from ratbench.data.adapter import DataConfig, DatasetAdapter
 from ratbench.errors import RatbenchError
 from ratbench.registry import register_dataset
@@ -426,6 +427,16 @@ class Synthetic(DatasetAdapter["Synthetic.Config"]):
     class Config(DataConfig):
         """Generator parameters of the synthetic reviews (they enter the data's identity)."""
 
+        bounds: ClassVar[dict[str, str]] = {
+            "n_train": "[0, inf)",
+            "n_dev": "[0, inf)",
+            "n_test": "[0, inf)",
+            "generator_seed": "[0, inf)",
+            "correlation": "[0, 1]",
+            "label_noise": "[0, 1]",
+            "min_review_len": "[60, inf)",
+        }
+
         n_train: int = 4000
         """Number of training reviews (exactly balanced labels for every subset)."""
         n_dev: int = 1000
@@ -449,29 +460,18 @@ class Synthetic(DatasetAdapter["Synthetic.Config"]):
         not depend on the run seed."""
 
         def __post_init__(self) -> None:
-            super().__post_init__()
-            problems = []
-            for name in ("n_train", "n_dev", "n_test", "generator_seed"):
-                if getattr(self, name) < 0:
-                    problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
-            if not 0.0 <= self.correlation <= 1.0:
-                problems.append(f"correlation must be in [0, 1], got {self.correlation}")
-            if not 0.0 <= self.label_noise <= 1.0:
-                problems.append(f"label_noise must be in [0, 1], got {self.label_noise}")
-            if self.min_review_len < 60:
-                problems.append(f"min_review_len must be >= 60, got {self.min_review_len}")
+            super().__post_init__()  # the bounds
             if self.max_review_len < self.min_review_len + 20:
-                problems.append(
-                    f"max_review_len must be >= min_review_len + 20 = {self.min_review_len + 20}, "
-                    f"got {self.max_review_len}"
+                raise ConfigValueError(
+                    "max_review_len",
+                    f"must be >= min_review_len + 20 = {self.min_review_len + 20}, got {self.max_review_len}",
                 )
-            elif not self.min_review_len < self.mean_review_len < self.max_review_len:
-                problems.append(
-                    f"mean_review_len must lie strictly between min_review_len and max_review_len, "
-                    f"got {self.mean_review_len}"
+            if not self.min_review_len < self.mean_review_len < self.max_review_len:
+                raise ConfigValueError(
+                    "mean_review_len",
+                    f"must lie strictly between min_review_len ({self.min_review_len}) and max_review_len "
+                    f"({self.max_review_len}), got {self.mean_review_len}",
                 )
-            if problems:
-                raise RatbenchError(f"synthetic dataset config: {'; '.join(problems)}")
 
     def read(self, split: Split) -> Iterator[Example]:
         """Yield the reviews of ``split`` labelled (and, on ``test``, annotated) for the subset."""

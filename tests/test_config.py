@@ -244,3 +244,31 @@ def test_every_method_shows_its_training_settings_and_its_own_knob() -> None:
     assert "noise_p" in METHODS.get("nir_rnp").Config.key_fields()
     for name in DATASETS.names():
         assert {"encoder", "max_len"} <= set(DATASETS.get(name).Config.key_fields()), name
+
+
+@pytest.mark.parametrize(
+    ("dataset", "key", "value", "message"),
+    [
+        ("synthetic", "n_train", "-1", "synthetic.n_train must be >= 0, got -1"),
+        ("synthetic", "correlation", "1.5", "synthetic.correlation must be in [0, 1], got 1.5"),
+        ("synthetic", "min_review_len", "59", "synthetic.min_review_len must be >= 60, got 59"),
+        ("synthetic", "max_review_len", "90", "synthetic.max_review_len must be >= min_review_len + 20 = 100, got 90"),
+        (
+            "synthetic",
+            "mean_review_len",
+            "80",
+            "synthetic.mean_review_len must lie strictly between min_review_len (80) and max_review_len (250), got 80",
+        ),
+        ("beer", "neg_threshold", "-0.1", "beer.neg_threshold must be in [0, 1], got -0.1"),
+        ("beer", "pos_threshold", "0.3", "beer.pos_threshold must be above neg_threshold (0.4), got 0.3"),
+        ("hotel", "annotation_file", "{x}.tsv", "hotel.annotation_file may only contain the placeholder {Aspect}"),
+    ],
+)
+def test_dataset_configs_name_the_setting_that_is_wrong(dataset: str, key: str, value: str, message: str) -> None:
+    """Dataset configs bound their fields like method configs; a rule between two fields names
+    the one to change (one problem per message, with the dataset as owner)."""
+    from ratbench.registry import DATASETS
+
+    with pytest.raises(RatbenchError) as info:
+        DATASETS.get(dataset).Config.resolve({key: value}, owner=dataset)
+    assert str(info.value).startswith(message)

@@ -186,7 +186,7 @@ def rationalize_split(method: Method, batches: Iterable[Batch], mode: EvalMode) 
     outputs = []
     for batch in batches:
         if batch.gold is None:
-            raise ValueError("evaluate_rationales needs an annotated split (batch.gold is None)")
+            raise ValueError("rationalize_split needs an annotated split (batch.gold is None)")
         outputs.append((batch, method.rationalize(batch, mode)))
     return outputs
 
