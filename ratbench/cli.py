@@ -642,32 +642,16 @@ def list_plugins() -> None:
 
 
 @main.command(name="info")
-@click.argument("method")
+@click.argument("name")
 @friendly_errors
-def method_info(method: str) -> None:
-    """How faithful METHOD is: its reference code, the parity test that proves it, its remaining
-    deviations (each a config flag) and the batch layout of its `paper` preset."""
-    from ratbench.registry import METHODS
+def plugin_info(name: str) -> None:
+    """What NAME (a method or a dataset) is and what it can be set to. A method: its reference
+    code, the parity test that proves it, its remaining deviations (each a config flag) and the
+    batch layout of its `paper` preset. Both: every `--set` key with its default (the paper's),
+    type, range and meaning, and the presets."""
+    from ratbench.reporting.describe import describe
 
-    cls = METHODS.get(method)
-    click.echo(f"{method} ({cls.kind}, version {cls.version}): {cls.description}")
-    click.echo(f"  encoders: {', '.join(cls.encoders)}")
-    provenance = cls.provenance
-    if provenance is None:
-        click.echo("  reference: not recorded (a plugin without `provenance`)")
-        return
-    click.echo(f"  reference: {provenance.reference or 'none (no public reference code)'}")
-    click.echo(f"  proven by: {provenance.proven_by}")
-    if provenance.layout:
-        click.echo(f"  paper layout: {provenance.layout}")
-    paper_data = cls.data_presets.get("paper", {})
-    if paper_data:
-        settings = "; ".join(f"{scope}: {values}" for scope, values in paper_data.items())
-        click.echo(f"  paper data settings: {settings}")
-    deviations = provenance.deviations
-    click.echo("  deviations (flag (reference value): what differs):" if deviations else "  deviations: none")
-    for deviation in deviations:
-        click.echo(f"    - {deviation}")
+    click.echo("\n".join(describe(name)))
 
 
 if __name__ == "__main__":

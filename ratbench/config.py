@@ -7,13 +7,17 @@ wrong type is an error, never a silent default.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
 import fnmatch
 import hashlib
+import inspect
+import itertools
 import json
 import math
 import re
+import textwrap
 import types
 import typing
 from collections.abc import Mapping
@@ -75,9 +79,7 @@ class Config:
     prints them per configuration). Merged over the base classes, bases first."""
 
     def __post_init__(self) -> None:
-        rules: dict[str, str] = {}
-        for klass in reversed(type(self).__mro__):
-            rules.update(vars(klass).get("bounds", {}))
+        rules = self.merged_bounds()
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if not isinstance(value, int | float) or isinstance(value, bool):
@@ -128,6 +130,31 @@ class Config:
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
+    def _merged(cls, attribute: str) -> dict[str, Any]:
+        """The dict class attribute ``attribute`` of the class and its bases, merged (a subclass's
+        entry wins)."""
+        merged: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(vars(klass).get(attribute, {}))
+        return merged
+
+    @classmethod
+    def merged_bounds(cls) -> dict[str, str]:
+        """The ``bounds`` of the class and its bases, merged."""
+        return cls._merged("bounds")
+
+    @classmethod
+    def field_docs(cls) -> dict[str, str]:
+        """Each field's attribute docstring (the string under its declaration), from the nearest
+        class that documents it; fields without one, or whose source cannot be read, are absent."""
+        docs: dict[str, str] = {}
+        for klass in reversed(cls.__mro__):
+            with contextlib.suppress(OSError, TypeError, SyntaxError):
+                docs.update(_attribute_docstrings(klass))
+        names = {f.name for f in dataclasses.fields(cls)}
+        return {name: doc for name, doc in docs.items() if name in names}
+
+    @classmethod
     def key_fields(cls) -> list[str]:
         """The ``key_settings`` of the class and its bases that are fields of this class, bases'
         first, each once."""
@@ -138,16 +165,33 @@ class Config:
     @classmethod
     def neutral_values(cls) -> dict[str, Any]:
         """The ``identity_neutral`` entries of the class and its bases, merged."""
-        neutral: dict[str, Any] = {}
-        for klass in reversed(cls.__mro__):
-            neutral.update(vars(klass).get("identity_neutral", {}))
-        return neutral
+        return cls._merged("identity_neutral")
 
     def identity_dict(self) -> dict[str, Any]:
         """``to_dict`` without the ``identity_neutral`` fields at their neutral value (``resolve``
         of it gives this config back: those fields take their defaults)."""
         neutral = self.neutral_values()
         return {k: v for k, v in self.to_dict().items() if not (k in neutral and neutral[k] == v)}
+
+
+def _attribute_docstrings(klass: type) -> dict[str, str]:
+    """``{name: docstring}`` of the annotated attributes of ``klass``'s own body that are followed
+    by a string literal (PEP 257's attribute docstrings), read from its source."""
+    if klass is object or klass.__module__ == "builtins":
+        return {}
+    tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    docs = {}
+    for declaration, following in itertools.pairwise(body):
+        if (
+            isinstance(declaration, ast.AnnAssign)
+            and isinstance(declaration.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            docs[declaration.target.id] = inspect.cleandoc(following.value.value)
+    return docs
 
 
 def _jsonable(value: Any) -> Any:

@@ -272,3 +272,36 @@ def test_dataset_configs_name_the_setting_that_is_wrong(dataset: str, key: str, 
     with pytest.raises(RatbenchError) as info:
         DATASETS.get(dataset).Config.resolve({key: value}, owner=dataset)
     assert str(info.value).startswith(message)
+
+
+def test_every_setting_of_every_plugin_has_a_docstring() -> None:
+    """`ratbench info NAME` explains each `--set` key from the docstring under its declaration:
+    every field of every registered method and dataset config has one."""
+    from ratbench.registry import DATASETS, METHODS
+
+    configs = {name: METHODS.get(name).Config for name in METHODS.names()}
+    configs |= {name: DATASETS.get(name).Config for name in DATASETS.names()}
+    undocumented = [
+        f"{owner}.{field.name}"
+        for owner, config in configs.items()
+        for field in dataclasses.fields(config)
+        if not config.field_docs().get(field.name)
+    ]
+    assert undocumented == []
+
+
+def test_field_docs_come_from_the_nearest_class_that_documents_the_field() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Base(Config):
+        width: int = 1
+        """How wide."""
+        depth: int = 2
+        """How deep."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Mine(Base):
+        width: int = 3  # a new default only: the base's docstring stays
+        depth: int = 4
+        """Deeper."""
+
+    assert Mine.field_docs() == {"width": "How wide.", "depth": "Deeper."}

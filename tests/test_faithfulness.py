@@ -4,6 +4,7 @@ README's faithfulness table names the same reference and tests."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -62,3 +63,32 @@ def test_ratbench_info_prints_reference_proof_and_flags() -> None:
     assert "padded to data.max_len" in result.output
     unknown = CliRunner().invoke(main, ["info", "vre"])
     assert unknown.exit_code == 2 and "ver" in unknown.output
+
+
+def test_ratbench_info_prints_every_setting_with_its_default_range_meaning_and_presets() -> None:
+    """Each `--set` key of VER under `settings`: default, type, range and the docstring under
+    its declaration (VER's own for `perturb_rate`, the piece's for `tau`); then the presets."""
+    result = CliRunner().invoke(main, ["info", "ver"])
+    assert result.exit_code == 0, result.output
+    settings = result.output.split("  settings (--set ver.KEY=VALUE)")[1].split("  presets")[0]
+    assert "    perturb_rate = 0.3  (float, in [0, 1])\n        p: probability of flipping" in settings
+    assert "    tau = 1.0  (float, > 0)\n        Gumbel-softmax temperature.\n" in settings
+    assert "    short_rows = 'reference'  (one of 'reference', 'clamp')\n" in settings
+    assert "    test_batch_size = None  (int or None, >= 1)\n" in settings
+    entries = re.findall(r"^    (\w+) = ", settings, flags=re.MULTILINE)
+    assert entries == [field.name for field in dataclasses.fields(METHODS.get("ver").Config)]
+    assert "    demo   *: epochs=10, batch_size=32, hidden_dim=64, lr=0.003" in result.output  # aligned under paper
+
+
+def test_ratbench_info_describes_a_dataset_and_names_both_kinds_when_unknown() -> None:
+    result = CliRunner().invoke(main, ["info", "synthetic"])
+    assert result.exit_code == 0, result.output
+    assert "  subsets: appearance, aroma, palate" in result.output
+    assert "    correlation = 0.6  (float, in [0, 1])\n        Loading rho" in result.output
+    assert "    demo  *: n_train=2000, n_dev=500, n_test=500" in result.output
+    unknown = CliRunner().invoke(main, ["info", "synthtic"])
+    assert unknown.exit_code == 2
+    assert (
+        unknown.output
+        == "error: unknown method or dataset 'synthtic' (did you mean 'synthetic'?); `ratbench ls` lists them\n"
+    )
