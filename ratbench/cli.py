@@ -118,7 +118,8 @@ def main() -> None:
     "sets",
     multiple=True,
     metavar="SCOPE.KEY=VALUE",
-    help="Override a config value; SCOPE is a method, a dataset or 'data' (all datasets). Repeatable.",
+    help="Override a config value; SCOPE is a method, a dataset or 'data' (all datasets); "
+    "`ratbench info SCOPE` lists the keys. Repeatable.",
 )
 @click.option(
     "--sweep",
