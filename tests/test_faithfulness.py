@@ -86,6 +86,8 @@ def test_ratbench_info_describes_a_dataset_and_names_both_kinds_when_unknown() -
     assert "  subsets: appearance, aroma, palate" in result.output
     assert "    correlation = 0.6  (float, in [0, 1])\n        Loading rho" in result.output
     assert "    demo  *: n_train=2000, n_dev=500, n_test=500" in result.output
+    shared = CliRunner().invoke(main, ["info", "data"])  # the --set scope of every dataset
+    assert shared.exit_code == 0 and "    max_len = 256  (int, >= 1)\n" in shared.output
     unknown = CliRunner().invoke(main, ["info", "synthtic"])
     assert unknown.exit_code == 2
     assert (

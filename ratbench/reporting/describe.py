@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ratbench.config import Config, describe_interval
+from ratbench.data.adapter import DataConfig
 from ratbench.errors import RatbenchError, did_you_mean
 from ratbench.registry import DATASETS, METHODS
 
@@ -28,7 +29,10 @@ def describe(name: str) -> list[str]:
         return method_lines(name)
     if name in DATASETS.names():
         return dataset_lines(name)
-    choices = [*METHODS.names(), *DATASETS.names()]
+    if name == "data":  # the --set scope of every dataset
+        title = "data: the settings every dataset shares (--set data.KEY=VALUE sets them on all)"
+        return [title, *settings_lines(DataConfig, "data")]
+    choices = [*METHODS.names(), *DATASETS.names(), "data"]
     raise RatbenchError(f"unknown method or dataset {name!r}{did_you_mean(name, choices)}; `ratbench ls` lists them")
 
 
