@@ -368,7 +368,7 @@ def check_encoder(config: DataConfig) -> None:
         )
 
 
-def make_encoder(config: DataConfig, tokens_are_piece_ids: bool = False) -> TextEncoder:
+def make_text_encoder(config: DataConfig, tokens_are_piece_ids: bool = False) -> TextEncoder:
     """The encoder that ``config.encoder`` names."""
     check_encoder(config)
     if config.encoder == "word":

@@ -25,7 +25,7 @@ import ratbench
 from ratbench.counts import safe_div
 from ratbench.data.adapter import DatasetAdapter
 from ratbench.data.batching import eval_batches, train_batches
-from ratbench.data.encoders import make_encoder
+from ratbench.data.encoders import make_text_encoder
 from ratbench.errors import RatbenchError
 from ratbench.evaluation.diagnostics import PROBE_EXAMPLES, EpochDiagnostics
 from ratbench.evaluation.evaluator import (
@@ -163,7 +163,7 @@ def prepare_data(spec: cells.CellSpec, data_dir: Path | None = None) -> Prepared
             raise RatbenchError(f"dataset {spec.dataset}.{spec.subset} has no {split} examples")
     if any(ex.rationale is None for ex in raw["test"]):
         raise RatbenchError(f"dataset {spec.dataset}.{spec.subset}: every test example needs a rationale")
-    encoder = make_encoder(config, adapter.tokens_are_piece_ids)
+    encoder = make_text_encoder(config, adapter.tokens_are_piece_ids)
     encoder.fit(raw)
     splits = {split: [encoder.encode(ex) for ex in examples] for split, examples in raw.items()}
     tokens = sum(len(ex.ids) if ex.selectable is None else int(ex.selectable.sum()) for ex in splits["test"])
