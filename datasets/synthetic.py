@@ -3,7 +3,7 @@
 The data is a pure function of ``(config, split)``: nothing is downloaded or cached on disk. The
 same review texts serve every subset; a subset only chooses which aspect's rating is the label
 and which aspect's sentences are the gold rationale, exactly like the five scores of a beer
-review. See :class:`Synthetic` for the generative process and :func:`generate_reviews` for the
+review. See ``datasets/synthetic.md`` for the generative process and :func:`generate_reviews` for the
 review-level output (all five scores, labels, described polarities and aspect spans), which
 analyses and tests can use directly.
 """
@@ -353,66 +353,12 @@ def _generate(cfg: Synthetic.Config, split: Split) -> tuple[Review, ...]:
 class Synthetic(DatasetAdapter["Synthetic.Config"]):
     """Synthetic multi-aspect reviews with planted gold rationales (no downloads).
 
-    A deterministic stand-in for the BeerAdvocate data of Lei et al. (2016): lowercased English
-    reviews, tokens separated by single spaces with "." and "," as tokens of their own, five
-    aspect ratings per review (appearance, aroma, palate, taste, overall) of which the first
-    three are the subsets. All subsets share the same review texts; a subset picks the aspect
-    whose binary rating is the label and whose sentences are the gold rationale.
-
-    Generative process, per split (``train``, ``dev``, ``test``; each its own random stream
-    seeded by ``generator_seed`` and a fixed sha256-derived split constant, so the data is a pure
-    function of the config and never depends on the run seed):
-
-    1. Ratings. A shared latent quality ``q ~ N(0, 1)`` and independent ``eps_a ~ N(0, 1)`` give
-       ``score_a = correlation * q + sqrt(1 - correlation**2) * eps_a`` for each of the five
-       aspects, and the label ``y_a = [score_a > 0]``. Two aspects' scores thus correlate with
-       ``correlation**2`` and their labels with ``(2 / pi) * arcsin(correlation**2)`` (0.23 at the
-       default 0.6): the other aspects are informative but imperfect shortcuts. On ``train`` the
-       latents come in antithetic pairs ``(q, eps)`` / ``(-q, -eps)`` in a shuffled order, which
-       keeps their law and makes every subset exactly balanced (within one example for odd
-       ``n_train``); ``dev`` and ``test`` are i.i.d. (balanced only in expectation).
-    2. Described sentiment. Each aspect's text expresses polarity ``y_a``, flipped with
-       probability ``label_noise`` (independently per aspect and review). The wording strength
-       follows ``|score_a|``: weak below 0.4 ("decent", "slightly disappointing", negations such
-       as "not bad", "not very good", "hardly impressive"), moderate below 1.1 ("great", "poor",
-       "really nice"), strong above ("superb", "extremely impressive", "absolutely awful"), with a
-       one-step jitter for 25% of the phrases. Most sentiment words are shared by all aspects, so
-       only the aspect nouns around them tell which aspect they rate; some are aspect-specific
-       ("murky" head, "skunky" nose, "watery" body, "cloying" taste).
-    3. Aspect sentences. Each aspect gets 1-3 sentences (more in longer reviews) of 4-16 tokens,
-       the first carrying sentiment and each further one carrying sentiment with probability 0.5
-       (else it is purely descriptive: colors, hop and malt notes, body and carbonation). Every
-       aspect sentence names at least one noun of its own aspect (:data:`ASPECT_NOUNS`: "head",
-       "lacing", "color" / "smell", "nose", "aroma" / "mouthfeel", "body", "carbonation" / ...)
-       and none of another aspect. Appearance, aroma and palate are always described; taste and
-       overall are each left out with probability 0.1.
-    4. Length and fillers. A target length is drawn as ``min_review_len + (max_review_len -
-       min_review_len) * Beta(2, b)`` with ``b`` set so the mean is ``mean_review_len``. If the
-       aspect sentences exceed it, extra sentences and then the taste/overall aspects are
-       dropped; neutral filler sentences ("poured into a snifter .", "had it with friends last
-       weekend .", bottle dates, prices, where it was bought...) from about 30 templates are then
-       added up to the sentence boundary nearest the target, never leaving
-       ``[min_review_len, max_review_len]``. Each aspect's sentences stay together as one block;
-       the blocks and the fillers are shuffled, so aspect order and position carry no signal.
-       Fillers hold no sentiment word and no aspect noun.
-    5. Gold rationale (``test`` only; ``train``/``dev`` examples have ``rationale=None``): 1 on
-       every token of the labelled aspect's sentences, final "." included, and 0 elsewhere; one
-       contiguous span per example, about 11-13% of the tokens on average (beer appearance: 18.5%).
-
-    Example ids are ``f"{split}-{i:06d}"``. :func:`generate_reviews` exposes the review-level
-    truth (all scores, labels, described polarities and spans), :func:`sentiment_polarity`
-    a negation-aware lexicon score of a token sequence.
-
-    Parameters (``Synthetic.Config``, besides the shared :class:`DataConfig` fields):
-        n_train, n_dev, n_test: number of reviews per split.
-        correlation: loading of every aspect score on the shared latent quality.
-        label_noise: probability that an aspect's described sentiment contradicts its label.
-        min_review_len, max_review_len: bounds of a review's length in tokens.
-        mean_review_len: approximate mean length in tokens.
-        generator_seed: seed of the generator (independent of the run seed).
-
-    Keep ``max_len`` (truncation) at or above ``max_review_len``, or gold spans past the cut
-    are lost, as they are for long beer reviews.
+    A deterministic stand-in for the BeerAdvocate data of Lei et al. (2016): five aspect ratings
+    per review, of which appearance, aroma and palate are the subsets; a subset picks the aspect
+    whose binary rating is the label and whose sentences are the gold rationale. The generative
+    process (ratings from a shared latent quality, described sentiment with label noise, aspect
+    sentences, fillers, the gold span) is in ``datasets/synthetic.md``; ``ratbench info synthetic``
+    lists the settings. Example ids are ``f"{split}-{i:06d}"``.
     """
 
     description = "Synthetic multi-aspect beer-style reviews with planted gold rationales (generated, no download)"
