@@ -225,7 +225,7 @@ class Registry(Generic[T]):
 
         return decorator
 
-    def _unregister(self, name: str) -> None:
+    def unregister(self, name: str) -> None:
         """Remove a plugin (for tests that register throw-away plugins)."""
         self.infos().pop(name, None)
         self._classes.pop(name, None)

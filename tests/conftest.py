@@ -68,7 +68,7 @@ def query_toy_dataset() -> Iterator[type[QueryToy]]:
     """Register ``QueryToy`` as dataset ``querytoy`` for the duration of a test."""
     DATASETS.register("querytoy")(QueryToy)
     yield QueryToy
-    DATASETS._unregister("querytoy")
+    DATASETS.unregister("querytoy")
 
 
 TINY_VOCAB = [
@@ -130,7 +130,7 @@ def toy_dataset() -> Iterator[type[Toy]]:
     """Register ``Toy`` as dataset ``toy`` for the duration of a test."""
     DATASETS.register("toy")(Toy)
     yield Toy
-    DATASETS._unregister("toy")
+    DATASETS.unregister("toy")
 
 
 @pytest.fixture

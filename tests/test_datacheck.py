@@ -51,7 +51,7 @@ class Small(DatasetAdapter):
 def small() -> Iterator[type[Small]]:
     DATASETS.register("small")(Small)
     yield Small
-    DATASETS._unregister("small")
+    DATASETS.unregister("small")
 
 
 def test_report_counts_lengths_oov_gold_and_overlap(small: type[Small]) -> None:

@@ -57,7 +57,7 @@ def new_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.setattr(METHODS.infos()[name], "origin", f"builtin:methods/{name}.py")
     yield
     for name in ("lb_toy", "lb_posthoc", "lb_outside"):
-        METHODS._unregister(name)
+        METHODS.unregister(name)
 
 
 def test_the_grid_is_every_builtin_select_then_predict_method_on_table1s_datasets() -> None:

@@ -43,7 +43,7 @@ def registered(registry: Any, name: str, cls: type) -> Iterator[type]:
     try:
         yield cls
     finally:
-        registry._unregister(name)
+        registry.unregister(name)
 
 
 def refused(registry: Any, name: str, cls: type) -> str:

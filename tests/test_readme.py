@@ -48,13 +48,13 @@ def _load_as_plugin(kind: str, name: str, source: str, tmp_path: Path) -> Iterat
 @pytest.fixture
 def example_method(tmp_path: Path) -> Iterator[ModuleType]:
     yield from _load_as_plugin("methods", "budget_rnp", _block('@register_method("budget_rnp")'), tmp_path)
-    METHODS._unregister("budget_rnp")
+    METHODS.unregister("budget_rnp")
 
 
 @pytest.fixture
 def example_dataset(tmp_path: Path) -> Iterator[ModuleType]:
     yield from _load_as_plugin("datasets", "mytsv", _block('@register_dataset("mytsv")'), tmp_path)
-    DATASETS._unregister("mytsv")
+    DATASETS.unregister("mytsv")
 
 
 def test_readme_method_example_runs_next_to_rnp(example_method: ModuleType, toy_dataset: type, tmp_path: Path) -> None:

@@ -103,12 +103,12 @@ def test_decorator_rejects_taken_names_and_wrong_bases() -> None:
         METHODS.register("rnp")(Other)
     with pytest.raises(RatbenchError, match="must be a subclass of Method"):
         METHODS.register("not_a_method")(dict)  # type: ignore[arg-type]
-    METHODS._unregister("not_a_method")
+    METHODS.unregister("not_a_method")
     METHODS.register("other_test_method")(Other)
     try:
         assert METHODS.get("other_test_method") is Other
     finally:
-        METHODS._unregister("other_test_method")
+        METHODS.unregister("other_test_method")
 
 
 def test_ls_lists_plugins_without_importing_torch() -> None:

@@ -70,7 +70,7 @@ class Scripted(Method):
 def scripted() -> Iterator[type[Scripted]]:
     METHODS.register("scripted")(Scripted)
     yield Scripted
-    METHODS._unregister("scripted")
+    METHODS.unregister("scripted")
 
 
 def _grid(methods: list[str], seeds: list[int], epochs: int | None = None, **sets: str) -> list[cells.CellSpec]:
@@ -200,7 +200,7 @@ def exploding() -> Iterator[type[Exploding]]:
     METHODS.register("exploding")(Exploding)
     yield Exploding
     Exploding.FAIL_AT, Exploding.INTERRUPT = None, False
-    METHODS._unregister("exploding")
+    METHODS.unregister("exploding")
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -293,7 +293,7 @@ def test_the_best_epochs_whole_state_is_restored_counters_included(toy_dataset: 
         [spec] = _grid(["counting"], [1])
         metrics = run_cell(spec, tmp_path)
     finally:
-        METHODS._unregister("counting")
+        METHODS.unregister("counting")
     for mode in ("reference", "clean"):
         assert metrics["modes"][mode]["best_epoch"] == 2
         assert metrics["modes"][mode]["S"] == pytest.approx(100 * 2 * 10 / metrics["data"]["n_test_tokens"])

@@ -70,7 +70,7 @@ class ToyMGR(SelectPredict):
 @pytest.fixture
 def toy_mgr() -> Iterator[type]:
     yield register_method("toy_mgr")(ToyMGR)
-    METHODS._unregister("toy_mgr")
+    METHODS.unregister("toy_mgr")
 
 
 def test_a_multi_generator_method_is_short_and_runs_through_the_runner(

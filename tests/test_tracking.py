@@ -39,7 +39,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         specs = grid.expand(["rnp"], ["toy"], SEEDS, preset="demo", epochs=EPOCHS, sets={"toy": {"n": "12"}})
         summary = run_cells(specs, results, echo=lambda _: None)
     finally:
-        DATASETS._unregister("toy")
+        DATASETS.unregister("toy")
     assert summary.ok and len(summary.finished) == len(SEEDS)
     yield results
 
