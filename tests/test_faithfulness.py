@@ -78,6 +78,7 @@ def test_ratbench_info_prints_every_setting_with_its_default_range_meaning_and_p
     entries = re.findall(r"^    (\w+) = ", settings, flags=re.MULTILINE)
     assert entries == [field.name for field in dataclasses.fields(METHODS.get("ver").Config)]
     assert "    demo   *: epochs=10, batch_size=32, hidden_dim=64, lr=0.003" in result.output  # aligned under paper
+    assert "    demo   *: data.padding='bucket'\n" in result.output  # the data config of its cells
 
 
 def test_ratbench_info_describes_a_dataset_and_names_both_kinds_when_unknown() -> None:

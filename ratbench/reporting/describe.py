@@ -11,12 +11,12 @@ import fnmatch
 import textwrap
 import types
 import typing
-from collections.abc import Mapping
 from typing import Any
 
 from ratbench.config import Config, describe_interval
 from ratbench.data.adapter import DataConfig
 from ratbench.errors import RatbenchError, did_you_mean
+from ratbench.method import Presets
 from ratbench.registry import DATASETS, METHODS
 
 _wrap = textwrap.TextWrapper(100, initial_indent=" " * 8, subsequent_indent=" " * 8, break_on_hyphens=False)
@@ -50,14 +50,10 @@ def method_lines(name: str) -> list[str]:
         ]
         if provenance.layout:
             lines.append(f"  paper layout: {provenance.layout}")
-        paper_data = cls.data_presets.get("paper", {})
-        if paper_data:
-            settings = "; ".join(f"{scope}: {values}" for scope, values in paper_data.items())
-            lines.append(f"  paper data settings: {settings}")
         deviations = provenance.deviations
         lines.append("  deviations (flag (reference value): what differs):" if deviations else "  deviations: none")
         lines += [f"    - {deviation}" for deviation in deviations]
-    return lines + settings_lines(cls.Config, name) + preset_lines(cls.presets)
+    return lines + settings_lines(cls.Config, name) + preset_lines(cls.presets, cls.data_presets)
 
 
 def dataset_lines(name: str) -> list[str]:
@@ -83,14 +79,18 @@ def settings_lines(config: type[Config], owner: str) -> list[str]:
     return lines
 
 
-def preset_lines(presets: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
-    """``--preset NAME``: what each preset changes, per scope (``*``, a dataset, ``hf/``...)."""
-    lines = ["  presets (--preset NAME; scope: what it changes from the defaults):"] if presets else []
-    width = max(map(len, presets), default=0)
-    for preset, scopes in presets.items():
-        for scope, values in scopes.items():
-            changes = ", ".join(f"{key}={value!r}" for key, value in values.items())
-            lines.append(f"    {preset:<{width}}  {scope}: {changes or 'nothing'}")
+def preset_lines(presets: Presets, data_presets: Presets | None = None) -> list[str]:
+    """``--preset NAME``: what each preset changes, per scope (``*``, a dataset, ``hf/``...), in
+    the config and, for a method, in the data config of its cells (``data.KEY``)."""
+    tables = [(presets, ""), (data_presets or {}, "data.")]
+    names = list(dict.fromkeys(name for table, _ in tables for name in table))
+    lines = ["  presets (--preset NAME; scope: what it changes from the defaults):"] if names else []
+    width = max(map(len, names), default=0)
+    for name in names:
+        for table, prefix in tables:
+            for scope, values in table.get(name, {}).items():
+                changes = ", ".join(f"{prefix}{key}={value!r}" for key, value in values.items())
+                lines.append(f"    {name:<{width}}  {scope}: {changes or 'nothing'}")
     return lines
 
 
