@@ -10,9 +10,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Literal, TypeVar, cast
 
+import numpy as np
+
 from ratbench.config import Config
 from ratbench.errors import DataFormatError, MissingDataError
 from ratbench.types import Example, Split
+from ratbench.versions import LIMIT_SHUFFLE_SEED
 
 
 def encoder_kind(encoder: str) -> str:
@@ -198,6 +201,15 @@ class DatasetAdapter(ABC, Generic[DataConfigT]):
             if path.exists()
         }
         return {"name": self.name, "version": self.version, "subset": self.subset, "files": contents}
+
+
+def limit_examples(examples: list[Example], limit: int | None) -> list[Example]:
+    """At most ``limit`` of ``examples`` (``--limit``): the same random subset, in order, for
+    every seed, so that a run and ``ratbench show`` see the same examples."""
+    if limit is None or len(examples) <= limit:
+        return examples
+    keep = np.sort(np.random.default_rng(LIMIT_SHUFFLE_SEED).permutation(len(examples))[:limit])
+    return [examples[i] for i in keep]
 
 
 def balance_classes(examples: list[Example], seed: int) -> list[Example]:

@@ -23,7 +23,7 @@ import torch
 
 import ratbench
 from ratbench.counts import safe_div
-from ratbench.data.adapter import DatasetAdapter
+from ratbench.data.adapter import DatasetAdapter, limit_examples
 from ratbench.data.batching import eval_batches, train_batches
 from ratbench.data.encoders import make_text_encoder
 from ratbench.errors import RatbenchError
@@ -39,7 +39,7 @@ from ratbench.execution import cells, store
 from ratbench.method import Method, MethodConfig
 from ratbench.registry import DATASETS, METHODS
 from ratbench.types import EVAL_MODES, SPLITS, Batch, DataInfo, EncodedExample, EvalMode, Example, RationaleOutput
-from ratbench.versions import LIMIT_SHUFFLE_SEED, source_revision
+from ratbench.versions import source_revision
 
 CUBLAS_WORKSPACE = ":4096:8"  # a fixed cuBLAS workspace: required for deterministic cuBLAS (CUDA >= 10.2)
 
@@ -126,14 +126,6 @@ def resolve_device(name: str) -> torch.device:
     if match.group(1) is not None and int(match.group(1)) >= torch.cuda.device_count():
         raise RatbenchError(f"--device {name}: there are only {torch.cuda.device_count()} visible GPUs (0-based)")
     return torch.device(name)
-
-
-def limit_examples(examples: list[Example], limit: int | None) -> list[Example]:
-    """At most ``limit`` of ``examples``: the same random subset, in order, for every seed."""
-    if limit is None or len(examples) <= limit:
-        return examples
-    keep = np.sort(np.random.default_rng(LIMIT_SHUFFLE_SEED).permutation(len(examples))[:limit])
-    return [examples[i] for i in keep]
 
 
 @dataclass

@@ -197,7 +197,7 @@ def check_data(shown: Sequence[ShownCell], adapter: Any) -> None:
 def load_documents(shown: Sequence[ShownCell], data_dir: Path | None = None) -> dict[str, Document]:
     """The test split of the first shown cell's dataset (its recorded config and limit), by
     example id, after ``check_data``: the files must be those every shown cell was run on."""
-    from ratbench.execution.runner import limit_examples
+    from ratbench.data.adapter import limit_examples
     from ratbench.registry import DATASETS
 
     spec = shown[0].spec
