@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -18,6 +19,7 @@ from ._presets import PADDED_LAYOUT, RNP_PRESETS
 from .rnp import RNP
 
 TestRationale = Literal["average", "first"]
+DevRule = Literal["pooled", "rationale"]
 
 
 class MGRModel(nn.Module):
@@ -82,15 +84,15 @@ class MGR(RNP["MGR.Config"]):
     Deviations, each behind a flag whose default is the reference:
         mask_padding_in_loss (False): as ``rnp``.
         test_rationale (average): ``first`` is the reference's ``--average_test 0``.
+        dev_rule (pooled): the reference selects its epoch on the dev accuracy pooled over every
+            selector's own Gumbel rationale (``norm_beer.py``'s dev loop: the training forward in
+            eval mode; ``Method.dev_accuracy``, checked against the reference's figure by
+            ``tests/test_parity_mgr.py``); ``rationale`` uses the test-time rationale's, the
+            runner's rule for the other methods.
     Not flags (said plainly):
         * the selectors live in an ``nn.ModuleList``; the reference keeps them in a Python list,
           outside ``state_dict()`` (its saved models lose them). The same numbers; ratbench's
           best-epoch restore needs them in the state.
-        * dev accuracy: the reference selects its epoch on the dev accuracy pooled over every
-          selector's own Gumbel rationale (``norm_beer.py``'s dev loop: the training forward in
-          eval mode); the runner computes every method's dev accuracy from ``rationalize``, here
-          the test-time rationale. ``tests/test_parity_mgr.py`` checks that ``forwards`` in eval
-          mode reproduces the reference's pooled figure; the runner has no hook to use it.
         * the reference's printed training accuracy counts the last selector's predictions twice;
           ``train_acc`` (a log, no objective) is the mean over the selectors.
     Left out: ``--share 1`` (one selector GRU shared by every head: the reference puts it in
@@ -104,7 +106,7 @@ class MGR(RNP["MGR.Config"]):
     description = "MGR: several selectors share one predictor; their RNP losses are summed"
     model: MGRModel
     kind = "select_predict"
-    version = "1"
+    version = "2"  # 2: the epoch is selected on the reference's pooled dev accuracy (dev_rule)
 
     @dataclasses.dataclass(frozen=True)
     class Config(RNP.Config):
@@ -117,6 +119,10 @@ class MGR(RNP["MGR.Config"]):
         """The test-time rationale: ``average`` of the selectors' probabilities, one Bernoulli
         sample (reference ``--average_test 1``, its default), or the ``first`` selector's
         (``--average_test 0``)."""
+        dev_rule: DevRule = "pooled"
+        """The dev accuracy that selects the evaluated epoch: ``pooled`` over every selector's own
+        Gumbel rationale and prediction in eval mode (the reference's ``norm_beer.py`` dev loop), or
+        that of the ``test_rationale`` (``rationale``: the runner's rule for every other method)."""
 
         bounds: ClassVar[dict[str, str]] = {"num_gen": "[1, inf)"}
 
@@ -159,12 +165,13 @@ class MGR(RNP["MGR.Config"]):
             "test_rationale (average): first evaluates the first selector alone (--average_test 0)",
             "selectors in an nn.ModuleList (no flag): the reference keeps them in a Python list, outside its "
             "state_dict; the same numbers, and ratbench's best-epoch restore needs them",
-            "dev accuracy (no flag): the reference selects the epoch on the dev accuracy pooled over every selector's "
-            "own Gumbel rationale; the runner uses rationalize's, here the averaged test-time rationale",
+            "dev_rule (pooled): rationale selects the epoch on the test-time rationale's dev accuracy (the runner's "
+            "rule for the other methods) instead of the reference's, pooled over every selector's own Gumbel rationale",
             "data.padding (max_len): as rnp",
             "random stream (no flag): the reference shuffles with torch's generator (ratbench: NumPy) and draws its "
             "test-time Bernoulli sample for both channels (torch.binomial over [B, T, 2]; ratbench: torch.bernoulli "
-            "on the select channel), so one seed gives other draws in both",
+            "on the select channel), and ratbench runs the dev loop once per evaluation mode (reference and clean "
+            "layouts), so one seed gives other draws in both",
         ),
         layout=PADDED_LAYOUT,
     )
@@ -229,6 +236,21 @@ class MGR(RNP["MGR.Config"]):
         return figures
 
     # -- evaluation --------------------------------------------------------------------------
+    @torch.no_grad()
+    def dev_accuracy(self, batches: Iterable[Batch], mode: EvalMode) -> float | None:
+        """``dev_rule=pooled``: the share of right predictions over every selector's forward (its
+        own Gumbel rationale) on every dev example, in eval mode, as the reference's dev loop
+        pools TP/TN/FP/FN over its selectors; ``rationale``: None (the runner's rule)."""
+        if self.config.dev_rule == "rationale":
+            return None
+        self.model.eval()
+        correct = total = 0
+        for batch in batches:
+            for forward in self.forwards(batch):
+                correct += int((forward.logits.argmax(-1) == batch.labels).sum())
+                total += len(batch.labels)
+        return 100 * correct / total if total else 0.0
+
     @torch.no_grad()
     def select(self, batch: Batch, mode: EvalMode) -> torch.Tensor:
         """0/1 rationale ``[B, T]``. ``average``: a Bernoulli sample of the selectors' mean select

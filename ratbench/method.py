@@ -176,6 +176,13 @@ class Method(ABC, Generic[ConfigT]):
         """
         return None
 
+    def dev_accuracy(self, batches: Iterable[Batch], mode: EvalMode) -> float | None:
+        """The dev accuracy (percent) that selects the evaluated epoch, for a method whose
+        reference computes it otherwise than from ``rationalize`` (MGR pools its selectors' own
+        rationales); None, the default, leaves it to the evaluator: the accuracy of
+        ``rationalize``'s predictions. ``batches`` are the dev split's, in ``mode``'s layout."""
+        return None
+
     def state_dict(self) -> dict[str, Any]:
         """Model and optimizer state, and the ``state_attributes``."""
         return {

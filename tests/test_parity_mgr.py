@@ -180,22 +180,35 @@ def dev_batches(fx: dict[str, Any]) -> list[Any]:
 
 
 def compare_reference_dev(method: Method, fx: dict[str, Any]) -> None:
-    """``norm_beer.py``'s dev loop through ``MGR.forwards`` in eval mode: every selector's
-    Gumbel rationale and prediction, TP/TN/FP/FN pooled over the selectors."""
+    """``norm_beer.py``'s dev loop as ``MGR.dev_accuracy`` (``dev_rule=pooled``) runs it, through
+    ``MGR.forwards`` in eval mode: every selector's Gumbel rationale and prediction, TP/TN/FP/FN
+    pooled over the selectors, and the accuracy the runner selects the epoch on."""
     ref, counts = fx["reference_dev"], {"tp": 0, "tn": 0, "fp": 0, "fn": 0}
-    method.model.eval()
-    with torch.no_grad():
-        for b, batch in enumerate(dev_batches(fx)):
-            for i, forward in enumerate(method.forwards(batch)):
-                assert_same(forward.z, ref["rationales"][b][i], f"dev batch {b} selector {i} rationale")
-                assert_same(forward.logits, ref["logits"][b][i], f"dev batch {b} selector {i} logits")
-                pred, labels = forward.logits.argmax(-1), batch.labels
-                counts["tp"] += int(((pred == 1) & (labels == 1)).sum())
-                counts["tn"] += int(((pred == 0) & (labels == 0)).sum())
-                counts["fn"] += int(((pred == 0) & (labels == 1)).sum())
-                counts["fp"] += int(((pred == 1) & (labels == 0)).sum())
+    batches, seen = dev_batches(fx), []
+    forwards = method.forwards
+
+    def recording(batch: Any) -> Any:
+        seen.append(forwards(batch))
+        return seen[-1]
+
+    method.forwards = recording  # type: ignore[method-assign]  # records what the dev loop computes
+    try:
+        accuracy = method.dev_accuracy(batches, "reference")
+    finally:
+        del method.forwards
+    assert len(seen) == len(batches)
+    for b, (batch, selectors) in enumerate(zip(batches, seen, strict=True)):
+        for i, forward in enumerate(selectors):
+            assert_same(forward.z, ref["rationales"][b][i], f"dev batch {b} selector {i} rationale")
+            assert_same(forward.logits, ref["logits"][b][i], f"dev batch {b} selector {i} logits")
+            pred, labels = forward.logits.argmax(-1), batch.labels
+            counts["tp"] += int(((pred == 1) & (labels == 1)).sum())
+            counts["tn"] += int(((pred == 0) & (labels == 0)).sum())
+            counts["fn"] += int(((pred == 0) & (labels == 1)).sum())
+            counts["fp"] += int(((pred == 1) & (labels == 0)).sum())
     assert counts == {key: ref[key] for key in counts}, "pooled dev counts"
     assert (counts["tp"] + counts["tn"]) / sum(counts.values()) == ref["accuracy"]
+    assert accuracy == pytest.approx(100 * ref["accuracy"], rel=1e-12), "the accuracy the epoch is selected on"
 
 
 def compare_one_head(method: Method, fx: dict[str, Any]) -> None:

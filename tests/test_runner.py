@@ -99,6 +99,32 @@ def test_best_dev_epoch_is_strictly_greater_earliest_and_its_state_is_tested(
     assert [e["dev_acc_reference"] for e in epochs] == list(SCRIPTED_DEV_ACC)
 
 
+class OwnDevRule(Scripted):
+    """Scripted, with a dev rule of its own (``Method.dev_accuracy``, as MGR's pooled one)."""
+
+    OWN_DEV_ACC = (10.0, 20.0, 90.0, 30.0)
+
+    def dev_accuracy(self, batches: Iterable[Batch], mode: EvalMode) -> float | None:
+        return self.OWN_DEV_ACC[int(self.model.epoch) - 1]
+
+
+def test_a_methods_own_dev_rule_selects_the_epoch(toy_dataset: type, tmp_path: Path) -> None:
+    """``dev_accuracy`` overrides the accuracy of ``rationalize`` in both modes: epoch 3 (90 %)
+    is kept and evaluated, not epoch 2 (the scripted 80 %)."""
+    METHODS.register("own_dev")(OwnDevRule)
+    try:
+        [spec] = _grid(["own_dev"], [1])
+        assert run_cells([spec], tmp_path, echo=lambda _: None).ok
+    finally:
+        METHODS.unregister("own_dev")
+    metrics = json.loads((store.cell_dir(tmp_path, spec) / store.METRICS_FILE).read_text())
+    for mode in ("reference", "clean"):
+        assert metrics["modes"][mode]["best_epoch"] == 3 and metrics["modes"][mode]["dev_acc"] == 90.0
+        assert metrics["modes"][mode]["S"] == pytest.approx(100 * 3 * 10 / metrics["data"]["n_test_tokens"])
+    epochs = [json.loads(line) for line in (store.cell_dir(tmp_path, spec) / store.EPOCHS_FILE).open()]
+    assert [e["dev_acc_reference"] for e in epochs] == list(OwnDevRule.OWN_DEV_ACC)
+
+
 def test_select_epoch_last_evaluates_the_final_state(toy_dataset: type, scripted: type, tmp_path: Path) -> None:
     """``select_epoch=last`` (Inter_RAT's and DMR's references keep their final model): the last
     epoch is evaluated whatever its dev accuracy, with its own state."""

@@ -391,12 +391,15 @@ def _check_finite_epoch(epoch: int, record: dict[str, Any], epochs_log: IO[str])
 
 
 def _dev_accuracies(run: _CellRun) -> dict[EvalMode, float]:
-    """The dev accuracy of each mode: the full pipeline's, or a post-hoc method's classifier on
-    the full text (the same for both modes)."""
+    """The dev accuracy of each mode: the method's own rule (``Method.dev_accuracy``), else the
+    full pipeline's, or a post-hoc method's classifier on the full text (the same for both modes)."""
+    dev_accs: dict[EvalMode, float | None] = {}
     if run.post_hoc:
         dev_accs = dict.fromkeys(EVAL_MODES, predictor_accuracy(run.method, run.eval_batches("dev"), "full"))
     else:
-        dev_accs = {mode: accuracy(run.method, run.eval_batches("dev"), mode) for mode in EVAL_MODES}
+        for mode in EVAL_MODES:
+            own = run.method.dev_accuracy(run.eval_batches("dev"), mode)  # a method's own rule (MGR)
+            dev_accs[mode] = own if own is not None else accuracy(run.method, run.eval_batches("dev"), mode)
     checked: dict[EvalMode, float] = {}
     for mode, dev_acc in dev_accs.items():
         if dev_acc is None:
