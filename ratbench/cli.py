@@ -93,6 +93,7 @@ def main() -> None:
     \b
     Examples:
       ratbench ls
+      ratbench info ver
       ratbench run --methods ver,rnp --datasets synthetic.appearance --seeds 1-3 --preset demo
       ratbench table --mode reference
     """
