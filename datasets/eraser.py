@@ -185,12 +185,13 @@ def _read_lines(path: Path) -> tuple[list[tuple[int, str]], list[int]]:
     return lines, undecodable
 
 
-def _split_lines(adapter: DatasetAdapter[Any], split: Split, path: Path) -> list[tuple[int, str]]:
-    """The lines of a split's file (``_read_lines``), its undecodable lines reported as bad."""
-    lines, undecodable = _read_lines(adapter.require_file(split, path))
+def _split_lines(adapter: DatasetAdapter[Any], split: Split) -> tuple[Path, list[tuple[int, str]]]:
+    """A split's file and its lines (``_read_lines``), its undecodable lines reported as bad."""
+    path = adapter.require_file(split, adapter.files()[split])
+    lines, undecodable = _read_lines(path)
     for line_no in undecodable:
         adapter.bad_line(path, line_no, "not UTF-8 text")
-    return lines
+    return path, lines
 
 
 class _Bad(Exception):
@@ -340,8 +341,7 @@ class Eraser(DatasetAdapter["Eraser.Config"]):
     def read(self, split: Split) -> Iterator[Example]:
         """Yield the annotations of ``split`` (file order, after the carve-out)."""
         cfg = self.config
-        path = self.files()[split]
-        lines = _split_lines(self, split, path)
+        path, lines = _split_lines(self, split)
         stem = cfg.stems()[split]
         group = self._groups[stem]
         units = [_doc_unit(text, i) for i, (_, text) in enumerate(lines)] if cfg.carve_by == "document" else None
@@ -523,8 +523,7 @@ class MoviesWordpiece(DatasetAdapter["MoviesWordpiece.Config"]):
     def read(self, split: Split) -> Iterator[Example]:
         """Yield the reviews of ``split`` (file order, after the carve-out)."""
         cfg = self.config
-        path = self.files()[split]
-        lines = _split_lines(self, split, path)
+        path, lines = _split_lines(self, split)
         stem = cfg.stems()[split]
         for i in carve_indices(len(lines), self._groups[stem], split, cfg.carve_seed):
             line_no, text = lines[i]

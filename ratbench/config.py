@@ -11,6 +11,7 @@ import ast
 import contextlib
 import dataclasses
 import fnmatch
+import functools
 import hashlib
 import inspect
 import itertools
@@ -79,15 +80,15 @@ class Config:
     prints them per configuration). Merged over the base classes, bases first."""
 
     def __post_init__(self) -> None:
-        rules = self.merged_bounds()
+        intervals = self.field_bounds()
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if not isinstance(value, int | float) or isinstance(value, bool):
                 continue
             if not math.isfinite(value):
                 raise ConfigValueError(field.name, f"must be a finite number, got {value!r}")
-            for pattern, interval in rules.items():
-                if fnmatch.fnmatchcase(field.name, pattern) and not check_interval(value, interval):
+            for interval in intervals[field.name]:
+                if not check_interval(value, interval):
                     raise ConfigValueError(field.name, f"must be {describe_interval(interval)}, got {value!r}")
 
     @classmethod
@@ -130,18 +131,11 @@ class Config:
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
-    def _merged(cls, attribute: str) -> dict[str, Any]:
-        """The dict class attribute ``attribute`` of the class and its bases, merged (a subclass's
-        entry wins)."""
-        merged: dict[str, Any] = {}
-        for klass in reversed(cls.__mro__):
-            merged.update(vars(klass).get(attribute, {}))
-        return merged
-
-    @classmethod
-    def merged_bounds(cls) -> dict[str, str]:
-        """The ``bounds`` of the class and its bases, merged."""
-        return cls._merged("bounds")
+    def field_bounds(cls) -> Mapping[str, tuple[str, ...]]:
+        """Each field's intervals: the ``bounds`` of the class and its bases, merged, whose name
+        or glob matches it (worked out once per class)."""
+        config_class: type = cls  # as a plain class: the cache keys on it (mypy sees Config's instance __hash__)
+        return _field_bounds(config_class)
 
     @classmethod
     def field_docs(cls) -> dict[str, str]:
@@ -165,7 +159,7 @@ class Config:
     @classmethod
     def neutral_values(cls) -> dict[str, Any]:
         """The ``identity_neutral`` entries of the class and its bases, merged."""
-        return cls._merged("identity_neutral")
+        return _merged(cls, "identity_neutral")
 
     def identity_dict(self) -> dict[str, Any]:
         """``to_dict`` without the ``identity_neutral`` fields at their neutral value (``resolve``
@@ -174,6 +168,23 @@ class Config:
         return {k: v for k, v in self.to_dict().items() if not (k in neutral and neutral[k] == v)}
 
 
+def _merged(klass: type, attribute: str) -> dict[str, Any]:
+    """The dict class attribute ``attribute`` of ``klass`` and its bases, merged (a subclass's
+    entry wins)."""
+    merged: dict[str, Any] = {}
+    for base in reversed(klass.__mro__):
+        merged.update(vars(base).get(attribute, {}))
+    return merged
+
+
+@functools.cache
+def _field_bounds(config: type) -> dict[str, tuple[str, ...]]:
+    rules = _merged(config, "bounds")
+    fields = dataclasses.fields(config)
+    return {f.name: tuple(rule for glob, rule in rules.items() if fnmatch.fnmatchcase(f.name, glob)) for f in fields}
+
+
+@functools.cache
 def _attribute_docstrings(klass: type) -> dict[str, str]:
     """``{name: docstring}`` of the annotated attributes of ``klass``'s own body that are followed
     by a string literal (PEP 257's attribute docstrings), read from its source."""

@@ -7,7 +7,6 @@ change (default, type, range and the docstring under the field's declaration) an
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import textwrap
 import types
 import typing
@@ -67,12 +66,12 @@ def dataset_lines(name: str) -> list[str]:
 
 def settings_lines(config: type[Config], owner: str) -> list[str]:
     """Every field of ``config``: ``name = default (type, range)`` and its docstring, wrapped."""
-    types_, docs, bounds = config.field_types(), config.field_docs(), config.merged_bounds()
+    types_, docs, bounds, defaults = config.field_types(), config.field_docs(), config.field_bounds(), config()
     lines = [f"  settings (--set {owner}.KEY=VALUE): KEY = default (type, range), then what it does"]
     for field in dataclasses.fields(config):
         name = field.name
-        ranges = [describe_interval(rule) for pattern, rule in bounds.items() if fnmatch.fnmatchcase(name, pattern)]
-        lines.append(f"    {name} = {_default(field)!r}  ({', '.join([type_name(types_[name]), *ranges])})")
+        kind = ", ".join([type_name(types_[name]), *map(describe_interval, bounds[name])])
+        lines.append(f"    {name} = {getattr(defaults, name)!r}  ({kind})")
         doc = " ".join(docs.get(name, "").replace("``", "`").split())
         if doc:
             lines.append(_wrap.fill(doc))
@@ -105,11 +104,3 @@ def type_name(annotation: Any) -> str:
     if origin is None and isinstance(annotation, type):
         return annotation.__name__
     return str(annotation).replace("typing.", "")
-
-
-def _default(field: dataclasses.Field[Any]) -> Any:
-    if field.default is not dataclasses.MISSING:
-        return field.default
-    if field.default_factory is not dataclasses.MISSING:
-        return field.default_factory()
-    return None
